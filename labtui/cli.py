@@ -1,0 +1,229 @@
+"""`labtui`: launches the UI (lazily importing `screens`) or runs a headless command.
+
+Feature modules add their subcommands through `COMMAND_MODULES`: each defines
+`register(subparsers)` and sets `func=handler` on its parsers; a handler takes the parsed args
+and returns the exit code. Handlers raise `LabError` for anything the user must hear about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from . import __version__
+from .errors import LabError
+
+COMMAND_MODULES = [
+    "labtui.cmd_nodes",
+    "labtui.cmd_cloud",
+    "labtui.cmd_calico",
+    "labtui.cmd_doctor",
+]
+
+
+def _store():
+    from .store import Store
+
+    return Store()
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _ago(ts: float) -> str:
+    delta = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return "just now"
+
+
+def session_summary(store, rec) -> dict[str, Any]:
+    from .wizards import wizard_for
+
+    wizard = wizard_for(rec.wizard)
+    states = store.step_states(rec.id, rec.wizard)
+    step_title = rec.step or ""
+    if wizard is not None and rec.step:
+        try:
+            step_title = wizard.step(rec.step).title
+        except KeyError:
+            pass
+    return {
+        "name": rec.name,
+        "cloud": rec.cloud or "(adopted machines)",
+        "stage": wizard.title if wizard else rec.wizard,
+        "step": rec.step,
+        "step_title": step_title,
+        "done_steps": sum(1 for s in states.values() if s.state == "done"),
+        "total_steps": len(wizard.steps) if wizard else 0,
+        "health": rec.health,
+        "updated": rec.updated,
+        "last_activity": _ago(rec.updated),
+    }
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    store = _store()
+    rows = [session_summary(store, r) for r in store.list_sessions()]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("No labs yet. Start one with: labtui  (then press n)")
+        return 0
+    print(f"{'NAME':20} {'CLOUD':22} {'STAGE / STEP':34} LAST ACTIVITY")
+    for r in rows:
+        stage = f"{r['stage']} / {r['step_title']}"
+        print(f"{r['name']:20} {r['cloud']:22} {stage:34} {r['last_activity']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .wizards import wizard_for
+
+    store = _store()
+    rec = store.get_session(args.name)
+    summary = session_summary(store, rec)
+    steps = []
+    for wizard_id in _wizard_ids(store, rec):
+        wizard = wizard_for(wizard_id)
+        runs = store.step_states(rec.id, wizard_id)
+        for step in (wizard.steps if wizard else []):
+            run = runs.get(step.id)
+            steps.append({"wizard": wizard_id, "step": step.id, "title": step.title,
+                          "state": run.state if run else "pending", "detail": run.detail if run else ""})
+    data = {**summary, "plan": rec.plan, "inputs": rec.inputs, "steps": steps,
+            "changes": [c.__dict__ for c in store.changes(rec.id)], "events": store.count_events(rec.id)}
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"Lab {rec.name}  cloud: {summary['cloud']}  at: {summary['stage']} / {summary['step_title']}")
+    if rec.plan:
+        p = rec.plan
+        print(f"  nodes: {', '.join(n['name'] + '=' + n['address'] + ' (' + n['role'] + ')' for n in p.get('nodes', []))}")
+        print(f"  networks: nodes {p.get('node_subnet')}, pods {p.get('pod_cidr')}, services {p.get('service_cidr')}")
+        print(f"  Kubernetes {p.get('kubernetes')}, Calico {p.get('calico')}, encapsulation {p.get('encapsulation')}")
+    else:
+        print("  plan: not saved yet; inputs so far: " + (", ".join(sorted(rec.inputs)) or "none"))
+    for s in steps:
+        icon = {"done": "●", "failed": "✗", "running": "◐", "skipped": "–"}.get(s["state"], "○")
+        print(f"  {icon} {s['wizard']:8} {s['title']:34} {s['state']}" + (f"  {s['detail']}" if s["detail"] else ""))
+    for c in data["changes"]:
+        print(f"  change #{c['id']}: {c['description']}  (revert: {c['revert_command'] or 'n/a'})")
+    return 0
+
+
+def _wizard_ids(store, rec) -> list[str]:
+    from .wizards import WIZARD_ORDER
+
+    seen = {r.wizard for r in store.step_states(rec.id).values()} | {rec.wizard}
+    return [w for w in WIZARD_ORDER if w in seen]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import paths
+
+    home = paths.state_home()
+    data = {
+        "version": __version__,
+        "state_dir": str(home),
+        "database": str(paths.db_path(home)),
+        "known_hosts": str(paths.known_hosts_path(home)),
+        "log": str(paths.log_path(home)),
+        "sessions_dir": str(home / "sessions"),
+        "LABTUI_HOME": os.environ.get("LABTUI_HOME"),
+    }
+    if args.json:
+        _print_json(data)
+    else:
+        for k, v in data.items():
+            print(f"{k:13} {v}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    store = _store()
+    store.get_session(args.name)  # a clear error before any UI starts
+    if args.headless:
+        return cmd_show(argparse.Namespace(name=args.name, json=False))
+    return launch_ui(resume=args.name)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    store = _store()
+    store.get_session(args.name)
+    if not args.yes:
+        print(f"This deletes the lab {args.name!r} from labtui (not its machines). Re-run with --yes to confirm.")
+        return 1
+    store.delete_session(args.name)
+    print(f"deleted lab {args.name}")
+    return 0
+
+
+def launch_ui(resume: str | None = None) -> int:
+    from screens.app import LabApp  # lazy: the engine never imports the UI
+
+    app = LabApp(resume=resume)
+    app.run()
+    return app.return_code or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labtui", description="A lab assistant from an OpenStack project to a working kubeadm + Calico cluster.")
+    parser.add_argument("--version", action="version", version=f"labtui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("sessions", help="list the saved labs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sessions)
+
+    p = sub.add_parser("show", help="show a lab: its plan and the state of each step")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("resume", help="reopen a lab in the UI at the step where it stopped")
+    p.add_argument("name")
+    p.add_argument("--headless", action="store_true", help="print where it stands instead of opening the UI")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("delete", help="delete a saved lab (not its machines)")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("info", help="where labtui keeps its state and logs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    for modname in COMMAND_MODULES:
+        if importlib.util.find_spec(modname) is not None:
+            importlib.import_module(modname).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if not getattr(args, "command", None):
+            return launch_ui()
+        return int(args.func(args) or 0)
+    except LabError as exc:
+        print(f"labtui: {exc.render()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labtui: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""Plan and inventory models with validation that names the field and says what to do."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import ValidationFailed
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+KUBERNETES_MINORS = ["1.35", "1.36", "1.37"]
+DEFAULT_KUBERNETES = "1.36"
+CALICO_VERSIONS = ["3.32.1", "3.32.2", "3.31.7"]
+DEFAULT_CALICO = "3.32.2"
+
+POD_CIDR_CANDIDATES = ["172.16.0.0/16", "10.244.0.0/16", "192.168.0.0/16", "172.30.0.0/16"]
+SERVICE_CIDR_CANDIDATES = ["10.96.0.0/12", "172.20.0.0/16", "10.112.0.0/12"]
+CALICO_DEFAULT_POOL = "192.168.0.0/16"
+
+
+class Role(str, Enum):
+    CONTROL_PLANE = "control-plane"
+    WORKER = "worker"
+
+
+class Encapsulation(str, Enum):
+    """The encapsulation of the Calico IPv4 pool, spelled as in the operator's Installation."""
+
+    IPIP = "IPIP"
+    IPIP_CROSS_SUBNET = "IPIPCrossSubnet"
+    VXLAN = "VXLAN"
+    VXLAN_CROSS_SUBNET = "VXLANCrossSubnet"
+    NONE = "None"
+
+    @property
+    def pool_modes(self) -> tuple[str, str]:
+        """(ipipMode, vxlanMode) of the IPPool for this encapsulation."""
+        return {
+            "IPIP": ("Always", "Never"),
+            "IPIPCrossSubnet": ("CrossSubnet", "Never"),
+            "VXLAN": ("Never", "Always"),
+            "VXLANCrossSubnet": ("Never", "CrossSubnet"),
+            "None": ("Never", "Never"),
+        }[self.value]
+
+    @classmethod
+    def from_pool_modes(cls, ipip: str | None, vxlan: str | None) -> "Encapsulation":
+        ipip = (ipip or "Never").replace("Off", "Never")
+        vxlan = vxlan or "Never"
+        for enc in cls:
+            if enc.pool_modes == (ipip, vxlan):
+                return enc
+        return cls.NONE
+
+
+@dataclass(frozen=True)
+class EncapsulationChoice:
+    value: Encapsulation
+    label: str
+    why: str
+    needs: str
+    recommended: bool = False
+
+
+ENCAPSULATION_CHOICES: list[EncapsulationChoice] = [
+    EncapsulationChoice(
+        Encapsulation.IPIP,
+        "IPIP Always (recommended on OpenStack)",
+        "Every packet between pods on different nodes is wrapped in an IP-in-IP packet whose "
+        "source is the node's own address. Neutron's anti-spoofing only ever sees node "
+        "addresses, so nothing is dropped.",
+        "The security group must allow IP protocol 4 between the nodes "
+        "(openstack security group rule create --protocol 4 --remote-group SG SG). "
+        "Calico's BGP (bird) also needs TCP 179 between the nodes.",
+        recommended=True,
+    ),
+    EncapsulationChoice(
+        Encapsulation.VXLAN,
+        "VXLAN Always",
+        "Every cross-node pod packet is wrapped in a UDP packet between the node addresses. "
+        "Works where IP protocol 4 is blocked; no BGP needed.",
+        "The security group must allow UDP 4789 between the nodes.",
+    ),
+    EncapsulationChoice(
+        Encapsulation.IPIP_CROSS_SUBNET,
+        "IPIP CrossSubnet (the incident)",
+        "Encapsulates only towards nodes on another subnet. Nodes on ONE subnet send pod "
+        "traffic unencapsulated, with the pod's address as source: Neutron's anti-spoofing "
+        "drops it, and pods on different nodes cannot talk. This is exactly the incident.",
+        "Protocol 4 between the nodes AND the pod CIDR as an allowed-address-pair on every "
+        "node port (or port security off).",
+    ),
+    EncapsulationChoice(
+        Encapsulation.VXLAN_CROSS_SUBNET,
+        "VXLAN CrossSubnet",
+        "Like IPIP CrossSubnet but with VXLAN: same-subnet pod traffic leaves unencapsulated "
+        "and is dropped by anti-spoofing unless the ports allow the pod CIDR. Calico's "
+        "operator sample uses this mode.",
+        "UDP 4789 between the nodes AND the pod CIDR as an allowed-address-pair on every port.",
+    ),
+    EncapsulationChoice(
+        Encapsulation.NONE,
+        "None (direct routing)",
+        "No encapsulation: best throughput, but every packet carries a pod source address. "
+        "It only works when every node port allows the pod CIDR.",
+        "The pod CIDR as an allowed-address-pair on every node port (the API replaces the "
+        "whole list, labtui merges), and TCP 179 for BGP between the nodes.",
+    ),
+]
+
+
+@dataclass
+class Problem:
+    field: str
+    message: str
+    hint: str | None = None
+    severity: str = "error"  # "error" | "warning"
+
+    def render(self) -> str:
+        text = f"{self.severity}: {self.field}: {self.message}"
+        return f"{text} -> {self.hint}" if self.hint else text
+
+
+class NodeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    address: str
+    role: Role = Role.WORKER
+    user: str = "ubuntu"
+    port: int = Field(default=22, ge=1, le=65535)
+    key_file: str | None = None
+    proxy_jump: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        v = v.strip()
+        if not NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid node name: use lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit (it becomes the Kubernetes node name)"
+            )
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        v = v.strip()
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v) and not re.match(r"^[\d.]+$", v):
+                return v  # a DNS name or an ~/.ssh/config alias
+            raise ValueError(f"{v!r} is neither an IP address nor a host name") from None
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        v = v.strip()
+        if not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", v):
+            raise ValueError(f"{v!r} is not a valid SSH user name")
+        return v
+
+
+class Plan(BaseModel):
+    """A lab plan. Construct through `Plan.parse(...)` to get field-named, actionable errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cloud: str | None = None  # None: adopt machines the user already has
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    node_subnet: str
+    pod_cidr: str = POD_CIDR_CANDIDATES[0]
+    service_cidr: str = SERVICE_CIDR_CANDIDATES[0]
+    kubernetes: str = DEFAULT_KUBERNETES
+    calico: str = DEFAULT_CALICO
+    encapsulation: Encapsulation = Encapsulation.IPIP
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Plan":
+        errors = [p for p in plan_problems(self) if p.severity == "error"]
+        if errors:
+            raise ValueError("; ".join(f"{p.field}: {p.message}" for p in errors))
+        return self
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "Plan":
+        data = with_network_defaults(data)
+        problems = collect_problems(data)
+        if any(p.severity == "error" for p in problems):
+            raise ValidationFailed(problems)
+        return cls.model_validate(data)
+
+    @property
+    def control_plane(self) -> NodeSpec:
+        return next(n for n in self.nodes if n.role == Role.CONTROL_PLANE)
+
+    @property
+    def workers(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == Role.WORKER]
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse_network(value: str | None, field: str, problems: list[Problem]) -> ipaddress.IPv4Network | None:
+    if value is None or str(value).strip() == "":
+        problems.append(Problem(field, "is empty", "enter a network in CIDR form, e.g. 10.100.200.0/24"))
+        return None
+    text = str(value).strip()
+    if "/" not in text:
+        problems.append(Problem(field, f"{text!r} has no prefix length", f"write it as CIDR, e.g. {text}/24"))
+        return None
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        problems.append(
+            Problem(field, f"{text!r} is not a valid CIDR", "use the form a.b.c.d/len, e.g. 172.16.0.0/16")
+        )
+        return None
+    if net.version != 4:
+        problems.append(Problem(field, f"{text} is IPv6; labtui plans IPv4 clusters", "use an IPv4 CIDR"))
+        return None
+    if str(net) != text:
+        problems.append(
+            Problem(field, f"{text} has host bits set; the network is {net}", f"use {net}", "warning")
+        )
+    return net
+
+
+def network_problems(node_subnet: str | None, pod_cidr: str | None, service_cidr: str | None) -> list[Problem]:
+    problems: list[Problem] = []
+    nets = {
+        "node_subnet": parse_network(node_subnet, "node_subnet", problems),
+        "pod_cidr": parse_network(pod_cidr, "pod_cidr", problems),
+        "service_cidr": parse_network(service_cidr, "service_cidr", problems),
+    }
+    labels = {"node_subnet": "node subnet", "pod_cidr": "pod CIDR", "service_cidr": "service CIDR"}
+    keys = list(nets)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            na, nb = nets[a], nets[b]
+            if na and nb and na.overlaps(nb):
+                hint = f"pick a {labels[b]} that does not overlap {na}, e.g. {suggest_free(b, [n for n in nets.values() if n and n != nb])}"
+                if b == "pod_cidr" and str(nb) == CALICO_DEFAULT_POOL:
+                    hint = (
+                        "192.168.0.0/16 is Calico's default pod pool and OpenStack tenant subnets are "
+                        f"often 192.168.x.0/24: {hint}"
+                    )
+                problems.append(Problem(b, f"{nb} overlaps the {labels[a]} {na}", hint))
+    pod = nets["pod_cidr"]
+    if pod and str(pod) == CALICO_DEFAULT_POOL and not any(p.field == "pod_cidr" for p in problems):
+        problems.append(
+            Problem(
+                "pod_cidr",
+                "192.168.0.0/16 is Calico's default, and many OpenStack tenant subnets are 192.168.x.0/24",
+                "if any network your nodes reach is in 192.168.0.0/16, use 172.16.0.0/16 instead",
+                "warning",
+            )
+        )
+    for key in ("pod_cidr", "service_cidr"):
+        net = nets[key]
+        if net and net.prefixlen > 24 and key == "pod_cidr":
+            problems.append(
+                Problem(key, f"{net} is too small for Calico's /26 blocks on several nodes", "use a /16 to /20", "error")
+            )
+    return problems
+
+
+def node_problems(nodes: Iterable[dict[str, Any] | NodeSpec], node_subnet: str | None) -> list[Problem]:
+    problems: list[Problem] = []
+    scratch: list[Problem] = []
+    subnet = parse_network(node_subnet, "node_subnet", scratch) if node_subnet else None
+    parsed: list[NodeSpec] = []
+    for i, raw in enumerate(nodes):
+        try:
+            node = raw if isinstance(raw, NodeSpec) else NodeSpec.model_validate(raw)
+        except Exception as exc:  # pydantic ValidationError
+            label = raw.get("name") if isinstance(raw, dict) else None
+            for err in getattr(exc, "errors", lambda: [])():
+                loc = ".".join(str(x) for x in err.get("loc", ()))
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                problems.append(Problem(f"nodes[{label or i}].{loc}", msg, "correct the node entry"))
+            continue
+        parsed.append(node)
+    if not parsed and not problems:
+        problems.append(Problem("nodes", "no nodes", "add one control-plane node and at least one worker"))
+        return problems
+    seen_names: dict[str, int] = {}
+    seen_addr: dict[str, str] = {}
+    for node in parsed:
+        if node.name in seen_names:
+            problems.append(Problem(f"nodes[{node.name}].name", f"the name {node.name} is used twice", "give each node its own name"))
+        seen_names[node.name] = 1
+        key = f"{node.address}:{node.port}"
+        if key in seen_addr:
+            problems.append(
+                Problem(
+                    f"nodes[{node.name}].address",
+                    f"{node.address} is also the address of {seen_addr[key]}",
+                    "each node needs its own address",
+                )
+            )
+        seen_addr[key] = node.name
+        if subnet is not None:
+            try:
+                ip = ipaddress.ip_address(node.address)
+            except ValueError:
+                ip = None
+            if ip is not None and ip not in subnet:
+                problems.append(
+                    Problem(
+                        f"nodes[{node.name}].address",
+                        f"{node.address} is outside the node subnet {subnet}",
+                        "fix the address or the node subnet (all nodes share one subnet in this plan)",
+                    )
+                )
+            elif ip is not None and (ip == subnet.network_address or ip == subnet.broadcast_address):
+                problems.append(
+                    Problem(f"nodes[{node.name}].address", f"{ip} is the network or broadcast address of {subnet}", "use a host address")
+                )
+    cps = [n for n in parsed if n.role == Role.CONTROL_PLANE]
+    if parsed and not cps:
+        problems.append(Problem("nodes", "no control-plane node", "mark exactly one node with the role control-plane"))
+    elif len(cps) > 1:
+        problems.append(
+            Problem(
+                "nodes",
+                f"{len(cps)} control-plane nodes ({', '.join(n.name for n in cps)})",
+                "labtui builds one control plane for now: mark the others as workers",
+            )
+        )
+    if parsed and not any(n.role == Role.WORKER for n in parsed):
+        problems.append(
+            Problem("nodes", "no worker node", "add a worker: cross-node pod traffic needs at least two nodes", "warning")
+        )
+    return problems
+
+
+def with_network_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill missing pod/service CIDRs with ranges that avoid the node subnet."""
+    data = dict(data)
+    defaults = default_networks(data.get("node_subnet"))
+    for key, value in defaults.items():
+        if not data.get(key):
+            data[key] = value
+    return data
+
+
+def collect_problems(data: dict[str, Any]) -> list[Problem]:
+    data = with_network_defaults(data)
+    problems: list[Problem] = []
+    name = str(data.get("name") or "")
+    if not NAME_RE.match(name):
+        problems.append(
+            Problem("name", f"{name!r} is not a valid lab name", "use lower-case letters, digits and '-', up to 63 characters")
+        )
+    problems += network_problems(data.get("node_subnet"), data["pod_cidr"], data["service_cidr"])
+    problems += node_problems(data.get("nodes") or [], data.get("node_subnet"))
+    k8s = data.get("kubernetes", DEFAULT_KUBERNETES)
+    if k8s not in KUBERNETES_MINORS:
+        problems.append(Problem("kubernetes", f"{k8s!r} is not offered", f"choose one of {', '.join(KUBERNETES_MINORS)}"))
+    enc = data.get("encapsulation", Encapsulation.IPIP)
+    try:
+        Encapsulation(enc)
+    except ValueError:
+        problems.append(
+            Problem("encapsulation", f"{enc!r} is not a Calico encapsulation", f"choose one of {', '.join(e.value for e in Encapsulation)}")
+        )
+    calico = str(data.get("calico", DEFAULT_CALICO))
+    if not re.match(r"^3\.\d+\.\d+$", calico):
+        problems.append(Problem("calico", f"{calico!r} is not a Calico version", "use a version like 3.32.2"))
+    return problems
+
+
+def plan_problems(plan: Plan) -> list[Problem]:
+    return collect_problems(plan.model_dump(mode="json"))
+
+
+def suggest_free(kind: str, taken: list[ipaddress.IPv4Network]) -> str:
+    candidates = POD_CIDR_CANDIDATES if kind != "service_cidr" else SERVICE_CIDR_CANDIDATES
+    for cand in candidates:
+        net = ipaddress.ip_network(cand)
+        if not any(net.overlaps(t) for t in taken):
+            return cand
+    return "another private range"
+
+
+def default_networks(node_subnet: str | None) -> dict[str, str]:
+    """Pod and service CIDRs that do not collide with the node subnet (or each other)."""
+    taken: list[ipaddress.IPv4Network] = []
+    if node_subnet:
+        try:
+            taken.append(ipaddress.ip_network(node_subnet, strict=False))
+        except ValueError:
+            pass
+    pod = suggest_free("pod_cidr", taken)
+    taken.append(ipaddress.ip_network(pod))
+    svc = suggest_free("service_cidr", taken)
+    return {"pod_cidr": pod, "service_cidr": svc}
+
+
+def guess_subnet(addresses: Iterable[str]) -> str | None:
+    """The /24 holding the first node address: a starting point the user can correct."""
+    for addr in addresses:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            continue
+        if ip.version == 4:
+            return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    return None
+
+
+def encapsulation_choice(value: Encapsulation | str) -> EncapsulationChoice:
+    value = Encapsulation(value)
+    return next(c for c in ENCAPSULATION_CHOICES if c.value == value)

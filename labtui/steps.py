@@ -1,0 +1,287 @@
+"""Step / Action / Wizard machinery (probe -> plan -> approve -> apply -> verify), and resume.
+
+A Step reads reality in `check()` (what makes resume honest and re-runs safe), returns the
+Actions it would take from `plan()`, runs them in `apply()` and proves the result in `verify()`.
+An Action is one concrete change or command, renderable exactly as the user would type it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
+
+from . import events as ev
+from .errors import LabError
+from .events import Event
+from .store import Change, SessionRecord, Store
+
+
+class Risk(str, Enum):
+    READ = "read"  # reads only
+    LOCAL = "local"  # changes labtui's own state only
+    CHANGE = "change"  # changes a node, the cloud or the cluster (needs confirmation)
+    DESTRUCTIVE = "destructive"  # deletes or weakens something (needs confirmation, shown in red)
+
+
+class StepState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+STATE_ICONS = {
+    StepState.PENDING: "○",
+    StepState.RUNNING: "◐",
+    StepState.DONE: "●",
+    StepState.FAILED: "✗",
+    StepState.SKIPPED: "–",
+}
+
+
+@dataclass
+class Action:
+    """One concrete change or command. `command` is exactly what the user would type."""
+
+    id: str
+    title: str
+    command: str
+    kind: str = "local"  # local | ssh | openstack | kube
+    target: str | None = None  # node, security group, port, pool...
+    risk: Risk = Risk.LOCAL
+    revert: str | None = None  # the command that undoes it, when there is one
+    api: str | None = None  # the API call, when it is one (e.g. "POST /v2.0/security-group-rules {...}")
+    run: Callable[["StepContext", "Action"], Any] | None = field(default=None, repr=False, compare=False)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.risk in (Risk.CHANGE, Risk.DESTRUCTIVE)
+
+    def render(self) -> str:
+        line = f"$ {self.command}"
+        if self.api:
+            line += f"\n  API: {self.api}"
+        if self.revert:
+            line += f"\n  revert: {self.revert}"
+        return line
+
+
+@dataclass
+class CheckResult:
+    done: bool
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InputField:
+    """An input a step needs. The UI renders these generically; headless commands take them as options."""
+
+    name: str
+    label: str
+    kind: str = "text"  # text | choice | bool | nodes | path
+    default: Any = None
+    choices: list[tuple[str, str]] = field(default_factory=list)  # (value, label)
+    help: str = ""
+    required: bool = True
+
+
+@dataclass
+class StepContext:
+    store: Store
+    session: SessionRecord
+    emit: Callable[[Event], None]
+    confirm: Callable[[list[Action]], bool] | None = None  # asked before CHANGE/DESTRUCTIVE actions
+    cancel: threading.Event = field(default_factory=threading.Event)
+    services: dict[str, Any] = field(default_factory=dict)  # adapters shared across steps (ssh pool, cloud...)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self.session.inputs
+
+    def reload(self) -> None:
+        self.session = self.store.get_session(self.session.name)
+
+    def info(self, message: str, **kw: Any) -> None:
+        self.emit(Event(ev.INFO, message, **kw))
+
+    def warn(self, message: str, **kw: Any) -> None:
+        self.emit(Event(ev.WARN, message, **kw))
+
+    def record_change(self, change: Change) -> Change:
+        recorded = self.store.record_change(self.session.id, change)
+        self.emit(Event(ev.CHANGE, f"changed {change.target}: {change.description}",
+                        data={"command": change.command, "revert": change.revert_command}))
+        return recorded
+
+
+class Step:
+    """Subclass and override. Defaults make a step that is done once its inputs are saved."""
+
+    id: str = ""
+    title: str = ""
+    why: str = ""
+    fields: list[InputField] = []
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        return CheckResult(done=False)
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list:  # list[model.Problem]
+        return []
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        return []
+
+    def apply(self, ctx: StepContext, actions: list[Action]) -> dict[str, Any]:
+        outputs: dict[str, Any] = {}
+        for action in actions:
+            if ctx.cancel.is_set():
+                raise LabError("stopped by the user", "resume the lab to continue from this step")
+            ctx.emit(Event(ev.ACTION_START, f"$ {action.command}", step=self.id, node=action.target,
+                           data={"action": action.id, "kind": action.kind}))
+            started = time.monotonic()
+            try:
+                result = action.run(ctx, action) if action.run else None
+            except LabError as exc:
+                ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step=self.id, node=action.target,
+                               data={"action": action.id}))
+                raise
+            ctx.emit(Event(ev.ACTION_DONE, f"done: {action.title} ({time.monotonic() - started:.2f}s)",
+                           step=self.id, node=action.target, data={"action": action.id}))
+            if result is not None:
+                outputs[action.id] = result
+        return outputs
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        return self.check(ctx)
+
+
+@dataclass
+class Wizard:
+    id: str
+    title: str
+    steps: list[Step]
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def index(self, step_id: str | None) -> int:
+        for i, s in enumerate(self.steps):
+            if s.id == step_id:
+                return i
+        return 0
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    state: StepState
+    detail: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResumePoint:
+    step: str  # where the wizard lands
+    states: dict[str, StepState]
+    changed: list[str]  # human sentences: what reality changed since the last run
+
+
+class Runner:
+    """Runs steps of a wizard for one session, recording step runs and events in the store."""
+
+    def __init__(self, wizard: Wizard, ctx: StepContext) -> None:
+        self.wizard = wizard
+        self.ctx = ctx
+
+    def states(self) -> dict[str, StepState]:
+        runs = self.ctx.store.step_states(self.ctx.session.id, self.wizard.id)
+        out = {}
+        for s in self.wizard.steps:
+            run = runs.get(s.id)
+            state = StepState(run.state) if run else StepState.PENDING
+            if state == StepState.RUNNING:  # the process died mid-step: it did not finish
+                state = StepState.FAILED
+            out[s.id] = state
+        return out
+
+    def _record(self, step: Step, state: StepState, detail: str = "", outputs: dict | None = None,
+                land_on: str | None = None) -> None:
+        self.ctx.store.record_step(self.ctx.session.id, self.wizard.id, step.id, state.value, detail, outputs,
+                                   session_step=land_on)
+
+    def run_step(self, step: Step, *, force: bool = False) -> StepOutcome:
+        """check -> plan -> (confirm) -> apply -> verify. Never raises LabError: it becomes FAILED."""
+        ctx = self.ctx
+        ctx.reload()
+        ctx.emit(Event(ev.STEP_START, f"step: {step.title}", step=step.id))
+        self._record(step, StepState.RUNNING, land_on=step.id)
+        try:
+            if not force:
+                pre = step.check(ctx)
+                if pre.done:
+                    return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
+            actions = step.plan(ctx)
+            risky = [a for a in actions if a.needs_confirmation]
+            if risky:
+                if ctx.confirm is None or not ctx.confirm(risky):
+                    detail = "not applied: the change was not confirmed"
+                    ctx.emit(Event(ev.WARN, detail, step=step.id))
+                    self._record(step, StepState.PENDING, detail, land_on=step.id)
+                    return StepOutcome(step.id, StepState.PENDING, detail)
+            outputs = step.apply(ctx, actions)
+            ctx.reload()
+            post = step.verify(ctx)
+            if not post.done:
+                raise LabError(f"{step.title}: the result could not be verified: {post.detail}",
+                               "look at the command log, fix the cause and run the step again")
+            outputs.update(post.data)
+            return self._finish(step, StepState.DONE, post.detail, outputs)
+        except LabError as exc:
+            ctx.emit(Event(ev.STEP_FAILED, exc.render(), step=step.id))
+            self._record(step, StepState.FAILED, exc.render(), land_on=step.id)
+            return StepOutcome(step.id, StepState.FAILED, exc.render())
+
+    def _finish(self, step: Step, state: StepState, detail: str, outputs: dict) -> StepOutcome:
+        idx = self.wizard.index(step.id)
+        nxt = self.wizard.steps[idx + 1].id if idx + 1 < len(self.wizard.steps) else step.id
+        self._record(step, state, detail, outputs, land_on=nxt)
+        self.ctx.emit(Event(ev.STEP_DONE, f"done: {step.title}" + (f" ({detail})" if detail else ""), step=step.id))
+        return StepOutcome(step.id, state, detail, outputs)
+
+    def resume(self, recheck: bool = True) -> ResumePoint:
+        """Land on the first step that is not done; re-check the done ones before it (reality may
+        have changed) and say what changed."""
+        states = self.states()
+        changed: list[str] = []
+        landing = None
+        for step in self.wizard.steps:
+            state = states[step.id]
+            if state != StepState.DONE:
+                landing = step.id
+                break
+            if recheck:
+                try:
+                    res = step.check(self.ctx)
+                except LabError as exc:
+                    res = CheckResult(False, exc.render())
+                if not res.done:
+                    msg = f"{step.title}: was done, but is no longer satisfied" + (f" ({res.detail})" if res.detail else "")
+                    changed.append(msg)
+                    self.ctx.emit(Event(ev.WARN, msg, step=step.id))
+                    self._record(step, StepState.PENDING, res.detail)
+                    states[step.id] = StepState.PENDING
+                    landing = step.id
+                    break
+        if landing is None:
+            landing = self.wizard.steps[-1].id
+        self.ctx.store.update_session(self.ctx.session.name, wizard=self.wizard.id, step=landing)
+        return ResumePoint(landing, states, changed)

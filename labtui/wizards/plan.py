@@ -1,0 +1,211 @@
+"""The plan wizard: lab and cloud, nodes, networks, versions and encapsulation, review and save."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..cloudconfig import load_clouds
+from ..errors import LabError
+from ..inventory import load_inventory
+from ..model import (
+    CALICO_VERSIONS,
+    DEFAULT_CALICO,
+    DEFAULT_KUBERNETES,
+    ENCAPSULATION_CHOICES,
+    KUBERNETES_MINORS,
+    Encapsulation,
+    Plan,
+    Problem,
+    collect_problems,
+    default_networks,
+    guess_subnet,
+    network_problems,
+    node_problems,
+)
+from ..steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+
+NO_CLOUD = ""
+
+
+class InputStep(Step):
+    """A step that is done once its inputs are saved and valid."""
+
+    keys: tuple[str, ...] = ()
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        values = {k: ctx.inputs.get(k) for k in self.keys}
+        if any(k not in ctx.inputs for k in self.keys):
+            return CheckResult(False, "waiting for input")
+        errors = [p for p in self.validate(ctx, values) if p.severity == "error"]
+        if errors:
+            return CheckResult(False, "; ".join(f"{p.field}: {p.message}" for p in errors))
+        return CheckResult(True, "saved")
+
+    def defaults(self, ctx: StepContext) -> dict[str, Any]:
+        return {f.name: ctx.inputs.get(f.name, f.default) for f in self.fields}
+
+
+class LabStep(InputStep):
+    id = "lab"
+    title = "Lab and cloud"
+    why = (
+        "A lab is one cluster you are building (or repairing). Its name labels everything labtui\n"
+        "records. Pick the OpenStack cloud from your clouds.yaml (labtui reads the file, it does not\n"
+        "log in yet, and never stores your password), or say you will adopt machines you already have."
+    )
+    keys = ("cloud",)
+
+    @property
+    def fields(self) -> list[InputField]:  # type: ignore[override]
+        return [
+            InputField("name", "Lab name", help="lower-case letters, digits and '-' (e.g. study-lab)"),
+            InputField("cloud", "Cloud", kind="choice", required=False,
+                       help="from clouds.yaml; OS_CLOUD is the default"),
+        ]
+
+    def cloud_choices(self) -> tuple[list[tuple[str, str]], str | None, str | None]:
+        """(choices, default, problem) - a broken clouds.yaml is reported, not fatal: the user can adopt."""
+        try:
+            cfg = load_clouds()
+        except LabError as exc:
+            return [(NO_CLOUD, "no cloud: adopt machines I already have")], NO_CLOUD, exc.render()
+        choices = [(n, f"{n}  {cfg.describe(n)}") for n in cfg.names]
+        choices.append((NO_CLOUD, "no cloud: adopt machines I already have"))
+        return choices, cfg.default if cfg.default is not None else (cfg.names[0] if cfg.names else NO_CLOUD), None
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        cloud = values.get("cloud") or NO_CLOUD
+        if cloud == NO_CLOUD:
+            return []
+        try:
+            load_clouds().require(cloud)
+        except LabError as exc:
+            return [Problem("cloud", exc.message, exc.hint)]
+        return []
+
+
+class NodesStep(InputStep):
+    id = "nodes"
+    title = "Nodes"
+    why = (
+        "kubeadm needs one control-plane node and some workers. labtui reaches each one over SSH\n"
+        "with the user and key you give here. Import them from an inventory (labtui YAML, or the\n"
+        "Ansible INI / hosts.yaml that kubespray users already have) or type them in."
+    )
+    keys = ("nodes",)
+    fields = [
+        InputField("nodes", "Nodes", kind="nodes", default=[]),
+        InputField("inventory", "Import from inventory file", kind="path", required=False),
+    ]
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        return node_problems(values.get("nodes") or [], None)
+
+    @staticmethod
+    def import_inventory(path: str) -> list[dict[str, Any]]:
+        return load_inventory(path)
+
+
+class NetworksStep(InputStep):
+    id = "networks"
+    title = "Networks"
+    why = (
+        "Three address ranges must never overlap: the subnet your VMs sit on, the pod CIDR that\n"
+        "Calico hands out to pods, and the service CIDR for ClusterIPs. An overlap makes some\n"
+        "addresses unreachable in ways that are very hard to debug. (kubeadm's default service CIDR\n"
+        "10.96.0.0/12 covers 10.96-10.111.x.x: the incident's 10.100.200.0/24 subnet is inside it.)"
+    )
+    keys = ("node_subnet", "pod_cidr", "service_cidr")
+
+    def defaults(self, ctx: StepContext) -> dict[str, Any]:
+        subnet = ctx.inputs.get("node_subnet") or guess_subnet(n.get("address", "") for n in ctx.inputs.get("nodes") or [])
+        nets = default_networks(subnet)
+        return {
+            "node_subnet": subnet or "",
+            "pod_cidr": ctx.inputs.get("pod_cidr") or nets["pod_cidr"],
+            "service_cidr": ctx.inputs.get("service_cidr") or nets["service_cidr"],
+        }
+
+    fields = [
+        InputField("node_subnet", "Node subnet", help="the subnet of the VMs' network, e.g. 10.100.200.0/24"),
+        InputField("pod_cidr", "Pod CIDR", help="Calico's IP pool; kubeadm --pod-network-cidr"),
+        InputField("service_cidr", "Service CIDR", help="kubeadm --service-cidr"),
+    ]
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        problems = network_problems(values.get("node_subnet"), values.get("pod_cidr"), values.get("service_cidr"))
+        nodes = ctx.inputs.get("nodes") or []
+        problems += [p for p in node_problems(nodes, values.get("node_subnet")) if "outside the node subnet" in p.message]
+        return problems
+
+
+class VersionsStep(InputStep):
+    id = "versions"
+    title = "Versions and encapsulation"
+    why = (
+        "The encapsulation decides what your cloud must let through between the nodes. On\n"
+        "OpenStack, Neutron drops any packet whose source is not the port's own address (anti-\n"
+        "spoofing), so pod traffic must be wrapped in node-to-node packets (IPIP or VXLAN) or every\n"
+        "port must allow the pod CIDR. The choice below shows what each mode needs."
+    )
+    keys = ("kubernetes", "calico", "encapsulation")
+    fields = [
+        InputField("kubernetes", "Kubernetes minor", kind="choice", default=DEFAULT_KUBERNETES,
+                   choices=[(v, v + (" (default: tested with Calico 3.32)" if v == DEFAULT_KUBERNETES else "")) for v in KUBERNETES_MINORS]),
+        InputField("calico", "Calico version", kind="choice", default=DEFAULT_CALICO,
+                   choices=[(v, v) for v in CALICO_VERSIONS]),
+        InputField("encapsulation", "Encapsulation", kind="choice", default=Encapsulation.IPIP.value,
+                   choices=[(c.value.value, c.label) for c in ENCAPSULATION_CHOICES]),
+    ]
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        data = {"name": ctx.session.name, "node_subnet": "10.0.0.0/24", "nodes": [], **values}
+        return [p for p in collect_problems(data) if p.field in self.keys]
+
+
+class ReviewStep(Step):
+    id = "review"
+    title = "Review and save"
+    why = (
+        "Everything above, checked together. Saving writes the plan to this lab; nothing is\n"
+        "created on the cloud or the nodes yet. You can come back and change any step."
+    )
+
+    def _data(self, ctx: StepContext) -> dict[str, Any]:
+        keys = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico", "encapsulation")
+        data = {k: ctx.inputs[k] for k in keys if k in ctx.inputs}
+        data["name"] = ctx.session.name
+        data["cloud"] = data.get("cloud") or None
+        return data
+
+    def problems(self, ctx: StepContext) -> list[Problem]:
+        return collect_problems(self._data(ctx))
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        if not ctx.session.plan:
+            return CheckResult(False, "the plan is not saved yet")
+        try:
+            current = Plan.parse(self._data(ctx)).model_dump(mode="json")
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        if current != ctx.session.plan:
+            return CheckResult(False, "the inputs changed since the plan was saved")
+        return CheckResult(True, "plan saved")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        plan = Plan.parse(self._data(ctx))  # raises ValidationFailed (a LabError) with every problem
+        return [Action(
+            id="save-plan", title="Save the plan", kind="local", risk=Risk.LOCAL,
+            command=f"labtui: save plan {plan.name} ({len(plan.nodes)} nodes, {plan.encapsulation.value})",
+            run=lambda c, a, plan=plan: self._save(c, plan),
+        )]
+
+    @staticmethod
+    def _save(ctx: StepContext, plan: Plan) -> dict[str, Any]:
+        data = plan.model_dump(mode="json")
+        ctx.store.update_session(ctx.session.name, plan=data, cloud=plan.cloud)
+        return {"nodes": len(plan.nodes)}
+
+
+def build() -> Wizard:
+    return Wizard("plan", "Plan", [LabStep(), NodesStep(), NetworksStep(), VersionsStep(), ReviewStep()])
