@@ -169,9 +169,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def launch_ui(resume: str | None = None) -> int:
-    from screens.app import LabApp  # lazy: the engine never imports the UI
+    from .store import Store
 
-    app = LabApp(resume=resume)
+    store = Store()  # a clear LabError (unwritable directory, newer schema) before any UI starts
+    # lazy, by name: the engine never imports the UI; this is the one place that starts it
+    app = importlib.import_module("screens.app").LabApp(store=store, resume=resume)
     app.run()
     return app.return_code or 0
 

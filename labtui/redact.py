@@ -26,10 +26,10 @@ _KUBECONFIG_CRED = re.compile(
 )
 _SECRET_WORDS = r"(?:password|passwd|pass|secret|application_credential_secret|token|api[_-]?key|passphrase)"
 _KV = re.compile(
-    r"((?<![A-Za-z0-9])[\w.-]*" + _SECRET_WORDS + r"[\w-]*[\"']?\s*[:=]\s*[\"']?)([^\s\"',}]+)",
+    r"((?<![A-Za-z0-9])[\w.-]*" + _SECRET_WORDS + r"[\w-]*[\"']?\s*[:=]\s*[\"']?)(?!<redacted)([^\s\"',}]+)",
     re.I,
 )
-_CLI_FLAG = re.compile(r"(--(?:os-)?" + _SECRET_WORDS + r"[\w-]*[= ]\s*)(\S+)", re.I)
+_CLI_FLAG = re.compile(r"(--(?:os-)?" + _SECRET_WORDS + r"[\w-]*[= ]\s*)(?!<redacted)(\S+)", re.I)
 
 _known: set[str] = set()
 _known_lock = threading.Lock()

@@ -1,0 +1,1 @@
+"""The Textual UI of labtui. Only this package imports Textual."""

@@ -1,0 +1,89 @@
+"""The Textual App of labtui."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import Screen
+
+from labtui.store import Store
+
+from .commands import LabCommands
+from .home import HomeScreen
+from .registry import entry
+
+
+class LabApp(App):
+    TITLE = "labtui"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {LabCommands}
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
+    ]
+
+    def __init__(self, store: Store | None = None, resume: str | None = None) -> None:
+        super().__init__()
+        self.store = store or Store()
+        self.resume_name = resume
+
+    def on_mount(self) -> None:
+        self.push_screen(HomeScreen())
+        if self.resume_name:
+            self.open_wizard(self.resume_name)
+
+    # ------------------------------------------------------------------ navigation
+    def open_wizard(self, session_name: str | None, then: str | None = None) -> None:
+        from .wizard import WizardScreen
+
+        self.push_screen(WizardScreen(session_name, then=then))
+
+    def action_new_lab(self) -> None:
+        self.open_wizard(None)
+
+    def action_go_home(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def open_session_screen(self, screen_id: str, session_name: str) -> None:
+        e = entry(screen_id)
+        if e is None or not e.available:
+            self.notify(f"the {screen_id} screen is not available in this version", severity="warning")
+            return
+        self.push_screen(e.create(session_name))
+
+    def current_session(self) -> str | None:
+        for screen in reversed(self.screen_stack):
+            name = getattr(screen, "session_name", None)
+            if name:
+                return name
+        return None
+
+    def goto_step(self, wizard_id: str, step_id: str) -> None:
+        from labtui.wizards import wizard_for
+
+        from .wizard import WizardScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, WizardScreen):
+                while self.screen is not screen:
+                    self.pop_screen()
+                wizard = wizard_for(wizard_id)
+                screen._show(wizard, wizard.step(step_id))
+                return
+
+    # ------------------------------------------------------------------ threads
+    def ask_from_thread(self, screen: Screen) -> Any:
+        """From a worker thread: show a modal and wait for its result (the UI keeps running)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def callback(result: Any) -> None:
+            box["result"] = result
+            done.set()
+
+        self.call_from_thread(self.push_screen, screen, callback)
+        done.wait()
+        return box.get("result")

@@ -1,0 +1,46 @@
+"""The ctrl+p command palette: labs, new lab, the current lab's steps and screens, help."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+
+class LabCommands(Provider):
+    def _commands(self) -> list[tuple[str, object, str]]:
+        app = self.app
+        cmds: list[tuple[str, object, str]] = [
+            ("New lab", app.action_new_lab, "start the plan wizard"),
+            ("Doctor a cluster labtui did not build", partial(app.open_wizard, None, then="doctor"),
+             "give its nodes and cloud, then run the doctor"),
+            ("Labs (home)", app.action_go_home, "the list of saved labs"),
+        ]
+        for rec in app.store.list_sessions():
+            cmds.append((f"Resume lab: {rec.name}", partial(app.open_wizard, rec.name),
+                         f"cloud {rec.cloud or '(adopted)'}, at {rec.wizard} / {rec.step or 'start'}"))
+        current = app.current_session()
+        if current:
+            from labtui.wizards import available_wizards
+
+            from .registry import SESSION_SCREENS
+
+            for e in SESSION_SCREENS:
+                if e.available:
+                    cmds.append((f"{e.title} ({current})", partial(app.open_session_screen, e.id, current), e.help))
+            for wizard in available_wizards():
+                for step in wizard.steps:
+                    cmds.append((f"Step: {wizard.title} / {step.title}", partial(app.goto_step, wizard.id, step.id),
+                                 step.why.splitlines()[0] if step.why else ""))
+        return cmds
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

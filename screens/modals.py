@@ -1,0 +1,130 @@
+"""Modals: confirmation that shows the exact change, help, and a text prompt."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown, Static
+
+
+def _action_lines(items: Iterable) -> list[str]:
+    lines: list[str] = []
+    for item in items:
+        render = getattr(item, "render", None)
+        lines.append(render() if callable(render) else str(item))
+    return lines
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Ask before anything is changed. Shows the exact change (commands and API calls)."""
+
+    BINDINGS = [
+        Binding("y", "confirm", "Apply", id="confirm.yes"),
+        Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
+    ]
+    DEFAULT_CSS = """
+    ConfirmModal { align: center middle; }
+    ConfirmModal > Vertical { width: 90%; max-width: 120; height: auto; max-height: 90%;
+        border: thick $warning; background: $surface; padding: 1 2; }
+    ConfirmModal.-danger > Vertical { border: thick $error; }
+    ConfirmModal #confirm-title { text-style: bold; margin-bottom: 1; }
+    ConfirmModal VerticalScroll { height: auto; max-height: 24; }
+    ConfirmModal .change { margin-bottom: 1; }
+    ConfirmModal Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    ConfirmModal Button { margin-left: 2; }
+    """
+
+    def __init__(self, title: str, changes: Iterable, *, confirm_label: str = "Apply", danger: bool = False,
+                 note: str | None = None) -> None:
+        super().__init__(classes="-danger" if danger else "")
+        self.title_text = title
+        self.lines = _action_lines(changes)
+        self.confirm_label = confirm_label
+        self.danger = danger
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="confirm-title")
+            with VerticalScroll():
+                for line in self.lines:
+                    yield Static(Text(line), classes="change")
+            if self.note:
+                yield Static(Text(self.note, style="italic"))
+            with Horizontal():
+                yield Button("Cancel (n)", id="cancel")
+                yield Button(f"{self.confirm_label} (y)", id="confirm", variant="error" if self.danger else "warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class PromptModal(ModalScreen["str | None"]):
+    """Ask for one value (a path, a name, a passphrase with password=True). Never stored by the UI."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+    DEFAULT_CSS = """
+    PromptModal { align: center middle; }
+    PromptModal > Vertical { width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    PromptModal Label { margin-bottom: 1; }
+    """
+
+    def __init__(self, question: str, *, value: str = "", password: bool = False, placeholder: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.value = value
+        self.password = password
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Input(value=self.value, password=self.password, placeholder=self.placeholder, id="prompt-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """F1 / ?: what this screen is for and its keys."""
+
+    BINDINGS = [Binding("escape,q,f1,question_mark", "close", "Close", id="help.close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90%; max-width: 110; height: 85%; border: thick $accent;
+        background: $surface; padding: 1 2; }
+    """
+
+    def __init__(self, title: str, text: str, bindings: Iterable = ()) -> None:
+        super().__init__()
+        keys = "\n".join(f"| `{b.key_display or b.key}` | {b.description} |" for b in bindings if b.description)
+        table = f"\n\n| key | what it does |\n|---|---|\n{keys}" if keys else ""
+        common = (
+            "\n\n**Everywhere:** `ctrl+p` command palette (labs, steps, screens), `F1`/`?` this help, "
+            "`escape` back, `ctrl+q` quit. Every command labtui runs is in the command log."
+        )
+        self.markdown = f"# {title}\n\n{text}{table}{common}"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(self.markdown)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
