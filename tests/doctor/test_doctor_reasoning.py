@@ -1,0 +1,311 @@
+"""The doctor's reasoning on facts alone: every scenario of issue 6, no I/O."""
+
+from __future__ import annotations
+
+import json
+
+from labtui.doctor import (
+    ERROR,
+    DoctorFacts,
+    Node,
+    Port,
+    ProbeResult,
+    Rule,
+    Unchecked,
+    diagnose,
+    ordered_actions,
+    pool_path,
+    render_text,
+    same_subnet,
+    simulate,
+)
+from tests.doctor.scenarios import PROTO4, SG, VXLAN4789, incident, with_rule
+
+
+def _ids(diag):
+    return [f.id for f in diag.findings]
+
+
+# ------------------------------------------------------------------ the incident
+
+
+def test_incident_found_with_the_incident_explanation():
+    diag = diagnose(incident())
+    assert diag.exit_code == 1 and diag.status == "findings"
+    top = diag.findings[0]
+    assert top.id == "crosssubnet-antispoofing" and top.severity == ERROR
+    assert len(top.pairs) == 12  # every ordered pair of 4 nodes
+    text = top.explanation
+    # names the real pool, its mode, the subnet, the port, the pairs, the group and the mechanism
+    for needle in ("default-ipv4-ippool", "172.16.0.0/16", "ipipMode CrossSubnet", "10.100.200.0/24",
+                   "All 4 nodes", "k8s-cp-port", "10.100.200.4", "allowed-address-pairs: none",
+                   "anti-spoofing", "same node", "direct routing", "would fail for the same reason",
+                   "security group k8s has no rule that lets IP protocol 4 in"):
+        assert needle in text, needle
+    sources = {e.source for e in top.evidence}
+    assert {"kube", "neutron", "reasoning"} <= sources
+    assert any("port_security_enabled=true" in e.text for e in top.evidence)
+    # the per-pair paths: direct, same subnet, blocked at the source port
+    v = next(v for v in diag.verdicts if v.pair == "k8s-cp->k8s-w1")
+    assert v.path == "direct" and v.same_subnet is True and v.ok is False
+    assert {b.code for b in v.blocks} >= {"antispoof-src"}
+
+
+def test_incident_options_ranked_option_1_first_and_safe_order():
+    diag = diagnose(incident())
+    assert [o.number for o in diag.options] == [1, 2, 3, 4]
+    opt1 = diag.option(1)
+    assert opt1.recommended and opt1.available and opt1.key == "ipip"
+    acts = ordered_actions(opt1)
+    kinds = [a.kind for a in acts]
+    assert kinds == ["sg-rule", "pool-mode"]  # open the network first, then switch the pool
+    rule = acts[0]
+    assert rule.params["protocol"] == "4"  # never "ipip"
+    assert rule.params["remote_group_id"] == SG and rule.params["security_group_id"] == SG
+    assert "--protocol 4 --remote-group k8s" in rule.command and rule.command.endswith(" k8s")
+    pool = acts[1]
+    assert pool.params["ipipMode"] == "Always" and pool.params["vxlanMode"] == "Never"
+    assert '{"spec":{"ipipMode":"Always","vxlanMode":"Never"}}' in pool.command
+    assert "CrossSubnet" in pool.revert
+    assert diag.option(4).discouraged and not diag.option(4).recommended
+    assert diag.findings[0].fixes[0] == 1
+    # the simulation of option 1 leaves nothing broken
+    after = diagnose(simulate(diag.facts, opt1.actions))
+    assert after.exit_code == 0, render_text(after)
+    assert all(v.path == "ipip" and v.ok for v in after.verdicts)
+
+
+def test_option_2_vxlan_adds_udp_4789_then_switches():
+    diag = diagnose(incident())
+    opt = diag.option("vxlan")
+    acts = ordered_actions(opt)
+    assert [a.kind for a in acts] == ["sg-rule", "pool-mode"]
+    assert acts[0].params["protocol"] == "udp" and acts[0].params["port_range_min"] == 4789
+    assert acts[1].params["vxlanMode"] == "Always" and acts[1].params["ipipMode"] == "Never"
+    assert diagnose(simulate(diag.facts, opt.actions)).exit_code == 0
+
+
+def test_option_3_pairs_on_every_node_port_merged():
+    facts = incident(pairs={2: ["10.100.200.250"]})  # a pair already on one port is kept
+    diag = diagnose(facts)
+    opt = diag.option(3)
+    pairs = [a for a in opt.actions if a.kind == "port-pairs"]
+    assert sorted(a.params["node"] for a in pairs) == ["k8s-cp", "k8s-w1", "k8s-w2", "k8s-w3"]
+    assert all(a.params["cidr"] == "172.16.0.0/16" for a in pairs)
+    w2 = next(a for a in pairs if a.params["node"] == "k8s-w2")
+    assert w2.params["existing"] == ["10.100.200.250"]
+    assert "port unset --allowed-address ip-address=172.16.0.0/16" in w2.revert
+    # CrossSubnet on one subnet already routes directly: no pool switch, but pods must be let in
+    assert not [a for a in opt.actions if a.layer == "calico"]
+    rules = [a for a in opt.actions if a.kind == "sg-rule"]
+    assert rules and rules[0].params["remote_ip_prefix"] == "172.16.0.0/16" and rules[0].params["protocol"] is None
+    after = simulate(facts, opt.actions)
+    assert "10.100.200.250" in after.node("k8s-w2").port.allowed_address_pairs
+    assert diagnose(after).exit_code == 0
+
+
+def test_option_4_port_security_off_is_destructive_and_revertible():
+    diag = diagnose(incident())
+    opt = diag.option(4)
+    assert all(a.kind == "port-security-off" and a.risk == "destructive" for a in opt.actions)
+    assert len(opt.actions) == 4
+    a = opt.actions[0]
+    assert "--disable-port-security" in a.command and "--no-security-group" in a.command
+    assert "--enable-port-security" in a.revert and "--security-group k8s" in a.revert
+    assert diagnose(simulate(diag.facts, opt.actions)).exit_code == 0
+
+
+def test_operator_pool_is_fixed_through_the_installation():
+    diag = diagnose(incident(operator=True))
+    acts = ordered_actions(diag.option(1))
+    calico = [a for a in acts if a.layer == "calico"]
+    assert len(calico) == 1 and calico[0].kind == "installation-encapsulation"
+    assert calico[0].params["encapsulation"] == "IPIP" and calico[0].params["previous"] == "IPIPCrossSubnet"
+    assert "kubectl patch installation default --type=json" in calico[0].command
+    assert "/spec/calicoNetwork/ipPools/0/encapsulation" in calico[0].command
+    assert acts[-1] is calico[0]
+    assert any("tigera-operator" in e.text for e in diag.findings[0].evidence)
+
+
+# ------------------------------------------------------------------ the other scenarios of the issue
+
+
+def test_two_subnets_crosssubnet_with_proto4_is_healthy():
+    facts = with_rule(incident(subnets=["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24", "10.4.0.0/24"]), PROTO4)
+    diag = diagnose(facts)
+    assert diag.exit_code == 0, render_text(diag)
+    assert all(v.path == "ipip" and v.same_subnet is False for v in diag.verdicts)
+    assert not diag.options
+
+
+def test_two_subnets_pairs_mixed_paths():
+    # 2 nodes on each of two subnets, protocol 4 allowed: cross-subnet pairs pass by IPIP, the pairs
+    # inside a subnet go direct and are dropped
+    facts = with_rule(incident(subnets=["10.1.0.0/24", "10.1.0.0/24", "10.2.0.0/24", "10.2.0.0/24"]), PROTO4)
+    diag = diagnose(facts)
+    bad = {v.pair for v in diag.verdicts if v.ok is False}
+    assert bad == {"k8s-cp->k8s-w1", "k8s-w1->k8s-cp", "k8s-w2->k8s-w3", "k8s-w3->k8s-w2"}
+    assert diag.findings[0].id == "crosssubnet-antispoofing"
+    assert "so the packets between nodes of the same subnet leave that way" in diag.findings[0].explanation
+    # option 3 keeps CrossSubnet (encapsulation still needed across subnets)
+    opt3 = diag.option(3)
+    assert not [a for a in opt3.actions if a.layer == "calico"]
+    assert diagnose(simulate(facts, opt3.actions)).exit_code == 0
+
+
+def test_vxlan_without_udp_4789_is_found_and_option_2_is_just_the_rule():
+    diag = diagnose(incident(ipip="Never", vxlan="Always"))
+    assert diag.findings[0].id == "vxlan-blocked"
+    assert "UDP 4789" in diag.findings[0].explanation and "k8s" in diag.findings[0].explanation
+    assert len(diag.findings[0].pairs) == 12
+    best = diag.options[0]
+    assert best.number == 2 and best.recommended
+    assert [a.kind for a in best.actions] == ["sg-rule"]  # the pool is already VXLAN Always
+    assert diagnose(simulate(diag.facts, best.actions)).exit_code == 0
+
+
+def test_vxlan_with_udp_4789_is_healthy():
+    assert diagnose(with_rule(incident(ipip="Never", vxlan="Always"), VXLAN4789)).exit_code == 0
+
+
+def test_ipip_always_without_proto4_is_found():
+    diag = diagnose(incident(ipip="Always"))
+    f = diag.findings[0]
+    assert f.id == "ipip-blocked"
+    assert "IP protocol 4" in f.explanation and "--protocol 4 --remote-group k8s k8s" in f.explanation
+    assert diag.options[0].number == 1 and [a.kind for a in diag.options[0].actions] == ["sg-rule"]
+
+
+def test_port_security_off_direct_traffic_is_healthy():
+    diag = diagnose(incident(ipip="Never", port_security=False))
+    assert diag.exit_code == 0, render_text(diag)
+    assert all(v.path == "direct" and v.ok for v in diag.verdicts)
+
+
+def test_pairs_on_every_port_with_any_from_group_is_healthy():
+    facts = incident(ipip="Never", pairs={i: ["172.16.0.0/16"] for i in range(4)})
+    with_rule(facts, Rule("r-all", "ingress", "IPv4", None, remote_group_id=SG))
+    assert diagnose(facts).exit_code == 0
+
+
+def test_pairs_but_group_does_not_let_pods_in():
+    facts = incident(ipip="Never", pairs={i: ["172.16.0.0/16"] for i in range(4)})
+    diag = diagnose(facts)
+    assert diag.findings[0].id == "direct-sg-blocked"
+    assert "172.16.0.0/16" in diag.findings[0].explanation
+
+
+def test_ipip_named_rule_is_flagged():
+    facts = with_rule(incident(ipip="Always"), Rule("r-named", "ingress", "IPv4", "ipip", remote_group_id=SG))
+    diag = diagnose(facts)
+    f = diag.finding("ipip-rule-by-name")
+    assert f.severity == "warning" and "94" in f.explanation
+    assert diag.exit_code == 1
+
+
+def test_bgp_blocked_with_bird():
+    rules = [r for r in incident().groups[SG].rules if r.id != "r-bgp"]
+    facts = with_rule(incident(ipip="Always", rules=rules), PROTO4)
+    diag = diagnose(facts)
+    f = diag.finding("bgp-blocked")
+    assert f.severity == ERROR and len(f.pairs) == 6
+    opt = diag.option(1)
+    assert any(a.params.get("port_range_min") == 179 for a in opt.actions)
+    assert diagnose(simulate(facts, opt.actions)).exit_code == 0
+
+
+def test_ipip_unavailable_without_bird():
+    diag = diagnose(incident(ipip="CrossSubnet", backend="vxlan"))
+    assert not diag.option(1).available and "BGP" in diag.option(1).unavailable_reason
+    assert diag.options[0].number != 1
+    assert diag.finding("ipip-without-bgp").severity == ERROR
+
+
+def test_calico_node_not_ready_and_module():
+    facts = with_rule(incident(ipip="Always"), PROTO4)
+    facts.nodes[2].calico_ready = False
+    facts.nodes[2].calico_restarts = 7
+    facts.nodes[3].ipip_module = False
+    diag = diagnose(facts)
+    assert "calico-node-not-ready" in _ids(diag) and "ipip-module" in _ids(diag)
+    assert "7 restarts" in diag.finding("calico-node-not-ready").evidence[0].text
+
+
+# ------------------------------------------------------------------ subnets and paths
+
+
+def test_crosssubnet_uses_the_node_view_of_the_subnet():
+    a = Node("a", address="10.0.0.5", iface_cidr="10.0.0.5/16", port=Port("p", subnet_cidr="10.0.1.0/24"))
+    b = Node("b", address="10.0.1.7", iface_cidr="10.0.1.7/16", port=Port("q", subnet_cidr="10.0.1.0/24"))
+    assert same_subnet(a, b) is True
+    diag = diagnose(DoctorFacts(nodes=[a, b]))
+    assert "subnet-mismatch:a" in _ids(diag)
+
+
+def test_pool_path_table():
+    from labtui.doctor import Pool
+
+    a = Node("a", iface_cidr="10.0.0.5/24")
+    b = Node("b", iface_cidr="10.0.0.6/24")
+    c = Node("c", iface_cidr="10.0.9.6/24")
+    assert pool_path(Pool("p", "1.0.0.0/16", "CrossSubnet"), a, b) == "direct"
+    assert pool_path(Pool("p", "1.0.0.0/16", "CrossSubnet"), a, c) == "ipip"
+    assert pool_path(Pool("p", "1.0.0.0/16", "Always"), a, b) == "ipip"
+    assert pool_path(Pool("p", "1.0.0.0/16", "Never", "CrossSubnet"), a, c) == "vxlan"
+    assert pool_path(Pool("p", "1.0.0.0/16", "Off", "Never"), a, c) == "direct"
+
+
+# ------------------------------------------------------------------ live proof and unknowns
+
+
+def test_matrix_evidence_and_unexplained_failures():
+    facts = with_rule(incident(ipip="Always"), PROTO4)
+    facts.matrix = [ProbeResult(a.name, b.name, not (a.name == "k8s-w3" and b.name == "k8s-w1"), "172.16.0.1",
+                                "172.16.1.1", "3/3 replies") for a in facts.nodes for b in facts.nodes if a is not b]
+    diag = diagnose(facts)
+    f = diag.finding("probe-failed")
+    assert f.pairs == ["k8s-w3->k8s-w1"] and diag.exit_code == 1
+    assert "k8s-w3" in render_text(diag) and "FAIL" in render_text(diag)
+
+
+def test_matrix_confirms_the_incident():
+    facts = incident()
+    facts.matrix = [ProbeResult(a.name, b.name, False, None, None, "100% packet loss")
+                    for a in facts.nodes for b in facts.nodes if a is not b]
+    diag = diagnose(facts)
+    assert "probe-failed" not in _ids(diag)
+    assert any(e.source == "probe" and "100% packet loss" in e.text for e in diag.findings[0].evidence)
+
+
+def test_nothing_reachable_is_exit_2():
+    facts = DoctorFacts(cluster="x", nodes=[Node("a"), Node("b")],
+                        unchecked=[Unchecked("cloud", "the security groups and ports", "cloud 'lab' unreachable"),
+                                   Unchecked("kube", "the Calico pools", "API unreachable")])
+    diag = diagnose(facts)
+    assert diag.exit_code == 2 and diag.status == "could not check"
+    assert "could not check the security groups" in render_text(diag)
+
+
+def test_cloud_unreachable_but_kube_is_exit_2():
+    facts = incident()
+    for n in facts.nodes:
+        n.port = None
+    facts.groups = {}
+    facts.unchecked.append(Unchecked("cloud", "the security groups and ports", "timeout"))
+    assert diagnose(facts).exit_code == 2
+
+
+def test_facts_round_trip_and_json():
+    facts = incident()
+    facts.matrix = [ProbeResult("k8s-cp", "k8s-w1", False)]
+    again = DoctorFacts.from_dict(json.loads(json.dumps(facts.to_dict())))
+    assert again == facts
+    data = diagnose(facts).to_dict()
+    json.dumps(data)
+    assert data["status"] == "findings" and data["findings"][0]["id"] == "crosssubnet-antispoofing"
+
+
+def test_render_text_reads_well():
+    text = render_text(diagnose(incident()))
+    assert "[ERROR] 1." in text and "[recommended]" in text and "$ openstack security group rule create" in text
+    assert "labtui doctor NAME --fix N --yes" in text
