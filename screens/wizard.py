@@ -188,11 +188,7 @@ class WizardScreen(Screen):
         self.query_one("#step-why", Static).update(Text(step.why, style="italic"))
         self.query_one("#step-problems", Static).update("")
         self.query_one("#step-actions", Static).update("")
-        form = self.query_one("#step-form", Vertical)
-        form.remove_children()
-        widgets = self._form_widgets(step)
-        if widgets:
-            form.mount_all(widgets)
+        self.call_later(self._rebuild_form, step)
         has_inputs = bool(self._fields(step))
         self.query_one("#step-run", Button).label = "Save & continue (ctrl+s)" if has_inputs else "Run step (ctrl+s)"
         self._select_current()
@@ -200,6 +196,22 @@ class WizardScreen(Screen):
             self._show_review()
         elif not has_inputs and self.lab is not None:
             self._preview(wizard, step)
+
+    async def _rebuild_form(self, step: Step) -> None:
+        form = self.query_one("#step-form", Vertical)
+        await form.remove_children()
+        if self.current is None or self.current[1] is not step:
+            return
+        widgets = self._form_widgets(step)
+        if widgets:
+            await form.mount_all(widgets)
+        self._focus_first()
+
+    def _focus_first(self) -> None:
+        for w in self.query_one("#step-form", Vertical).query("Input, Select, Switch"):
+            if w.focusable and not w.disabled:
+                w.focus()
+                return
 
     def _fields(self, step: Step) -> list[InputField]:
         return list(step.fields)
@@ -215,6 +227,8 @@ class WizardScreen(Screen):
             values = {}
         inputs = self._inputs()
         for field in self._fields(step):
+            if field.kind == "path":
+                continue  # the inventory path lives inside the nodes editor
             value = inputs.get(field.name, values.get(field.name, field.default))
             widgets.append(Label(field.label + (f"  [dim]{field.help}[/]" if field.help else ""), classes="field-label"))
             wid = f"f-{field.name}"
@@ -231,8 +245,6 @@ class WizardScreen(Screen):
                     widgets.append(Static(Text(f"clouds.yaml: {problem}", style="yellow"), classes="field-note"))
             elif field.kind == "nodes":
                 widgets.append(NodesEditor(value or [], id=wid))
-            elif field.kind == "path":
-                continue  # handled inside the nodes editor
             elif field.kind == "choice":
                 options = [(label, val) for val, label in field.choices]
                 if value not in [o[1] for o in options]:

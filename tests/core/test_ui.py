@@ -1,0 +1,176 @@
+"""The UI driven through Textual's Pilot, as a user would."""
+
+from __future__ import annotations
+
+from labtui.store import Store
+from screens.app import LabApp
+from screens.home import HomeScreen
+from screens.modals import ConfirmModal
+from screens.wizard import WizardScreen
+from screens.widgets.nodes_editor import NodesEditor
+
+SIZE = (140, 45)
+
+
+async def settle(app, pilot, rounds: int = 4) -> None:
+    await app.workers.wait_for_complete()
+    for _ in range(rounds):
+        await pilot.pause(0.05)
+
+
+async def add_node(pilot, name: str, address: str) -> None:
+    await pilot.press(*name)
+    await pilot.press("tab")
+    await pilot.press(*address)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_create_lab_quit_midway_resume_same_step(lab_home):
+    app = LabApp(store=Store())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, WizardScreen)
+        await pilot.press(*"lab1")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen.current[1].id == "nodes"
+        await add_node(pilot, "cp1", "10.100.200.4")
+        await add_node(pilot, "w1", "10.100.200.21")
+        assert [n["name"] for n in app.screen.query_one(NodesEditor).nodes] == ["cp1", "w1"]
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        wizard = app.screen
+        assert wizard.current[1].id == "networks"
+        # defaults avoid the node subnet (kubeadm's 10.96.0.0/12 would contain 10.100.200.0/24)
+        assert wizard.query_one("#f-node_subnet").value == "10.100.200.0/24"
+        assert wizard.query_one("#f-service_cidr").value == "172.20.0.0/16"
+        # the user types a pod CIDR and quits before pressing save
+        pod = wizard.query_one("#f-pod_cidr")
+        pod.value = "172.18.0.0/16"
+        await pilot.pause(0.5)  # the draft is saved as typed
+        await pilot.press("ctrl+q")
+
+    # a new process: the home screen lists it, enter resumes on the same step with the inputs
+    app = LabApp(store=Store())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert isinstance(app.screen, HomeScreen)
+        table = app.screen.query_one("#sessions")
+        assert table.row_count == 1
+        await pilot.press("enter")
+        await settle(app, pilot, 6)
+        wizard = app.screen
+        assert isinstance(wizard, WizardScreen) and wizard.current[1].id == "networks"
+        assert wizard.query_one("#f-pod_cidr").value == "172.18.0.0/16"
+        # finish: networks, versions (defaults), review
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert wizard.current[1].id == "versions"
+        assert wizard.query_one("#f-encapsulation").value == "IPIP"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert wizard.current[1].id == "review"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+    rec = Store().get_session("lab1")
+    assert rec.plan["pod_cidr"] == "172.18.0.0/16"
+    assert [n["name"] for n in rec.plan["nodes"]] == ["cp1", "w1"]
+    assert rec.plan["encapsulation"] == "IPIP"
+
+
+async def test_resume_by_name_lands_on_step(lab_home):
+    store = Store()
+    store.create_session("lab2")
+    store.save_inputs("lab2", {"cloud": "", "nodes": [{"name": "cp1", "address": "10.0.0.5", "role": "control-plane"}]})
+    app = LabApp(store=store, resume="lab2")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, 6)
+        assert isinstance(app.screen, WizardScreen)
+        assert app.screen.current[1].id == "lab"  # nothing was run yet: the first open step
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen.current[1].id == "nodes"
+        assert [n["name"] for n in app.screen.query_one(NodesEditor).nodes] == ["cp1"]
+
+
+async def test_bad_input_is_shown_and_nothing_is_lost(lab_home):
+    store = Store()
+    store.create_session("lab3")
+    store.save_inputs("lab3", {"cloud": "", "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"}]})
+    app = LabApp(store=store, resume="lab3")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, 6)
+        app.screen._show(app.screen.current[0], app.screen.current[0].step("networks"))
+        await settle(app, pilot)
+        app.screen.query_one("#f-pod_cidr").value = "10.100.0.0/16"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        problems = str(app.screen.query_one("#step-problems").render())
+        assert "10.100.0.0/16 overlaps the node subnet 10.100.200.0/24" in problems
+        assert app.screen.current[1].id == "networks"
+    assert Store().get_session("lab3").inputs["pod_cidr"] == "10.100.0.0/16"
+
+
+async def test_duplicate_lab_name_is_refused(lab_home):
+    store = Store()
+    store.create_session("taken")
+    app = LabApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press(*"taken")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert "already exists" in str(app.screen.query_one("#step-problems").render())
+        assert app.screen.lab is None
+
+
+async def test_delete_asks_first(lab_home):
+    store = Store()
+    store.create_session("keep")
+    store.create_session("drop")
+    app = LabApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        table = app.screen.query_one("#sessions")
+        names = [str(k.value) for k in table.rows]
+        table.move_cursor(row=names.index("drop"))
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmModal)
+        assert "drop" in app.screen.title_text
+        await pilot.press("n")  # refuse: nothing deleted
+        await settle(app, pilot)
+        assert store.has_session("drop")
+        await pilot.press("d")
+        await settle(app, pilot)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert not store.has_session("drop") and store.has_session("keep")
+        assert app.screen.query_one("#sessions").row_count == 1
+
+
+async def test_palette_lists_sessions_and_help_opens(lab_home):
+    from textual.command import CommandPalette
+
+    store = Store()
+    store.create_session("alpha")
+    store.create_session("beta")
+    app = LabApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+p")
+        await settle(app, pilot)
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"resume")
+        await settle(app, pilot, 10)
+        options = app.screen.query_one("CommandList")
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("alpha" in p for p in prompts) and any("beta" in p for p in prompts)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("f1")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "HelpScreen"
