@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # the UI: do not load the headless command modules on the way to the first frame
+        try:
+            return launch_ui()
+        except LabError as exc:
+            print(f"labtui: {exc.render()}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

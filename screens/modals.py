@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, Static
+from textual.widgets import Button, Input, Label, Static
 
 
 def _action_lines(items: Iterable) -> list[str]:
@@ -123,6 +123,8 @@ class HelpScreen(ModalScreen[None]):
         self.markdown = f"# {title}\n\n{text}{table}{common}"
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # lazy: markdown-it is only needed when help opens
+
         with VerticalScroll():
             yield Markdown(self.markdown)
 

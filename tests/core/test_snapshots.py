@@ -1,0 +1,55 @@
+"""A few snapshots of the UI (cursor blink off). Update with: pytest --snapshot-update."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from labtui.store import Store
+from screens.app import LabApp
+
+
+async def no_blink(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    for _ in range(4):
+        await pilot.pause(0.05)
+    for inp in pilot.app.screen.query(Input):
+        inp.cursor_blink = False
+    await pilot.pause()
+
+
+def test_home_snapshot(lab_home, snap_compare):
+    store = Store()
+    store.create_session("incident", cloud="study")
+    store.create_session("study-lab")
+    assert snap_compare(LabApp(store=store), terminal_size=(120, 30), run_before=no_blink)
+
+
+def test_wizard_versions_step_snapshot(lab_home, snap_compare):
+    store = Store()
+    store.create_session("incident")
+    store.save_inputs("incident", {
+        "cloud": "",
+        "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"},
+                  {"name": "w1", "address": "10.100.200.21"}],
+        "node_subnet": "10.100.200.0/24", "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16",
+        "encapsulation": "IPIPCrossSubnet",
+    })
+    store.update_session("incident", step="versions")
+    rec = store.get_session("incident")
+    for step in ("lab", "nodes", "networks"):
+        store.record_step(rec.id, "plan", step, "done", "saved")
+
+    async def open_versions(pilot) -> None:
+        await no_blink(pilot)
+        screen = pilot.app.screen
+        screen._show(screen.current[0], screen.current[0].step("versions"))
+        await no_blink(pilot)
+
+    app = LabApp(store=store, resume="incident")
+    # the command log shows wall-clock times: hide it for a stable picture
+    async def run_before(pilot) -> None:
+        await open_versions(pilot)
+        pilot.app.screen.query_one("#log").display = False
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(130, 40), run_before=run_before)
