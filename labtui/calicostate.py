@@ -567,6 +567,7 @@ class ModeChange:
     warning: str | None = None  # must be accepted explicitly (v1 CRD)
     installation_index: int | None = None
     notes: list[str] = field(default_factory=list)
+    sent: bool = False  # set once the request (or calicoctl) was accepted by the cluster
 
     @property
     def noop(self) -> bool:
