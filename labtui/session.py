@@ -7,7 +7,11 @@ from typing import Any, Callable
 
 from .events import Event, EventBus
 from .model import Plan
-from .paths import session_dir
+import os
+import threading
+import time
+
+from .paths import log_path, session_dir
 from .steps import Action, Runner, StepContext, Wizard
 from .store import SessionRecord, Store
 
@@ -27,6 +31,8 @@ class LabSession:
         self.bus = EventBus()
         self.recorder = store.recorder(record.id)
         self.bus.subscribe(self.recorder)
+        self.logfile = EventLogFile(log_path(store.home), record.name)
+        self.bus.subscribe(self.logfile)
         if emit is not None:
             self.bus.subscribe(emit)
         self.ctx = StepContext(store=store, session=record, emit=self.bus.emit, confirm=confirm)
@@ -60,6 +66,7 @@ class LabSession:
 
     def close(self) -> None:
         self.recorder.flush()
+        self.logfile.close()
         for svc in list(self.ctx.services.values()):
             close = getattr(svc, "close", None)
             if callable(close):
@@ -74,3 +81,30 @@ class LabSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class EventLogFile:
+    """Appends every (already redacted) event to labtui.log (0600), one line each."""
+
+    def __init__(self, path: Path, session: str) -> None:
+        self.path = path
+        self.session = session
+        self._lock = threading.Lock()
+        self._fh = None
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            if self._fh is None:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.chmod(self.path, 0o600)
+                self._fh = os.fdopen(fd, "a", buffering=1)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(event.ts))
+            node = f" [{event.node}]" if event.node else ""
+            for line in (event.message or "").splitlines() or [""]:
+                self._fh.write(f"{stamp} {self.session} {event.kind}{node} {line}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None

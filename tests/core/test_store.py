@@ -85,6 +85,17 @@ def test_secrets_never_reach_the_database(store, lab_home):
     assert "discovery" not in messages[0]
 
 
+def test_log_file_is_private_and_redacted(store, lab_home):
+    store.create_session("logged")
+    with LabSession(store, "logged") as lab:
+        lab.ctx.emit(Event("action.output", "kubeadm join x --token abcdef.0123456789abcdef", node="cp1"))
+    log = (lab_home / "labtui.log")
+    assert stat.S_IMODE(os.stat(log).st_mode) == 0o600
+    text = log.read_text()
+    assert "logged action.output [cp1] kubeadm join x --token <redacted-token>" in text
+    assert "0123456789abcdef" not in text
+
+
 def test_discovery_hash_is_kept():
     from labtui.redact import redact
 
