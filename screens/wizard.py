@@ -49,7 +49,7 @@ class WizardScreen(Screen):
         Binding("ctrl+down", "next_step", "Next step", id="wizard.next"),
         Binding("ctrl+l", "toggle_log", "Log", id="wizard.log"),
         Binding("escape", "back", "Back", id="wizard.back"),
-        Binding("f1", "help", "Help", id="wizard.help"),
+        Binding("f1,question_mark", "help", "Help", id="wizard.help"),
         *[Binding(e.key, f"open_screen('{e.id}')", e.title, id=f"wizard.screen.{e.id}") for e in SESSION_SCREENS],
     ]
 
@@ -138,11 +138,7 @@ class WizardScreen(Screen):
     def _states(self) -> dict[tuple[str, str], str]:
         if self.lab is None:
             return {}
-        runs = self.app.store.step_states(self.lab.record.id)
         out = {}
-        for run in runs.values():
-            out[(run.wizard, run.step)] = run.state
-        # step_states keys by step id only; fetch per wizard to avoid collisions
         for wizard in available_wizards():
             for sid, run in self.app.store.step_states(self.lab.record.id, wizard.id).items():
                 out[(wizard.id, sid)] = run.state
