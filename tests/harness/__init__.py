@@ -1,0 +1,1 @@
+"""Reusable test harnesses that start real servers (SSH nodes in network namespaces, ...)."""
