@@ -1065,8 +1065,11 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
     if uses_ipip:
         missing = [n for n in facts.nodes if n.ipip_module is False]
         if missing:
+            # a Ready calico-node in IPIP mode has a working tunl0, whatever /proc/modules says
+            # (built-in ipip, or a container view of the modules): then it is only a note
+            sev = WARNING if any(n.calico_ready is not True for n in missing) else INFO
             findings.append(Finding(
-                "ipip-module", WARNING, "The ipip kernel module is not loaded on some nodes",
+                "ipip-module", sev, "The ipip kernel module is not loaded on some nodes",
                 f"IP-in-IP needs the kernel's ipip module (the tunl0 device). It is not loaded on "
                 f"{_join(n.name for n in missing)}. calico-node normally loads it when it starts; if it is still "
                 f"missing, run `sudo modprobe ipip` and make it permanent in /etc/modules-load.d/.",

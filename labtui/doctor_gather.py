@@ -1,0 +1,388 @@
+"""Gather the doctor's facts from the three adapters, in parallel, and merge them into DoctorFacts.
+
+- the cluster (labtui.kube): Calico install mode, backend/BGP, pools and their modes, nodes with
+  their Calico address (address/prefix: the subnet Calico decides CrossSubnet with), calico-node
+  health;
+- the cloud (labtui.cloud): each node's Neutron port (fixed IP, subnet, port security,
+  allowed-address-pairs, security groups) and the groups' rules;
+- the nodes (labtui.ssh): the interface holding the node's address and its prefix, whether the
+  ipip module is loaded, BGP session state when calicoctl is there.
+
+A source that cannot be reached becomes an `Unchecked` ("could not check the security groups:
+cloud 'lab' did not answer within 10 s"), never an exception. The pure parsers are at the top.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .doctor import BgpPeer, Calico, DoctorFacts, Group, Node, Pool, Port, Rule, Unchecked
+from .errors import LabError
+from .events import INFO, WARN, Event, null_emit
+
+TUNNEL_IFACES = re.compile(r"^(tunl\d*|vxlan\.calico|vxlan-v6\.calico|cali[0-9a-f]+|wireguard\.cali|docker\d*|cni\d*|kube-ipvs\d*|lo)$")
+
+NODE_PROBE = r"""
+echo @addr; ip -o -4 addr show scope global 2>/dev/null
+echo @route; ip -o -4 route show default 2>/dev/null | head -n 3
+echo @modules; cut -d' ' -f1 /proc/modules 2>/dev/null | grep -E '^(ipip|vxlan|br_netfilter)$'
+echo @sysmodule; for m in ipip vxlan; do [ -d /sys/module/$m ] && echo $m; done
+echo @tools; for t in tcpdump calicoctl kubectl; do command -v $t >/dev/null 2>&1 && echo $t; done
+echo @end
+""".strip()
+
+BGP_STATUS = "calicoctl node status 2>&1"
+
+
+# --------------------------------------------------------------------------- pure parsers
+
+
+def parse_node_probe(text: str) -> dict[str, Any]:
+    sections: dict[str, list[str]] = {}
+    cur = None
+    for line in text.splitlines():
+        if line.startswith("@"):
+            cur = line[1:].strip()
+            sections.setdefault(cur, [])
+        elif cur and line.strip():
+            sections[cur].append(line.rstrip())
+    addrs: list[tuple[str, str]] = []  # (iface, address/prefix)
+    for line in sections.get("addr", []):
+        m = re.match(r"\d+:\s+(\S+)\s+inet\s+(\d+\.\d+\.\d+\.\d+/\d+)", line)
+        if m:
+            iface = m.group(1).split("@")[0]
+            if not TUNNEL_IFACES.match(iface):
+                addrs.append((iface, m.group(2)))
+    default_dev = None
+    for line in sections.get("route", []):
+        m = re.search(r"\bdev (\S+)", line)
+        if m:
+            default_dev = m.group(1)
+            break
+    modules = set(sections.get("modules", [])) | set(sections.get("sysmodule", []))
+    return {
+        "addresses": addrs,
+        "default_dev": default_dev,
+        "ipip": "ipip" in modules,
+        "vxlan": "vxlan" in modules,
+        "tools": set(sections.get("tools", [])),
+        "complete": "end" in sections,
+    }
+
+
+def primary_address(probe: dict[str, Any], known_ips: list[str | None]) -> tuple[str | None, str | None]:
+    """(iface, address/prefix): the interface holding a known node address, else the default route's."""
+    addrs = probe.get("addresses") or []
+    for ip in known_ips:
+        if not ip:
+            continue
+        for iface, cidr in addrs:
+            if cidr.split("/")[0] == ip:
+                return iface, cidr
+    for iface, cidr in addrs:
+        if iface == probe.get("default_dev"):
+            return iface, cidr
+    return (addrs[0] if addrs else (None, None))
+
+
+_PEER_ROW = re.compile(r"^\|\s*(\d+\.\d+\.\d+\.\d+)\s*\|\s*([^|]+?)\s*\|\s*(\S+)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|")
+_BIRD_ROW = re.compile(r"^Mesh_(\d+_\d+_\d+_\d+)\s+BGP\s+\S+\s+(\S+)\s+\S+\s*(.*)$")
+
+
+def parse_bgp_status(text: str) -> list[BgpPeer] | None:
+    """Peers from `calicoctl node status` (table) or `birdcl show protocols`; None if neither."""
+    peers: list[BgpPeer] = []
+    for line in text.splitlines():
+        m = _PEER_ROW.match(line.strip())
+        if m and m.group(1) != "PEER ADDRESS":
+            peers.append(BgpPeer(m.group(1), m.group(3), m.group(5)))
+            continue
+        m = _BIRD_ROW.match(line.strip())
+        if m:
+            peers.append(BgpPeer(m.group(1).replace("_", "."), m.group(2), m.group(3).strip()))
+    if peers:
+        return peers
+    if "Calico process is running" in text or "BIRD" in text:
+        return []
+    return None
+
+
+# --------------------------------------------------------------------------- conversions from the adapters
+
+
+def facts_from_cluster(state: Any) -> tuple[list[Pool], Calico, dict[str, dict[str, Any]]]:
+    """labtui.kube's ClusterState -> doctor pools, Calico, and per-node cluster facts."""
+    from .calicostate import find_installation_pool
+
+    inst = state.install
+    pools = []
+    for p in state.pools:
+        idx = find_installation_pool(inst, p) if inst.mode == "operator" else None
+        pools.append(Pool(p.name, p.cidr, p.ipip_mode, p.vxlan_mode, bool(p.nat_outgoing), bool(p.disabled),
+                          p.node_selector or "all()", p.operator_managed, idx))
+    calico = Calico(install_mode=inst.mode, backend=inst.backend, bgp=inst.bgp, typha=inst.typha,
+                    version=inst.version, api="v3" if inst.v3_served else ("crd" if inst.v1_crds else None))
+    nodes: dict[str, dict[str, Any]] = {}
+    for n in state.nodes:
+        pod = n.calico_pod
+        nodes[n.name] = {
+            "internal_ip": n.internal_ip,
+            "calico_cidr": n.calico_ipv4,
+            "k8s_ready": n.ready,
+            "calico_ready": pod.ready if pod else None,
+            "calico_restarts": pod.restarts if pod else None,
+            "calico_pod": f"{pod.namespace}/{pod.name}" if pod else None,
+            "control_plane": "control-plane" in (n.roles or []) or "master" in (n.roles or []),
+        }
+    return pools, calico, nodes
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj and obj[name] is not None:
+                return obj[name]
+        elif getattr(obj, name, None) is not None:
+            return getattr(obj, name)
+    return default
+
+
+def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
+    """The cloud adapter's discovered lab -> ports by node name (and by fixed IP) and groups by id.
+
+    Accepts objects or dicts with the usual Neutron names (see labtui.cloud)."""
+    ports: dict[str, Port] = {}
+    groups: dict[str, Group] = {}
+    for g in _get(lab, "groups", "security_groups", default=[]) or []:
+        if isinstance(lab, dict) and isinstance(_get(lab, "groups"), dict):
+            pass
+        gid = _get(g, "id")
+        rules = []
+        for r in _get(g, "rules", "security_group_rules", default=[]) or []:
+            rules.append(Rule(
+                id=str(_get(r, "id", default="")),
+                direction=_get(r, "direction", default="ingress"),
+                ethertype=_get(r, "ethertype", "ether_type", default="IPv4"),
+                protocol=_norm_proto(_get(r, "protocol")),
+                port_min=_get(r, "port_range_min"),
+                port_max=_get(r, "port_range_max"),
+                remote_group_id=_get(r, "remote_group_id"),
+                remote_ip_prefix=_get(r, "remote_ip_prefix"),
+                description=_get(r, "description", default="") or "",
+            ))
+        groups[gid] = Group(gid, _get(g, "name", default="") or "", rules)
+    for node in _get(lab, "nodes", default=[]) or []:
+        name = _get(node, "name", "node")
+        for p in (_get(node, "ports", default=[]) or [])[:1]:
+            fixed = [_get(ip, "ip_address", "address") if not isinstance(ip, str) else ip
+                     for ip in (_get(p, "fixed_ips", default=[]) or [])]
+            pairs = [_get(pr, "ip_address") if not isinstance(pr, str) else pr
+                     for pr in (_get(p, "allowed_address_pairs", default=[]) or [])]
+            ports[name] = Port(
+                id=str(_get(p, "id")),
+                name=_get(p, "name", default="") or "",
+                fixed_ips=[f for f in fixed if f],
+                subnet_cidr=_get(p, "subnet_cidr", "cidr"),
+                subnet_name=_get(p, "subnet_name"),
+                network=_get(p, "network_name", "network_id", "network"),
+                mac=_get(p, "mac_address", "mac"),
+                security_groups=list(_get(p, "security_group_ids", "security_groups", default=[]) or []),
+                port_security=bool(_get(p, "port_security_enabled", "is_port_security_enabled", "port_security", default=True)),
+                allowed_address_pairs=[x for x in pairs if x],
+            )
+    return ports, groups
+
+
+def _norm_proto(value: Any) -> str | None:
+    if value in (None, "", "any"):
+        return None
+    return str(value)
+
+
+# --------------------------------------------------------------------------- the merge
+
+
+def merge(
+    plan_nodes: list[Any],
+    cluster: tuple[list[Pool], Calico, dict[str, dict[str, Any]]] | None,
+    cloud: tuple[dict[str, Port], dict[str, Group]] | None,
+    ssh: dict[str, dict[str, Any]] | None,
+    bgp: dict[str, list[BgpPeer] | None] | None = None,
+) -> tuple[list[Node], list[Pool], Calico, dict[str, Group]]:
+    """One Node per machine, matched by name first, then by address."""
+    pools, calico, knodes = cluster if cluster else ([], Calico(), {})
+    ports, groups = cloud if cloud else ({}, {})
+    nodes: list[Node] = []
+    by_name: dict[str, Node] = {}
+    for spec in plan_nodes:
+        name = getattr(spec, "name", None) or spec["name"]
+        role = getattr(spec, "role", None) or spec.get("role", "worker")
+        addr = getattr(spec, "address", None) or spec.get("address")
+        n = Node(name=name, role=str(getattr(role, "value", role)))
+        try:
+            ipaddress.ip_address(addr)
+            n.address = addr
+        except (TypeError, ValueError):
+            pass
+        nodes.append(n)
+        by_name[name] = n
+    # Kubernetes nodes: match by name, else by InternalIP / Calico address
+    for kname, k in knodes.items():
+        ip = k.get("internal_ip") or (k.get("calico_cidr") or "").split("/")[0] or None
+        n = by_name.get(kname) or next((x for x in nodes if x.address and x.address == ip), None)
+        if n is None:
+            if plan_nodes:
+                continue  # a node that is not in the plan: leave it out of the lab's reasoning
+            n = Node(name=kname, role="control-plane" if k.get("control_plane") else "worker")
+            nodes.append(n)
+            by_name[kname] = n
+        n.calico_cidr = k.get("calico_cidr")
+        if ip:
+            n.address = ip  # the address Calico uses beats an SSH address (that may be a floating IP)
+        n.k8s_ready = k.get("k8s_ready")
+        n.calico_ready = k.get("calico_ready")
+        n.calico_restarts = k.get("calico_restarts")
+        n.calico_pod = k.get("calico_pod")
+    # what the nodes say about themselves
+    for n in nodes:
+        probe = (ssh or {}).get(n.name)
+        if probe:
+            iface, cidr = primary_address(probe, [n.address, (n.calico_cidr or "").split("/")[0] or None])
+            n.iface, n.iface_cidr = iface, cidr
+            if not n.address and cidr:
+                n.address = cidr.split("/")[0]
+            n.ipip_module = probe.get("ipip")
+        if bgp and n.name in bgp and bgp[n.name] is not None:
+            n.bgp_peers = bgp[n.name]
+            n.bgp_source = "calicoctl node status"
+    # the cloud's ports: by node name, else by fixed IP
+    by_ip = {ip: p for p in ports.values() for ip in p.fixed_ips}
+    for n in nodes:
+        port = ports.get(n.name) or (by_ip.get(n.address) if n.address else None)
+        if port is None and n.iface_cidr:
+            port = by_ip.get(n.iface_cidr.split("/")[0])
+        n.port = port
+        if n.port and not n.address and n.port.fixed_ips:
+            n.address = n.port.fixed_ips[0]
+    order = {(getattr(s, "name", None) or s["name"]): i for i, s in enumerate(plan_nodes)}
+    nodes.sort(key=lambda x: (x.role != "control-plane", order.get(x.name, len(order)), x.name))
+    return nodes, pools, calico, groups
+
+
+# --------------------------------------------------------------------------- running the gatherers
+
+
+def _unchecked_from(exc: BaseException, source: str, what: str) -> Unchecked:
+    if isinstance(exc, LabError):
+        return Unchecked(source, what, exc.message, exc.hint or "")
+    return Unchecked(source, what, f"{type(exc).__name__}: {exc}", "see the command log")
+
+
+def gather(
+    *,
+    plan_nodes: list[Any],
+    cluster_name: str = "",
+    cloud_name: str | None = None,
+    read_cluster: Callable[[], Any] | None = None,
+    read_cloud: Callable[[], Any] | None = None,
+    ssh: Any | None = None,
+    node_names: list[str] | None = None,
+    emit: Callable[[Event], None] = null_emit,
+    ssh_timeout: float = 20.0,
+) -> DoctorFacts:
+    """Run the three sources at once; each failure becomes an Unchecked.
+
+    `read_cluster()` returns a labtui.kube ClusterState; `read_cloud()` returns the cloud
+    adapter's discovered lab (see `facts_from_cloud`); `ssh` is a labtui.ssh.NodeSSH for the
+    plan's nodes."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    unchecked: list[Unchecked] = []
+    sources: dict[str, bool] = {}
+
+    def timed(key: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            t0 = time.monotonic()
+            try:
+                return fn()
+            finally:
+                timings[key] = round(time.monotonic() - t0, 3)
+        return run
+
+    def do_ssh() -> dict[str, Any]:
+        names = node_names or [getattr(s, "name", None) or s["name"] for s in plan_nodes]
+        res = ssh.fan_out(names, lambda n: ssh.run(n, NODE_PROBE, timeout=ssh_timeout, stream=False))
+        out: dict[str, Any] = {"probe": {}, "errors": {}, "tools": {}}
+        for name, r in res.items():
+            if r.ok and r.value is not None:
+                parsed = parse_node_probe(r.value.stdout)
+                out["probe"][name] = parsed
+                out["tools"][name] = parsed["tools"]
+            else:
+                out["errors"][name] = r.error
+        return out
+
+    jobs: dict[str, Callable[[], Any]] = {}
+    if read_cluster is not None:
+        jobs["kube"] = timed("kube", read_cluster)
+    else:
+        unchecked.append(Unchecked("kube", "the Calico pools and nodes", "no kubeconfig for this lab",
+                                   "pass --kubeconfig FILE, or let labtui fetch admin.conf from the control plane"))
+    if read_cloud is not None:
+        jobs["cloud"] = timed("cloud", read_cloud)
+    elif cloud_name is None:
+        unchecked.append(Unchecked("cloud", "the security groups and ports", "no cloud is set for this lab",
+                                   "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
+    if ssh is not None and plan_nodes:
+        jobs["ssh"] = timed("ssh", do_ssh)
+    results: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs)), thread_name_prefix="doctor-gather") as pool:
+        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+        for key, fut in futures.items():
+            try:
+                results[key] = fut.result()
+                sources[key] = True
+            except Exception as exc:  # noqa: BLE001 - every failure becomes "could not check"
+                sources[key] = False
+                what = {"kube": "the Calico pools and nodes (Kubernetes API)",
+                        "cloud": "the security groups and ports (OpenStack)",
+                        "ssh": "the nodes over SSH"}[key]
+                u = _unchecked_from(exc, key, what)
+                unchecked.append(u)
+                emit(Event(WARN, u.line()))
+    cluster = None
+    if "kube" in results:
+        cluster = facts_from_cluster(results["kube"])
+        for w in getattr(results["kube"], "warnings", []) or []:
+            emit(Event(WARN, f"Kubernetes API: {w}"))
+    cloud = facts_from_cloud(results["cloud"]) if "cloud" in results else None
+    ssh_probe = None
+    if "ssh" in results:
+        ssh_probe = results["ssh"]["probe"]
+        for name, err in results["ssh"]["errors"].items():
+            unchecked.append(Unchecked(f"ssh:{name}", f"the interface and modules of {name}",
+                                       err.message if err else "no answer", (err.hint or "") if err else ""))
+        sources["ssh"] = bool(ssh_probe)
+    nodes, pools, calico, groups = merge(plan_nodes, cluster, cloud, ssh_probe)
+    facts = DoctorFacts(cluster=cluster_name, cloud=cloud_name, nodes=nodes, groups=groups, pools=pools,
+                        calico=calico, unchecked=unchecked, sources=sources)
+    # BGP state: only when bird runs and calicoctl is on the node (optional, quick)
+    if ssh is not None and ssh_probe and calico.backend == "bird":
+        with_ctl = [n for n, p in ssh_probe.items() if "calicoctl" in p.get("tools", set())]
+        if with_ctl:
+            res = ssh.fan_out(with_ctl, lambda n: ssh.run(n, BGP_STATUS, sudo=True, timeout=10, stream=False))
+            for n in facts.nodes:
+                r = res.get(n.name)
+                if r is not None and r.ok and r.value is not None:
+                    peers = parse_bgp_status(r.value.stdout)
+                    if peers is not None:
+                        n.bgp_peers, n.bgp_source = peers, "calicoctl node status"
+    timings["gather"] = round(time.monotonic() - started, 3)
+    facts.timings = timings
+    emit(Event(INFO, f"doctor: facts gathered in {timings['gather']:.2f}s ("
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items() if k != "gather") + ")"))
+    return facts
