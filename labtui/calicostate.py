@@ -510,11 +510,16 @@ def explain_pool(pool: IPPoolInfo, state: "ClusterState | None" = None, nodes: l
                 f"drops a packet whose source is not the port's own address: pods on different nodes cannot "
                 f"talk unless every node port allows {pool.cidr} as an allowed-address-pair."))
             m.needs.append(f"{pool.cidr} as an allowed-address-pair on every node port (or port security off)")
-        elif len(known) > 1:
-            m.severity = "warn"
-            m.summary = (f"{proto} CrossSubnet, and {where}: traffic between subnets is encapsulated, traffic "
-                         "between nodes of the same subnet leaves unencapsulated with pod source addresses")
+        elif any(len(ns) > 1 for ns in known.values()):
+            m.severity = "bad"
+            m.summary = (f"{proto} CrossSubnet, and {where}: traffic between nodes of the same subnet leaves the "
+                         "VMs unencapsulated with pod source addresses" + (
+                             "; traffic between subnets is encapsulated" if len(known) > 1 else ""))
             m.needs.append(f"{pool.cidr} as an allowed-address-pair on every node port that shares a subnet")
+        elif len(known) > 1:
+            m.severity = "warn" if unknown else "info"
+            m.summary = (f"{proto} CrossSubnet, and {where}: every node pair crosses a subnet, so cross-node pod "
+                         "traffic is encapsulated; a node added to an existing subnet would send unencapsulated")
         else:
             m.severity = "warn"
             m.summary = (f"{proto} CrossSubnet: encapsulated only between nodes on different subnets; same-subnet "

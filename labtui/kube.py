@@ -313,39 +313,47 @@ class KubeClient:
         if isinstance(exc, LabError):
             return exc
         if isinstance(exc, ApiException):
-            status = exc.status or 0
-            msg = _status_message(exc.body)
-            if status == 401:
-                expiry = client_cert_expiry(self.kubeconfig, self.context)
-                now = _dt.datetime.now(_dt.timezone.utc)
-                why = (f"the client certificate expired on {expiry:%Y-%m-%d %H:%M} UTC" if expiry and expiry < now
-                       else "the token or client certificate is expired or invalid")
-                return LabError(
-                    f"{api} refused the credentials of {self.info.user or 'the kubeconfig user'} in {self.kubeconfig} "
-                    f"(401 Unauthorized) while trying to {what}: {why}",
-                    "fetch a fresh admin.conf from the control plane (labtui calico show NAME --refresh-kubeconfig), "
-                    "or renew the certificates there with `kubeadm certs renew all`", code="unauthorized")
-            if status == 403:
-                return LabError(
-                    f"{api} forbids {self.info.user or 'this user'} to {what} (403 Forbidden by RBAC)"
-                    + (f": {msg}" if msg else ""),
-                    "use a kubeconfig with cluster-admin rights (the control plane's /etc/kubernetes/admin.conf), "
-                    "or have an admin grant this verb on this resource", code="forbidden")
-            if status == 404:
-                return LabError(f"{api}: not found while trying to {what}" + (f": {msg}" if msg else ""),
-                                "the resource does not exist (any more); refresh the view", code="not-found")
-            if status == 409:
-                return LabError(f"{api}: conflict while trying to {what}: {msg}", "refresh and try again", code="conflict")
-            if status in (400, 422):
-                return LabError(f"{api} rejected the request to {what} ({status}): {msg}",
-                                "the object changed since it was read, or the value is not allowed; refresh and retry",
-                                code="invalid")
-            if status == 503:
-                return LabError(f"{api} is unavailable for {what} (503): {msg or exc.reason}",
-                                "an aggregated API server (e.g. the Calico API server) may be down; retry later",
-                                code="unavailable")
-            return LabError(f"{api} answered {status} {exc.reason or ''} while trying to {what}" + (f": {msg}" if msg else ""),
-                            "look at the API server's state; retry", code="api")
+            err = self._api_error(exc, what, api)
+            err.status = exc.status  # type: ignore[attr-defined]
+            return err
+        return self._network_error(exc, what, api)
+
+    def _api_error(self, exc: Any, what: str, api: str) -> LabError:
+        status = exc.status or 0
+        msg = _status_message(exc.body)
+        if status == 401:
+            expiry = client_cert_expiry(self.kubeconfig, self.context)
+            now = _dt.datetime.now(_dt.timezone.utc)
+            why = (f"the client certificate expired on {expiry:%Y-%m-%d %H:%M} UTC" if expiry and expiry < now
+                   else "the token or client certificate is expired or invalid")
+            return LabError(
+                f"{api} refused the credentials of {self.info.user or 'the kubeconfig user'} in {self.kubeconfig} "
+                f"(401 Unauthorized) while trying to {what}: {why}",
+                "fetch a fresh admin.conf from the control plane (labtui calico show NAME --refresh-kubeconfig), "
+                "or renew the certificates there with `kubeadm certs renew all`", code="unauthorized")
+        if status == 403:
+            return LabError(
+                f"{api} forbids {self.info.user or 'this user'} to {what} (403 Forbidden by RBAC)"
+                + (f": {msg}" if msg else ""),
+                "use a kubeconfig with cluster-admin rights (the control plane's /etc/kubernetes/admin.conf), "
+                "or have an admin grant this verb on this resource", code="forbidden")
+        if status == 404:
+            return LabError(f"{api}: not found while trying to {what}" + (f": {msg}" if msg else ""),
+                            "the resource does not exist (any more); refresh the view", code="not-found")
+        if status == 409:
+            return LabError(f"{api}: conflict while trying to {what}: {msg}", "refresh and try again", code="conflict")
+        if status in (400, 422):
+            return LabError(f"{api} rejected the request to {what} ({status}): {msg}",
+                            "the object changed since it was read, or the value is not allowed; refresh and retry",
+                            code="invalid")
+        if status == 503:
+            return LabError(f"{api} is unavailable for {what} (503): {msg or exc.reason}",
+                            "an aggregated API server (e.g. the Calico API server) may be down; retry later",
+                            code="unavailable")
+        return LabError(f"{api} answered {status} {exc.reason or ''} while trying to {what}" + (f": {msg}" if msg else ""),
+                        "look at the API server's state; retry", code="api")
+
+    def _network_error(self, exc: BaseException, what: str, api: str) -> LabError:
         import urllib3.exceptions as ue
 
         reason = exc.reason if isinstance(exc, ue.MaxRetryError) else exc
@@ -426,8 +434,9 @@ class KubeClient:
         try:
             data = self._get(f"discover {group}/{version}", f"/apis/{group}/{version}", missing_ok=True)
         except LabError as exc:
-            if exc.code in ("unavailable", "api"):
-                return False, exc.message.split(": ", 1)[-1]
+            status = getattr(exc, "status", None)
+            if status is not None and status >= 500:
+                return False, f"{status} {exc.message.rsplit(': ', 1)[-1]}"
             raise
         return bool(data and data.get("resources")), None
 
@@ -780,7 +789,7 @@ def ssh_forwarder(ctx: Any) -> Forwarder | None:
     return None
 
 
-def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False,
+def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,
                        emit: Callable[[Event], None] | None = None) -> Path:
     """The kubeconfig for this lab: an explicit file, the one remembered in the session inputs, the
     session's admin.conf, or a fresh copy fetched over SSH from the control plane."""
@@ -793,12 +802,16 @@ def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh:
             ctx.reload()
         return p
     remembered = ctx.inputs.get("kubeconfig")
-    if remembered and not refresh:
-        return Path(remembered)
     dest = session_kubeconfig(ctx.session.name, ctx.store.home)
+    if remembered and Path(remembered) != dest:
+        return Path(remembered)  # the user's own file: labtui does not replace it
     if dest.exists() and not refresh:
         return dest
-    shell = control_plane_shell(ctx)
+    shell = control_plane_shell(ctx) if fetch else None
+    if not fetch:
+        raise LabError(f"the lab {ctx.session.name} has no kubeconfig yet",
+                       "run the step 'Reach the Kubernetes API' (it fetches admin.conf from the control plane)",
+                       code="kubeconfig")
     if shell is None:
         raise LabError(
             f"no kubeconfig for the lab {ctx.session.name}",
@@ -807,14 +820,15 @@ def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh:
     return fetch_admin_conf(shell, dest, emit)
 
 
-def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = False) -> KubeClient:
+def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = False, fetch: bool = True) -> KubeClient:
     """The session's KubeClient (cached in ctx.services["kube"])."""
     cached = ctx.services.get("kube")
-    if cached is not None and not refresh and (kubeconfig is None or Path(kubeconfig).expanduser().resolve() == cached.kubeconfig):
+    if cached is not None and not refresh and (
+            kubeconfig is None or Path(kubeconfig).expanduser().resolve() == cached.kubeconfig.resolve()):
         return cached
     if cached is not None:
         cached.close()
-    path = resolve_kubeconfig(ctx, kubeconfig, refresh=refresh)
+    path = resolve_kubeconfig(ctx, kubeconfig, refresh=refresh, fetch=fetch)
     kc = KubeClient(path, forwarder=ssh_forwarder(ctx), temp_dir=session_dir(ctx.session.name, ctx.store.home),
                     context=ctx.inputs.get("kube_context"))
     ctx.services["kube"] = kc
