@@ -31,6 +31,7 @@ Calico
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as _dt
 import json
 import socket
@@ -248,22 +249,11 @@ class KubeClient:
             return self._api
 
     def _build(self):
-        from kubernetes import client, config
+        from kubernetes import client
         from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader
 
-        cfg = client.Configuration()
-        try:
-            # new_client_from_config(..., persist_config=False) does exactly this, but cannot put the
-            # client key it extracts from the kubeconfig anywhere but /tmp: here it goes to temp_dir
-            # (the 0700 session directory) when there is one.
-            config.load_kube_config(config_file=str(self.kubeconfig), context=self.context,
-                                    client_configuration=cfg, persist_config=False,
-                                    temp_file_path=str(self.temp_dir) if self.temp_dir else None)
-        except ConfigException as exc:
-            raise LabError(f"the kubeconfig {self.kubeconfig} cannot be used: {exc}",
-                           "fetch a fresh admin.conf from the control plane", code="kubeconfig") from exc
-        cfg.retries = False  # one attempt: a dead API must fail within the timeout, not 4 x it
-        cfg.connection_pool_maxsize = 8
+        data = load_kubeconfig(self.kubeconfig)
         host, port = self.info.host_port
         if self._reachable(host, port):
             self.via = "direct"
@@ -278,9 +268,15 @@ class KubeClient:
                                "check that the control-plane node answers over SSH", code="unreachable") from exc
             self._close_forward = close
             scheme = urlsplit(self.server).scheme or "https"
-            cfg.host = f"{scheme}://127.0.0.1:{local_port}"
-            if scheme == "https":
-                cfg.tls_server_name = host  # verify the certificate against the original address
+            # The forward goes into the kubeconfig itself (server + tls-server-name), not into the client
+            # configuration afterwards: with a token, the loader's refresh hook copies the kubeconfig's
+            # server back into the configuration before every request.
+            data = copy.deepcopy(data)
+            for entry in data.get("clusters") or []:
+                if entry.get("name") == self.info.cluster:
+                    entry["cluster"]["server"] = f"{scheme}://127.0.0.1:{local_port}"
+                    if scheme == "https" and not entry["cluster"].get("tls-server-name"):
+                        entry["cluster"]["tls-server-name"] = host  # verify the certificate against the original address
             self.via = f"ssh forward 127.0.0.1:{local_port} -> {host}:{port}"
         else:
             raise LabError(
@@ -288,6 +284,19 @@ class KubeClient:
                 f"within {self.reach_timeout:g}s)",
                 "check the address and the security group (TCP 6443), or let labtui reach it through an SSH "
                 "forward via the control plane (a lab with a saved plan does this by itself)", code="unreachable")
+        cfg = client.Configuration()
+        try:
+            # What new_client_from_config(..., persist_config=False) does, with two differences: the client
+            # key it extracts goes to temp_dir (the 0700 session directory) instead of /tmp, and the
+            # kubeconfig may carry the SSH forward above.
+            KubeConfigLoader(config_dict=data, active_context=self.context,
+                             config_base_path=str(self.kubeconfig.parent),
+                             temp_file_path=str(self.temp_dir) if self.temp_dir else None).load_and_set(cfg)
+        except ConfigException as exc:
+            raise LabError(f"the kubeconfig {self.kubeconfig} cannot be used: {exc}",
+                           "fetch a fresh admin.conf from the control plane", code="kubeconfig") from exc
+        cfg.retries = False  # one attempt: a dead API must fail within the timeout, not 4 x it
+        cfg.connection_pool_maxsize = 8
         return client.ApiClient(configuration=cfg)
 
     def close(self) -> None:
@@ -321,6 +330,13 @@ class KubeClient:
     def _api_error(self, exc: Any, what: str, api: str) -> LabError:
         status = exc.status or 0
         msg = _status_message(exc.body)
+        if status == 0:  # the REST client wraps urllib3's SSLError as ApiException(status=0)
+            reason = str(exc.reason or "").replace("\n", ": ")
+            if "SSL" in reason or "CERTIFICATE" in reason:
+                return LabError(f"{api}: TLS verification failed while trying to {what}: {reason}",
+                                "the kubeconfig's certificate authority or server address does not match the "
+                                "cluster; fetch a fresh admin.conf", code="tls")
+            return LabError(f"{api}: {what} failed: {reason}", "retry; look at the command log", code="api")
         if status == 401:
             expiry = client_cert_expiry(self.kubeconfig, self.context)
             now = _dt.datetime.now(_dt.timezone.utc)

@@ -396,8 +396,12 @@ class FakeCluster:
         return self
 
     def stop(self) -> None:
-        if self._loop and self._stop:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        """Stop serving (idempotent: a test may stop the API on purpose before teardown)."""
+        if self._loop and self._stop and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # closed in between
+                pass
         if self._thread:
             self._thread.join(10)
 
@@ -666,3 +670,154 @@ def v3_cluster(**kw: Any) -> FakeCluster:
     c = incident_cluster(v3=True, **kw)
     c.add("apiregistration.k8s.io/v1/apiservices", apiservice())
     return c
+
+
+# --------------------------------------------------------------------------- TLS in front of the server
+
+
+def make_certs(dirpath: str | Path, san_ips: Iterable[str] = ("10.100.200.4",), san_dns: Iterable[str] = ("kubernetes",),
+               *, expired_client: bool = False) -> dict[str, Path | str]:
+    """A CA, an API server certificate for the given SANs (as kubeadm makes: the control-plane IP
+    and kubernetes.*), and a client certificate (expired on request). Returns paths and base64 data."""
+    import base64
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d = Path(dirpath)
+    d.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def pem_key(k) -> bytes:
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    ca_key = key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=3650))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    srv_key = key()
+    sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in san_ips] + [x509.DNSName(n) for n in san_dns]
+    srv = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+           .issuer_name(ca_name).public_key(srv_key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
+           .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+           .sign(ca_key, hashes.SHA256()))
+    cl_key = key()
+    cl = (x509.CertificateBuilder()
+          .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubeadm:cluster-admins"),
+                                   x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes-admin")]))
+          .issuer_name(ca_name).public_key(cl_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(days=400))
+          .not_valid_after(now - dt.timedelta(days=35) if expired_client else now + dt.timedelta(days=365))
+          .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": d / "ca.crt", "server_cert": d / "apiserver.crt", "server_key": d / "apiserver.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["server_cert"].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    paths["server_key"].write_bytes(pem_key(srv_key))
+    os.chmod(paths["server_key"], 0o600)
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return {**paths,
+            "ca_data": b64(ca.public_bytes(serialization.Encoding.PEM)),
+            "client_cert_data": b64(cl.public_bytes(serialization.Encoding.PEM)),
+            "client_key_data": b64(pem_key(cl_key)),
+            "client_not_after": cl.not_valid_after_utc.strftime("%Y-%m-%d %H:%M")}
+
+
+class TLSFront:
+    """A TLS-terminating TCP relay on 127.0.0.1:<port> in front of a FakeCluster (the kube-apiserver's
+    certificate, served where an SSH local forward would land). `connections` counts accepted clients."""
+
+    def __init__(self, backend_port: int, cert: Path, key: Path) -> None:
+        import ssl
+
+        self.backend_port = backend_port
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.closed = False
+        threading.Thread(target=self._accept, name="tls-front", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+        except OSError:
+            conn.close()
+            return
+        try:
+            backend = socket.create_connection(("127.0.0.1", self.backend_port), timeout=10)
+        except OSError:
+            tls.close()
+            return
+
+        def pump(src, dst) -> None:
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(backend, tls), daemon=True).start()
+        pump(tls, backend)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: an API server that hangs (read timeouts)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+        for c in self.held:
+            c.close()

@@ -29,8 +29,10 @@ def v3():
 
 @pytest.fixture
 def kubeconfig_for(tmp_path: Path):
+    count = iter(range(1000))
+
     def make(cluster: FakeCluster, token: str = "admin-token", **kw) -> Path:
-        return cluster.write_kubeconfig(tmp_path / f"kubeconfig-{token}", token, **kw)
+        return cluster.write_kubeconfig(tmp_path / f"kubeconfig-{next(count)}", token, **kw)
     return make
 
 
