@@ -1119,10 +1119,27 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         unexplained = [p for p in facts.matrix if not p.ok and all(v.ok is not False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
         contradicted = [p for p in facts.matrix if p.ok and any(v.ok is False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
         if unexplained:
+            unknown = [v for p in unexplained for v in by_pair.get(f"{p.src}->{p.dst}", []) if v.ok is None]
+            if unknown:
+                paths = sorted({v.path or "an unknown path" for v in unknown})
+                direct = "direct" in paths
+                title = "Pods cannot reach each other across nodes (the cloud side was not checked)"
+                text = (f"The probe pods could not ping each other on {_plural(len(unexplained), 'node pair')}. "
+                        f"Under the live pool mode these packets take the {_join(paths)} path. "
+                        + ("Direct pod traffic carries pod source addresses, which OpenStack's anti-spoofing drops "
+                           "unless every node port has the pod CIDR as an allowed-address-pair: the incident's cause. "
+                           if direct else
+                           "Encapsulated traffic needs the security groups to allow it between the nodes (IP protocol 4 "
+                           "for IPIP, UDP 4789 for VXLAN). ")
+                        + "The doctor could not read the cloud's ports and security groups to confirm it: run it with "
+                          "--cloud NAME (clouds.yaml) for the full diagnosis and the fix.")
+            else:
+                title = "Pods cannot reach each other on some node pairs, for a reason not found in the configuration"
+                text = ("The probe pods could not ping each other, although the pool mode, the ports and the security "
+                        "groups should let the packets through. Look at the capture, calico-node's logs, and host "
+                        "firewalls on the nodes.")
             findings.append(Finding(
-                "probe-failed", ERROR, "Pods cannot reach each other on some node pairs, for a reason not found in the configuration",
-                "The probe pods could not ping each other, although the pool mode, the ports and the security groups "
-                "should let the packets through. Look at the capture, calico-node's logs, and host firewalls on the nodes.",
+                "probe-failed", ERROR, title, text,
                 [f"{p.src}->{p.dst}" for p in unexplained],
                 [Evidence("probe", f"{p.src} ({p.src_ip}) -> {p.dst} ({p.dst_ip}): {p.detail or 'no reply'}") for p in unexplained]
                 + _capture_evidence(facts)))

@@ -1,0 +1,264 @@
+"""`labtui doctor` and `labtui report`.
+
+    labtui doctor NAME [--json] [--no-live] [--kubeconfig FILE] [--accept-new-host-keys]
+    labtui doctor NAME --fix OPTION [--yes] [--accept-crd-warning]
+    labtui doctor NAME --revert CHANGE_ID|all [--yes]
+    labtui doctor NAME --adopt (--nodes cp=10.0.0.4,w1=10.0.0.21 | --inventory FILE) [--cloud CLOUD]
+                       [--kubeconfig FILE] [--user USER] [--key FILE]      # a cluster labtui did not build
+    labtui report NAME [-o FILE] [--log N]
+
+Exit codes of `doctor`: 0 healthy, 1 findings, 2 could not check (or an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+
+
+def _print_event(event) -> None:
+    if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error"):
+        print(f"  {event.line()}", file=sys.stderr)
+    elif event.kind == "info" and (event.message.startswith("live proof") or event.message.startswith("doctor: facts")):
+        print(f"  {event.line()}", file=sys.stderr)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="find why pods cannot talk across nodes, explain it, fix it",
+                       description="Cross-check Calico's pool mode, the node subnets, the security groups and the "
+                                   "ports; prove it with probe pods; explain; fix with approval. Exit code 0 healthy, "
+                                   "1 findings, 2 could not check.")
+    p.add_argument("name", help="the lab (with --adopt: the name of a new lab for an existing cluster)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.add_argument("--no-live", action="store_true", help="skip the probe pods and the capture")
+    p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: the lab's admin.conf, fetched over SSH)")
+    p.add_argument("--fix", metavar="OPTION", help="apply a fix option: 1/ipip, 2/vxlan, 3/pairs, 4/port-security-off")
+    p.add_argument("--revert", metavar="CHANGE", help="revert a recorded change (its number) or 'all'")
+    p.add_argument("--yes", action="store_true", help="apply without asking (headless confirmation)")
+    p.add_argument("--accept-crd-warning", action="store_true",
+                   help="allow patching crd.projectcalico.org/v1 directly when nothing better exists")
+    p.add_argument("--accept-new-host-keys", action="store_true", help="trust unknown SSH host keys (shown on stderr)")
+    g = p.add_argument_group("doctor a cluster labtui did not build")
+    g.add_argument("--adopt", action="store_true", help="create the lab NAME from the options below, then run")
+    g.add_argument("--nodes", help="name=address,... (the first is the control plane unless --control-plane)")
+    g.add_argument("--inventory", help="an inventory file (labtui YAML, Ansible INI or kubespray hosts.yaml)")
+    g.add_argument("--control-plane", help="which node is the control plane")
+    g.add_argument("--cloud", help="the cloud in clouds.yaml whose security groups and ports to check")
+    g.add_argument("--user", help="SSH user for the nodes (default: ubuntu, or the inventory's)")
+    g.add_argument("--key", help="SSH private key file for the nodes")
+    p.set_defaults(func=cmd_doctor)
+
+    r = sub.add_parser("report", help="a Markdown report of a lab: plan, steps, findings, changes with reverts")
+    r.add_argument("name")
+    r.add_argument("-o", "--output", help="write to this file instead of stdout")
+    r.add_argument("--log", type=int, default=0, metavar="N", help="include the last N lines of the command log")
+    r.set_defaults(func=cmd_report)
+
+
+# --------------------------------------------------------------------------- adopt
+
+
+def parse_nodes_arg(text: str, control_plane: str | None = None, user: str | None = None,
+                    key: str | None = None) -> list[dict[str, Any]]:
+    nodes = []
+    for i, item in enumerate(x.strip() for x in text.split(",") if x.strip()):
+        name, eq, addr = item.partition("=")
+        if not eq:
+            addr, name = item, f"node{i + 1}"
+        nodes.append({"name": name.strip(), "address": addr.strip(), "role": "worker"})
+    if not nodes:
+        raise LabError("--nodes lists no node", "write it as cp1=10.0.0.4,w1=10.0.0.21")
+    return _finish_nodes(nodes, control_plane, user, key)
+
+
+def _finish_nodes(nodes: list[dict[str, Any]], control_plane: str | None, user: str | None,
+                  key: str | None) -> list[dict[str, Any]]:
+    if control_plane:
+        if not any(n["name"] == control_plane for n in nodes):
+            raise LabError(f"--control-plane {control_plane}: no node of that name",
+                           "use one of " + ", ".join(n["name"] for n in nodes))
+        for n in nodes:
+            n["role"] = "control-plane" if n["name"] == control_plane else "worker"
+    elif not any(n.get("role") == "control-plane" for n in nodes):
+        nodes[0]["role"] = "control-plane"
+    for n in nodes:
+        if user:
+            n["user"] = user
+        if key:
+            n["key_file"] = str(Path(key).expanduser())
+    return nodes
+
+
+def covering_subnet(addresses: list[str]) -> str | None:
+    ips = []
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        if ip.version == 4:
+            ips.append(ip)
+    if not ips:
+        return None
+    net = ipaddress.ip_network(f"{ips[0]}/24", strict=False)
+    while not all(ip in net for ip in ips) and net.prefixlen > 8:
+        net = net.supernet()
+    return str(net)
+
+
+def adopt(store, args: argparse.Namespace) -> None:
+    """Create a lab for a cluster labtui did not build: nodes (optional), cloud, kubeconfig."""
+    from .model import Plan
+
+    if store.has_session(args.name):
+        raise LabError(f"a lab named {args.name!r} already exists",
+                       f"run `labtui doctor {args.name}` on it, or choose another name for --adopt")
+    nodes: list[dict[str, Any]] = []
+    if args.inventory:
+        from .inventory import load_inventory
+
+        nodes = _finish_nodes(load_inventory(args.inventory), args.control_plane, args.user, args.key)
+    elif args.nodes:
+        nodes = parse_nodes_arg(args.nodes, args.control_plane, args.user, args.key)
+    if not nodes and not args.kubeconfig and not args.cloud:
+        raise LabError("--adopt needs something to look at",
+                       "give the nodes (--nodes or --inventory), a --kubeconfig and/or a --cloud")
+    plan: dict[str, Any] = {}
+    if nodes:
+        subnet = covering_subnet([n["address"] for n in nodes]) or "10.0.0.0/8"
+        plan = Plan.parse({"name": args.name, "cloud": args.cloud, "nodes": nodes, "node_subnet": subnet}).model_dump(mode="json")
+    inputs: dict[str, Any] = {"adopted": True}
+    if args.cloud:
+        inputs["cloud"] = args.cloud
+    if args.kubeconfig:
+        inputs["kubeconfig"] = str(Path(args.kubeconfig).expanduser().resolve())
+    store.create_session(args.name, cloud=args.cloud, wizard="doctor", plan=plan, inputs=inputs)
+    print(f"labtui: created the lab {args.name} for an existing cluster"
+          + (f" ({len(nodes)} nodes)" if nodes else "") + (f", cloud {args.cloud}" if args.cloud else ""), file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def _open(args: argparse.Namespace):
+    from .session import LabSession
+    from .store import Store
+
+    store = Store()
+    if args.adopt:
+        adopt(store, args)
+    elif not store.has_session(args.name):
+        raise LabError(f"there is no lab named {args.name!r}",
+                       f"list them with `labtui sessions`, or doctor a cluster labtui did not build with "
+                       f"`labtui doctor {args.name} --adopt --nodes cp=ADDR,w1=ADDR --cloud CLOUD --kubeconfig FILE`",
+                       code="not-found")
+    elif args.cloud:
+        store.save_inputs(args.name, {"cloud": args.cloud})
+    lab = LabSession(store, args.name, emit=_print_event, confirm=_confirm(args))
+    if lab.record.plan.get("nodes"):
+        from .ssh import configure_session_ssh
+
+        configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
+                              connect_timeout=8.0)
+    return lab
+
+
+def _confirm(args: argparse.Namespace):
+    def confirm(actions) -> bool:
+        print("labtui doctor will make these changes, in this order:", file=sys.stderr)
+        for a in actions:
+            print("  " + a.render().replace("\n", "\n  "), file=sys.stderr)
+        if args.yes:
+            return True
+        if not sys.stdin.isatty():
+            print("labtui: not applied; re-run with --yes to apply these changes", file=sys.stderr)
+            return False
+        try:
+            answer = input("apply? [y/N] ").strip().lower()
+        except EOFError:
+            return False
+        return answer in ("y", "yes")
+
+    return confirm
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import render_text
+    from .doctor_run import apply_fix, run_doctor
+
+    lab = _open(args)
+    try:
+        if args.revert:
+            return _revert(lab, args)
+        diag = run_doctor(lab.ctx, kubeconfig=args.kubeconfig, live=not args.no_live)
+        if args.fix:
+            print(render_text(diag), file=sys.stderr if args.json else sys.stdout)
+            try:
+                opt = diag.option(args.fix)
+            except KeyError:
+                if not diag.options:
+                    raise LabError(f"nothing to fix in {args.name}: {diag.status}",
+                                   "the doctor found no blocked pod traffic to fix") from None
+                raise LabError(f"there is no fix option {args.fix!r}",
+                               "choose one of " + ", ".join(f"{o.number} ({o.key})" for o in diag.options)) from None
+            _actions, after = apply_fix(lab.ctx, diag, opt, accept_crd_warning=args.accept_crd_warning,
+                                        kubeconfig=args.kubeconfig, live=not args.no_live)
+            if after is None:
+                return 1
+            diag = after
+            print("", file=sys.stderr)
+            print(f"After fix option {opt.number}:", file=sys.stderr)
+        if args.json:
+            print(json.dumps(diag.to_dict(), indent=2, sort_keys=True, default=str))
+        else:
+            print(render_text(diag))
+        return diag.exit_code
+    finally:
+        lab.close()
+
+
+def _revert(lab, args: argparse.Namespace) -> int:
+    from .doctor_revert import revert_changes
+
+    changes = [c for c in lab.store.changes(lab.record.id, include_reverted=False)]
+    if args.revert != "all":
+        try:
+            wanted = int(args.revert)
+        except ValueError:
+            raise LabError(f"--revert {args.revert!r}: expected a change number or 'all'",
+                           "see the changes with `labtui show NAME`") from None
+        changes = [c for c in changes if c.id == wanted]
+        if not changes:
+            raise LabError(f"no change #{wanted} to revert in {args.name}", "see the changes with `labtui show NAME`")
+    if not changes:
+        print("nothing to revert")
+        return 0
+    print("labtui will revert, newest first:", file=sys.stderr)
+    for c in reversed(changes):
+        print(f"  #{c.id} {c.description}\n    $ {c.revert_command}", file=sys.stderr)
+    if not args.yes:
+        print("labtui: not reverted; re-run with --yes", file=sys.stderr)
+        return 1
+    done = revert_changes(lab.ctx, list(reversed(changes)))
+    print(f"reverted {len(done)} change(s)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .paths import write_private
+    from .report import session_report
+    from .store import Store
+
+    text = session_report(Store(), args.name, log_lines=args.log)
+    if args.output:
+        write_private(Path(args.output), text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0

@@ -1,0 +1,429 @@
+"""The doctor on a lab session: gather (in parallel), prove live, diagnose, remember, fix, re-check.
+
+`run_doctor(ctx)` is what the wizard step, the screen and `labtui doctor NAME` call. Where the
+sources come from:
+- nodes: the session's plan (or the nodes given to `labtui doctor --adopt`);
+- Kubernetes: `labtui.kube.kube_for(ctx, kubeconfig)` (a kubeconfig named by the user, the
+  session's admin.conf, or one fetched from the control plane over SSH);
+- the cloud: the session's cloud name, through `labtui.cloud`.
+
+`apply_fix(ctx, diag, option)` turns a FixOption into steps.Actions (security groups, then ports,
+then the Calico switch), asks for confirmation, runs them through the adapters, records every
+change with its revert, then runs the doctor again so the user sees the finding gone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from . import events as ev
+from .doctor import (
+    Diagnosis,
+    DoctorFacts,
+    FixAction,
+    FixOption,
+    Unchecked,
+    active_pools,
+    diagnose,
+    ordered_actions,
+)
+from .errors import LabError
+from .events import Event
+from .steps import Action, Risk, StepContext
+from .store import Change
+
+DOCTOR_SCOPE = "doctor"
+
+
+# --------------------------------------------------------------------------- sources of a session
+
+
+def plan_nodes(ctx: StepContext) -> list[Any]:
+    from .model import NodeSpec
+
+    plan = ctx.session.plan or {}
+    return [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
+
+
+def cloud_name(ctx: StepContext) -> str | None:
+    return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+
+
+def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] | None:
+    from .paths import session_dir
+
+    have = kubeconfig or ctx.inputs.get("kubeconfig") or (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists() \
+        or plan_nodes(ctx)
+    if not have:
+        return None
+
+    def read() -> Any:
+        from .kube import kube_for, read_cluster
+
+        return read_cluster(kube_for(ctx, kubeconfig))
+
+    return read
+
+
+def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[], Any] | None:
+    name = cloud_name(ctx)
+    if not name:
+        return None
+
+    def read() -> Any:
+        return discover_cloud(ctx, name, nodes)
+
+    return read
+
+
+def discover_cloud(ctx: StepContext, name: str, nodes: list[Any]) -> Any:
+    """The cloud adapter's view of the lab's nodes: servers, ports and groups (adapter function)."""
+    from . import cloud
+
+    conn = cloud_service(ctx, name)
+    return cloud.discover(conn, nodes, include_rules=True) if _accepts(cloud.discover, "include_rules") \
+        else cloud.discover(conn, nodes)
+
+
+def cloud_service(ctx: StepContext, name: str) -> Any:
+    from . import cloud
+
+    svc = ctx.services.get("cloud")
+    if svc is None:
+        svc = cloud.connect(name)
+        ctx.services["cloud"] = svc
+    return svc
+
+
+def _accepts(fn: Callable, param: str) -> bool:
+    import inspect
+
+    try:
+        return param in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class NodeShell:
+    """A labtui.kube / labtui.probe Shell on one node through the session's NodeSSH (with sudo)."""
+
+    def __init__(self, ssh: Any, node: str, sudo: bool = True) -> None:
+        self.ssh = ssh
+        self.node = node
+        self.sudo = sudo
+
+    def run(self, command: str, *, timeout: float = 30.0, quiet: bool = False) -> tuple[int, str, str]:
+        res = self.ssh.run(self.node, command, sudo=self.sudo, timeout=timeout, stream=False)
+        return res.exit_code, res.stdout, res.stderr
+
+
+def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
+    """What labtui.facts stored for each node (used when SSH cannot reach a node now)."""
+    try:
+        from .facts import load_facts
+    except ImportError:  # pragma: no cover
+        return {}
+    out = {}
+    for name, f in load_facts(ctx.store, ctx.session.id).items():
+        if f.interface and f.iface_cidr:
+            out[name] = {"addresses": [(f.interface, f.iface_cidr)], "default_dev": f.interface,
+                         "ipip": f.ipip_module, "tools": set(), "stored": f.gathered}
+    return out
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
+                   ssh_timeout: float = 20.0) -> DoctorFacts:
+    from .doctor_gather import gather
+
+    nodes = plan_nodes(ctx)
+    ssh = None
+    if nodes:
+        from .ssh import session_ssh
+
+        ssh = session_ssh(ctx)
+    facts = gather(
+        plan_nodes=nodes,
+        cluster_name=ctx.session.name,
+        cloud_name=cloud_name(ctx),
+        read_cluster=_kube_reader(ctx, kubeconfig),
+        read_cloud=_cloud_reader(ctx, nodes),
+        ssh=ssh,
+        emit=ctx.emit,
+        ssh_timeout=ssh_timeout,
+    )
+    _fill_from_stored(ctx, facts)
+    if live:
+        live_proof(ctx, facts, ssh)
+    facts.timings["finished"] = time.time()
+    return facts
+
+
+def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
+    from .doctor_gather import primary_address
+
+    stored = None
+    for n in facts.nodes:
+        if n.iface_cidr is None:
+            stored = stored if stored is not None else _stored_node_facts(ctx)
+            probe = stored.get(n.name)
+            if probe:
+                n.iface, n.iface_cidr = primary_address(probe, [n.address])
+                if n.ipip_module is None:
+                    n.ipip_module = probe.get("ipip")
+                ctx.emit(Event(ev.INFO, f"{n.name}: interface {n.iface_cidr} from the node facts stored earlier"))
+
+
+def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
+    """The matrix and the capture, when the cluster and the control plane over SSH are reachable."""
+    from .probe import run_live_proof
+
+    if not facts.sources.get("kube"):
+        return
+    if ssh is None or not facts.sources.get("ssh"):
+        facts.unchecked.append(Unchecked("matrix", "pod-to-pod connectivity (live)",
+                                         "labtui has no SSH access to the nodes of this lab",
+                                         "give the nodes (plan or --nodes/--inventory) to run probe pods"))
+        return
+    cp = next((n for n in facts.nodes if n.role == "control-plane"), None)
+    if cp is None:
+        return
+    failed = {u.source for u in facts.unchecked}
+    if f"ssh:{cp.name}" in failed:
+        facts.unchecked.append(Unchecked("matrix", "pod-to-pod connectivity (live)",
+                                         f"the control plane {cp.name} does not answer over SSH"))
+        return
+    pools = active_pools(facts)
+    shell = NodeShell(ssh, cp.name)
+    proof = run_live_proof(
+        shell, [n.name for n in facts.nodes],
+        kubectl="kubectl --kubeconfig /etc/kubernetes/admin.conf",
+        capture_shell=NodeShell(ssh, cp.name), capture_iface=cp.iface or "any",
+        pod_cidr=pools[0].cidr if pools else None, emit=ctx.emit,
+        simulated=bool(ctx.services.get("doctor.simulated")),
+    )
+    facts.matrix = proof.matrix
+    if proof.capture is not None:
+        facts.captures.append(proof.capture)
+    facts.unchecked.extend(proof.unchecked)
+    facts.timings["live"] = round(proof.seconds, 3)
+
+
+def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
+               facts: DoctorFacts | None = None) -> Diagnosis:
+    """Gather (unless facts are given), diagnose, remember the result in the session."""
+    if facts is None:
+        facts = gather_session(ctx, kubeconfig=kubeconfig, live=live)
+    diag = diagnose(facts)
+    remember(ctx, diag)
+    for f in diag.findings:
+        ctx.emit(Event(ev.WARN if f.severity in ("error", "warning") else ev.INFO,
+                       f"doctor: [{f.severity}] {f.title}", data={"finding": f.id, "pairs": f.pairs}))
+    for u in diag.unchecked:
+        ctx.emit(Event(ev.WARN, f"doctor: {u.line()}"))
+    ctx.emit(Event(ev.INFO, f"doctor: {diag.status}"))
+    return diag
+
+
+def summary_line(diag: Diagnosis) -> str:
+    if diag.exit_code == 0:
+        ok = sum(1 for v in diag.verdicts if v.ok)
+        return f"healthy: {ok} of {len(diag.verdicts)} pod paths pass"
+    if diag.exit_code == 1:
+        return f"{len(diag.problems)} finding(s): " + "; ".join(f.title for f in diag.problems[:2])
+    return "could not check: " + "; ".join(u.what for u in diag.blocked_sources or diag.unchecked)[:200]
+
+
+def remember(ctx: StepContext, diag: Diagnosis) -> None:
+    data = diag.to_dict()
+    stored = ctx.store.facts(ctx.session.id, DOCTOR_SCOPE).get(DOCTOR_SCOPE, {})
+    history = list(stored.get("history") or [])
+    history.append({"ts": time.time(), "status": diag.status, "exit_code": diag.exit_code, "summary": summary_line(diag)})
+    values: dict[str, Any] = {"last": data, "history": history[-50:]}
+    if "first" not in stored:
+        values["first"] = data
+    ctx.store.put_facts(ctx.session.id, DOCTOR_SCOPE, values)
+    ctx.store.update_session(ctx.session.name, health=f"doctor: {summary_line(diag)}"[:120])
+    ctx.reload()
+
+
+def last_diagnosis(ctx_or_store: Any, session_id: int | None = None) -> dict[str, Any] | None:
+    store = getattr(ctx_or_store, "store", ctx_or_store)
+    sid = session_id if session_id is not None else ctx_or_store.session.id
+    return store.facts(sid, DOCTOR_SCOPE).get(DOCTOR_SCOPE, {}).get("last")
+
+
+# --------------------------------------------------------------------------- fixes
+
+
+def fix_actions(ctx: StepContext, diag: Diagnosis, option: FixOption, *, accept_crd_warning: bool = False) -> list[Action]:
+    """steps.Actions for a fix option, in the safe order, each with its run callback."""
+    out: list[Action] = []
+    for fa in ordered_actions(option):
+        out.append(_to_action(ctx, diag, fa, accept_crd_warning))
+    return out
+
+
+def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warning: bool) -> Action:
+    risk = Risk.DESTRUCTIVE if fa.risk == "destructive" else Risk.CHANGE
+    act = Action(id=fa.id, title=fa.title, command=fa.command, kind="openstack" if fa.layer == "openstack" else "kube",
+                 target=fa.target, risk=risk, revert=fa.revert, data={"fix": fa.kind, **fa.params})
+    if fa.layer == "calico":
+        change = _calico_change(ctx, diag, fa)
+        if change is not None:
+            act.command = change.command
+            act.revert = change.revert_command
+            act.api = change.api.render() if change.api else None
+            act.data["change"] = change
+            if change.warning:
+                act.title = f"{act.title} [WARNING: {change.warning}]"
+                act.risk = Risk.DESTRUCTIVE
+        act.run = lambda c, a: _run_calico(c, a, accept_crd_warning)
+    else:
+        act.run = lambda c, a: _run_cloud(c, a)
+    return act
+
+
+def _calico_change(ctx: StepContext, diag: Diagnosis, fa: FixAction) -> Any:
+    """The exact change labtui.kube will make (operator Installation, v3 API, calicoctl or CRD)."""
+    try:
+        from .calicostate import parse_encapsulation
+        from .kube import control_plane_shell, kube_for, plan_change, read_cluster
+
+        kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
+        state = ctx.services.get("doctor.cluster") or read_cluster(kc)
+        ctx.services["doctor.cluster"] = state
+        target = parse_encapsulation(_encapsulation(fa.params["ipipMode"], fa.params["vxlanMode"]))
+        return plan_change(kc, state, fa.params["pool"], target, shell=control_plane_shell(ctx))
+    except LabError as exc:
+        ctx.emit(Event(ev.WARN, f"Calico change for {fa.params.get('pool')}: {exc.message}"))
+        return None
+
+
+def _encapsulation(ipip: str, vxlan: str) -> str:
+    from .doctor import ENCAP_BY_MODES
+
+    return ENCAP_BY_MODES[(ipip, vxlan)]
+
+
+def _run_calico(ctx: StepContext, action: Action, accept_crd_warning: bool) -> Any:
+    from .kube import change_pool_mode, control_plane_shell, kube_for, read_cluster
+
+    change = action.data.get("change")
+    if change is None:
+        raise LabError(f"cannot change IP pool {action.data.get('pool')}: the Kubernetes API is not reachable now",
+                       "run the doctor again when the cluster answers")
+    kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
+    state = ctx.services.get("doctor.cluster") or read_cluster(kc)
+    seen = change_pool_mode(ctx, kc, state, change, shell=control_plane_shell(ctx),
+                            accept_warning=accept_crd_warning or action.risk == Risk.DESTRUCTIVE,
+                            wait_timeout=float(ctx.services.get("doctor.calico_wait", 90.0)),
+                            poll=float(ctx.services.get("doctor.calico_poll", 1.0)))
+    ctx.services.pop("doctor.cluster", None)
+    return {"pool": seen.name, "ipipMode": seen.ipip_mode, "vxlanMode": seen.vxlan_mode} if seen else None
+
+
+def _run_cloud(ctx: StepContext, action: Action) -> Any:
+    """One OpenStack change through labtui.cloud, recorded with its revert."""
+    from . import cloud
+
+    conn = cloud_service(ctx, cloud_name(ctx) or "")
+    d = action.data
+    kind = d["fix"]
+    if kind == "sg-rule":
+        rule = cloud.create_rule(conn, security_group_id=d["security_group_id"], protocol=d["protocol"],
+                                 port_range_min=d["port_range_min"], port_range_max=d["port_range_max"],
+                                 remote_group_id=d["remote_group_id"], remote_ip_prefix=d["remote_ip_prefix"],
+                                 description=d["description"])
+        created, rule_id = _rule_result(rule)
+        if created:
+            ctx.record_change(Change(kind="openstack.sg-rule", target=action.target or d["security_group_id"],
+                                     description=action.title, command=action.command,
+                                     revert_command=f"openstack security group rule delete {rule_id}",
+                                     revert_data={"rule_id": rule_id, "security_group_id": d["security_group_id"]}))
+        else:
+            ctx.emit(Event(ev.INFO, f"{action.target}: the rule already exists (nothing to change)"))
+        return {"rule_id": rule_id, "created": created}
+    if kind == "port-pairs":
+        res = cloud.add_allowed_address_pairs(conn, d["port_id"], [d["cidr"]])
+        added = _added(res, d["cidr"])
+        if added:
+            ctx.record_change(Change(kind="openstack.port-pairs", target=action.target or d["port_id"],
+                                     description=action.title, command=action.command, revert_command=action.revert,
+                                     revert_data={"port_id": d["port_id"], "added": [d["cidr"]]}))
+        return {"port_id": d["port_id"], "added": added}
+    if kind == "port-security-off":
+        res = cloud.disable_port_security(conn, d["port_id"])
+        ctx.record_change(Change(kind="openstack.port-security", target=action.target or d["port_id"],
+                                 description=action.title, command=action.command, revert_command=action.revert,
+                                 revert_data={"port_id": d["port_id"], "security_groups": d["security_groups"],
+                                              "allowed_address_pairs": d["allowed_address_pairs"]}))
+        return {"port_id": d["port_id"], "result": str(res)[:80]}
+    raise LabError(f"unknown fix action {kind}", "this is a bug in labtui")
+
+
+def _rule_result(rule: Any) -> tuple[bool, str]:
+    if isinstance(rule, tuple) and len(rule) == 2:
+        a, b = rule
+        if isinstance(a, bool):
+            return a, str(getattr(b, "id", b))
+        return bool(b), str(getattr(a, "id", a))
+    created = getattr(rule, "created", True)
+    rid = getattr(rule, "id", None) or (rule.get("id") if isinstance(rule, dict) else None)
+    return bool(created), str(rid)
+
+
+def _added(res: Any, cidr: str) -> bool:
+    if isinstance(res, bool):
+        return res
+    added = getattr(res, "added", None)
+    if added is None and isinstance(res, dict):
+        added = res.get("added")
+    return cidr in (added or [cidr])
+
+
+def apply_fix(
+    ctx: StepContext,
+    diag: Diagnosis,
+    option: FixOption | str | int,
+    *,
+    confirm: Callable[[list[Action]], bool] | None = None,
+    accept_crd_warning: bool = False,
+    recheck: bool = True,
+    kubeconfig: str | None = None,
+    live: bool = True,
+) -> tuple[list[Action], Diagnosis | None]:
+    """Preview -> confirm -> apply in the safe order -> record -> re-run the doctor.
+
+    Returns the actions and the new diagnosis (None when not confirmed)."""
+    opt = option if isinstance(option, FixOption) else diag.option(option)
+    if not opt.available:
+        raise LabError(f"fix option {opt.number} ({opt.title}) is not possible here: {opt.unavailable_reason}",
+                       "choose another option (labtui doctor NAME lists them)")
+    actions = fix_actions(ctx, diag, opt, accept_crd_warning=accept_crd_warning)
+    ask = confirm or ctx.confirm
+    if ask is None or not ask(actions):
+        ctx.emit(Event(ev.WARN, f"fix option {opt.number} not applied: not confirmed"))
+        return actions, None
+    ctx.emit(Event(ev.STEP_START, f"applying fix option {opt.number}: {opt.title}", step="doctor-fix"))
+    for a in actions:
+        if ctx.cancel.is_set():
+            raise LabError("stopped by the user", "the changes made so far are recorded; run the doctor again")
+        ctx.emit(Event(ev.ACTION_START, f"$ {a.command}", step="doctor-fix", node=a.target, data={"action": a.id}))
+        t0 = time.monotonic()
+        try:
+            a.run(ctx, a)
+        except LabError as exc:
+            ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step="doctor-fix", node=a.target))
+            raise LabError(f"fix option {opt.number} stopped at '{a.title}': {exc.message}",
+                           (exc.hint or "") + " (the changes made before it are recorded and can be reverted)") from exc
+        ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({time.monotonic() - t0:.2f}s)", step="doctor-fix", node=a.target))
+    ctx.services.pop("doctor.cluster", None)
+    if not recheck:
+        return actions, None
+    after = run_doctor(ctx, kubeconfig=kubeconfig, live=live)
+    ctx.emit(Event(ev.STEP_DONE, f"fix option {opt.number} applied; the doctor now says: {after.status}", step="doctor-fix"))
+    return actions, after

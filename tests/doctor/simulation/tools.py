@@ -1,0 +1,30 @@
+"""Install the doctor's simulated tools (kubectl, tcpdump) on SSH test nodes and set their scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RECORDED = HERE / "recorded"
+
+
+def scenario(lab, *, reach="all", wire="ipip", not_ready=(), pod_net="172.16") -> dict:
+    nodes = {}
+    for i, n in enumerate(lab.nodes):
+        nodes[n.name] = {"ip": n.address, "mac": n.mac, "pod": f"{pod_net}.{[200, 110, 45, 7, 90, 130][i % 6]}.{10 + i}"}
+    return {"nodes": nodes, "reach": reach, "wire": wire, "not_ready": list(not_ready),
+            "capture_node": lab.nodes[0].name, "recorded": str(RECORDED), "fail_delay": 0.2}
+
+
+def install(lab, sc: dict) -> None:
+    """kubectl on the control plane (the first node), tcpdump and the scenario on every node."""
+    for node in lab.nodes:
+        lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
+        lab.install_script(node, "tcpdump", (HERE / "tcpdump_simulated.py").read_text())
+    lab.install_script(lab.nodes[0], "kubectl", (HERE / "kubectl_simulated.py").read_text())
+
+
+def set_scenario(lab, sc: dict) -> None:
+    for node in lab.nodes:
+        lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
