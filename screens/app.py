@@ -29,8 +29,10 @@ class LabApp(App):
         self.store = store or Store()
         self.resume_name = resume
 
+    def get_default_screen(self) -> Screen:
+        return HomeScreen()  # the home screen is the base of the stack: one screen less to draw at start
+
     def on_mount(self) -> None:
-        self.push_screen(HomeScreen())
         if self.resume_name:
             self.open_wizard(self.resume_name)
 
@@ -44,7 +46,7 @@ class LabApp(App):
         self.open_wizard(None)
 
     def action_go_home(self) -> None:
-        while len(self.screen_stack) > 2:
+        while len(self.screen_stack) > 1:
             self.pop_screen()
 
     def open_session_screen(self, screen_id: str, session_name: str) -> None:
