@@ -344,7 +344,9 @@ class FakeCluster:
     """kmock's KubernetesEmulator on 127.0.0.1:<random port>, served from a background thread."""
 
     def __init__(self, *, v1: bool = True, v3: bool = False, v3_unavailable: bool = False,
-                 operator_delay: float = 0.2, operator_running: bool = True, version: str = "v1.36.2") -> None:
+                 operator_delay: float = 0.2, operator_running: bool = True, version: str = "v1.36.2",
+                 host: str = "127.0.0.1") -> None:
+        self.host = host  # e.g. the SSH lab's gateway address, to be reachable from node namespaces
         self.v1 = v1
         self.v3 = v3
         self.v3_unavailable = v3_unavailable
@@ -424,7 +426,7 @@ class FakeCluster:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             try:
-                async with Emulator() as k, kmock.Server(k, host="127.0.0.1") as srv:
+                async with Emulator() as k, kmock.Server(k, host=self.host) as srv:
                     self.kmock = k
                     self._declare(k)
                     for item in self._preload:
@@ -737,14 +739,16 @@ class TLSFront:
     """A TLS-terminating TCP relay on 127.0.0.1:<port> in front of a FakeCluster (the kube-apiserver's
     certificate, served where an SSH local forward would land). `connections` counts accepted clients."""
 
-    def __init__(self, backend_port: int, cert: Path, key: Path) -> None:
+    def __init__(self, backend_port: int, cert: Path, key: Path, *, host: str = "127.0.0.1",
+                 backend_host: str = "127.0.0.1") -> None:
         import ssl
 
         self.backend_port = backend_port
+        self.backend_host = backend_host
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
@@ -767,7 +771,7 @@ class TLSFront:
             conn.close()
             return
         try:
-            backend = socket.create_connection(("127.0.0.1", self.backend_port), timeout=10)
+            backend = socket.create_connection((self.backend_host, self.backend_port), timeout=10)
         except OSError:
             tls.close()
             return
