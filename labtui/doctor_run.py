@@ -395,15 +395,19 @@ def apply_fix(
     recheck: bool = True,
     kubeconfig: str | None = None,
     live: bool = True,
+    actions: list[Action] | None = None,
 ) -> tuple[list[Action], Diagnosis | None]:
     """Preview -> confirm -> apply in the safe order -> record -> re-run the doctor.
 
+    `actions` are the ones already shown to the user (the UI prepares them, shows them in its
+    ConfirmModal and passes them back with `confirm=lambda a: True`).
     Returns the actions and the new diagnosis (None when not confirmed)."""
     opt = option if isinstance(option, FixOption) else diag.option(option)
     if not opt.available:
         raise LabError(f"fix option {opt.number} ({opt.title}) is not possible here: {opt.unavailable_reason}",
                        "choose another option (labtui doctor NAME lists them)")
-    actions = fix_actions(ctx, diag, opt, accept_crd_warning=accept_crd_warning)
+    if actions is None:
+        actions = fix_actions(ctx, diag, opt, accept_crd_warning=accept_crd_warning)
     ask = confirm or ctx.confirm
     if ask is None or not ask(actions):
         ctx.emit(Event(ev.WARN, f"fix option {opt.number} not applied: not confirmed"))

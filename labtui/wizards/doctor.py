@@ -1,0 +1,113 @@
+"""The doctor stage: cross-check Calico's pool mode x node subnets x security groups x ports, prove it
+with probe pods, explain, fix with approval, verify; then write the lab's report. Cheap to import:
+the adapters are imported inside the steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import LabError
+from ..steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+
+FIX_CHOICES = [
+    ("", "the recommended option"),
+    ("1", "1. IPIP Always + IP protocol 4 between the nodes"),
+    ("2", "2. VXLAN Always + UDP 4789 between the nodes"),
+    ("3", "3. the pod CIDR as an allowed-address-pair on every node port"),
+    ("4", "4. port security off on the node ports (discouraged)"),
+]
+
+
+def _diagnose(ctx: StepContext) -> Any:
+    from ..doctor_run import run_doctor
+
+    diag = run_doctor(ctx, live=bool(ctx.inputs.get("doctor_live", True)))
+    ctx.services["doctor.diag"] = diag
+    return diag
+
+
+class DiagnoseStep(Step):
+    id = "doctor"
+    title = "Pods talk across nodes"
+    why = (
+        "Pods on one node talk; pods on different nodes only talk if the cloud lets their packets through.\n"
+        "The doctor reads the live Calico pool mode, the subnets the nodes are on, each node port's security\n"
+        "groups, port security and allowed-address-pairs, works out for every pair of nodes which packet\n"
+        "leaves (direct with a pod source, IP-in-IP or VXLAN) and whether OpenStack drops it, then proves it\n"
+        "with a probe pod on each node and a short tcpdump. A fix opens the network first, then switches Calico."
+    )
+    fields = [
+        InputField("doctor_fix", "Fix to apply when something is wrong", kind="choice", default="",
+                   choices=FIX_CHOICES, required=False,
+                   help="the doctor explains every option; IPIP Always + protocol 4 is the incident's fix"),
+        InputField("doctor_live", "Prove it with probe pods and a capture", kind="bool", default=True, required=False),
+    ]
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        try:
+            diag = _diagnose(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        from ..doctor_run import summary_line
+
+        return CheckResult(diag.exit_code == 0, summary_line(diag), {"status": diag.status, "exit_code": diag.exit_code})
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from ..doctor_run import fix_actions
+
+        diag = ctx.services.get("doctor.diag") or _diagnose(ctx)
+        if diag.exit_code == 0:
+            return []
+        if not diag.options:
+            if diag.exit_code == 2:
+                raise LabError("the doctor could not check: " + "; ".join(u.line() for u in diag.unchecked[:3]),
+                               "make the missing source reachable (kubeconfig, cloud, SSH) and run the step again")
+            raise LabError("the doctor found problems it cannot fix by itself: "
+                           + "; ".join(f.title for f in diag.problems[:3]),
+                           "read the findings on the Doctor screen (D) and follow their explanation")
+        want = str(ctx.inputs.get("doctor_fix") or "")
+        opt = diag.option(want) if want else next((o for o in diag.options if o.recommended), diag.options[0])
+        if not opt.available:
+            raise LabError(f"fix option {opt.number} is not possible here: {opt.unavailable_reason}",
+                           "choose another fix option")
+        ctx.services["doctor.option"] = opt
+        return fix_actions(ctx, diag, opt)
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        return self.check(ctx)
+
+
+class ReportStep(Step):
+    id = "report"
+    title = "Write the lab report"
+    why = (
+        "A Markdown record of this lab: the plan, every step, what the doctor found with its explanation\n"
+        "and evidence, and every change labtui made with the command that reverts it. Share it with your\n"
+        "study group (the incident that started labtui was such a report, written by hand)."
+    )
+
+    def _path(self, ctx: StepContext):
+        from ..paths import session_dir
+
+        return session_dir(ctx.session.name, ctx.store.home) / "report.md"
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        p = self._path(ctx)
+        return CheckResult(p.exists(), str(p) if p.exists() else "not written yet")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        p = self._path(ctx)
+
+        def write(c: StepContext, a: Action) -> str:
+            from ..paths import write_private
+            from ..report import session_report
+
+            write_private(p, session_report(c.store, c.session.name))
+            return str(p)
+
+        return [Action(id="write-report", title="Write the report", kind="local", risk=Risk.LOCAL,
+                       command=f"labtui report {ctx.session.name} -o {p}", run=write)]
+
+
+def build() -> Wizard:
+    return Wizard("doctor", "Doctor", [DiagnoseStep(), ReportStep()])
