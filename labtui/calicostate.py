@@ -620,6 +620,8 @@ METHOD_LABELS = {
 
 def parse_encapsulation(value: str) -> Encapsulation:
     """Accept IPIP, ipip, IPIPCrossSubnet, ipip-crosssubnet, VXLAN, none, never... (case-insensitive)."""
+    if isinstance(value, Encapsulation):
+        return value
     key = re.sub(r"[\s_-]", "", str(value)).lower()
     aliases = {"ipipalways": "ipip", "vxlanalways": "vxlan", "never": "none", "off": "none", "direct": "none"}
     key = aliases.get(key, key)
