@@ -579,24 +579,27 @@ def read_pool(kc: KubeClient, state: ClusterState, name: str) -> IPPoolInfo | No
 # --------------------------------------------------------------------------- Calico change
 
 
-def has_calicoctl(shell: Shell | None) -> bool:
+def has_calicoctl(shell: Shell | None) -> tuple[bool, str | None]:
+    """(present, why it could not be checked) for calicoctl on the control plane."""
     if shell is None:
-        return False
+        return False, None
     try:
         rc, _out, _err = shell.run("command -v calicoctl", timeout=15.0)
-    except LabError:
-        return False
-    return rc == 0
+    except LabError as exc:
+        return False, f"could not check for calicoctl on {shell.node}: {exc.message}"
+    return rc == 0, None
 
 
 def plan_change(kc: KubeClient, state: ClusterState, pool: str, target: Any, *,
                 shell: Shell | None = None) -> ModeChange:
     """The supported change for this cluster; probes calicoctl on the control plane only when the
     operator and the v3 API are both out of the picture."""
-    calicoctl = False
+    calicoctl, why = False, None
     if state.install.mode != "operator" and not state.install.v3_served:
-        calicoctl = has_calicoctl(shell)
+        calicoctl, why = has_calicoctl(shell)
     change = plan_mode_change(state, pool, target, calicoctl=calicoctl)
+    if why:
+        change.notes.insert(0, why)
     if change.method == "calicoctl" and shell is not None:
         change.command = change.command.replace("CONTROL_PLANE", shell.node)
         change.revert_command = change.revert_command.replace("CONTROL_PLANE", shell.node)

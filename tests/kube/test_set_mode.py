@@ -225,3 +225,17 @@ def test_the_client_content_type_trap_is_caught_by_the_harness(operator, kubecon
     assert err.value.status == 400
     assert operator.patches()[0].content_type == MERGE
     assert operator.installation()["spec"]["calicoNetwork"]["ipPools"][0]["encapsulation"] == "VXLANCrossSubnet"
+
+
+def test_an_ssh_failure_while_looking_for_calicoctl_is_said_not_hidden(incident, kubeconfig_for, make_lab):
+    class Unreachable:
+        node = "cp1"
+
+        def run(self, command, *, timeout=30.0, quiet=False):
+            raise LabError("cp1: host key unknown (SHA256:abc)", "accept it in the Nodes screen")
+
+    lab, _, kc, state = _setup(make_lab, kubeconfig_for, incident)
+    change = plan_change(kc, state, POOL, "IPIP", shell=Unreachable())
+    assert change.method == "v1-crd"
+    assert change.notes[0] == "could not check for calicoctl on cp1: cp1: host key unknown (SHA256:abc)"
+    assert "note: could not check for calicoctl on cp1" in change.render()
