@@ -1,0 +1,655 @@
+"""The OpenStack adapter (openstacksdk, imported lazily): connect, discover the lab, apply fixes.
+
+    conn = connect("mycloud", emit=ctx.emit)        # clouds.yaml / OS_CLOUD / OS_* variables
+    lab = discover(conn, plan.nodes)                # -> labtui.calico.LabNetwork
+    report = labtui.calico.evaluate(lab, CalicoNetworking.for_encapsulation(...))
+    actions = fix_actions(report)                   # Actions: exact `openstack ...` command + API call
+    create_rule(conn, ...) / add_allowed_address_pairs(conn, port, [cidr]) / disable_port_security(conn, port)
+    revert_change(conn, change)                     # undo a recorded Change
+
+Every failure is a LabError that names the cloud and says what to do: cloud not in clouds.yaml,
+wrong credentials (401), not allowed (403), endpoint unreachable or slow (timeout), TLS
+verification failure, no network service in the catalog. Every API call is announced on the
+event channel (the command log) before it is made, and every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from . import events as ev
+from .calico import (
+    AAP_QUOTA,
+    LabNetwork,
+    LabNode,
+    NodePort,
+    PairsFix,
+    PortSecurityFix,
+    Report,
+    RuleFix,
+    SecurityGroup,
+    SGRule,
+)
+from .errors import LabError
+from .events import Event
+from .steps import Action, Risk
+
+DEFAULT_TIMEOUT = 20.0
+
+__all__ = [
+    "CloudConnection", "RuleResult", "PairsResult", "connect", "discover", "create_rule", "delete_rule",
+    "add_allowed_address_pairs", "remove_allowed_address_pairs", "disable_port_security",
+    "enable_port_security", "fix_actions", "port_security_actions", "revert_change", "revert_actions",
+    "LabNetwork", "LabNode", "NodePort", "SecurityGroup", "SGRule",
+]
+
+
+@dataclass
+class RuleResult:
+    created: bool  # False: the rule already existed (HTTP 409), nothing changed
+    id: str
+    rule: SGRule | None = None
+
+
+@dataclass
+class PairsResult:
+    port_id: str
+    added: list[str] = field(default_factory=list)  # ip_address values added by this call
+    pairs: list[dict[str, str]] = field(default_factory=list)  # the port's pairs afterwards
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 8:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _status(exc: BaseException) -> int | None:
+    for e in _chain(exc):
+        code = getattr(e, "status_code", None) or getattr(e, "http_status", None)
+        if isinstance(code, int):
+            return code
+    text = str(exc)
+    for code in (401, 403, 404, 409):
+        if f"(HTTP {code})" in text or f"{code}: Client Error" in text:
+            return code
+    return None
+
+
+def _server_message(exc: BaseException) -> str:
+    """The part of an openstacksdk error the server said (policy text etc.), without the URL noise."""
+    text = str(exc)
+    if "Client Error for url:" in text:
+        text = text.split("Client Error for url:", 1)[1]
+        text = text.split(",", 1)[1].strip() if "," in text else text
+    details = getattr(exc, "details", None)
+    if isinstance(details, str) and details and details not in text:
+        text = details
+    return text.strip()[:300]
+
+
+def translate_error(exc: BaseException, cloud: str, what: str, timeout: float | None = None,
+                    command: str | None = None) -> LabError:
+    """Turn an openstacksdk / keystoneauth exception into a LabError that says what to do."""
+    from keystoneauth1 import exceptions as ka
+    from openstack import exceptions as osx
+
+    chain = _chain(exc)
+    kinds = {type(e) for e in chain}
+
+    def has(*types: type) -> bool:
+        return any(issubclass(k, types) for k in kinds)
+
+    by_hand = f" The command is: {command}" if command else ""
+    if has(ka.SSLError):
+        return LabError(f"cloud {cloud}: TLS verification failed while trying to {what}",
+                        "the endpoint's certificate is not trusted here: set `cacert: /path/to/ca.pem` for this "
+                        "cloud in clouds.yaml (or, for a throw-away lab only, `verify: false`)", code="cloud-tls")
+    if has(ka.ConnectTimeout, ka.RequestTimeout) or "timed out" in str(exc):
+        limit = f" within {timeout:g} s" if timeout else ""
+        return LabError(f"cloud {cloud}: no answer{limit} while trying to {what}",
+                        "the endpoint is slow or a firewall swallows the packets: check the auth_url in "
+                        "clouds.yaml, your VPN, and try again", code="cloud-timeout")
+    if has(ka.ConnectFailure, ka.DiscoveryFailure) and not _status(exc):
+        return LabError(f"cloud {cloud}: cannot reach the endpoint while trying to {what} ({_short(exc)})",
+                        "check the auth_url in clouds.yaml, your network or VPN, and that the cloud is up",
+                        code="cloud-unreachable")
+    code = _status(exc)
+    if code == 401 or has(ka.Unauthorized):
+        return LabError(f"cloud {cloud}: the credentials were refused (HTTP 401) while trying to {what}",
+                        "check username, password, project and domain names for this cloud in clouds.yaml "
+                        "(an application credential may have expired)", code="cloud-unauthorized")
+    if code == 403 or has(ka.Forbidden, osx.ForbiddenException):
+        return LabError(f"cloud {cloud}: not allowed to {what} (HTTP 403: {_server_message(exc)})",
+                        "your user's role in this project does not permit it (on a network owned by another "
+                        "project, e.g. a shared provider network, members may not change allowed-address-pairs "
+                        "or port security). Ask the cloud's admin to make the change, or choose a fix that "
+                        "needs no port change: Calico IPIP Always plus a security-group rule for protocol 4."
+                        + by_hand, code="cloud-forbidden")
+    if has(osx.ServiceDisabledException, osx.EndpointNotFound, ka.EndpointNotFound, ka.EmptyCatalog):
+        return LabError(f"cloud {cloud}: no network service (Neutron) in the catalog while trying to {what}",
+                        "check region_name and interface for this cloud in clouds.yaml; without Neutron labtui "
+                        "cannot read security groups or ports", code="cloud-no-network")
+    if has(osx.ConfigException):
+        return LabError(f"cloud {cloud}: {exc}", "check the cloud's entry in clouds.yaml", code="cloud-config")
+    if code == 404:
+        return LabError(f"cloud {cloud}: not found while trying to {what} (HTTP 404: {_server_message(exc)})",
+                        "it may have been deleted meanwhile: run the check again", code="cloud-not-found-object")
+    if code:
+        return LabError(f"cloud {cloud}: {what} failed (HTTP {code}: {_server_message(exc)})",
+                        "look at the command log; run the check again" + by_hand, code="cloud-http")
+    return LabError(f"cloud {cloud}: {what} failed: {_short(exc)}", "look at the command log; run the check again",
+                    code="cloud-error")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+# --------------------------------------------------------------------------- the connection
+
+
+class CloudConnection:
+    """One authenticated openstacksdk Connection to a cloud, with the lab's event channel."""
+
+    def __init__(self, name: str, conn: Any, timeout: float, emit: Callable[[Event], None] | None = None) -> None:
+        self.name = name
+        self.conn = conn
+        self.timeout = timeout
+        self.emit = emit or (lambda e: None)
+
+    # every API call goes through here: announced in the command log, errors translated
+    def call(self, what: str, api: str, fn: Callable[[], Any], command: str | None = None,
+             ok_codes: tuple[int, ...] = ()) -> Any:
+        self.emit(Event(ev.ACTION_OUTPUT, f"{self.name}: {api}", stream="api", data={"api": api, "cloud": self.name}))
+        try:
+            return fn()
+        except LabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a LabError
+            if ok_codes and _status(exc) in ok_codes:
+                raise _Expected(_status(exc), exc) from exc
+            raise translate_error(exc, self.name, what, self.timeout, command) from exc
+
+    @property
+    def project_id(self) -> str | None:
+        try:
+            return self.conn.current_project_id
+        except Exception:  # noqa: BLE001
+            return None
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class _Expected(Exception):
+    def __init__(self, code: int | None, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.code = code
+        self.exc = exc
+
+
+def _quiet_sdk_logging() -> None:
+    """keystoneauth and openstacksdk log warnings to stderr (Python's last-resort handler) unless a
+    handler exists; the command log already shows the calls, and a TUI must not be scribbled on."""
+    import logging
+
+    for name in ("keystoneauth", "openstack", "stevedore", "urllib3"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
+def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Event], None] | None = None,
+            check_network: bool = True) -> CloudConnection:
+    """Authenticate to the cloud `name` and make sure it has a network service."""
+    from .cloudconfig import ENV_CLOUD, load_clouds
+
+    if not name:
+        raise LabError("no cloud is set for this lab", "pass --cloud NAME, or choose a cloud in the plan",
+                       code="cloud-not-set")
+    cfg = load_clouds()
+    if name != ENV_CLOUD:
+        cfg.require(name)  # LabError listing the known clouds
+    _quiet_sdk_logging()
+    import openstack
+    from openstack import exceptions as osx
+
+    emitter = emit or (lambda e: None)
+    emitter(Event(ev.INFO, f"connecting to cloud {name} ({cfg.describe(name)}), timeout {timeout:g} s"))
+    try:
+        sdk = openstack.connect(cloud=name, api_timeout=timeout, connect_retries=0, status_code_retries=0)
+    except osx.ConfigException as exc:
+        raise LabError(f"cloud {name}: {exc}", "check the cloud's entry in clouds.yaml", code="cloud-config") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise translate_error(exc, name, "read its configuration", timeout) from exc
+    c = CloudConnection(name, sdk, timeout, emit)
+    c.call("log in (Keystone)", "POST /v3/auth/tokens", sdk.authorize)
+    if check_network:
+        ep = c.call("read the service catalog", "GET /v3/auth/catalog",
+                    lambda: _endpoint(sdk, "network"))
+        if not ep:
+            raise LabError(f"cloud {name}: no network service (Neutron) in the catalog",
+                           "check region_name and interface for this cloud in clouds.yaml; without Neutron labtui "
+                           "cannot read security groups or ports", code="cloud-no-network")
+    return c
+
+
+def _endpoint(sdk: Any, service_type: str) -> str | None:
+    try:
+        return sdk.session.get_endpoint(service_type=service_type, interface=sdk.config.get_interface(),
+                                        region_name=sdk.config.get_region_name())
+    except Exception as exc:  # noqa: BLE001
+        from keystoneauth1 import exceptions as ka
+
+        if isinstance(exc, (ka.EndpointNotFound, ka.EmptyCatalog)):
+            return None
+        raise
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _port_from_api(p: Any, subnets: dict[str, Any], networks: dict[str, Any]) -> NodePort:
+    fixed = [{"ip_address": f.get("ip_address"), "subnet_id": f.get("subnet_id")} for f in (p.fixed_ips or [])]
+    v4 = next((f for f in fixed if f["ip_address"] and ":" not in f["ip_address"]), fixed[0] if fixed else None)
+    sub = subnets.get(v4["subnet_id"]) if v4 else None
+    net = networks.get(p.network_id)
+    return NodePort(
+        id=p.id, name=p.name or "", network_id=p.network_id, network_name=getattr(net, "name", None),
+        mac_address=p.mac_address, fixed_ips=fixed, subnet_id=v4["subnet_id"] if v4 else None,
+        subnet_cidr=getattr(sub, "cidr", None), subnet_name=getattr(sub, "name", None),
+        security_group_ids=list(p.security_group_ids or []),
+        port_security_enabled=p.is_port_security_enabled is not False,
+        allowed_address_pairs=[{k: v for k, v in dict(a).items() if v} for a in (p.allowed_address_pairs or [])],
+        device_id=p.device_id, device_owner=p.device_owner, project_id=p.project_id,
+    )
+
+
+def _server_ips(server: Any) -> set[str]:
+    out: set[str] = set()
+    for addrs in (getattr(server, "addresses", None) or {}).values():
+        for a in addrs or []:
+            if a.get("addr"):
+                out.add(a["addr"])
+    return out
+
+
+def _node_fields(node: Any) -> tuple[str, str, str]:
+    get = node.get if isinstance(node, dict) else (lambda k, d=None: getattr(node, k, d))
+    role = get("role", "worker")
+    return str(get("name")), str(get("address") or ""), str(getattr(role, "value", role) or "worker")
+
+
+def discover(conn: CloudConnection, nodes: Iterable[Any], include_rules: bool = True) -> LabNetwork:
+    """Map each plan node (NodeSpec or dict: name, address, role) to its server (by name, else by
+    fixed IP) and its Neutron ports; read their subnets and security groups (with rules).
+
+    Nodes that are not servers of this cloud come back with `found=False` and a note."""
+    sdk = conn.conn
+    plan = [_node_fields(n) for n in nodes]
+    lab = LabNetwork(cloud=conn.name, project_id=conn.project_id)
+    has_compute = bool(conn.call("read the service catalog", "GET /v3/auth/catalog", lambda: _endpoint(sdk, "compute")))
+    servers: list[Any] = []
+    if has_compute:
+        servers = conn.call("list the servers", "GET /compute/v2.1/servers/detail",
+                            lambda: list(sdk.compute.servers(details=True)))
+    else:
+        lab.notes.append("the cloud has no compute service in its catalog: nodes are matched to ports by address")
+    by_name = {s.name: s for s in servers}
+    matched: dict[str, tuple[Any | None, str | None]] = {}
+    for name, address, _role in plan:
+        server = by_name.get(name)
+        how = "name" if server else None
+        if server is None and address:
+            server = next((s for s in servers if address in _server_ips(s)), None)
+            how = "address" if server else None
+        matched[name] = (server, how)
+    server_ids = sorted({s.id for s, _ in matched.values() if s is not None})
+    ports: list[Any] = []
+    if server_ids:
+        ports = conn.call("list the servers' ports", "GET /v2.0/ports?" + "&".join(f"device_id={i}" for i in server_ids),
+                          lambda: list(sdk.network.ports(device_id=server_ids)))
+    for name, address, _role in plan:  # nodes without a server: a port with their address?
+        if matched[name][0] is None and address:
+            found = conn.call(f"look up the port of {address}", f"GET /v2.0/ports?fixed_ips=ip_address={address}",
+                              lambda a=address: list(sdk.network.ports(fixed_ips=f"ip_address={a}")))
+            ports.extend(p for p in found if p.id not in {q.id for q in ports})
+    subnet_ids = sorted({f.get("subnet_id") for p in ports for f in (p.fixed_ips or []) if f.get("subnet_id")})
+    network_ids = sorted({p.network_id for p in ports if p.network_id})
+    subnets = {s.id: s for s in conn.call("read the subnets", "GET /v2.0/subnets?" + "&".join(f"id={i}" for i in subnet_ids),
+                                          lambda: list(sdk.network.subnets(id=subnet_ids)))} if subnet_ids else {}
+    networks = {n.id: n for n in conn.call("read the networks", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in network_ids),
+                                           lambda: list(sdk.network.networks(id=network_ids)))} if network_ids else {}
+    node_ports = [_port_from_api(p, subnets, networks) for p in ports]
+    for name, address, role in plan:
+        server, how = matched[name]
+        node = LabNode(name=name, role=role, address=address or None)
+        if server is not None:
+            node.found, node.server_id, node.server_name = True, server.id, server.name
+            node.server_status, node.matched_by = server.status, how
+            node.ports = [p for p in node_ports if p.device_id == server.id]
+            if not node.ports:
+                node.note = f"server {server.name} has no port on a network this project can see"
+        else:
+            mine = [p for p in node_ports if address and address in p.ips]
+            if mine:
+                node.found, node.matched_by, node.ports = True, "port", mine
+                node.note = (f"no server of cloud {conn.name} is named {name} or has {address}, but port "
+                             f"{mine[0].label} has this address")
+            else:
+                node.note = (f"not a server of cloud {conn.name} (no server named {name}"
+                             + (f" and none with address {address}" if address else "") + ")")
+        lab.nodes.append(node)
+    if include_rules:
+        group_ids = sorted({g for p in node_ports for g in p.security_group_ids})
+        if group_ids:
+            groups = conn.call("read the security groups", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
+                               lambda: list(sdk.network.security_groups(id=group_ids)))
+            for g in groups:
+                rules = [SGRule.from_api(r, g.id) for r in (g.security_group_rules or [])]
+                lab.groups.append(SecurityGroup(g.id, g.name or "", rules, g.project_id))
+    return lab
+
+
+# --------------------------------------------------------------------------- changes
+
+
+def create_rule(conn: CloudConnection, fix: RuleFix | None = None, **attrs: Any) -> RuleResult:
+    """Create a security-group rule; an existing identical rule (HTTP 409) counts as done.
+
+    Pass a RuleFix, or the rule's attributes (security_group_id, protocol, port_range_min/max,
+    remote_group_id, remote_ip_prefix, direction, ether_type, description)."""
+    if fix is None:
+        fix = RuleFix(security_group_id=attrs["security_group_id"],
+                      security_group_name=attrs.get("security_group_name") or attrs["security_group_id"],
+                      protocol=None if attrs.get("protocol") in (None, "", "any") else str(attrs["protocol"]),
+                      port_range_min=attrs.get("port_range_min"), port_range_max=attrs.get("port_range_max"),
+                      remote_group_id=attrs.get("remote_group_id"), remote_ip_prefix=attrs.get("remote_ip_prefix"),
+                      direction=attrs.get("direction", "ingress"),
+                      ether_type=attrs.get("ether_type") or attrs.get("ethertype") or "IPv4",
+                      description=attrs.get("description") or "")
+    body = fix.attrs()
+    if body.get("protocol") == "ipip":  # never: old iptables clouds render it as protocol 94
+        body["protocol"] = "4"
+    sdk = conn.conn
+    try:
+        rule = conn.call(f"create a rule in security group {fix.security_group_name}", fix.api(),
+                         lambda: sdk.network.create_security_group_rule(**body), command=fix.command(), ok_codes=(409,))
+    except _Expected:
+        existing = _find_rule(conn, fix)
+        conn.emit(Event(ev.INFO, f"{fix.security_group_name}: the rule already exists"
+                        + (f" ({existing.id})" if existing else "") + " (HTTP 409): nothing to do"))
+        return RuleResult(False, existing.id if existing else "", existing)
+    sg_rule = SGRule.from_api(rule, fix.security_group_id)
+    return RuleResult(True, sg_rule.id, sg_rule)
+
+
+def _find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:
+    sdk = conn.conn
+    rules = conn.call("read the rules", f"GET /v2.0/security-group-rules?security_group_id={fix.security_group_id}",
+                      lambda: list(sdk.network.security_group_rules(security_group_id=fix.security_group_id)))
+    want = fix.attrs()
+    for r in rules:
+        sr = SGRule.from_api(r, fix.security_group_id)
+        proto = "4" if sr.protocol == "ipip" else sr.protocol
+        if (sr.direction, sr.ether_type, proto, sr.port_range_min, sr.port_range_max, sr.remote_group_id,
+                sr.remote_ip_prefix) == (want["direction"], want["ether_type"], want.get("protocol"),
+                                         want.get("port_range_min"), want.get("port_range_max"),
+                                         want.get("remote_group_id"), _norm_prefix(want.get("remote_ip_prefix"))):
+            return sr
+    return None
+
+
+def _norm_prefix(prefix: str | None) -> str | None:
+    if not prefix:
+        return None
+    import ipaddress
+
+    return str(ipaddress.ip_network(prefix, strict=False))
+
+
+def delete_rule(conn: CloudConnection, rule_id: str) -> bool:
+    """Delete a rule; False when it was already gone."""
+    sdk = conn.conn
+    try:
+        conn.call("delete a security-group rule", f"DELETE /v2.0/security-group-rules/{rule_id}",
+                  lambda: sdk.network.delete_security_group_rule(rule_id, ignore_missing=False),
+                  command=f"openstack security group rule delete {rule_id}", ok_codes=(404,))
+    except _Expected:
+        return False
+    return True
+
+
+def _get_port(conn: CloudConnection, port_id: str) -> Any:
+    sdk = conn.conn
+    return conn.call(f"read port {port_id}", f"GET /v2.0/ports/{port_id}", lambda: sdk.network.get_port(port_id))
+
+
+def _pairs_of(port: Any) -> list[dict[str, str]]:
+    return [{k: v for k, v in dict(a).items() if v} for a in (port.allowed_address_pairs or [])]
+
+
+def add_allowed_address_pairs(conn: CloudConnection, port_id: str, cidrs: Iterable[str | dict[str, str]]) -> PairsResult:
+    """Merge `cidrs` into the port's allowed-address-pairs (Neutron replaces the whole list, so the
+    pairs already there are sent back with the new ones). Already present: nothing to do."""
+    port = _get_port(conn, port_id)
+    pairs = _pairs_of(port)
+    have = {(p.get("ip_address"), p.get("mac_address")) for p in pairs}
+    added: list[str] = []
+    for c in cidrs:
+        entry = dict(c) if isinstance(c, dict) else {"ip_address": str(c)}
+        if (entry.get("ip_address"), entry.get("mac_address")) in have or \
+                (entry.get("mac_address") is None and any(p.get("ip_address") == entry["ip_address"] for p in pairs)):
+            continue
+        pairs.append(entry)
+        added.append(entry["ip_address"])
+    if not added:
+        conn.emit(Event(ev.INFO, f"port {port.name or port_id}: the pairs are already there: nothing to do"))
+        return PairsResult(port_id, [], pairs)
+    if len(pairs) > AAP_QUOTA:
+        raise LabError(f"cloud {conn.name}: port {port.name or port_id} would have {len(pairs)} allowed-address-pairs; "
+                       f"Neutron's default quota is {AAP_QUOTA}",
+                       "remove pairs you no longer need, or use IPIP Always with a protocol-4 rule instead",
+                       code="cloud-aap-quota")
+    label = port.name or port_id
+    cmd = " ".join(f"--allowed-address ip-address={shlex.quote(a)}" for a in added)
+    sdk = conn.conn
+    updated = conn.call(f"set allowed-address-pairs on port {label}",
+                        f"PUT /v2.0/ports/{port_id} " + json.dumps({"port": {"allowed_address_pairs": pairs}}),
+                        lambda: sdk.network.update_port(port, allowed_address_pairs=pairs),
+                        command=f"openstack port set {cmd} {shlex.quote(label)}")
+    return PairsResult(port_id, added, _pairs_of(updated))
+
+
+def remove_allowed_address_pairs(conn: CloudConnection, port_id: str, remove: Iterable[str | dict[str, str]]) -> PairsResult:
+    """Remove exactly these pairs (by ip_address, and mac_address when given); keep all others."""
+    port = _get_port(conn, port_id)
+    pairs = _pairs_of(port)
+    targets = [dict(r) if isinstance(r, dict) else {"ip_address": str(r)} for r in remove]
+
+    def hit(p: dict[str, str]) -> bool:
+        return any(p.get("ip_address") == t.get("ip_address") and
+                   (t.get("mac_address") is None or p.get("mac_address") == t.get("mac_address")) for t in targets)
+
+    keep = [p for p in pairs if not hit(p)]
+    removed = [p["ip_address"] for p in pairs if hit(p)]
+    if not removed:
+        return PairsResult(port_id, [], pairs)
+    sdk = conn.conn
+    label = port.name or port_id
+    cmd = " ".join(f"--allowed-address ip-address={shlex.quote(a)}" for a in removed)
+    updated = conn.call(f"remove allowed-address-pairs from port {label}",
+                        f"PUT /v2.0/ports/{port_id} " + json.dumps({"port": {"allowed_address_pairs": keep}}),
+                        lambda: sdk.network.update_port(port, allowed_address_pairs=keep),
+                        command=f"openstack port unset {cmd} {shlex.quote(label)}")
+    return PairsResult(port_id, removed, _pairs_of(updated))
+
+
+def disable_port_security(conn: CloudConnection, port_id: str) -> dict[str, Any]:
+    """Port security off: Neutron refuses it while groups or pairs remain, so all go in one update.
+    Returns what the revert needs (the groups and pairs that were on the port)."""
+    port = _get_port(conn, port_id)
+    before = {"port_id": port_id, "security_groups": list(port.security_group_ids or []),
+              "allowed_address_pairs": _pairs_of(port), "was_enabled": port.is_port_security_enabled is not False}
+    if not before["was_enabled"]:
+        conn.emit(Event(ev.INFO, f"port {port.name or port_id}: port security is already off"))
+        return before
+    sdk = conn.conn
+    label = port.name or port_id
+    conn.call(f"disable port security on port {label}",
+              f"PUT /v2.0/ports/{port_id} " + json.dumps({"port": {"port_security_enabled": False, "security_groups": [],
+                                                                   "allowed_address_pairs": []}}),
+              lambda: sdk.network.update_port(port, port_security_enabled=False, security_groups=[],
+                                              allowed_address_pairs=[]),
+              command=f"openstack port set --no-security-group --no-allowed-address --disable-port-security {shlex.quote(label)}")
+    return before
+
+
+def enable_port_security(conn: CloudConnection, port_id: str, security_groups: list[str],
+                         allowed_address_pairs: list[dict[str, str]]) -> None:
+    """Undo `disable_port_security`: port security on, then its groups and pairs back."""
+    sdk = conn.conn
+    port = _get_port(conn, port_id)
+    label = port.name or port_id
+    groups = " ".join(f"--security-group {g}" for g in security_groups)
+    conn.call(f"enable port security on port {label}",
+              f"PUT /v2.0/ports/{port_id} " + json.dumps({"port": {"port_security_enabled": True,
+                                                                   "security_groups": security_groups,
+                                                                   "allowed_address_pairs": allowed_address_pairs}}),
+              lambda: sdk.network.update_port(port, port_security_enabled=True, security_groups=security_groups,
+                                              allowed_address_pairs=allowed_address_pairs),
+              command=f"openstack port set --enable-port-security {groups} {shlex.quote(label)}")
+
+
+# --------------------------------------------------------------------------- actions (preview -> run -> record)
+
+
+def _service(ctx: Any, cloud: str | None = None) -> CloudConnection:
+    """The session's connection (ctx.services["cloud"]), made on first use."""
+    svc = ctx.services.get("cloud")
+    if svc is None:
+        name = cloud or ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+        svc = connect(name, emit=ctx.emit)
+        ctx.services["cloud"] = svc
+    return svc
+
+
+def _record(ctx: Any, **change: Any) -> Any:
+    from .store import Change
+
+    return ctx.record_change(Change(**change))
+
+
+def _run_rule(ctx: Any, action: Action) -> dict[str, Any]:
+    fix: RuleFix = action.data["fix"]
+    res = create_rule(_service(ctx), fix)
+    if res.created:
+        _record(ctx, kind="openstack.sg-rule", target=fix.security_group_name, description=fix.title,
+                command=fix.command(), revert_command=fix.revert_command(res.id),
+                revert_data={"rule_id": res.id, "security_group_id": fix.security_group_id})
+    return {"rule_id": res.id, "created": res.created}
+
+
+def _run_pairs(ctx: Any, action: Action) -> dict[str, Any]:
+    fix: PairsFix = action.data["fix"]
+    if fix.blocked:
+        raise LabError(f"{fix.node}: {fix.blocked}", "remove pairs you no longer need, or use IPIP Always instead",
+                       code="cloud-aap-quota")
+    res = add_allowed_address_pairs(_service(ctx), fix.port_id, [fix.cidr])
+    if res.added:
+        _record(ctx, kind="openstack.port-pairs", target=fix.port_name or fix.port_id, description=fix.title,
+                command=fix.command(), revert_command=fix.revert_command(),
+                revert_data={"port_id": fix.port_id, "added": [{"ip_address": a} for a in res.added]})
+    return {"port_id": fix.port_id, "added": res.added}
+
+
+def _run_port_security(ctx: Any, action: Action) -> dict[str, Any]:
+    fix: PortSecurityFix = action.data["fix"]
+    before = disable_port_security(_service(ctx), fix.port_id)
+    if before["was_enabled"]:
+        _record(ctx, kind="openstack.port-security", target=fix.port_name or fix.port_id, description=fix.title,
+                command=fix.command(), revert_command=fix.revert_command(),
+                revert_data={k: before[k] for k in ("port_id", "security_groups", "allowed_address_pairs")})
+    return {"port_id": fix.port_id, "disabled": before["was_enabled"]}
+
+
+def fix_action(fix: RuleFix | PairsFix | PortSecurityFix) -> Action:
+    """The Action for one fix: exact command, API call, revert; run() applies and records it."""
+    if isinstance(fix, RuleFix):
+        return Action(id=f"rule:{fix.requirement}:{fix.security_group_id[:8]}:{fix.direction}:{fix.remote_ip_prefix or ''}",
+                      title=fix.title, command=fix.command(), kind="openstack", target=fix.security_group_name,
+                      risk=Risk.CHANGE, revert=fix.revert_command(), api=fix.api(), run=_run_rule,
+                      data={"fix": fix, "requirement": fix.requirement})
+    if isinstance(fix, PairsFix):
+        return Action(id=f"pairs:{fix.node}", title=fix.title, command=fix.command(), kind="openstack",
+                      target=fix.port_name or fix.port_id, risk=Risk.CHANGE, revert=fix.revert_command(), api=fix.api(),
+                      run=_run_pairs, data={"fix": fix, "requirement": fix.requirement, "blocked": fix.blocked})
+    return Action(id=f"port-security:{fix.node}", title=fix.title, command=fix.command(), kind="openstack",
+                  target=fix.port_name or fix.port_id, risk=Risk.DESTRUCTIVE, revert=fix.revert_command(), api=fix.api(),
+                  run=_run_port_security, data={"fix": fix, "requirement": "port-security", "cost": PortSecurityFix.COST})
+
+
+def fix_actions(report: Report, only: Iterable[str] | None = None) -> list[Action]:
+    """Actions for the missing and suspicious requirements: rules first, then allowed-address-pairs.
+    Port security off is never among them (see `port_security_actions`)."""
+    fixes = report.fixes(only)
+    ordered = [f for f in fixes if isinstance(f, RuleFix)] + [f for f in fixes if isinstance(f, PairsFix)]
+    return [fix_action(f) for f in ordered]
+
+
+def port_security_actions(report: Report, nodes: Iterable[str] | None = None) -> list[Action]:
+    """The last resort, offered separately: port security off on the node ports."""
+    from .calico import port_security_fixes
+
+    wanted = set(nodes) if nodes else None
+    return [fix_action(f) for f in port_security_fixes(report.lab) if wanted is None or f.node in wanted]
+
+
+def revert_change(conn: CloudConnection, change: Any) -> str:
+    """Undo one recorded OpenStack change (kinds openstack.sg-rule / port-pairs / port-security)."""
+    data = change.revert_data or {}
+    if change.kind == "openstack.sg-rule":
+        gone = not delete_rule(conn, data["rule_id"])
+        return "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
+    if change.kind == "openstack.port-pairs":
+        res = remove_allowed_address_pairs(conn, data["port_id"], data.get("added") or [])
+        return f"removed {', '.join(res.added)}" if res.added else "the pairs were already gone"
+    if change.kind == "openstack.port-security":
+        enable_port_security(conn, data["port_id"], list(data.get("security_groups") or []),
+                             list(data.get("allowed_address_pairs") or []))
+        return "port security is on again, with its groups and pairs"
+    raise LabError(f"change #{change.id} ({change.kind}) is not an OpenStack change",
+                   "revert it from the stage that made it", code="cloud-revert-kind")
+
+
+def revert_actions(changes: Iterable[Any]) -> list[Action]:
+    """Actions that undo recorded OpenStack changes (newest first) and mark them reverted."""
+    out = []
+    for ch in sorted((c for c in changes if c.kind.startswith("openstack.") and not c.reverted),
+                     key=lambda c: c.id or 0, reverse=True):
+        def run(ctx: Any, action: Action, ch: Any = ch) -> dict[str, Any]:
+            msg = revert_change(_service(ctx), ch)
+            ctx.store.mark_reverted(ch.id)
+            ctx.emit(Event(ev.CHANGE, f"reverted change #{ch.id}: {msg}", data={"change": ch.id}))
+            return {"change": ch.id, "result": msg}
+
+        out.append(Action(id=f"revert:{ch.id}", title=f"revert #{ch.id}: {ch.description}",
+                          command=ch.revert_command or f"(revert change #{ch.id})", kind="openstack",
+                          target=ch.target, risk=Risk.CHANGE, revert=ch.command, run=run, data={"change": ch.id}))
+    return out
+
