@@ -642,7 +642,8 @@ def apply_change(
         _, group, version, plural, name = _split_path(api.path)
         kc.patch_custom(group, version, plural, name, api.body, api.content_type)
     change.sent = True
-    deadline = time.monotonic() + (wait_timeout if change.method == "installation" else min(wait_timeout, 15.0))
+    limit = wait_timeout if change.method == "installation" else min(wait_timeout, 15.0)
+    deadline = time.monotonic() + limit
     seen = None
     while True:
         seen = read_pool(kc, state, change.pool)
@@ -653,7 +654,7 @@ def apply_change(
             who = "the tigera-operator did not apply the Installation change" if change.method == "installation" \
                 else "the pool does not show the new mode"
             raise LabError(
-                f"{who} to IP pool {change.pool} within {wait_timeout:g}s ({got})",
+                f"{who} to IP pool {change.pool} within {limit:g}s ({got})",
                 "look at `kubectl get tigerastatus` and the Installation's status; the request itself was accepted",
                 code="timeout")
         emit(Event(ev.INFO, f"waiting for IP pool {change.pool} to show ipipMode {want[0]}, vxlanMode {want[1]}"))

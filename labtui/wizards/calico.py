@@ -33,7 +33,10 @@ def _read(ctx: StepContext):
 
 
 def target_encapsulation(ctx: StepContext) -> Encapsulation:
-    value = ctx.inputs.get("encapsulation") or (ctx.session.plan or {}).get("encapsulation") or Encapsulation.IPIP.value
+    """This stage's own choice, else the plan's (its own input key: changing it here does not reopen
+    the plan wizard's review)."""
+    value = (ctx.inputs.get("calico_encapsulation") or (ctx.session.plan or {}).get("encapsulation")
+             or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value)
     return Encapsulation(value)
 
 
@@ -65,8 +68,11 @@ class KubeAccessStep(Step):
             return [Action(id="use-kubeconfig", title="Use the kubeconfig you named", kind="local", risk=Risk.READ,
                            command=f"export KUBECONFIG={ctx.inputs['kubeconfig']}",
                            run=lambda c, a: _kube(c, refresh=True).version())]
+        cp = next((n.get("name") for n in (ctx.session.plan or {}).get("nodes", []) if n.get("role") == "control-plane"),
+                  "CONTROL_PLANE")
         return [Action(id="fetch-admin-conf", title="Fetch the admin kubeconfig from the control plane", kind="ssh",
-                       risk=Risk.LOCAL, command="ssh CONTROL_PLANE 'sudo cat /etc/kubernetes/admin.conf' > admin.conf (0600)",
+                       risk=Risk.LOCAL, target=cp,
+                       command=f"ssh {cp} 'sudo -n cat /etc/kubernetes/admin.conf' > admin.conf (0600, not shown)",
                        run=lambda c, a: _kube(c, refresh=True).version())]
 
 
@@ -128,8 +134,9 @@ class EncapsulationStep(Step):
         "with all nodes on one subnet it sends everything unencapsulated, which is the incident."
     )
     fields = [
-        InputField("encapsulation", "Encapsulation", kind="choice", default=Encapsulation.IPIP.value,
-                   choices=[(c.value.value, c.label) for c in ENCAPSULATION_CHOICES]),
+        InputField("calico_encapsulation", "Encapsulation", kind="choice", default=Encapsulation.IPIP.value,
+                   choices=[(c.value.value, c.label) for c in ENCAPSULATION_CHOICES],
+                   help="the plan's choice unless you change it here", required=False),
     ]
 
     def check(self, ctx: StepContext) -> CheckResult:

@@ -41,9 +41,16 @@ Build a cluster (each returns a started-on-enter `FakeCluster`):
     FakeCluster(); cluster.add(...)                       # anything else, from the builders below
 
 Builders: `k8s_node`, `calico_node_daemonset`, `calico_node_pod`, `ippool`, `installation`,
-`operator_deployment`, `calico_config`, `apiservice`. `kubeconfig_text(url, token)` writes a
-kubeconfig for any server. For a cluster whose API is "unreachable", point a kubeconfig at
-`unreachable_server()` and give labtui a forwarder that returns the cluster's port.
+`installation_pool`, `operator_deployment`, `typha_deployment`, `calico_config`, `apiservice`,
+`kubeadm_config`. `incident_cluster(nodes=[(name, ip, is_control_plane), ...])` takes your own
+node list (e.g. the SSH lab's addresses); `FakeCluster(host=...)` listens elsewhere than 127.0.0.1
+(e.g. an SSH lab's gateway address, so node namespaces reach it).
+
+Tokens (`write_kubeconfig(path, token)`): ADMIN, VIEWER (GET only), NOBODY (403), EXPIRED (401).
+Other servers for error paths: `unreachable_server()` (an https URL nothing listens on),
+`SilentServer()` (accepts and never answers), `TLSFront(cluster.port, cert, key)` (the API over
+TLS, certificates from `make_certs(dir, san_ips=[...], expired_client=...)`): point a kubeconfig
+at a private address and give labtui a forwarder `lambda host, port: (front.port, close)`.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_refusing_the_confirmation_changes_nothing(incident, kubeconfig_for, mak
 def test_operator_cluster_with_vxlan_choice(kubeconfig_for, make_lab, store):
     with operator_cluster() as c:
         lab, runner, asked, _ = _runner(make_lab, "op", kubeconfig=kubeconfig_for(c))
-        store.save_inputs("op", {"encapsulation": "VXLAN"})
+        store.save_inputs("op", {"calico_encapsulation": "VXLAN"})
         lab.ctx.reload()
         out = runner.run_step(runner.wizard.step("encapsulation"))
         assert out.state == StepState.DONE, out.detail
