@@ -43,7 +43,7 @@ while True:
     threading.Thread(target=pump, args=(u, c), daemon=True).start()
 """
 
-SIMULATED_CALICOCTL = """#!/usr/bin/python3
+SIMULATED_CALICOCTL = """#!/usr/bin/env python3
 # SIMULATED calicoctl (datastore: kubernetes): patch ippool NAME -p JSON -> one merge PATCH
 import json, sys, urllib.request
 args = sys.argv[1:]
