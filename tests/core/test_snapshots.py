@@ -29,6 +29,11 @@ def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch):
     from screens.registry import ScreenEntry
 
     monkeypatch.setattr(ScreenEntry, "available", property(lambda self: False))
+    # and the step list shows the stages that exist: keep it to the plan stage
+    import screens.wizard
+    from labtui.wizards import wizard_for
+
+    monkeypatch.setattr(screens.wizard, "available_wizards", lambda: [wizard_for("plan")])
     store = Store()
     store.create_session("incident")
     store.save_inputs("incident", {
