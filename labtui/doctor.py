@@ -1116,8 +1116,11 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         by_pair: dict[str, list[PathVerdict]] = {}
         for v in verdicts:
             by_pair.setdefault(v.pair, []).append(v)
-        unexplained = [p for p in facts.matrix if not p.ok and all(v.ok is not False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
-        contradicted = [p for p in facts.matrix if p.ok and any(v.ok is False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
+        order = {n.name: i for i, n in enumerate(facts.nodes)}
+        matrix = sorted(facts.matrix, key=lambda p: (order.get(p.src, 99), order.get(p.dst, 99)))
+        facts.matrix[:] = matrix
+        unexplained = [p for p in matrix if not p.ok and all(v.ok is not False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
+        contradicted = [p for p in matrix if p.ok and any(v.ok is False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
         if unexplained:
             unknown = [v for p in unexplained for v in by_pair.get(f"{p.src}->{p.dst}", []) if v.ok is None]
             if unknown:
@@ -1257,7 +1260,7 @@ def _rule_action(facts: DoctorFacts, gid: str, proto: str | None, port: int | No
         parts += ["--remote-ip", remote_ip or "0.0.0.0/0"]
         src = remote_ip or "anywhere"
     parts += ["--description", why, gref]
-    params = {"security_group_id": gid, "direction": "ingress", "ethertype": "IPv4", "protocol": proto,
+    params = {"security_group_id": gid, "group_name": gref, "direction": "ingress", "ethertype": "IPv4", "protocol": proto,
               "port_range_min": port, "port_range_max": port, "remote_group_id": remote_group,
               "remote_ip_prefix": None if remote_group else remote_ip, "description": why}
     key = f"{gid}:{proto}:{port}:{remote_group or remote_ip}"

@@ -152,21 +152,17 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
 
 
 def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
-    """The cloud adapter's discovered lab -> ports by node name (and by fixed IP) and groups by id.
-
-    Accepts objects or dicts with the usual Neutron names (see labtui.cloud)."""
+    """labtui.cloud's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id."""
     ports: dict[str, Port] = {}
     groups: dict[str, Group] = {}
-    for g in _get(lab, "groups", "security_groups", default=[]) or []:
-        if isinstance(lab, dict) and isinstance(_get(lab, "groups"), dict):
-            pass
+    for g in _get(lab, "groups", default=[]) or []:
         gid = _get(g, "id")
         rules = []
-        for r in _get(g, "rules", "security_group_rules", default=[]) or []:
+        for r in _get(g, "rules", default=[]) or []:
             rules.append(Rule(
                 id=str(_get(r, "id", default="")),
                 direction=_get(r, "direction", default="ingress"),
-                ethertype=_get(r, "ethertype", "ether_type", default="IPv4"),
+                ethertype=_get(r, "ether_type", "ethertype", default="IPv4"),
                 protocol=_norm_proto(_get(r, "protocol")),
                 port_min=_get(r, "port_range_min"),
                 port_max=_get(r, "port_range_max"),
@@ -176,24 +172,30 @@ def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
             ))
         groups[gid] = Group(gid, _get(g, "name", default="") or "", rules)
     for node in _get(lab, "nodes", default=[]) or []:
-        name = _get(node, "name", "node")
-        for p in (_get(node, "ports", default=[]) or [])[:1]:
-            fixed = [_get(ip, "ip_address", "address") if not isinstance(ip, str) else ip
-                     for ip in (_get(p, "fixed_ips", default=[]) or [])]
-            pairs = [_get(pr, "ip_address") if not isinstance(pr, str) else pr
-                     for pr in (_get(p, "allowed_address_pairs", default=[]) or [])]
-            ports[name] = Port(
-                id=str(_get(p, "id")),
-                name=_get(p, "name", default="") or "",
-                fixed_ips=[f for f in fixed if f],
-                subnet_cidr=_get(p, "subnet_cidr", "cidr"),
-                subnet_name=_get(p, "subnet_name"),
-                network=_get(p, "network_name", "network_id", "network"),
-                mac=_get(p, "mac_address", "mac"),
-                security_groups=list(_get(p, "security_group_ids", "security_groups", default=[]) or []),
-                port_security=bool(_get(p, "port_security_enabled", "is_port_security_enabled", "port_security", default=True)),
-                allowed_address_pairs=[x for x in pairs if x],
-            )
+        if isinstance(node, dict):
+            if not node.get("found", True) or not node.get("ports"):
+                continue
+            p = node["ports"][0]
+        else:
+            if not getattr(node, "found", True) or node.port is None:
+                continue
+            p = node.port
+        name = _get(node, "name")
+        fixed = [_get(ip, "ip_address") if not isinstance(ip, str) else ip for ip in (_get(p, "fixed_ips", default=[]) or [])]
+        pairs = [_get(pr, "ip_address") if not isinstance(pr, str) else pr
+                 for pr in (_get(p, "allowed_address_pairs", default=[]) or [])]
+        ports[name] = Port(
+            id=str(_get(p, "id")),
+            name=_get(p, "name", default="") or "",
+            fixed_ips=[f for f in fixed if f and ":" not in f],
+            subnet_cidr=_get(p, "subnet_cidr"),
+            subnet_name=_get(p, "subnet_name"),
+            network=_get(p, "network_name", "network_id"),
+            mac=_get(p, "mac_address"),
+            security_groups=list(_get(p, "security_group_ids", default=[]) or []),
+            port_security=_get(p, "port_security_enabled", default=True) is not False,
+            allowed_address_pairs=[x for x in pairs if x],
+        )
     return ports, groups
 
 
@@ -296,9 +298,9 @@ def gather(
 ) -> DoctorFacts:
     """Run the three sources at once; each failure becomes an Unchecked.
 
-    `read_cluster()` returns a labtui.kube ClusterState; `read_cloud()` returns the cloud
-    adapter's discovered lab (see `facts_from_cloud`); `ssh` is a labtui.ssh.NodeSSH for the
-    plan's nodes."""
+    `read_cluster()` returns a labtui.kube ClusterState; `read_cloud(nodes)` returns the cloud
+    adapter's LabNetwork for those nodes (the plan's; without a plan, the cluster's, after the
+    cluster was read); `ssh` is a labtui.ssh.NodeSSH for the plan's nodes."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     unchecked: list[Unchecked] = []
@@ -332,9 +334,10 @@ def gather(
     else:
         unchecked.append(Unchecked("kube", "the Calico pools and nodes", "no kubeconfig for this lab",
                                    "pass --kubeconfig FILE, or let labtui fetch admin.conf from the control plane"))
-    if read_cloud is not None:
-        jobs["cloud"] = timed("cloud", read_cloud)
-    elif cloud_name is None:
+    cloud_after_kube = read_cloud is not None and not plan_nodes
+    if read_cloud is not None and plan_nodes:
+        jobs["cloud"] = timed("cloud", lambda: read_cloud(plan_nodes))
+    elif read_cloud is None and cloud_name is None:
         unchecked.append(Unchecked("cloud", "the security groups and ports", "no cloud is set for this lab",
                                    "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
     if ssh is not None and plan_nodes:
@@ -354,6 +357,21 @@ def gather(
                 u = _unchecked_from(exc, key, what)
                 unchecked.append(u)
                 emit(Event(WARN, u.line()))
+    if cloud_after_kube:
+        # no plan: the cloud is asked about the cluster's own nodes (names and addresses)
+        knodes = [{"name": n.name, "address": n.internal_ip or (n.calico_ipv4 or "").split("/")[0] or None,
+                   "role": "control-plane" if "control-plane" in (n.roles or []) else "worker"}
+                  for n in getattr(results.get("kube"), "nodes", []) or []]
+        if knodes:
+            try:
+                results["cloud"] = timed("cloud", lambda: read_cloud(knodes))()
+                sources["cloud"] = True
+            except Exception as exc:  # noqa: BLE001
+                sources["cloud"] = False
+                unchecked.append(_unchecked_from(exc, "cloud", "the security groups and ports (OpenStack)"))
+        else:
+            unchecked.append(Unchecked("cloud", "the security groups and ports (OpenStack)",
+                                       "no nodes to look up: give the nodes, or a kubeconfig to read them from"))
     cluster = None
     if "kube" in results:
         cluster = facts_from_cluster(results["kube"])

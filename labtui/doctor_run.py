@@ -66,32 +66,26 @@ def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] 
     return read
 
 
-def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[], Any] | None:
+def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[list[Any]], Any] | None:
     name = cloud_name(ctx)
     if not name:
         return None
 
-    def read() -> Any:
-        return discover_cloud(ctx, name, nodes)
+    def read(which: list[Any]) -> Any:
+        from . import cloud
+
+        return cloud.discover(cloud_service(ctx, name), which, include_rules=True)
 
     return read
 
 
-def discover_cloud(ctx: StepContext, name: str, nodes: list[Any]) -> Any:
-    """The cloud adapter's view of the lab's nodes: servers, ports and groups (adapter function)."""
-    from . import cloud
-
-    conn = cloud_service(ctx, name)
-    return cloud.discover(conn, nodes, include_rules=True) if _accepts(cloud.discover, "include_rules") \
-        else cloud.discover(conn, nodes)
-
-
 def cloud_service(ctx: StepContext, name: str) -> Any:
+    """The session's CloudConnection (ctx.services["cloud"], shared with labtui.cloud's steps)."""
     from . import cloud
 
     svc = ctx.services.get("cloud")
     if svc is None:
-        svc = cloud.connect(name)
+        svc = cloud.connect(name, emit=ctx.emit, timeout=float(ctx.services.get("doctor.cloud_timeout", 20.0)))
         ctx.services["cloud"] = svc
     return svc
 
@@ -334,55 +328,33 @@ def _run_cloud(ctx: StepContext, action: Action) -> Any:
     d = action.data
     kind = d["fix"]
     if kind == "sg-rule":
-        rule = cloud.create_rule(conn, security_group_id=d["security_group_id"], protocol=d["protocol"],
-                                 port_range_min=d["port_range_min"], port_range_max=d["port_range_max"],
-                                 remote_group_id=d["remote_group_id"], remote_ip_prefix=d["remote_ip_prefix"],
-                                 description=d["description"])
-        created, rule_id = _rule_result(rule)
-        if created:
+        res = cloud.create_rule(conn, security_group_id=d["security_group_id"], security_group_name=d.get("group_name"),
+                                protocol=d["protocol"], port_range_min=d["port_range_min"],
+                                port_range_max=d["port_range_max"], remote_group_id=d["remote_group_id"],
+                                remote_ip_prefix=d["remote_ip_prefix"], description=d["description"])
+        if res.created:
             ctx.record_change(Change(kind="openstack.sg-rule", target=action.target or d["security_group_id"],
                                      description=action.title, command=action.command,
-                                     revert_command=f"openstack security group rule delete {rule_id}",
-                                     revert_data={"rule_id": rule_id, "security_group_id": d["security_group_id"]}))
+                                     revert_command=f"openstack security group rule delete {res.id}",
+                                     revert_data={"rule_id": res.id, "security_group_id": d["security_group_id"]}))
         else:
             ctx.emit(Event(ev.INFO, f"{action.target}: the rule already exists (nothing to change)"))
-        return {"rule_id": rule_id, "created": created}
+        return {"rule_id": res.id, "created": res.created}
     if kind == "port-pairs":
         res = cloud.add_allowed_address_pairs(conn, d["port_id"], [d["cidr"]])
-        added = _added(res, d["cidr"])
-        if added:
+        if res.added:
             ctx.record_change(Change(kind="openstack.port-pairs", target=action.target or d["port_id"],
                                      description=action.title, command=action.command, revert_command=action.revert,
-                                     revert_data={"port_id": d["port_id"], "added": [d["cidr"]]}))
-        return {"port_id": d["port_id"], "added": added}
+                                     revert_data={"port_id": d["port_id"], "added": list(res.added)}))
+        return {"port_id": d["port_id"], "added": list(res.added)}
     if kind == "port-security-off":
-        res = cloud.disable_port_security(conn, d["port_id"])
-        ctx.record_change(Change(kind="openstack.port-security", target=action.target or d["port_id"],
-                                 description=action.title, command=action.command, revert_command=action.revert,
-                                 revert_data={"port_id": d["port_id"], "security_groups": d["security_groups"],
-                                              "allowed_address_pairs": d["allowed_address_pairs"]}))
-        return {"port_id": d["port_id"], "result": str(res)[:80]}
+        before = cloud.disable_port_security(conn, d["port_id"])
+        if before.get("was_enabled", True):
+            ctx.record_change(Change(kind="openstack.port-security", target=action.target or d["port_id"],
+                                     description=action.title, command=action.command, revert_command=action.revert,
+                                     revert_data=before))
+        return {"port_id": d["port_id"], "was_enabled": before.get("was_enabled", True)}
     raise LabError(f"unknown fix action {kind}", "this is a bug in labtui")
-
-
-def _rule_result(rule: Any) -> tuple[bool, str]:
-    if isinstance(rule, tuple) and len(rule) == 2:
-        a, b = rule
-        if isinstance(a, bool):
-            return a, str(getattr(b, "id", b))
-        return bool(b), str(getattr(a, "id", a))
-    created = getattr(rule, "created", True)
-    rid = getattr(rule, "id", None) or (rule.get("id") if isinstance(rule, dict) else None)
-    return bool(created), str(rid)
-
-
-def _added(res: Any, cidr: str) -> bool:
-    if isinstance(res, bool):
-        return res
-    added = getattr(res, "added", None)
-    if added is None and isinstance(res, dict):
-        added = res.get("added")
-    return cidr in (added or [cidr])
 
 
 def apply_fix(

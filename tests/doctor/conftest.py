@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from tests.harness.openstack.fixtures import incident, incident_layout, openstack_stack  # noqa: F401
+
 
 @pytest.fixture
 def labtui_home(tmp_path, monkeypatch):
@@ -20,12 +22,13 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
-NODE_NAMES = ["cp1", "w1", "w2", "w3"]
+# distinct from the cloud harness's incident servers (cp1, w1, w2, w3): Nova finds servers by name
+NODE_NAMES = ["dcp", "dw1", "dw2", "dw3"]
 
 
 @pytest.fixture(scope="session")
 def sshlab():
-    """Four real sshd nodes (cp1 + 3 workers) in network namespaces, shared by the doctor's e2e tests."""
+    """Four real sshd nodes (dcp + 3 workers) in network namespaces, shared by the doctor's e2e tests."""
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, sshd)")
     from tests.harness.sshnodes import SSHNodes
@@ -71,3 +74,27 @@ def open_lab(store, tmp_path):
     yield make
     for lab in opened:
         lab.close()
+
+
+@pytest.fixture(scope="session")
+def doctor_layout(openstack_stack, sshlab):  # noqa: F811
+    """The incident's layout on the test cloud for the sshd nodes: servers dcp, dw1, dw2, dw3 whose
+    Neutron ports carry the sshd nodes' own addresses, group `doctor-k8s` (no protocol 4)."""
+    from tests.harness.openstack import CLOUD_ADMIN, build_incident_layout, connect
+
+    nodes = tuple((n.name, n.address, "control-plane" if i == 0 else "worker") for i, n in enumerate(sshlab.nodes))
+    return build_incident_layout(connect(CLOUD_ADMIN), cloud=CLOUD_ADMIN, name="doctor", sg_name="doctor-k8s",
+                                 subnet_cidr=str(sshlab.subnet), nodes=nodes)
+
+
+@pytest.fixture
+def layout(doctor_layout, openstack_stack, lab_home, monkeypatch):  # noqa: F811
+    """The doctor layout reset to the incident's state; clouds.yaml of the test cloud in the env."""
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(openstack_stack.clouds_yaml))
+    return doctor_layout.reset()
+
+
+@pytest.fixture
+def cloud_env(openstack_stack, lab_home, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(openstack_stack.clouds_yaml))
+    return openstack_stack

@@ -24,7 +24,7 @@ def test_incident_without_cloud_live_proof_shows_the_drop(sshlab, kube_nodes, op
                                known_hosts=sshlab.known_hosts)
         diag = run_doctor(lab.ctx)
     f = diag.facts
-    assert [n.name for n in f.nodes] == ["cp1", "w1", "w2", "w3"]
+    assert [n.name for n in f.nodes] == ["dcp", "dw1", "dw2", "dw3"]
     cp = f.nodes[0]
     assert cp.iface == "eth0" and cp.iface_cidr == f"{sshlab.nodes[0].address}/24"
     assert cp.calico_cidr and f.pools[0].ipip_mode == "CrossSubnet"
@@ -60,7 +60,7 @@ def test_healthy_matrix_and_ipip_on_the_wire(sshlab, kube_nodes, open_lab, tmp_p
 
 
 def test_probe_pod_not_ready_is_reported(sshlab, kube_nodes, open_lab, tmp_path):
-    sc = tools.scenario(sshlab, reach="all", wire="ipip", not_ready=["w3"])
+    sc = tools.scenario(sshlab, reach="all", wire="ipip", not_ready=["dw3"])
     tools.install(sshlab, sc)
     with incident_cluster(nodes=kube_nodes, ipip="Always") as cluster:
         kc = cluster.write_kubeconfig(tmp_path / "kubeconfig")
@@ -69,4 +69,4 @@ def test_probe_pod_not_ready_is_reported(sshlab, kube_nodes, open_lab, tmp_path)
         diag = run_doctor(lab.ctx)
     assert len(diag.facts.matrix) == 6  # 3 pods answer each other
     u = next(u for u in diag.unchecked if u.source == "matrix")
-    assert "w3" in u.what and "timed out" in u.reason
+    assert "dw3" in u.what and "timed out" in u.reason
