@@ -449,6 +449,8 @@ class RuleFix:
     description: str = ""
     requirement: str = ""
     kind: str = "sg-rule"
+    # rules with protocol "ipip" that Neutron counts as this same rule (HTTP 409): deleted first
+    replaces: tuple[SGRule, ...] = ()
 
     @property
     def key(self) -> tuple:
@@ -498,14 +500,27 @@ class RuleFix:
         if self.description:
             parts.append(f"--description {q(self.description)}")
         parts.append(q(self.security_group_name or self.security_group_id))
-        return " ".join(parts)
+        deletes = [f"openstack security group rule delete {r.id} && " for r in self.replaces]
+        return "".join(deletes) + " ".join(parts)
 
     def api(self) -> str:
         body = {k if k != "ether_type" else "ethertype": v for k, v in self.attrs().items()}
-        return "POST /v2.0/security-group-rules " + json.dumps({"security_group_rule": body}, sort_keys=True)
+        deletes = "".join(f"DELETE /v2.0/security-group-rules/{r.id}, then " for r in self.replaces)
+        return deletes + "POST /v2.0/security-group-rules " + json.dumps({"security_group_rule": body}, sort_keys=True)
 
     def revert_command(self, rule_id: str | None = None) -> str:
-        return f"openstack security group rule delete {rule_id or '<new rule id>'}"
+        cmd = f"openstack security group rule delete {rule_id or '<new rule id>'}"
+        for r in self.replaces:
+            cmd += " && " + rule_create_command(r, self.security_group_name, self.remote_group_name)
+        return cmd
+
+
+def rule_create_command(rule: SGRule, group_name: str, remote_group_name: str | None = None) -> str:
+    """The `openstack security group rule create` that makes `rule` again (e.g. to revert)."""
+    fix = RuleFix(rule.security_group_id, group_name, rule.protocol, rule.port_range_min, rule.port_range_max,
+                  rule.remote_group_id, remote_group_name if rule.remote_group_id else None, rule.remote_ip_prefix,
+                  rule.direction, rule.ether_type, rule.description)
+    return fix.command()
 
 
 @dataclass(frozen=True)
@@ -767,6 +782,7 @@ class _Eval:
         ipip_only: set[tuple[str, str]] = set()
         uncovered: list[tuple[str, str]] = []
         prefix_hits: dict[str, tuple[SGRule, SecurityGroup, set[str], set[str]]] = {}
+        ipip_rules: dict[str, SGRule] = {}
         for src, dst in req.pairs:
             dport = self.port(dst)
             if dport is None or (req.source != "pod-cidr" and self.port(src) is None):
@@ -788,6 +804,7 @@ class _Eval:
                     continue
                 if pm == "ipip-name":
                     ipip = True
+                    ipip_rules[rule.id] = rule
                     continue
                 how = "any-protocol" if pm == "any" and req.protocol is not None else ("prefix" if sm == "prefix" else "exact")
                 matches.append(Match(how, f"{g.label}: {rule.describe(self.groups)}", rule.id, g.label))
@@ -799,7 +816,8 @@ class _Eval:
                 uncovered.append((src, dst))
         via = _unique(m for ms in good.values() for m in ms)
         checked = len(good) + len(ipip_only) + len(uncovered)
-        fixes = self._rule_fixes(req, uncovered + sorted(ipip_only)) if (uncovered or ipip_only) else []
+        fixes = self._rule_fixes(req, uncovered + sorted(ipip_only), list(ipip_rules.values())) \
+            if (uncovered or ipip_only) else []
         if checked == 0:
             return RequirementStatus(req, MISSING if unknown else SATISFIED,
                                      "none of these nodes was found in the cloud, so nothing could be checked"
@@ -860,7 +878,7 @@ class _Eval:
             "world for you: add your own address, e.g. `openstack security group rule create --protocol tcp "
             "--dst-port 22 --remote-ip YOUR.IP/32 GROUP`.", via, [(m, "") for m in missing], [], unknown)
 
-    def _rule_fixes(self, req: Requirement, pairs: list[tuple[str, str]]) -> list[Fix]:
+    def _rule_fixes(self, req: Requirement, pairs: list[tuple[str, str]], ipip_rules: list[SGRule] | None = None) -> list[Fix]:
         """Rules that would cover `pairs`: in the group every node shares, from the group itself when
         every source is in it (the incident's `--protocol 4 --remote-group SG SG`), else from the
         sources' subnets (or the pod CIDR)."""
@@ -895,7 +913,10 @@ class _Eval:
                     fixes.append(RuleFix(remote_ip_prefix=self.net.pod_cidr, **base))
                 continue
             if src_ports and all(sp is not None and gid in sp.security_group_ids for sp in src_ports):
-                fixes.append(RuleFix(remote_group_id=gid, remote_group_name=name, **base))
+                # Neutron counts an 'ipip' rule with the same attributes as this one (HTTP 409): replace it
+                same = tuple(r for r in ipip_rules or [] if r.security_group_id == gid and r.remote_group_id == gid
+                             and r.direction == "ingress" and r.ether_type == "IPv4" and r.port_range_min is None)
+                fixes.append(RuleFix(remote_group_id=gid, remote_group_name=name, replaces=same, **base))
                 continue
             subnets = sorted({sp.subnet_cidr for sp in src_ports if sp is not None and sp.subnet_cidr})
             for cidr in subnets or [f"{self.nodes[s].ip}/32" for s in srcs if self.nodes[s].ip]:

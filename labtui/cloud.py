@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from . import events as ev
@@ -212,6 +212,12 @@ def _quiet_sdk_logging() -> None:
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
         logger.propagate = False
+    import warnings
+
+    from openstack import warnings as osw
+
+    for category in (osw.OpenStackWarning, osw._RemovedInSDKWarning):  # deprecation notes for the SDK's users
+        warnings.filterwarnings("ignore", category=category)
 
 
 def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Event], None] | None = None,
@@ -387,11 +393,18 @@ def create_rule(conn: CloudConnection, fix: RuleFix | None = None, **attrs: Any)
     if body.get("protocol") == "ipip":  # never: old iptables clouds render it as protocol 94
         body["protocol"] = "4"
     sdk = conn.conn
+    for old in fix.replaces:  # an 'ipip' rule Neutron would count as this one (409): delete it first
+        delete_rule(conn, old.id)
     try:
         rule = conn.call(f"create a rule in security group {fix.security_group_name}", fix.api(),
                          lambda: sdk.network.create_security_group_rule(**body), command=fix.command(), ok_codes=(409,))
     except _Expected:
         existing = _find_rule(conn, fix)
+        if existing is not None and existing.protocol == "ipip" and body.get("protocol") == "4":
+            raise LabError(f"cloud {conn.name}: group {fix.security_group_name} has rule {existing.id} with protocol "
+                           "'ipip', which Neutron counts as the same rule as protocol 4 (HTTP 409)",
+                           "run the check again: labtui then replaces that rule (delete it, create protocol 4)",
+                           code="cloud-ipip-conflict")
         conn.emit(Event(ev.INFO, f"{fix.security_group_name}: the rule already exists"
                         + (f" ({existing.id})" if existing else "") + " (HTTP 409): nothing to do"))
         return RuleResult(False, existing.id if existing else "", existing)
@@ -406,7 +419,7 @@ def _find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:
     want = fix.attrs()
     for r in rules:
         sr = SGRule.from_api(r, fix.security_group_id)
-        proto = "4" if sr.protocol == "ipip" else sr.protocol
+        proto = "4" if sr.protocol == "ipip" else sr.protocol  # Neutron's duplicate check maps ipip to 4
         if (sr.direction, sr.ether_type, proto, sr.port_range_min, sr.port_range_max, sr.remote_group_id,
                 sr.remote_ip_prefix) == (want["direction"], want["ether_type"], want.get("protocol"),
                                          want.get("port_range_min"), want.get("port_range_max"),
@@ -421,6 +434,26 @@ def _norm_prefix(prefix: str | None) -> str | None:
     import ipaddress
 
     return str(ipaddress.ip_network(prefix, strict=False))
+
+
+def restore_rule(conn: CloudConnection, rule: SGRule | dict[str, Any]) -> RuleResult:
+    """Create a rule exactly as it was (a revert: protocol 'ipip' stays 'ipip'); 409 = already there."""
+    r = rule if isinstance(rule, SGRule) else SGRule(**rule)
+    body: dict[str, Any] = {"security_group_id": r.security_group_id, "direction": r.direction,
+                            "ether_type": r.ether_type}
+    for key in ("protocol", "port_range_min", "port_range_max", "remote_group_id", "remote_ip_prefix"):
+        if getattr(r, key) is not None:
+            body[key] = getattr(r, key)
+    if r.description:
+        body["description"] = r.description
+    sdk = conn.conn
+    api = "POST /v2.0/security-group-rules " + json.dumps({"security_group_rule": body}, sort_keys=True)
+    try:
+        created = conn.call("restore a security-group rule", api,
+                            lambda: sdk.network.create_security_group_rule(**body), ok_codes=(409,))
+    except _Expected:
+        return RuleResult(False, "", r)
+    return RuleResult(True, created.id, SGRule.from_api(created, r.security_group_id))
 
 
 def delete_rule(conn: CloudConnection, rule_id: str) -> bool:
@@ -559,9 +592,11 @@ def _run_rule(ctx: Any, action: Action) -> dict[str, Any]:
     fix: RuleFix = action.data["fix"]
     res = create_rule(_service(ctx), fix)
     if res.created:
+        data: dict[str, Any] = {"rule_id": res.id, "security_group_id": fix.security_group_id}
+        if fix.replaces:
+            data["replaced"] = [asdict(r) for r in fix.replaces]
         _record(ctx, kind="openstack.sg-rule", target=fix.security_group_name, description=fix.title,
-                command=fix.command(), revert_command=fix.revert_command(res.id),
-                revert_data={"rule_id": res.id, "security_group_id": fix.security_group_id})
+                command=fix.command(), revert_command=fix.revert_command(res.id), revert_data=data)
     return {"rule_id": res.id, "created": res.created}
 
 
@@ -625,7 +660,11 @@ def revert_change(conn: CloudConnection, change: Any) -> str:
     data = change.revert_data or {}
     if change.kind == "openstack.sg-rule":
         gone = not delete_rule(conn, data["rule_id"])
-        return "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
+        msg = "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
+        for old in data.get("replaced") or []:
+            restore_rule(conn, old)
+            msg += f"; restored the rule it replaced (protocol {old.get('protocol')})"
+        return msg
     if change.kind == "openstack.port-pairs":
         res = remove_allowed_address_pairs(conn, data["port_id"], data.get("added") or [])
         return f"removed {', '.join(res.added)}" if res.added else "the pairs were already gone"

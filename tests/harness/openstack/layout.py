@@ -183,7 +183,7 @@ def build_incident_layout(
     `network_conn` (default `conn`) owns the network and subnet: pass an admin connection and
     `shared_network=True` to put a member's servers on a network they do not own (the usual
     shared provider network, where Neutron's policy forbids them some port updates).
-    `nodes` entries are (server name, fixed IP inside subnet_cidr, role).
+    `nodes` entries are (server name, fixed IP inside subnet_cidr or None for any, role).
     """
     net_owner = network_conn or conn
     net_name = f"{name}-net"
@@ -202,13 +202,17 @@ def build_incident_layout(
     built: list[LayoutNode] = []
     pending: list[Any] = []
     for node_name, ip, role in nodes:
-        if ipaddress.ip_address(ip) not in ipaddress.ip_network(subnet_cidr):
-            raise ValueError(f"{node_name}: {ip} is outside {subnet_cidr}")
-        port = next(iter(net.ports(network_id=network.id, fixed_ips=f"ip_address={ip}")), None)
+        port_name = f"{name}-{node_name}"
+        if ip:
+            if ipaddress.ip_address(ip) not in ipaddress.ip_network(subnet_cidr):
+                raise ValueError(f"{node_name}: {ip} is outside {subnet_cidr}")
+            port = next(iter(net.ports(network_id=network.id, fixed_ips=f"ip_address={ip}")), None)
+        else:
+            port = next(iter(net.ports(network_id=network.id, name=port_name)), None)
         if port is None:
-            port = net.create_port(network_id=network.id, name=f"{name}-{node_name}",
-                                   fixed_ips=[{"subnet_id": subnet.id, "ip_address": ip}],
-                                   security_groups=[sg.id])
+            fixed = {"fixed_ips": [{"subnet_id": subnet.id, "ip_address": ip}]} if ip else {}
+            port = net.create_port(network_id=network.id, name=port_name, security_groups=[sg.id], **fixed)
+        ip = ip or port.fixed_ips[0]["ip_address"]
         server = conn.compute.find_server(node_name, ignore_missing=True)
         if server is not None and (server.status == "ERROR" or port.device_id != server.id):
             conn.compute.delete_server(server)

@@ -1,0 +1,240 @@
+"""`labtui cloud ...`: check and fix a lab's security groups and node ports on OpenStack.
+
+    labtui cloud check NAME [--json] [--cloud CLOUD] [--encapsulation E] [--bgp|--no-bgp] [--typha|--no-typha]
+    labtui cloud fix NAME [--yes] [--only REQ ...] [--disable-port-security NODE ...]
+    labtui cloud revert NAME [CHANGE_ID ...] [--yes]
+
+NAME is a lab (with a plan: its nodes and cloud). `check` exits 0 when every requirement is met,
+1 when some are missing or suspicious. Progress and every API call go to stderr; results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import LabError
+
+STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
+
+
+def _print_event(event) -> None:
+    if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info") or \
+            (event.kind == "action.output" and event.stream == "api"):
+        print(f"  {event.line()}", file=sys.stderr)
+
+
+def _open(args: argparse.Namespace):
+    from .session import LabSession
+    from .store import Store
+
+    store = Store()
+    if not store.has_session(args.name):
+        raise LabError(f"there is no lab named {args.name!r}",
+                       "list them with `labtui sessions`; for machines labtui did not build, create one with "
+                       "`labtui doctor NAME --adopt --nodes cp=ADDR,w1=ADDR --cloud CLOUD`", code="not-found")
+    lab = LabSession(store, args.name, emit=_print_event)
+    if getattr(args, "cloud", None):
+        store.save_inputs(args.name, {"cloud": args.cloud})
+        lab.ctx.reload()
+    return lab
+
+
+def _check(lab, args: argparse.Namespace):
+    from .wizards.cloud import check
+
+    return check(lab.ctx, encapsulation=getattr(args, "encapsulation", None), bgp=getattr(args, "bgp", None),
+                 typha=getattr(args, "typha", None), timeout=getattr(args, "timeout", None))
+
+
+def render_report(report) -> str:
+    out: list[str] = []
+    lab = report.lab
+    out.append(f"Cloud {lab.cloud}: {report.networking.describe()}" +
+               (f", pod CIDR {report.networking.pod_cidr}" if report.networking.pod_cidr else ""))
+    for note in lab.notes:
+        out.append(f"! {note}")
+    groups = lab.groups_by_id
+    out.append("")
+    out.append("NODES")
+    out.append(f"  {'NODE':10} {'ROLE':14} {'SERVER':14} {'PORT':22} {'FIXED IP':16} {'SUBNET':18} {'SECURITY':9} "
+               f"{'GROUPS':18} PAIRS")
+    for n in lab.nodes:
+        if not n.found:
+            out.append(f"  {n.name:10} {n.role:14} -- {n.note}")
+            continue
+        p = n.port
+        if p is None:
+            out.append(f"  {n.name:10} {n.role:14} {n.server_name or '-':14} -- {n.note or 'no port'}")
+            continue
+        gnames = ",".join(groups[g].label if g in groups else g[:8] for g in p.security_group_ids) or "-"
+        pairs = ",".join(a.get("ip_address", "") for a in p.allowed_address_pairs) or "-"
+        out.append(f"  {n.name:10} {n.role:14} {n.server_name or '(no server)':14} {p.label[:22]:22} {n.ip or '?':16} "
+                   f"{p.subnet_cidr or '?':18} {'on' if p.port_security_enabled else 'OFF':9} {gnames[:18]:18} {pairs}")
+    out.append("")
+    out.append("RULES")
+    for g in lab.groups:
+        out.append(f"  group {g.label} ({g.id})")
+        for r in g.rules:
+            flag = "  ! protocol 'ipip' (see below)" if r.protocol == "ipip" else ""
+            out.append(f"    {r.describe(groups)}{flag}")
+    out.append("")
+    out.append("REQUIREMENTS")
+    for s in report.statuses:
+        r = s.requirement
+        out.append(f"  {STATUS_ICON[s.status]} {s.status:10} {r.title}   (required by {r.required_by})")
+        if not s.ok:
+            out.append(f"      {s.detail}")
+            for f in s.fixes:
+                out.append(f"      fix: $ {f.command()}" + (f"   [cannot: {f.blocked}]" if getattr(f, "blocked", None) else ""))
+        elif s.via:
+            out.append(f"      {s.detail}")
+    out.append("")
+    out.append(("OK: " if report.ok else "NOT OK: ") + report.summary())
+    return "\n".join(out)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with _open(args) as lab:
+        report = _check(lab, args)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        else:
+            print(render_report(report))
+    return 0 if report.ok else 1
+
+
+def _ask(prompt: str) -> str:
+    try:
+        return input(prompt)
+    except EOFError:
+        return ""
+
+
+def _confirm(actions, yes: bool) -> bool:
+    print("Changes:")
+    for a in actions:
+        warn = " (DESTRUCTIVE)" if a.risk.value == "destructive" else ""
+        print(f"  {a.title}{warn}")
+        for line in a.render().splitlines():
+            print(f"    {line}")
+        if a.data.get("cost"):
+            print(f"    cost: {a.data['cost']}")
+        if a.data.get("blocked"):
+            print(f"    cannot be applied: {a.data['blocked']}")
+    if yes:
+        return True
+    if sys.stdin.isatty():
+        return _ask(f"Apply these {len(actions)} changes? [y/N] ").strip().lower() in ("y", "yes")
+    print("Re-run with --yes to apply them.")
+    return False
+
+
+def _apply(lab, actions) -> list[Any]:
+    from .events import ACTION_DONE, ACTION_FAILED, ACTION_START, Event
+
+    results = []
+    for a in actions:
+        lab.ctx.emit(Event(ACTION_START, f"$ {a.command}", step="fix", node=a.target, data={"action": a.id}))
+        try:
+            results.append(a.run(lab.ctx, a))
+        except LabError as exc:
+            lab.ctx.emit(Event(ACTION_FAILED, exc.render(), step="fix", node=a.target, data={"action": a.id}))
+            raise
+        lab.ctx.emit(Event(ACTION_DONE, f"done: {a.title}", step="fix", node=a.target, data={"action": a.id}))
+    return results
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from .wizards.cloud import plan_fixes
+
+    with _open(args) as lab:
+        report = _check(lab, args)
+        actions = plan_fixes(report, args.only or None, args.disable_port_security or None)
+        if not actions:
+            if report.ok:
+                print(f"Nothing to fix: {report.summary()}")
+                return 0
+            print(render_report(report))
+            print("labtui has no automatic fix for what is left (see the details above).")
+            return 1
+        if not _confirm(actions, args.yes):
+            print("not applied")
+            return 1
+        _apply(lab, actions)
+        lab.ctx.services.pop("cloud.report", None)
+        after = _check(lab, args)
+        recorded = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
+        print(f"After the fixes: {after.summary()}")
+        if recorded:
+            print(f"Recorded changes: {', '.join('#' + str(c.id) for c in recorded)} "
+                  f"(undo with: labtui cloud revert {args.name} [CHANGE_ID])")
+        return 0 if after.ok else 1
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    from .cloud import revert_actions
+
+    with _open(args) as lab:
+        changes = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
+        if args.change_ids:
+            wanted = set(args.change_ids)
+            unknown = wanted - {c.id for c in changes}
+            if unknown:
+                raise LabError(f"the lab {args.name} has no OpenStack change left to revert with id "
+                               f"{', '.join('#' + str(i) for i in sorted(unknown))}",
+                               f"see its changes with `labtui show {args.name}`", code="not-found")
+            changes = [c for c in changes if c.id in wanted]
+        if not changes:
+            print(f"The lab {args.name} has no OpenStack change to revert.")
+            return 0
+        actions = revert_actions(changes)
+        if not _confirm(actions, args.yes):
+            print("not applied")
+            return 1
+        _apply(lab, actions)
+        print(f"Reverted: {', '.join('#' + str(a.data['change']) for a in actions)}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="the lab")
+    p.add_argument("--cloud", help="the cloud in clouds.yaml (default: the lab's)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for each API call (default 20)")
+
+
+def _networking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encapsulation", choices=["IPIP", "IPIPCrossSubnet", "VXLAN", "VXLANCrossSubnet", "None"],
+                   help="check for this Calico encapsulation (default: the lab's target)")
+    p.add_argument("--bgp", dest="bgp", action="store_true", default=None, help="Calico runs BGP (BIRD)")
+    p.add_argument("--no-bgp", dest="bgp", action="store_false")
+    p.add_argument("--typha", dest="typha", action="store_true", default=None, help="Calico runs Typha")
+    p.add_argument("--no-typha", dest="typha", action="store_false")
+
+
+def register(subparsers: Any) -> None:
+    cloud = subparsers.add_parser("cloud", help="OpenStack: check and fix the lab's security groups and ports")
+    sub = cloud.add_subparsers(dest="cloud_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("check", help="nodes, ports, groups and rules against what Calico and kubeadm need")
+    _common(p)
+    _networking(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("fix", help="create the missing rules and add the pod CIDR to the ports (asks first)")
+    _common(p)
+    _networking(p)
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.add_argument("--only", nargs="+", metavar="REQ", help="fix only these requirements (ids as in `check --json`)")
+    p.add_argument("--disable-port-security", nargs="+", metavar="NODE",
+                   help="also turn port security off on these nodes' ports (last resort: removes their groups)")
+    p.set_defaults(func=cmd_fix)
+
+    p = sub.add_parser("revert", help="undo recorded OpenStack changes (newest first)")
+    _common(p)
+    p.add_argument("change_ids", nargs="*", type=int, metavar="CHANGE_ID", help="default: all of this lab's")
+    p.add_argument("--yes", action="store_true", help="apply without asking")
+    p.set_defaults(func=cmd_revert)

@@ -1,0 +1,189 @@
+"""The cloud stage: connect and discover the lab's servers and ports, check the security groups
+and ports against what Calico and kubeadm need, and fix what is missing.
+
+Also the session-level helpers the CLI (`labtui cloud ...`) and the Security screen share:
+`networking(ctx)`, `check(ctx)`, `plan_fixes(ctx, report)`. Cheap to import: openstacksdk is
+only imported by labtui.cloud when a step runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..calico import CalicoNetworking, Report, evaluate
+from ..errors import LabError
+from ..events import Event
+from ..model import Encapsulation
+from ..steps import Action, CheckResult, Step, StepContext, Wizard
+
+SCOPE = "cloud"
+
+
+def cloud_name(ctx: StepContext) -> str | None:
+    return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+
+
+def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
+    """The session's cloud connection (shared with the doctor under ctx.services["cloud"])."""
+    from .. import cloud as cloudmod
+
+    svc = ctx.services.get("cloud")
+    name = cloud or cloud_name(ctx)
+    if svc is not None and (name is None or getattr(svc, "name", name) == name):
+        return svc
+    if not name:
+        raise LabError(f"lab {ctx.session.name} has no cloud (it adopts machines)",
+                       "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
+    kw = {"timeout": timeout} if timeout else {}
+    svc = cloudmod.connect(name, emit=ctx.emit, **kw)
+    ctx.services["cloud"] = svc
+    return svc
+
+
+def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | None = None,
+               typha: bool | None = None) -> CalicoNetworking:
+    """What the network must carry: the encapsulation this lab targets (override > the Calico stage's
+    choice > the plan), BGP and Typha as read from the cluster when the Calico stage ran, else the
+    defaults of the stock installs."""
+    plan = ctx.session.plan or {}
+    enc = encapsulation or ctx.inputs.get("calico_encapsulation") or plan.get("encapsulation") \
+        or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value
+    calico = ctx.store.facts(ctx.session.id, "calico").get("calico", {})
+    install = calico.get("install") or {}
+    pod = plan.get("pod_cidr") or ctx.inputs.get("pod_cidr")
+    if not pod:
+        pools = [p for p in calico.get("pools") or [] if not p.get("disabled") and ":" not in str(p.get("cidr", ""))]
+        pod = pools[0]["cidr"] if pools else None
+    if bgp is None and install.get("bgp") is not None:
+        bgp = bool(install["bgp"])
+    if typha is None and install.get("mode") in ("operator", "manifest"):
+        typha = bool(install.get("typha"))
+    return CalicoNetworking.for_encapsulation(Encapsulation(enc), bgp=bgp, typha=typha, pod_cidr=pod)
+
+
+def plan_nodes(ctx: StepContext) -> list[dict[str, Any]]:
+    nodes = (ctx.session.plan or {}).get("nodes") or ctx.inputs.get("nodes") or []
+    if not nodes:
+        raise LabError(f"lab {ctx.session.name} has no nodes yet", "finish the plan (its Nodes step) first",
+                       code="no-nodes")
+    return nodes
+
+
+def check(ctx: StepContext, *, cloud: str | None = None, encapsulation: str | None = None,
+          bgp: bool | None = None, typha: bool | None = None, timeout: float | None = None) -> Report:
+    """Connect, discover the plan's nodes, compare with what the network must allow; remember the result."""
+    from .. import cloud as cloudmod
+    from .. import events as ev
+
+    conn = service(ctx, cloud, timeout)
+    net = networking(ctx, encapsulation, bgp, typha)
+    ctx.emit(Event(ev.INFO, f"checking cloud {conn.name} for {net.describe()}"))
+    lab = cloudmod.discover(conn, plan_nodes(ctx))
+    for n in lab.nodes:
+        if not n.found:
+            ctx.emit(Event(ev.WARN, n.note, node=n.name))
+    report = evaluate(lab, net)
+    for s in report.statuses:
+        if not s.ok:
+            ctx.emit(Event(ev.WARN, f"{s.requirement.title}: {s.status}: {s.detail}"))
+    ctx.store.put_facts(ctx.session.id, SCOPE, {
+        "cloud": conn.name, "summary": report.summary(), "ok": report.ok,
+        "nodes": {n.name: {"found": n.found, "server_id": n.server_id, "port_id": n.port.id if n.port else None,
+                           "ip": n.ip, "subnet": n.subnet_cidr, "note": n.note} for n in lab.nodes},
+        "requirements": {s.requirement.id: s.status for s in report.statuses},
+    })
+    ctx.services["cloud.report"] = (time.monotonic(), report)
+    ctx.emit(Event(ev.INFO, f"cloud {conn.name}: {report.summary()}"))
+    return report
+
+
+def recent_report(ctx: StepContext, max_age: float = 5.0) -> Report:
+    """The report of a check made in the last `max_age` seconds, else a new check (the steps of one
+    run and a resume re-check share one discovery)."""
+    cached = ctx.services.get("cloud.report")
+    if cached and time.monotonic() - cached[0] <= max_age:
+        return cached[1]
+    return check(ctx)
+
+
+def plan_fixes(report: Report, only: list[str] | None = None, port_security: list[str] | None = None) -> list[Action]:
+    """The fix actions (rules, then allowed-address-pairs; port security off only for the nodes named)."""
+    from .. import cloud as cloudmod
+
+    actions = cloudmod.fix_actions(report, only)
+    if port_security:
+        actions += cloudmod.port_security_actions(report, port_security)
+    return actions
+
+
+class ConnectStep(Step):
+    id = "connect"
+    title = "Connect and find the nodes"
+    why = (
+        "labtui logs in to your cloud with the clouds.yaml entry you chose (it never stores the password),\n"
+        "then finds each node of the plan among the cloud's servers (by name, else by address) and reads\n"
+        "its Neutron port: fixed IP, subnet, security groups, port security and allowed-address-pairs.\n"
+        "Nodes that are not servers of this cloud are listed as such; they are not an error."
+    )
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        try:
+            report = check(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        found = [n for n in report.lab.nodes if n.found]
+        missing = [n.name for n in report.lab.nodes if not n.found]
+        detail = f"{len(found)} of {len(report.lab.nodes)} nodes found in cloud {report.lab.cloud}"
+        if missing:
+            detail += f"; not servers of this cloud: {', '.join(missing)}"
+        return CheckResult(bool(found), detail, {"found": [n.name for n in found], "missing": missing})
+
+
+class CheckStep(Step):
+    id = "check"
+    title = "Check groups and ports"
+    why = (
+        "From the encapsulation, BGP, Typha and the node roles labtui derives every flow the cloud must\n"
+        "let through (IP protocol 4 for IPIP, UDP 4789 for VXLAN, TCP 179 for BGP, the Kubernetes ports,\n"
+        "the pod CIDR on the ports when pod traffic leaves a node unencapsulated) and compares it with\n"
+        "the security-group rules and ports. Missing and suspicious ones are fixed in the next step."
+    )
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        try:
+            report = recent_report(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        return CheckResult(report.ok, report.summary(), {"summary": report.summary()})
+
+
+class FixStep(Step):
+    id = "fix"
+    title = "Fix rules and ports"
+    why = (
+        "Each fix is shown as the exact `openstack ...` command and the API call before it runs, and is\n"
+        "recorded with its revert: missing rules are created in the nodes' group from the group itself\n"
+        "(protocol 4 as the number, never 'ipip'); the pod CIDR is merged into each port's allowed-\n"
+        "address-pairs. Disabling port security is never automatic: the Security screen offers it last."
+    )
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        try:
+            report = check(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        return CheckResult(report.ok, report.summary())
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        report = recent_report(ctx)
+        actions = plan_fixes(report)
+        if not actions:
+            raise LabError(f"cloud {report.lab.cloud}: {report.summary()}, and labtui has no automatic fix for it",
+                           "read the details in the Security screen (`labtui cloud check NAME`); SSH rules are "
+                           "yours to add with your own address", code="cloud-no-fix")
+        return actions
+
+
+def build() -> Wizard:
+    return Wizard("cloud", "Cloud", [ConnectStep(), CheckStep(), FixStep()])
