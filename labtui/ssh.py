@@ -125,10 +125,11 @@ class HostKeyUnknown(LabError):
     def __init__(self, info: HostKeyInfo, *, headless: bool = False) -> None:
         self.info = info
         hint = (
-            "if this is the machine you expect, accept it with --accept-new-host-keys, or compare the "
-            "fingerprint with the VM's console log (cloud-init prints it) first"
+            "compare the fingerprint with the VM's console log (cloud-init prints it), then accept it: "
+            f"labtui nodes trust LAB {info.node} (or --accept-new-host-keys)"
             if headless
-            else "compare the fingerprint with the VM's console log (cloud-init prints it), then accept it"
+            else "compare the fingerprint with the VM's console log (cloud-init prints it), then accept it "
+            "in the Nodes screen (or headless: labtui nodes trust LAB NODE)"
         )
         super().__init__(
             f"{info.node}: the host key of {info.host} is not known yet ({info.describe()}); "
@@ -212,6 +213,15 @@ def short(command: str, limit: int = 80) -> str:
     first = command.strip().splitlines()[0] if command.strip() else command
     text = first if len(first) <= limit else first[: limit - 1] + "…"
     return text + (" …" if "\n" in command.strip() and text == first else "")
+
+
+def shown_command(node: str, command: str, sudo: bool = False) -> str:
+    """The command as a user would type it at their own shell: `ssh node 'cmd'`, or a heredoc
+    (`ssh node sudo sh -s <<'EOF'`) when quoting would make it unreadable."""
+    compound = any(c in command for c in "&|;<>$`(")
+    if "'" not in command and "\n" not in command.strip() and not (sudo and compound):
+        return f"ssh {node} " + shlex.quote(("sudo " if sudo else "") + command)
+    return f"ssh {node} {'sudo ' if sudo else ''}sh -s <<'EOF'\n{command.strip()}\nEOF"
 
 
 def sha256_fingerprint(key_bytes: bytes) -> str:
@@ -897,7 +907,7 @@ class NodeSSH:
         step: str | None = None,
         stream: bool = True,
         announce: bool = False,
-        display: str | None = None,
+        display: str | None = None,  # the whole line to show instead of `ssh NODE 'command'`
         input: bytes | str | None = None,
         check: bool = False,
         cancel: threading.Event | None = None,
@@ -912,11 +922,9 @@ class NodeSSH:
             self.require_sudo(node)
             use_sudo = True
             remote = "sudo -n -- sh -c " + shlex.quote(command)
-        shown = display or command
         if announce:
-            prefix = "sudo " if use_sudo else ""
-            self.emit(Event(ev.ACTION_START, f"$ ssh {node} {shlex.quote(prefix + shown)}", step=step, node=node,
-                            data={"kind": "ssh"}))
+            line = display or shown_command(node, command, use_sudo)
+            self.emit(Event(ev.ACTION_START, f"$ {line}", step=step, node=node, data={"kind": "ssh"}))
         started = time.monotonic()
         raw = self._exec(node, ep, remote, timeout=timeout, step=step, stream=stream, input=input, cancel=cancel)
         exit_code, out, err = raw
@@ -1372,6 +1380,16 @@ class _Collector:
 # --------------------------------------------------------------------------- session glue
 
 
+_PROMPTS: dict[str, Any] = {}
+
+
+def set_prompts(host_key: HostKeyDecider | None = None, passphrase: PassphraseCallback | None = None) -> None:
+    """Register how an interactive front end asks the user (the UI calls this once): sessions
+    created afterwards use these callbacks unless their caller passes its own."""
+    _PROMPTS["host_key_decider"] = host_key
+    _PROMPTS["passphrase"] = passphrase
+
+
 def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     """The session's shared NodeSSH (created on first use from the saved plan).
 
@@ -1398,6 +1416,33 @@ def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     plan = ctx.session.plan or {}
     nodes = [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
     options.setdefault("known_hosts", known_hosts_path(ctx.store.home))
+    if not options.get("accept_new_host_keys"):
+        for key, value in _PROMPTS.items():
+            if value is not None:
+                options.setdefault(key, value)
+        options.setdefault("headless", _PROMPTS.get("host_key_decider") is None)
     svc = NodeSSH(nodes, emit=ctx.emit, **options)
     ctx.services["ssh"] = svc
     return svc
+
+
+class _NodeShell:
+    """The `Shell` protocol of labtui.kube / labtui.probe on one node through NodeSSH."""
+
+    def __init__(self, ssh: NodeSSH, node: str) -> None:
+        self.ssh = ssh
+        self.node = node
+
+    def run(self, command: str, *, timeout: float = 30.0, quiet: bool = False) -> tuple[int, str, str]:
+        res = self.ssh.run(self.node, command, timeout=timeout, stream=not quiet)
+        return res.exit_code, res.stdout, res.stderr
+
+
+def kube_shell(ctx: "StepContext", node: Any) -> _NodeShell:
+    """A Shell on `node` (a NodeSpec or a name) for labtui.kube: run(command, timeout, quiet)."""
+    return _NodeShell(session_ssh(ctx), getattr(node, "name", node))
+
+
+def local_forward(ctx: "StepContext", node: Any, remote_host: str, remote_port: int) -> tuple[int, Callable[[], None]]:
+    """An SSH local port forward through `node` for labtui.kube: (local port, closer)."""
+    return session_ssh(ctx).forward_local(getattr(node, "name", node), remote_host, remote_port)

@@ -560,6 +560,7 @@ class SSHNodes:
         _write(node.dir / "sshd_config", "\n".join(cfg) + "\n", 0o644)
         _write(node.dir / "hosts", f"127.0.0.1 localhost\n127.0.1.1 {node.name}\n{node.address} {node.name}\n", 0o644)
         _write(node.dir / "hostname", node.name + "\n", 0o644)
+        _write(node.dir / "machine-id", secrets.token_hex(16) + "\n", 0o444)
         if self.os_release is not None:
             _write(node.dir / "os-release", self.os_release, 0o644)
 
@@ -577,11 +578,11 @@ class SSHNodes:
         if node is self.bastion:
             assert self.inner_subnet is not None
             lines += [
-                f"ip addr add {node.address}/{self.subnet.prefixlen} dev eth0", "ip link set eth0 up",
-                f"ip addr add {node.inner_address}/{self.inner_subnet.prefixlen} dev eth1", "ip link set eth1 up",
+                f"ip addr replace {node.address}/{self.subnet.prefixlen} dev eth0", "ip link set eth0 up",
+                f"ip addr replace {node.inner_address}/{self.inner_subnet.prefixlen} dev eth1", "ip link set eth1 up",
             ]
         else:
-            lines += [f"ip addr add {node.address}/{net.prefixlen} dev eth0", "ip link set eth0 up"]
+            lines += [f"ip addr replace {node.address}/{net.prefixlen} dev eth0", "ip link set eth0 up"]
         lines += [
             f"hostname {q(node.name)}",
             "mount -t tmpfs -o mode=0700 labtui-root /root",
@@ -589,6 +590,7 @@ class SSHNodes:
             f"mount --bind {q(str(node.bin_dir))} /usr/local/bin",
             f"mount --bind {q(str(d / 'hosts'))} /etc/hosts",
             f"mount --bind {q(str(d / 'hostname'))} /etc/hostname",
+            f"mount --bind {q(str(d / 'machine-id'))} /etc/machine-id",
             f"mount --bind {q(str(d / 'sysctl.d'))} /etc/sysctl.d",
             f"mount --bind {q(str(d / 'modules-load.d'))} /etc/modules-load.d",
         ]

@@ -1,0 +1,152 @@
+"""The nodes stage: reach every node over SSH, gather its facts, explain what they mean (preflight)
+and, with confirmation, fix the kernel prerequisites kubeadm checks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import events as ev
+from ..errors import LabError
+from ..events import Event
+from ..steps import Action, CheckResult, Risk, Step, StepContext, Wizard
+from ..store import Change
+
+FACTS_MEMO = "nodes.facts.memo"
+
+
+def _plan(ctx: StepContext):
+    from ..model import Plan
+
+    data = ctx.session.plan
+    if not data:
+        raise LabError("this lab has no saved plan yet", "finish the plan stage first (nodes, networks, versions)", code="no-plan")
+    return Plan.model_validate(data)
+
+
+def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str | None = "facts") -> dict[str, Any]:
+    """Gather facts on the plan's nodes (or `names`) in parallel and store the ones that answered.
+    Returns {node: NodeResult}."""
+    from ..facts import gather, store_facts
+    from ..ssh import session_ssh
+
+    plan = _plan(ctx)
+    ssh = session_ssh(ctx)
+    results = gather(ssh, names or [n.name for n in plan.nodes], step=step)
+    for name, res in results.items():
+        if res.ok:
+            store_facts(ctx.store, ctx.session.id, res.value)
+            ctx.emit(Event(ev.INFO, res.value.summary(), step=step, node=name))
+        else:
+            ctx.emit(Event(ev.WARN, res.error.render() if res.error else "failed", step=step, node=name))
+    ctx.services[FACTS_MEMO] = (time.monotonic(), results)
+    return results
+
+
+class FactsStep(Step):
+    id = "facts"
+    title = "Node facts"
+    why = (
+        "labtui logs in to every node over SSH (your ~/.ssh/config, agent and keys; host keys are\n"
+        "checked, never accepted silently) and reads what kubeadm and Calico depend on: OS and kernel,\n"
+        "CPUs and memory, swap, the overlay / br_netfilter / ipip modules, ip_forward, the container\n"
+        "runtime, kubelet/kubeadm versions and the interface with its subnet. Nothing is changed."
+    )
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        memo = ctx.services.get(FACTS_MEMO)
+        if memo and time.monotonic() - memo[0] < 5.0:
+            results = memo[1]
+        else:
+            results = gather_and_store(ctx, step=self.id)
+        failed = [r for r in results.values() if not r.ok]
+        if failed:
+            return CheckResult(False, "; ".join(r.message for r in failed),
+                               {"unreachable": [r.node for r in failed]})
+        return CheckResult(True, f"facts of {len(results)} node(s) gathered",
+                           {"nodes": {n: r.value.summary() for n, r in results.items()}})
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        return self.check(ctx)
+
+
+class PreflightStep(Step):
+    id = "preflight"
+    title = "Preflight checks"
+    why = (
+        "What the facts mean before kubeadm runs: swap must be off, IPv4 forwarding on, the\n"
+        "br_netfilter and overlay modules present, ipip for an IPIP pool, 2 CPUs and 1.7 GiB on the\n"
+        "control plane, unique host names and machine IDs, and node subnets that do not overlap the\n"
+        "pod or service CIDR. Each finding says why; the fixable ones are offered with the exact\n"
+        "commands (run with sudo) and their revert, and nothing runs without your confirmation."
+    )
+
+    def findings(self, ctx: StepContext) -> list:
+        from ..facts import load_facts
+        from ..preflight import preflight
+
+        plan = _plan(ctx)
+        stored = load_facts(ctx.store, ctx.session.id)
+        facts = {n.name: stored[n.name] for n in plan.nodes if n.name in stored}
+        missing = [n.name for n in plan.nodes if n.name not in stored]
+        if missing:
+            raise LabError(f"no facts yet for {', '.join(missing)}", "run the step 'Node facts' first", code="no-facts")
+        return preflight(plan, facts)
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        try:
+            findings = self.findings(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.message)
+        for f in findings:
+            if f.severity in ("error", "warning"):
+                ctx.emit(Event(ev.WARN, f"{f.severity}: {f.title}. {f.why}".strip(), step=self.id, node=f.node))
+        errors = [f for f in findings if f.severity == "error"]
+        data = {"findings": [f.__dict__ for f in findings]}
+        if errors:
+            return CheckResult(False, f"{len(errors)} problem(s): " + "; ".join(
+                (f"{f.node}: " if f.node else "") + f.title for f in errors[:4]) + (" …" if len(errors) > 4 else ""), data)
+        warnings = sum(1 for f in findings if f.severity == "warning")
+        return CheckResult(True, "ready for kubeadm" + (f" ({warnings} warning(s))" if warnings else ""), data)
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from ..facts import load_facts
+        from ..preflight import fix_for, fixes_needed
+        from ..ssh import shown_command
+
+        stored = load_facts(ctx.store, ctx.session.id)
+        actions: list[Action] = []
+        for node, fix_ids in sorted(fixes_needed(self.findings(ctx)).items()):
+            for fix_id in fix_ids:
+                fix = fix_for(fix_id, stored[node])
+                actions.append(Action(
+                    id=f"{fix_id}@{node}", title=f"{node}: {fix.title}", kind="ssh", target=node, risk=Risk.CHANGE,
+                    command=shown_command(node, fix.command, sudo=True), revert=shown_command(node, fix.revert, sudo=True),
+                    run=self._runner(fix), data={"fix": fix_id, "node": node},
+                ))
+        return actions
+
+    @staticmethod
+    def _runner(fix):
+        def run(ctx: StepContext, action: Action) -> dict[str, Any]:
+            from ..ssh import session_ssh
+
+            node = action.data["node"]
+            res = session_ssh(ctx).run(node, fix.command, sudo=True, step="preflight")
+            res.check(fix.title)
+            ctx.record_change(Change(kind=f"node.{fix.id}", target=node, description=fix.title,
+                                     command=action.command, revert_command=action.revert,
+                                     revert_data={"node": node, "command": fix.revert, "sudo": True}))
+            return {"exit_code": res.exit_code}
+
+        return run
+
+    def apply(self, ctx: StepContext, actions: list[Action]) -> dict[str, Any]:
+        outputs = super().apply(ctx, actions)
+        if actions:  # reality changed: read the facts again before verifying
+            gather_and_store(ctx, sorted({a.target for a in actions if a.target}), step=self.id)
+        return outputs
+
+
+def build() -> Wizard:
+    return Wizard("nodes", "Nodes", [FactsStep(), PreflightStep()])
