@@ -23,6 +23,10 @@ from .errors import LabError
 
 
 def _print_event(event) -> None:
+    # progress on stderr; the doctor's own conclusions ("doctor: [error] ...", "doctor: could not check ...")
+    # are the result, printed once on stdout
+    if event.message.startswith("doctor: ") and not event.message.startswith("doctor: facts"):
+        return
     if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error"):
         print(f"  {event.line()}", file=sys.stderr)
     elif event.kind == "info" and (event.message.startswith("live proof") or event.message.startswith("doctor: facts")):
@@ -191,6 +195,7 @@ def _confirm(args: argparse.Namespace):
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import render_text
     from .doctor_run import apply_fix, run_doctor
+    from .redact import redact, redact_data
 
     lab = _open(args)
     try:
@@ -198,7 +203,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             return _revert(lab, args)
         diag = run_doctor(lab.ctx, kubeconfig=args.kubeconfig, live=not args.no_live)
         if args.fix:
-            print(render_text(diag), file=sys.stderr if args.json else sys.stdout)
+            print(redact(render_text(diag)), file=sys.stderr if args.json else sys.stdout)
             try:
                 opt = diag.option(args.fix)
             except KeyError:
@@ -215,9 +220,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print("", file=sys.stderr)
             print(f"After fix option {opt.number}:", file=sys.stderr)
         if args.json:
-            print(json.dumps(diag.to_dict(), indent=2, sort_keys=True, default=str))
+            print(json.dumps(redact_data(diag.to_dict()), indent=2, sort_keys=True, default=str))
         else:
-            print(render_text(diag))
+            print(redact(render_text(diag)))
         return diag.exit_code
     finally:
         lab.close()

@@ -354,9 +354,7 @@ def gather(
                 what = {"kube": "the Calico pools and nodes (Kubernetes API)",
                         "cloud": "the security groups and ports (OpenStack)",
                         "ssh": "the nodes over SSH"}[key]
-                u = _unchecked_from(exc, key, what)
-                unchecked.append(u)
-                emit(Event(WARN, u.line()))
+                unchecked.append(_unchecked_from(exc, key, what))  # reported once, by the caller
     if cloud_after_kube:
         # no plan: the cloud is asked about the cluster's own nodes (names and addresses)
         knodes = [{"name": n.name, "address": n.internal_ip or (n.calico_ipv4 or "").split("/")[0] or None,

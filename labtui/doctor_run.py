@@ -61,7 +61,17 @@ def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] 
     def read() -> Any:
         from .kube import kube_for, read_cluster
 
-        return read_cluster(kube_for(ctx, kubeconfig))
+        kc = kube_for(ctx, kubeconfig)
+        try:
+            return read_cluster(kc)
+        except LabError as exc:
+            if kc.via is None and kc.forwarder is not None and kc.server not in exc.message:
+                # the API did not answer directly and the SSH tunnel through the control plane failed
+                raise LabError(f"the Kubernetes API {kc.server} does not answer from here, and the SSH tunnel through "
+                               f"the control plane failed too ({exc.message})",
+                               "check the kubeconfig's server address, or the control plane's SSH access "
+                               f"({exc.hint or 'see the command log'})", code=exc.code) from exc
+            raise
 
     return read
 
