@@ -31,6 +31,7 @@ _KV = re.compile(
 )
 _CLI_FLAG = re.compile(r"(--(?:os-)?" + _SECRET_WORDS + r"[\w-]*[= ]\s*)(?!<redacted)(\S+)", re.I)
 
+_SECRET_HINTS = ("pass", "secret", "token", "key")  # every _SECRET_WORDS match contains one of these
 _known: set[str] = set()
 _known_lock = threading.Lock()
 
@@ -51,8 +52,12 @@ def redact(text: str) -> str:
     out = _KUBEADM_TOKEN.sub("<redacted-token>", out)
     out = _BEARER.sub(lambda m: m.group(1) + MASK, out)
     out = _KUBECONFIG_CRED.sub(lambda m: m.group(1) + MASK, out)
-    out = _CLI_FLAG.sub(lambda m: m.group(1) + MASK, out)
-    out = _KV.sub(lambda m: m.group(1) + (m.group(2) if m.group(2) == MASK else MASK), out)
+    # _CLI_FLAG and _KV need one of the secret words: skip their (backtracking, slow on long
+    # output such as a 5 MB log) scan when none occurs at all
+    low = out.lower()
+    if any(w in low for w in _SECRET_HINTS):
+        out = _CLI_FLAG.sub(lambda m: m.group(1) + MASK, out)
+        out = _KV.sub(lambda m: m.group(1) + (m.group(2) if m.group(2) == MASK else MASK), out)
     with _known_lock:
         known = sorted(_known, key=len, reverse=True)
     for value in known:
