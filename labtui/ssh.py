@@ -1328,7 +1328,7 @@ def _close_quietly(obj: Any) -> None:
 class _Collector:
     """Splits a byte stream into lines, emits each complete line, keeps the text (capped)."""
 
-    __slots__ = ("emit", "node", "stream", "step", "raw", "decoder", "partial", "parts", "size", "truncated")
+    __slots__ = ("emit", "node", "stream", "step", "raw", "decoder", "partial", "parts", "size", "truncated", "in_key")
 
     def __init__(self, emit: Callable[[Event], None] | None, node: str, stream: str, step: str | None, raw: bool) -> None:
         self.emit = emit
@@ -1341,6 +1341,7 @@ class _Collector:
         self.parts: list[Any] = []
         self.size = 0
         self.truncated = False
+        self.in_key = False
 
     def feed(self, data: bytes) -> None:
         if self.size + len(data) <= MAX_CAPTURE:
@@ -1353,6 +1354,8 @@ class _Collector:
         text = self.partial + self.decoder.decode(data)
         lines = text.split("\n")
         self.partial = lines.pop()
+        if self.in_key or "PRIVATE KEY" in text:
+            lines = self._hide_private_keys(lines)
         if not lines:
             return
         # One event per received chunk: complete lines only. Output that trickles in arrives one
@@ -1365,9 +1368,27 @@ class _Collector:
             self.emit(Event(ev.ACTION_OUTPUT, text, step=self.step, node=self.node, stream=self.stream,
                             data={"lines": len(lines)}))
 
+    def _hide_private_keys(self, lines: list[str]) -> list[str]:
+        """A private key printed by a command never leaves the collector, even when its lines
+        arrive in several chunks (the event redaction only sees one chunk at a time)."""
+        out = []
+        for line in lines:
+            if self.in_key:
+                if "-----END" in line and "PRIVATE KEY-----" in line:
+                    self.in_key = False
+                continue
+            if "-----BEGIN" in line and "PRIVATE KEY-----" in line:
+                out.append("<redacted private key>")
+                self.in_key = "-----END" not in line.split("-----BEGIN", 1)[1]
+                continue
+            out.append(line)
+        return out
+
     def finish(self):
         if self.emit is not None:
             tail = self.partial + self.decoder.decode(b"", final=True)
+            if tail and (self.in_key or "PRIVATE KEY" in tail):
+                tail = "\n".join(self._hide_private_keys([tail]))
             if tail:
                 self.emit(Event(ev.ACTION_OUTPUT, tail.rstrip("\r"), step=self.step, node=self.node, stream=self.stream))
             if self.truncated:

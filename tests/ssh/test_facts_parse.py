@@ -1,0 +1,128 @@
+"""The facts parser and the preflight rules (pure: no SSH)."""
+
+from __future__ import annotations
+
+from labtui.facts import NodeFacts, parse_facts
+from labtui.model import Plan
+from labtui.preflight import fix_for, fixes_needed, preflight
+
+# Representative output of FACTS_SCRIPT on an Ubuntu 24.04 cloud VM with containerd and kubeadm
+UBUNTU_CP = """@@hostname
+k8s-cp1
+@@os
+PRETTY_NAME="Ubuntu 24.04.1 LTS"
+NAME="Ubuntu"
+VERSION_ID="24.04"
+ID=ubuntu
+@@uname
+Linux 6.8.0-45-generic x86_64
+@@cpus
+2
+@@meminfo
+MemTotal:        4009420 kB
+SwapTotal:       2097148 kB
+SwapFree:        2097148 kB
+@@swaps
+/swap.img                               file		2097148		0		-2
+@@modules
+overlay
+br_netfilter
+bridge
+ip_tables
+@@sysmodule
+overlay
+br_netfilter
+@@builtin
+@@available
+overlay
+br_netfilter
+ipip
+@@sysctl
+net/ipv4/ip_forward=0
+net/bridge/bridge-nf-call-iptables=1
+@@cgroup
+cgroup2fs
+@@machine
+6f1c0c4b7f2a4f4f9a6e1f7d0c2b1a99
+8a2f3c1e-0d5b-4c7e-9f10-2b3c4d5e6f70
+@@containerd
+containerd containerd.io 1.7.22 7f7fdf5fed64eb6a7caf99b3e12efcf9d60e311c
+@@crio
+@@docker
+@@kubelet
+Kubernetes v1.36.2
+@@kubeadm
+v1.36.2
+@@kubectl
+Client Version: v1.36.2
+@@route
+default via 10.100.200.1 dev ens3 proto dhcp src 10.100.200.4 metric 100
+@@addr
+2: ens3    inet 10.100.200.4/24 metric 100 brd 10.100.200.255 scope global dynamic ens3\\       valid_lft 86061sec preferred_lft 86061sec
+3: tunl0    inet 172.16.20.0/32 scope global tunl0\\       valid_lft forever preferred_lft forever
+@@link
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+2: ens3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc fq_codel state UP mode DEFAULT group default qlen 1000\\    link/ether fa:16:3e:2b:11:04 brd ff:ff:ff:ff:ff:ff
+3: tunl0@NONE: <NOARP,UP,LOWER_UP> mtu 1430 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/ipip 0.0.0.0 brd 0.0.0.0
+@@end
+"""
+
+
+def test_parse_a_real_looking_node():
+    f = parse_facts("cp1", UBUNTU_CP)
+    assert (f.hostname, f.os_id, f.os_version, f.kernel, f.arch) == ("k8s-cp1", "ubuntu", "24.04", "6.8.0-45-generic", "x86_64")
+    assert (f.cpus, f.memory_mb, f.swap_total_mb, f.swap_active) == (2, 3915, 2047, True)
+    assert f.modules == {"overlay": "loaded", "br_netfilter": "loaded", "ipip": "builtin"}  # tunl0 exists
+    assert f.sysctls == {"net.ipv4.ip_forward": "0", "net.bridge.bridge-nf-call-iptables": "1"}
+    assert (f.cgroup, f.runtime, f.runtime_version) == ("v2", "containerd", "1.7.22")
+    assert (f.kubelet, f.kubeadm, f.kubectl) == ("1.36.2", "1.36.2", "1.36.2")
+    assert (f.interface, f.iface_cidr, f.subnet, f.mac) == ("ens3", "10.100.200.4/24", "10.100.200.0/24", "fa:16:3e:2b:11:04")
+    assert f.product_uuid.startswith("8a2f3c1e") and f.ipip_module
+    assert NodeFacts.from_dict(f.to_dict()) == f
+
+
+def test_parse_tolerates_missing_sections():
+    f = parse_facts("x", "@@hostname\nx\n@@end\n")
+    assert f.hostname == "x" and f.cpus == 0 and f.modules == {"overlay": "missing", "br_netfilter": "missing", "ipip": "missing"}
+    assert f.iface_cidr == "" and f.subnet == "" and f.runtime_label == "none"
+
+
+def _plan(enc="IPIP", nodes=None):
+    return Plan.parse({"name": "lab", "cloud": None, "node_subnet": "10.100.200.0/24", "pod_cidr": "172.16.0.0/16",
+                       "service_cidr": "172.20.0.0/16", "encapsulation": enc, "kubernetes": "1.36",
+                       "nodes": nodes or [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"},
+                                          {"name": "w1", "address": "10.100.200.21"}]})
+
+
+def test_preflight_explains_and_offers_fixes():
+    cp = parse_facts("cp1", UBUNTU_CP)
+    w1 = parse_facts("w1", UBUNTU_CP.replace("k8s-cp1", "k8s-w1").replace("10.100.200.4/24", "10.100.200.21/24")
+                     .replace("fa:16:3e:2b:11:04", "fa:16:3e:2b:11:21").replace("8a2f3c1e", "9b3f4d2f"))
+    findings = preflight(_plan(), {"cp1": cp, "w1": w1})
+    errors = {(f.node, f.check) for f in findings if f.severity == "error"}
+    assert ("cp1", "swap") in errors and ("cp1", "ip-forward") in errors
+    assert ("w1", "swap") in errors
+    dup = [f for f in findings if f.check == "unique-machine_id"]
+    assert dup and "cp1, w1" in dup[0].title and "machine-id" in dup[0].why
+    assert any(f.check == "hostname" and f.node == "cp1" for f in findings)  # k8s-cp1 vs cp1
+    assert {n: sorted(f) for n, f in fixes_needed(findings).items()} == {"cp1": ["swap", "sysctl"], "w1": ["swap", "sysctl"]}
+    fix = fix_for("sysctl", cp)
+    assert "net.ipv4.ip_forward = 1" in fix.command and fix.revert.endswith("net.ipv4.ip_forward=0")
+    assert all(f.why for f in findings if f.severity == "error")
+
+
+def test_preflight_names_the_incident():
+    facts = {n: parse_facts(n, UBUNTU_CP.replace("k8s-cp1", n).replace("10.100.200.4/24", ip))
+             for n, ip in (("cp1", "10.100.200.4/24"), ("w1", "10.100.200.21/24"))}
+    findings = preflight(_plan("IPIPCrossSubnet"), facts)
+    cross = [f for f in findings if f.check == "crosssubnet"]
+    assert cross and "anti-spoofing" in cross[0].why and "incident" in cross[0].why
+
+
+def test_preflight_small_control_plane_and_missing_ipip():
+    tiny = UBUNTU_CP.replace("@@cpus\n2", "@@cpus\n1").replace("MemTotal:        4009420", "MemTotal:        1009420")
+    tiny = tiny.replace("3: tunl0@NONE", "3: other@NONE").replace("ipip\n@@sysctl", "@@sysctl")
+    f = parse_facts("cp1", tiny)
+    checks = {(x.check, x.severity) for x in preflight(_plan(), {"cp1": f})}
+    assert ("cpus", "error") in checks and ("memory", "error") in checks and ("ipip", "error") in checks
+    assert ("ipip", "error") not in {(x.check, x.severity) for x in preflight(_plan("VXLAN"), {"cp1": f})}
