@@ -31,7 +31,7 @@ Plain Python:
     layout.build_incident_layout(conn, ...) -> IncidentLayout   (idempotent; see layout.py)
     connect(cloud) -> openstack.connection.Connection            (project venv's openstacksdk)
 
-Command line: `python3 -m tests.harness.openstack.stack start|stop|status|install`.
+Command line: `python3 -m tests.harness.openstack start|stop|status|install`.
 The services' venv lives outside the repository (/var/lib/labtui-test/openstack-venv, override the
 root with LABTUI_OPENSTACK_HOME) and is installed with constraints.txt. Logs: .../openstack/logs/.
 """

@@ -11,10 +11,10 @@ Layout on disk (override the root with LABTUI_OPENSTACK_HOME; never inside the r
 
 Command line (from the repository root, any Python 3.11):
 
-    python3 -m tests.harness.openstack.stack install   # the venv only (idempotent, stamped)
-    python3 -m tests.harness.openstack.stack start     # install + start everything (idempotent)
-    python3 -m tests.harness.openstack.stack status
-    python3 -m tests.harness.openstack.stack stop      # stops what the PID files name
+    python3 -m tests.harness.openstack install   # the venv only (idempotent, stamped)
+    python3 -m tests.harness.openstack start     # install + start everything (idempotent)
+    python3 -m tests.harness.openstack status
+    python3 -m tests.harness.openstack stop      # stops what the PID files name
 """
 
 from __future__ import annotations
@@ -762,8 +762,13 @@ def stop() -> list[str]:
     stopped = []
     with _lock():
         _marker("ready").unlink(missing_ok=True)
-        for name in reversed(ALL_PROCESSES):
-            if _stop(name):
+        services = [n for n in reversed(ALL_PROCESSES) if n not in ("mysql", "rabbitmq")]
+        with ThreadPoolExecutor(len(services)) as pool:  # the API services hold no state worth a wait
+            for name, done in zip(services, pool.map(lambda n: _stop(n, timeout=5), services)):
+                if done:
+                    stopped.append(name)
+        for name in ("rabbitmq", "mysql"):  # these get time for a clean shutdown
+            if _stop(name, timeout=30):
                 stopped.append(name)
     return stopped
 
