@@ -779,13 +779,21 @@ def _group_evidence(facts: DoctorFacts, group_ids: Iterable[str]) -> list[Eviden
 
 
 def _probe_evidence(verdicts: list[PathVerdict]) -> list[Evidence]:
+    probes = [v.probe for v in verdicts if v.probe is not None]
+    if not probes:
+        return []
+    bad = [p for p in probes if not p.ok]
+    details = {p.detail for p in bad}
+    if len(bad) > 3 and len(details) == 1:
+        return [Evidence("probe", f"ping between the probe pods: {len(probes) - len(bad)} of {len(probes)} of these "
+                                  f"pairs answer; every other one: {next(iter(details)) or 'no reply'}")]
     ev = []
-    for v in verdicts:
-        if v.probe is not None:
-            p = v.probe
-            ev.append(Evidence("probe", f"ping from the probe pod on {p.src} ({p.src_ip or '?'}) to the one on "
-                                        f"{p.dst} ({p.dst_ip or '?'}): {'replies' if p.ok else 'no reply'}"
-                                        + (f", {p.detail}" if p.detail else "")))
+    for p in probes[:8]:
+        ev.append(Evidence("probe", f"ping from the probe pod on {p.src} ({p.src_ip or '?'}) to the one on "
+                                    f"{p.dst} ({p.dst_ip or '?'}): {'replies' if p.ok else 'no reply'}"
+                                    + (f", {p.detail}" if p.detail else "")))
+    if len(probes) > 8:
+        ev.append(Evidence("probe", f"... and {len(probes) - 8} more pairs (the matrix shows them all)"))
     return ev
 
 
@@ -1206,8 +1214,8 @@ OPTION_TEXT = {
     3: ("pairs", "The pod CIDR as an allowed-address-pair on every node port",
         "Add the pod CIDR to every node port's allowed-address-pairs (merged with the pairs already there) and let "
         "the pod CIDR into the group; no encapsulation between nodes of one subnet.",
-        "Neutron then accepts pod source addresses on the node ports, so unencapsulated pod traffic passes: best "
-        "throughput, no tunnel overhead. Kubespray and the old Magnum driver do this.",
+        "Neutron then accepts pod source addresses on the node ports, so unencapsulated pod traffic gets through, "
+        "with the best throughput and no tunnel overhead. Kubespray and the old Magnum driver do this.",
         "Every node port must be changed (and every new node later); the quota is usually 10 pairs per port. "
         "A wide pair in a shared group can let the port bypass remote-group rules for other ports."),
     4: ("port-security-off", "Port security off on every node port (discouraged)",

@@ -337,6 +337,7 @@ def summary_line(diag: Diagnosis) -> str:
 
 def remember(ctx: StepContext, diag: Diagnosis) -> None:
     data = diag.to_dict()
+    data["ran_at"] = time.time()
     stored = ctx.store.facts(ctx.session.id, DOCTOR_SCOPE).get(DOCTOR_SCOPE, {})
     history = list(stored.get("history") or [])
     history.append({"ts": time.time(), "status": diag.status, "exit_code": diag.exit_code, "summary": summary_line(diag)})

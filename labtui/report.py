@@ -31,7 +31,7 @@ def render_diagnosis_md(diag: dict[str, Any], heading: str = "##", title: str = 
     status = diag.get("status", "?")
     out.append(f"{heading} {title}: {status}")
     facts = diag.get("facts") or {}
-    when = facts.get("timings", {}).get("finished")
+    when = diag.get("ran_at") or facts.get("timings", {}).get("finished")
     if when:
         out.append(f"_Run at {_when(when)}._")
     out.append("")
@@ -146,8 +146,7 @@ def session_report(store: Store, name: str, *, log_lines: int = 0) -> str:
             lines.append(f"- {_when(h.get('ts'))}: {h.get('status')} — {h.get('summary', '')}")
     first = doctor.get("first")
     last = doctor.get("last")
-    ts = lambda d: (d or {}).get("facts", {}).get("timings", {}).get("finished")  # noqa: E731
-    if first and last and ts(first) != ts(last):
+    if first and last and first.get("ran_at") != last.get("ran_at"):
         lines += [""] + render_diagnosis_md(first, "##", title="Doctor, first run")
         lines += [""] + render_diagnosis_md(last, "##", title="Doctor, last run")
     elif last:

@@ -1,0 +1,65 @@
+"""The doctor stage through the step engine (Runner): check -> plan -> confirm -> apply -> verify,
+then the report step. Scenario facts stand in for the gatherers; the adapters' calls are recorded."""
+
+from __future__ import annotations
+
+from labtui.doctor import simulate
+from labtui.report import session_report
+from labtui.session import LabSession
+from labtui.steps import StepState
+from labtui.wizards import wizard_for
+from tests.doctor.scenarios import incident
+
+
+def test_doctor_stage_fixes_with_confirmation_then_writes_the_report(store, monkeypatch):
+    import labtui.doctor_run as dr
+
+    state = {"facts": incident()}
+    ran: list[str] = []
+    monkeypatch.setattr(dr, "gather_session", lambda ctx, **kw: state["facts"].copy())
+    monkeypatch.setattr(dr, "_calico_change", lambda ctx, diag, fa: None)
+
+    def run_cloud(ctx, action):
+        ran.append(action.data["fix"])
+
+    def run_calico(ctx, action, accept):
+        ran.append("pool-mode")
+        # the cluster and the cloud now look like the fix says
+        state["facts"] = simulate(state["facts"], [a for a in ctx.services["doctor.option"].actions])
+
+    monkeypatch.setattr(dr, "_run_cloud", run_cloud)
+    monkeypatch.setattr(dr, "_run_calico", run_calico)
+
+    wizard = wizard_for("doctor")
+    assert [s.id for s in wizard.steps] == ["doctor", "report"]
+    store.create_session("w", wizard="doctor")
+    asked: list[list[str]] = []
+
+    def refuse(actions):
+        asked.append([a.command for a in actions])
+        return False
+
+    with LabSession(store, "w", confirm=refuse) as lab:
+        out = lab.runner(wizard).run_step(wizard.step("doctor"))
+        assert out.state == StepState.PENDING and "not confirmed" in out.detail
+        assert not ran and "--protocol 4" in asked[0][0]
+
+    with LabSession(store, "w", confirm=lambda actions: True) as lab:
+        runner = lab.runner(wizard)
+        out = runner.run_step(wizard.step("doctor"))
+        assert out.state == StepState.DONE, out.detail
+        assert ran == ["sg-rule", "pool-mode"] and "healthy" in out.detail
+        out = runner.run_step(wizard.step("report"))
+        assert out.state == StepState.DONE
+    rec = store.get_session("w")
+    assert rec.health.startswith("doctor: healthy")
+    text = session_report(store, "w")
+    assert "## Doctor, first run: findings" in text and "## Doctor, last run: healthy" in text
+    assert "Pod traffic between nodes on one subnet leaves unencapsulated" in text
+    assert "| doctor | doctor | done |" in text
+
+
+def test_report_of_an_empty_lab(store):
+    store.create_session("empty")
+    text = session_report(store, "empty")
+    assert text.startswith("# Lab report: empty") and "None: labtui changed nothing in this lab." in text
