@@ -3,9 +3,12 @@
 
 Handles only what labtui.probe sends: `apply -f -` (probe pods), `wait`, `get pods -o json`,
 `exec POD -- sh -c SCRIPT` and `delete pod -l`. Pods live in the node's private /tmp. `exec`
-runs the script for real with a simulated `ping` first on PATH; that ping replays the output
-recorded from the real busybox ping (recorded/ping-ok.txt, ping-fail.txt) according to the
-scenario file /usr/local/bin/labtui-sim.json ("reach": "all" | "none" | [[src, dst], ...]).
+runs the script for real with a `ping` first on PATH:
+- replay mode: a simulated ping replays the output recorded from the real busybox ping
+  (recorded/ping-ok.txt, ping-fail.txt) according to the scenario file
+  /usr/local/bin/labtui-sim.json ("reach": "all" | "none" | [[src, dst], ...]);
+- data-plane mode (the scenario has "dataplane"): the REAL busybox ping, run inside the source
+  pod's network namespace (tests/doctor/dataplane.py), over the real packet path.
 Output lines of apply/wait/delete are kubectl's own wording.
 """
 import json
@@ -60,7 +63,8 @@ def main(argv):
             name = item["metadata"]["name"]
             node = item["spec"]["nodeName"]
             ready = node not in sc.get("not_ready", [])
-            state[name] = {"node": node, "ip": sc["nodes"][node]["pod"], "ready": ready, "ns": ns}
+            ip = sc["dataplane"][node]["ip"] if sc.get("dataplane") else sc["nodes"][node]["pod"]
+            state[name] = {"node": node, "ip": ip, "ready": ready, "ns": ns}
             print(f"pod/{name} created")
         save(state)
         return 0
@@ -90,13 +94,21 @@ def main(argv):
         if pod is None:
             print(f'Error from server (NotFound): pods "{name}" not found', file=sys.stderr)
             return 1
+        cmd = args[args.index("--") + 1:]
+        if sc.get("dataplane"):
+            real = "/tmp/labtui-dp-bin"
+            os.makedirs(real, exist_ok=True)
+            if not os.path.exists(os.path.join(real, "ping")):
+                os.symlink("/usr/bin/busybox", os.path.join(real, "ping"))
+            env = dict(os.environ, PATH=real + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+            pid = str(sc["dataplane"][pod["node"]]["pid"])
+            os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", "--"] + cmd, env)
         os.makedirs(BIN, exist_ok=True)
         ping = os.path.join(BIN, "ping")
         with open(ping, "w") as fh:
             fh.write(PING)
         os.chmod(ping, 0o755)
         env = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"), LABTUI_SIM_SRC=pod["node"])
-        cmd = args[args.index("--") + 1:]
         os.execvpe(cmd[0], cmd, env)
     if verb == "delete":
         state = pods()

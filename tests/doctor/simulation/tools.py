@@ -28,3 +28,15 @@ def install(lab, sc: dict) -> None:
 def set_scenario(lab, sc: dict) -> None:
     for node in lab.nodes:
         lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
+
+
+def install_dataplane(lab, dp) -> dict:
+    """Data-plane mode: the simulated kubectl runs the real busybox ping inside the pods' namespaces;
+    tcpdump is the real one (the replaying script is removed)."""
+    sc = scenario(lab)
+    sc["dataplane"] = {name: {"ip": p.ip, "pid": p.pid} for name, p in dp.pods.items()}
+    for node in lab.nodes:
+        lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
+        lab.remove_script(node, "tcpdump")
+    lab.install_script(lab.nodes[0], "kubectl", (HERE / "kubectl_simulated.py").read_text())
+    return sc
