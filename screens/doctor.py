@@ -262,7 +262,10 @@ class DoctorScreen(Screen):
             return
         t.append(item.title + "\n", style=SEV_STYLE.get(item.severity, "bold"))
         if item.pairs:
-            t.append("affected: " + ", ".join(p.replace("->", "→") for p in item.pairs) + "\n", style="dim")
+            n = len(self.diag.facts.nodes)
+            everyone = n > 1 and len(item.pairs) == n * (n - 1) and all("->" in p for p in item.pairs)
+            t.append("affected: " + (f"all {len(item.pairs)} node pairs" if everyone else
+                                     ", ".join(p.replace("->", "→") for p in item.pairs)) + "\n", style="dim")
         t.append("\n" + item.explanation + "\n")
         if item.evidence:
             t.append("\nEvidence\n", style="bold")
