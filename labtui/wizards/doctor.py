@@ -18,10 +18,11 @@ FIX_CHOICES = [
 ]
 
 
-def _diagnose(ctx: StepContext) -> Any:
+def _diagnose(ctx: StepContext, live: bool = False) -> Any:
+    """check() runs on every resume: it only reads (no probe pods); verify() adds the live proof."""
     from ..doctor_run import run_doctor
 
-    diag = run_doctor(ctx, live=bool(ctx.inputs.get("doctor_live", True)))
+    diag = run_doctor(ctx, live=live and bool(ctx.inputs.get("doctor_live", True)))
     ctx.services["doctor.diag"] = diag
     return diag
 
@@ -43,9 +44,9 @@ class DiagnoseStep(Step):
         InputField("doctor_live", "Prove it with probe pods and a capture", kind="bool", default=True, required=False),
     ]
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def check(self, ctx: StepContext, live: bool = False) -> CheckResult:
         try:
-            diag = _diagnose(ctx)
+            diag = _diagnose(ctx, live)
         except LabError as exc:
             return CheckResult(False, exc.render())
         from ..doctor_run import summary_line
@@ -74,7 +75,7 @@ class DiagnoseStep(Step):
         return fix_actions(ctx, diag, opt)
 
     def verify(self, ctx: StepContext) -> CheckResult:
-        return self.check(ctx)
+        return self.check(ctx, live=True)  # after a fix: prove it with probe pods and a capture
 
 
 class ReportStep(Step):
