@@ -52,7 +52,10 @@ REQUIREMENTS = [
 ]
 
 HOST = "127.0.0.1"
-PORTS = {
+# LABTUI_OPENSTACK_PORT_OFFSET runs a second, independent stack beside the first (with its own
+# LABTUI_OPENSTACK_HOME), e.g. to time an install from scratch without stopping the shared one.
+PORT_OFFSET = int(os.environ.get("LABTUI_OPENSTACK_PORT_OFFSET", "0"))
+PORTS = {name: port + PORT_OFFSET for name, port in {
     "keystone": 5000,
     "glance": 9292,
     "placement": 8778,
@@ -61,7 +64,7 @@ PORTS = {
     "mysql": 13306,  # not 3306: a Debian mariadb service may own that one
     "rabbitmq": 5673,  # not 5672, same reason
     "rabbitmq-dist": 25673,
-}
+}.items()}
 REGION = "RegionOne"
 NO_NETWORK_REGION = "RegionNoNet"  # a region whose catalog has identity only (no Neutron)
 
@@ -521,7 +524,7 @@ def _rabbit_env() -> dict[str, str]:
     r = STATE / "rabbitmq"
     return {
         "HOME": str(r),  # the Erlang cookie lives here
-        "RABBITMQ_NODENAME": "labtui@localhost",
+        "RABBITMQ_NODENAME": f"labtui{PORT_OFFSET or ''}@localhost",
         "RABBITMQ_NODE_IP_ADDRESS": HOST,
         "RABBITMQ_NODE_PORT": str(PORTS["rabbitmq"]),
         "RABBITMQ_DIST_PORT": str(PORTS["rabbitmq-dist"]),
