@@ -287,6 +287,7 @@ class SSHNodes:
         users: bool = True,
         prefix: str | None = None,
         start_timeout: float = 20.0,
+        nice: int = 0,
     ) -> None:
         if os.geteuid() != 0:
             raise HarnessError("SSHNodes needs root (network namespaces, sshd)")
@@ -302,6 +303,7 @@ class SSHNodes:
         if not PREFIX_RE.match(self.prefix):
             raise ValueError("prefix must be 'lt' + 4 hex digits")
         self.start_timeout = start_timeout
+        self.nice = nice
         self.dir = RUN_ROOT / self.prefix
         self.cloud_ns = f"{self.prefix}-cloud"
         self.uplink = f"{self.prefix}h"  # root-namespace end of the runner's veth
@@ -606,6 +608,8 @@ class SSHNodes:
             pass
         argv = ["ip", "netns", "exec", node.netns, "unshare", "--uts", "--mount", "--propagation", "private",
                 "sh", "-c", self._node_script(node)]
+        if self.nice:  # the nodes stand for other machines: their work must not starve the client under test
+            argv = ["nice", "-n", str(self.nice)] + argv
         err = open(node.dir / "start.err", "wb")
         try:
             node.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)

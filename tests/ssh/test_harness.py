@@ -27,7 +27,9 @@ def test_nodes_are_isolated_and_named(lab3):
         assert "default" not in routes, "a node must have no way out of the lab"
         assert lab3.node_exec(node, ["cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6"]).stdout.strip() == "1"
         # private /root and /tmp, own /usr/local/bin
-        assert lab3.node_exec(node, ["ls", "-A", "/root"]).stdout.strip() == ""
+        assert ".bashrc" not in lab3.node_exec(node, ["ls", "-A", "/root"]).stdout  # not the host's /root
+        lab3.node_exec(node, ["touch", f"/root/.private-{node.name}", f"/tmp/.private-{node.name}"])
+        assert not os.path.exists(f"/root/.private-{node.name}") and not os.path.exists(f"/tmp/.private-{node.name}")
         assert node.netns.startswith(lab3.prefix + "-")
     ids = {lab3.node_exec(n, ["cat", "/etc/machine-id"]).stdout for n in lab3.nodes}
     assert len(ids) == 3
