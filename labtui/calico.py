@@ -776,8 +776,15 @@ class _Eval:
         if req.source == "anywhere":
             return self._anywhere(req, unknown)
         if not req.pairs:
+            # nothing crosses the network now; still name the rules that would carry it ("required by")
+            local = [Match("local", f"{g.label}: {r.describe(self.groups)}", r.id, g.label)
+                     for g in self.lab.groups for r in g.rules
+                     if r.direction == "ingress" and r.ether_type == "IPv4"
+                     and _proto_match(r.protocol, req.protocol) in ("exact", "any") and _rule_ports_ok(r, req, "exact")
+                     and not (r.protocol is None and req.protocol is not None)]
             return RequirementStatus(req, SATISFIED, req.unused_note or "nothing crosses the cloud network for "
-                                     "this (the traffic stays on the node itself)", [Match("local", "not needed between nodes")])
+                                     "this (the traffic stays on the node itself)",
+                                     _unique(local) or [Match("local", "not needed between nodes")])
         good: dict[tuple[str, str], list[Match]] = {}
         ipip_only: set[tuple[str, str]] = set()
         uncovered: list[tuple[str, str]] = []

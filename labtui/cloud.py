@@ -301,6 +301,16 @@ def _node_fields(node: Any) -> tuple[str, str, str]:
     return str(get("name")), str(get("address") or ""), str(getattr(role, "value", role) or "worker")
 
 
+def _is_ip(text: str | None) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text or "")
+    except ValueError:
+        return False
+    return True
+
+
 def discover(conn: CloudConnection, nodes: Iterable[Any], include_rules: bool = True) -> LabNetwork:
     """Map each plan node (NodeSpec or dict: name, address, role) to its server (by name, else by
     fixed IP) and its Neutron ports; read their subnets and security groups (with rules).
@@ -331,7 +341,7 @@ def discover(conn: CloudConnection, nodes: Iterable[Any], include_rules: bool = 
         ports = conn.call("list the servers' ports", "GET /v2.0/ports?" + "&".join(f"device_id={i}" for i in server_ids),
                           lambda: list(sdk.network.ports(device_id=server_ids)))
     for name, address, _role in plan:  # nodes without a server: a port with their address?
-        if matched[name][0] is None and address:
+        if matched[name][0] is None and _is_ip(address):
             found = conn.call(f"look up the port of {address}", f"GET /v2.0/ports?fixed_ips=ip_address={address}",
                               lambda a=address: list(sdk.network.ports(fixed_ips=f"ip_address={a}")))
             ports.extend(p for p in found if p.id not in {q.id for q in ports})
