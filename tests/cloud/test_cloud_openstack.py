@@ -269,3 +269,16 @@ def test_wrong_password_unknown_cloud_and_no_network_service(incident, make_lab,
     # the database never saw a password
     raw = Store().path.read_bytes()
     assert b"labtui-admin-pw" not in raw and b"not-the-password" not in raw
+
+
+def test_nodes_named_differently_are_matched_to_their_servers_by_address(incident, store, cloud_env, check_json):
+    plan = incident.plan(lab="renamed", encapsulation="IPIP")
+    for node, name in zip(plan["nodes"], ("master", "worker-1", "worker-2", "worker-3")):
+        node["name"] = name
+    store.create_session("renamed", cloud=incident.cloud, wizard="cloud", plan=plan)
+    code, data = check_json("renamed")
+    nodes = {n["name"]: n for n in data["nodes"]}
+    assert nodes["master"]["found"] and nodes["master"]["matched_by"] == "address"
+    assert nodes["master"]["server"] == "cp1" and nodes["worker-2"]["server"] == "w2"
+    assert nodes["worker-2"]["ports"][0]["id"] == incident.node("w2").port_id
+    assert req(data, "ipip")["status"] == "missing" and req(data, "kubelet")["status"] == "satisfied"
