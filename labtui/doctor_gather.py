@@ -284,6 +284,21 @@ def _unchecked_from(exc: BaseException, source: str, what: str) -> Unchecked:
     return Unchecked(source, what, f"{type(exc).__name__}: {exc}", "see the command log")
 
 
+def _preimport_http_stack() -> None:
+    """Import the HTTP libraries that the Kubernetes client and openstacksdk share, in this thread,
+    before both start at once. Two threads importing `requests` concurrently in a fresh process can
+    hit Python's import-deadlock avoidance, which hands one of them a partially initialised module
+    ("cannot import name 'parse_dict_header' from partially initialized module 'requests.utils'").
+    The SDKs themselves stay lazy (imported by the adapters only)."""
+    import importlib
+
+    for name in ("urllib3", "requests", "requests.adapters"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pragma: no cover - then the adapter will say what is missing
+            pass
+
+
 def gather(
     *,
     plan_nodes: list[Any],
@@ -342,6 +357,8 @@ def gather(
                                    "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
     if ssh is not None and plan_nodes:
         jobs["ssh"] = timed("ssh", do_ssh)
+    if "kube" in jobs and "cloud" in jobs:
+        _preimport_http_stack()
     results: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(jobs)), thread_name_prefix="doctor-gather") as pool:
         futures = {k: pool.submit(fn) for k, fn in jobs.items()}
