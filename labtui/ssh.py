@@ -581,7 +581,14 @@ class NodeSSH:
             last = ep.jump[-1]
             jump_ep = replace(last, jump=ep.jump[:-1])
             via = f" through the jump host {last.label} ({last.display})"
-            jt = self._transport_for(jump_ep)
+            try:
+                jt = self._transport_for(jump_ep)
+            except (HostKeyUnknown, HostKeyChanged):
+                raise  # a decision about the jump host's own key: the caller shows it as such
+            except LabError as exc:
+                if exc.message.startswith(f"{ep.label}:"):
+                    raise
+                raise LabError(f"{ep.label}: the jump host failed: {exc.message}", exc.hint, code=exc.code) from None
             try:
                 sock = jt.open_channel("direct-tcpip", (ep.host, ep.port), ("127.0.0.1", 0), timeout=self.connect_timeout)
             except paramiko.ChannelException as exc:

@@ -209,3 +209,13 @@ def test_nodespec_roundtrip_for_harness_plan(lab3):
     plan = Plan.parse(lab3.plan_data("harness"))
     assert [n.name for n in plan.nodes] == ["node1", "node2", "node3"]
     assert isinstance(plan.nodes[0], NodeSpec) and plan.nodes[0].role.value == "control-plane"
+
+
+def test_a_failing_jump_host_is_named_with_the_node(bastion_lab, make_ssh):
+    wrong = bastion_lab.add_client_key("jump-wrong", authorize=False)
+    ssh = make_ssh(bastion_lab, ssh_config=bastion_lab.dir / "none", specs=[
+        {"name": "inner", "address": bastion_lab.nodes[0].address, "user": "root", "key_file": str(wrong),
+         "proxy_jump": f"root@{bastion_lab.bastion.address}"}])
+    status = ssh.check("inner")
+    assert not status.reachable and status.code == "auth"
+    assert status.error.startswith(f"inner: the jump host failed: root@{bastion_lab.bastion.address}: authentication failed")
