@@ -282,3 +282,41 @@ def test_nodes_named_differently_are_matched_to_their_servers_by_address(inciden
     assert nodes["master"]["server"] == "cp1" and nodes["worker-2"]["server"] == "w2"
     assert nodes["worker-2"]["ports"][0]["id"] == incident.node("w2").port_id
     assert req(data, "ipip")["status"] == "missing" and req(data, "kubelet")["status"] == "satisfied"
+
+
+def test_the_commands_labtui_shows_are_real_openstack_cli_commands(incident, make_lab, check_json, labtui, openstack_stack):
+    """Run the exact commands labtui prints with the real `openstack` client (python-openstackclient,
+    pinned with the services): they make the same change the API path makes."""
+    import os
+    import shlex
+    import subprocess
+
+    from tests.harness.openstack.stack import VENV
+
+    def openstack(command: str) -> None:
+        argv = shlex.split(command)
+        assert argv[0] == "openstack"
+        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(openstack_stack.clouds_yaml), "OS_CLOUD": incident.cloud}
+        res = subprocess.run([str(VENV / "bin" / "openstack"), *argv[1:]], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+
+    lab = make_lab(incident, "IPIP")
+    code, data = check_json(lab)
+    openstack(req(data, "ipip")["fixes"][0]["command"])
+    [rule] = [r for r in incident.rules() if r.protocol == "4"]
+    assert rule.remote_group_id == incident.security_group_id
+    code, data = check_json(lab)
+    assert code == 0 and req(data, "ipip")["status"] == "satisfied"
+
+    from labtui.calico import port_security_fixes
+    from labtui.cloud import connect, discover
+
+    lab_net = discover(connect(incident.cloud), incident.plan()["nodes"])
+    fix = next(f for f in port_security_fixes(lab_net) if f.node == "w3")
+    openstack(fix.command())
+    port = incident.port("w3")
+    assert port.is_port_security_enabled is False and port.security_group_ids == []
+    openstack(fix.revert_command())
+    port = incident.port("w3")
+    assert port.is_port_security_enabled is True and port.security_group_ids == [incident.security_group_id]

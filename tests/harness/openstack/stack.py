@@ -282,11 +282,21 @@ def _install_stamp() -> str:
     return h.hexdigest()
 
 
+def install_needed() -> bool:
+    stamp = VENV / ".labtui-stamp"
+    return not (stamp.exists() and stamp.read_text() == _install_stamp() and VPY.exists())
+
+
 def install() -> float:
     """Create the services' venv (pinned) once; re-running is a stamp check. Returns seconds spent."""
     started = time.monotonic()
-    stamp = VENV / ".labtui-stamp"
-    if not (stamp.exists() and stamp.read_text() == _install_stamp() and VPY.exists()):
+    if install_needed():
+        running_now = [n for n in ALL_PROCESSES if n not in ("mysql", "rabbitmq") and _alive(n)]
+        if running_now:  # they run from the venv about to be replaced
+            log(f"stopping {', '.join(running_now)} before reinstalling their venv")
+            for name in running_now:
+                _stop(name, timeout=5)
+            _marker("ready").unlink(missing_ok=True)
         ROOT.mkdir(parents=True, exist_ok=True)
         if VENV.exists():
             shutil.rmtree(VENV)
@@ -294,7 +304,7 @@ def install() -> float:
         _run([_base_python(), "-m", "venv", str(VENV)])
         _run([str(VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
               "-c", str(CONSTRAINTS), *REQUIREMENTS], timeout=1800)
-        stamp.write_text(_install_stamp())
+        (VENV / ".labtui-stamp").write_text(_install_stamp())
     _install_plugins()
     return time.monotonic() - started
 
