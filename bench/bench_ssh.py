@@ -90,11 +90,16 @@ async def ui_stall(lab, store) -> dict:
     gaps: list[float] = []
     stop = asyncio.Event()
 
+    worst: list[tuple[float, float]] = []  # (gap, CPU time the event loop's thread used in it)
+
     async def monitor() -> None:
         while not stop.is_set():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.005)
-            gaps.append(time.perf_counter() - t - 0.005)
+            gap = time.perf_counter() - t - 0.005
+            gaps.append(gap)
+            if gap > 0.05:
+                worst.append((gap, time.thread_time() - c))
 
     phases = {}
     async with app.run_test(size=(160, 50)) as pilot:
@@ -154,6 +159,9 @@ async def ui_stall(lab, store) -> dict:
         "max_stall_ms_5mb_output": ms(output_gaps),
         "max_stall_ms_opening_the_screen": ms(open_gaps),
         "samples": len(gaps),
+        # for the longest gaps: how much of it the loop's own thread spent on the CPU (the rest it
+        # waited: for the GIL held by the SSH threads, or for a CPU)
+        "longest_gaps_ms_with_own_cpu_ms": [(round(g * 1000), round(c * 1000)) for g, c in sorted(worst, reverse=True)[:6]],
     }
 
 

@@ -5,6 +5,7 @@ the SHA256 fingerprint as OpenSSH prints it. All SSH runs in thread workers."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import threading
 import time
@@ -18,7 +19,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, Input, Label, ListItem, ListView, Static
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from labtui.errors import LabError
 from labtui.session import LabSession
@@ -48,7 +50,8 @@ the same user, key, jump host and known_hosts."""
 
 COLUMNS = ("Node", "Address", "Reachable", "OS", "Kernel", "Runtime", "Latency")
 WIDTHS = (14, 28, 14, 22, 20, 20, 9)
-FLUSH_SECONDS = 0.1  # the UI takes engine events and node results in batches, never one message each
+FLUSH_SECONDS = 0.1  # the UI takes node results in batches, never one message each
+LOG_FLUSH_SECONDS = 0.3  # and the command log less often: each write re-lays the screen out
 CHECK_WORKERS = 6
 LINES_PER_FLUSH = 120  # command-log lines written per batch (a small, bounded piece of UI work)
 BACKLOG_LINES = 600  # beyond this, older pending output is skipped in the view (it stays in the lab's log)
@@ -165,30 +168,86 @@ def row_text(cells: list[Any]) -> Text:
     return line
 
 
-class NodeRow(ListItem):
-    """One node: a single line, re-rendered alone when its cells change (a DataTable re-renders
-    every row on each update, which costs the event loop 100+ ms with 30 nodes)."""
+class NodeTable(Widget, can_focus=True):
+    """The nodes table as ONE widget of fixed height (one line per node, a cursor row).
 
-    def __init__(self, node: str, cells: list[Any]) -> None:
-        self.node = node
-        self.cells = cells
-        self._label = Static(row_text(cells))
-        super().__init__(self._label, name=node)
+    A DataTable re-renders every cell on each update and a list of row widgets re-lays the screen
+    out; with 30 nodes either costs the event loop 100+ ms per update while SSH threads compete
+    for the GIL. This renders a few dozen lines of text, and changing a row never changes layout."""
 
-    def set_cells(self, cells: list[Any]) -> None:
-        if [str(c) for c in cells] != [str(c) for c in self.cells] or cells != self.cells:
-            self.cells = cells
-            self._label.update(row_text(cells), layout=False)  # one line, always: no re-layout
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False, id="nodes.table.up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, id="nodes.table.down"),
+        Binding("home", "cursor_to(0)", "First", show=False, id="nodes.table.first"),
+        Binding("end", "cursor_to(-1)", "Last", show=False, id="nodes.table.last"),
+    ]
+    DEFAULT_CSS = """
+    NodeTable { height: auto; max-height: 32; padding: 0 1; }
+    """
+    COMPONENT_CLASSES = {"nodetable--cursor"}
 
+    class Highlighted(Message):
+        def __init__(self, table: "NodeTable", node: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.node = node
 
-class NodeTable(ListView):
-    """The nodes table: up/down select a node."""
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.order: list[str] = []
+        self.rows: dict[str, list[Any]] = {}
+        self.cursor = 0
 
-    def row(self, node: str) -> NodeRow | None:
-        for child in self.children:
-            if isinstance(child, NodeRow) and child.node == node:
-                return child
-        return None
+    def add(self, node: str, cells: list[Any]) -> None:
+        self.order.append(node)
+        self.rows[node] = cells
+        self.styles.height = len(self.order)
+        self.refresh(layout=True)
+
+    def set_cells(self, node: str, cells: list[Any]) -> None:
+        if [str(c) for c in cells] != [str(c) for c in self.rows.get(node, [])]:
+            self.rows[node] = cells
+            self.refresh(layout=False)
+
+    def cells(self, node: str) -> list[Any]:
+        return self.rows.get(node, [])
+
+    @property
+    def selected(self) -> str | None:
+        return self.order[self.cursor] if 0 <= self.cursor < len(self.order) else None
+
+    def render(self) -> Text:
+        lines = []
+        for i, node in enumerate(self.order):
+            line = row_text(self.rows[node])
+            if i == self.cursor:
+                line.stylize("reverse" if self.has_focus else "underline")
+            lines.append(line)
+        return Text("\n").join(lines) if lines else Text("")
+
+    def _move(self, index: int) -> None:
+        if not self.order:
+            return
+        index = max(0, min(len(self.order) - 1, index))
+        if index != self.cursor:
+            self.cursor = index
+            self.refresh()
+            self.post_message(self.Highlighted(self, self.selected))
+
+    def action_cursor(self, delta: int) -> None:
+        self._move(self.cursor + delta)
+
+    def action_cursor_to(self, index: int) -> None:
+        self._move(index if index >= 0 else len(self.order) - 1)
+
+    def on_click(self, event: Any) -> None:
+        self._move(event.y)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
 class NodesScreen(Screen):
@@ -201,11 +260,9 @@ class NodesScreen(Screen):
         Binding("f1,question_mark", "help", "Help", id="nodes.help"),
     ]
     DEFAULT_CSS = """
-    NodesScreen #nodes-summary { height: auto; padding: 0 1; }
+    NodesScreen #nodes-summary { height: 1; padding: 0 1; }
     NodesScreen #nodes-header { height: 1; padding: 0 1; text-style: bold; background: $panel; }
-    NodesScreen #nodes-table { height: auto; max-height: 18; }
-    NodesScreen #nodes-table > ListItem { height: 1; padding: 0 1; }
-    NodesScreen #node-detail { height: auto; padding: 0 1; margin-bottom: 1; }
+    NodesScreen #node-detail { height: 4; padding: 0 1; margin-bottom: 1; }
     NodesScreen #command { margin: 0 1; }
     NodesScreen CommandLog { height: 1fr; min-height: 8; }
     """
@@ -225,6 +282,7 @@ class NodesScreen(Screen):
         self._results: dict[str, NodeChecked] = {}
         self._results_lock = threading.Lock()
         self.skipped_lines = 0
+        self._last_log_flush = 0.0
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -258,8 +316,7 @@ class NodesScreen(Screen):
         self._addresses = {n.name: n.address for n in plan.nodes}
         self.set_interval(FLUSH_SECONDS, self._flush)
         for n in plan.nodes:
-            table.append(NodeRow(n.name, self._cells(n.name)))
-        table.index = 0
+            table.add(n.name, self._cells(n.name))
         table.focus()
         self.action_recheck()
 
@@ -291,28 +348,22 @@ class NodesScreen(Screen):
                 (f.runtime_label if f else "-"), latency]
 
     def _update_row(self, name: str) -> None:
-        table = self.query_one("#nodes-table", NodeTable)
-        row = table.row(name)
-        if row is not None:
-            row.set_cells(self._cells(name))
+        self.query_one("#nodes-table", NodeTable).set_cells(name, self._cells(name))
         if self._selected() == name:
             self._show_detail()
 
     def row_cells(self, name: str) -> list[str]:
         """The cells shown for a node, as plain text (for tests and the report)."""
-        row = self.query_one("#nodes-table", NodeTable).row(name)
-        return [str(c) for c in row.cells] if row is not None else []
+        return [str(c) for c in self.query_one("#nodes-table", NodeTable).cells(name)]
 
     def _selected(self) -> str | None:
-        table = self.query_one("#nodes-table", NodeTable)
-        item = table.highlighted_child
-        return item.node if isinstance(item, NodeRow) else None
+        return self.query_one("#nodes-table", NodeTable).selected
 
     def _show_detail(self) -> None:
         name = self._selected()
         widget = self.query_one("#node-detail", Static)
         if name is None:
-            widget.update("")
+            widget.update("", layout=False)
             return
         st, f = self.statuses.get(name), self.facts.get(name)
         text = Text()
@@ -326,10 +377,10 @@ class NodesScreen(Screen):
             text.append(f"{st.user}@{self._address(name)}  sudo: {st.sudo or '?'}", style="green")
         if f is not None:
             text.append(("\n" if text.plain else "") + f.summary(), style="dim")
-        widget.update(text)
+        widget.update(text, layout=False)  # fixed height: no re-layout
 
-    @on(ListView.Highlighted, "#nodes-table")
-    def _row(self, event: ListView.Highlighted) -> None:
+    @on(NodeTable.Highlighted)
+    def _row(self, event: NodeTable.Highlighted) -> None:
         self._show_detail()
 
     def _summary(self, extra: str = "") -> None:
@@ -340,7 +391,7 @@ class NodesScreen(Screen):
             text.append(f" · checking {len(self.checking)}…", style="dim")
         if extra:
             text.append(f" · {extra}", style="dim")
-        self.query_one("#nodes-summary", Static).update(text)
+        self.query_one("#nodes-summary", Static).update(text, layout=False)  # fixed height: no re-layout
 
     # ------------------------------------------------------------------ engine plumbing
     def _emit(self, event) -> None:  # any thread
@@ -353,7 +404,7 @@ class NodesScreen(Screen):
     def on_engine_event(self, message: EngineEvent) -> None:
         self._events.append(message.event)
 
-    def _flush(self) -> None:
+    def _flush(self, force: bool = False) -> None:
         """Every FLUSH_SECONDS: apply node results and write a bounded number of log lines. With
         30 nodes at work or 5 MB of output the event loop never runs a long burst of UI work."""
         with self._results_lock:
@@ -362,8 +413,10 @@ class NodesScreen(Screen):
             self._apply_node(message)
         if results:
             self._summary()
-        if not self._events:
+        now = time.monotonic()
+        if not self._events or (now - self._last_log_flush < LOG_FLUSH_SECONDS and not force):
             return
+        self._last_log_flush = now
         pending = sum(e.message.count("\n") + 1 for e in self._events)
         skipped = 0
         while pending > BACKLOG_LINES and len(self._events) > 1:
@@ -371,10 +424,10 @@ class NodesScreen(Screen):
             n = event.message.count("\n") + 1
             pending -= n
             skipped += n
-        log = self.query_one(CommandLog)
+        batch = []
         if skipped:
             self.skipped_lines += skipped
-            log.add_event(_info_event(f"… {skipped} lines not shown here (the lab's log has them all: labtui.log)", None))
+            batch.append(_info_event(f"… {skipped} lines not shown here (the lab's log has them all: labtui.log)", None))
         budget = LINES_PER_FLUSH
         while self._events and budget > 0:
             event = self._events.popleft()
@@ -386,7 +439,9 @@ class NodesScreen(Screen):
                 event = _replace(event, message="\n".join(lines[:budget]))
                 lines = lines[:budget]
             budget -= len(lines)
-            log.add_event(event)
+            batch.append(event)
+        if batch:  # one write: one measure, one virtual-size change, one scroll for the whole batch
+            self.query_one(CommandLog).write(Text("\n").join(CommandLog.render_event(e) for e in batch))
 
     def _ask_passphrase(self, node: str, path: str) -> str | None:
         if not self.app.is_running:
@@ -416,6 +471,10 @@ class NodesScreen(Screen):
                 self._addresses[name] = ep.host + (f" via {ep.jump[-1].label}" if ep.jump else "")
             except LabError:
                 pass
+        # paramiko and friends are imported now: move every long-lived object out of the garbage
+        # collector's sight, so a full collection (otherwise 100-150 ms, holding the GIL, often on
+        # the event loop) only scans what the checks allocate
+        gc.freeze()
 
         def one(name: str) -> None:
             status = ssh.check(name)
@@ -449,7 +508,7 @@ class NodesScreen(Screen):
         self._update_row(message.node)
 
     def on_check_finished(self, message: CheckFinished) -> None:
-        self._flush()  # the node results that arrived just before
+        self._flush(force=True)  # the node results and output that arrived just before
         self.checking.clear()
         self._summary(f"checked in {message.seconds:.1f} s")
         if message.error:
