@@ -1289,6 +1289,8 @@ class NodeSSH:
             opts += ["-o", "ProxyCommand=" + shlex.join(inner)]
         elif ep.proxy_command:
             opts += ["-o", f"ProxyCommand={ep.proxy_command}"]
+        else:  # the system ssh looks the address up in the config again: keep it on labtui's path
+            opts += ["-o", "ProxyJump=none"]
         return opts
 
     # ------------------------------------------------------------------ lifecycle

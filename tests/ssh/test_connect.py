@@ -219,3 +219,13 @@ def test_a_failing_jump_host_is_named_with_the_node(bastion_lab, make_ssh):
     status = ssh.check("inner")
     assert not status.reachable and status.code == "auth"
     assert status.error.startswith(f"inner: the jump host failed: root@{bastion_lab.bastion.address}: authentication failed")
+
+
+def test_system_ssh_argv_matches_labtui(lab3, make_ssh):
+    ssh = make_ssh(lab3, accept_new_host_keys=True, trusted=False)
+    ssh.run("node3", "true")  # the key is now in labtui's own known_hosts only
+    argv = ssh.ssh_argv("node3", "hostname")
+    assert "ProxyJump=none" in argv and str(ssh.known_hosts.own) in " ".join(argv)
+    out = subprocess.run(argv[:1] + ["-o", "BatchMode=yes"] + argv[1:], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "node3"
