@@ -442,6 +442,7 @@ class NodeSSH:
         self._sudo: dict[str, str] = {}  # node -> root | nopasswd | password | none
         self._config = None
         self._config_mtime: int | None = None
+        self._resolved: dict[str, tuple[Any, int | None, Endpoint]] = {}
         self._forwards: list[Callable[[], None]] = []
         self._closed = False
 
@@ -477,12 +478,22 @@ class NodeSSH:
             raise LabError(f"cannot apply {self.ssh_config_path} to {alias}: {exc}", "fix the Host/Match block for it", code="config") from None
 
     def resolve(self, node: str) -> Endpoint:
-        """The node's endpoint: the plan's settings merged with the SSH client configuration."""
+        """The node's endpoint: the plan's settings merged with the SSH client configuration
+        (cached until the node's settings or the config file change)."""
         spec = self._spec(node)
-        return self._resolve_alias(
+        try:
+            mtime = self.ssh_config_path.stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        cached = self._resolved.get(node)
+        if cached is not None and cached[0] == spec and cached[1] == mtime:
+            return cached[2]
+        ep = self._resolve_alias(
             spec.address, label=spec.name, user=spec.user, user_is_default=spec.user == "ubuntu",
             port=spec.port, key_file=spec.key_file, proxy_jump=spec.proxy_jump, depth=0,
         )
+        self._resolved[node] = (spec, mtime, ep)
+        return ep
 
     def _spec(self, node: str) -> "NodeSpec":
         try:
@@ -498,7 +509,7 @@ class NodeSSH:
         cfg = self._lookup(alias)
         host = cfg.get("hostname") or alias
         cfg_user = cfg.get("user")
-        final_user = (cfg_user if (user is None or user_is_default) and cfg_user else user) or cfg_user or "root"
+        final_user = (cfg_user if (user is None or user_is_default) and cfg_user else user) or cfg_user or _local_user()
         cfg_port = int(cfg["port"]) if cfg.get("port") else None
         final_port = (cfg_port if (port in (None, 22) and cfg_port) else port) or 22
         keys: list[str] = []
@@ -554,7 +565,7 @@ class NodeSSH:
         t = self._transports.get(ep.key())
         return bool(t and t.is_active())
 
-    def _transport_for(self, ep: Endpoint, hops: tuple[Endpoint, ...] | None = None):
+    def _transport_for(self, ep: Endpoint):
         if self._closed:
             raise LabError("the SSH connections of this lab were closed", "reopen the lab", code="closed")
         key = ep.key()
@@ -1325,6 +1336,16 @@ class NodeSSH:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _local_user() -> str:
+    """OpenSSH's default login name: the local user."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry (containers)
+        return "root"
 
 
 def _close_quietly(obj: Any) -> None:
