@@ -50,7 +50,7 @@ def test_healthy_matrix_and_ipip_on_the_wire(sshlab, kube_nodes, open_lab, tmp_p
         lab, _ = open_lab("e2e-live-ok", plan=sshlab.plan_data("e2e-live-ok"), kubeconfig=kc,
                                known_hosts=sshlab.known_hosts)
         diag = run_doctor(lab.ctx)
-    assert all(r.ok for r in diag.facts.matrix)
+    assert all(r.ok for r in diag.facts.matrix), [(r.src, r.dst, r.detail) for r in diag.facts.matrix if not r.ok]
     cap = diag.facts.captures[0]
     assert cap.seen == ["ipip"]
     a, b = sshlab.nodes[0].address, sshlab.nodes[1].address
