@@ -14,8 +14,10 @@
   callback (the UI shows the SHA256 fingerprint; headless refuses unless
   `--accept-new-host-keys`). A changed key is always refused ("was this VM rebuilt?") until the
   user explicitly replaces it (`replace_host_key`). Nothing is ever accepted silently.
-* Commands: stdout and stderr streamed line by line into the event channel (ACTION_OUTPUT events
-  with node and stream), exit code and duration in a `RunResult`, sudo for non-root users
+* Commands: stdout and stderr streamed into the event channel as complete lines (ACTION_OUTPUT
+  events with node and stream; one event per received chunk, so output that trickles in arrives
+  line by line and bulk output in batches of lines, `data["lines"]` > 1), exit code and duration
+  in a `RunResult`, sudo for non-root users
   (passwordless sudo detected; a sudo that wants a password stops with a clear message), a
   timeout on everything.
 * SFTP get/put, a local port forward, and a bounded parallel fan-out with per-node results.
