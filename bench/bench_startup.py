@@ -65,7 +65,8 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(HELLO)
         hello_path = f.name
-    labtui = [sys.executable, "-m", "labtui"]
+    script = os.path.join(os.path.dirname(sys.executable), "labtui")  # the console script users run
+    labtui = [script] if os.path.exists(script) else [sys.executable, "-m", "labtui"]
     hello = [sys.executable, hello_path]
     # warm the file cache once, then alternate the two so both see the same machine state
     first_frame(hello, b"first frame", env)

@@ -21,6 +21,7 @@ run the doctor."""
 
 
 class HomeScreen(Screen):
+    AUTO_FOCUS = "#sessions"
     BINDINGS = [
         Binding("n", "new", "New lab", id="home.new"),
         Binding("enter", "resume", "Resume", id="home.resume"),
@@ -43,7 +44,6 @@ class HomeScreen(Screen):
         table = self.query_one("#sessions", DataTable)
         table.add_columns("Lab", "Cloud", "Stage / step", "Progress", "Last activity", "Health")
         self.refresh_sessions()
-        table.focus()
 
     def on_screen_resume(self) -> None:
         self.refresh_sessions()
