@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -20,7 +20,7 @@ from labtui.errors import LabError
 from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
 from labtui.session import LabSession
 
-from .messages import EngineEvent
+from .base import LabScreen
 from .modals import ConfirmModal, HelpScreen, PromptModal
 from .widgets.command_log import CommandLog
 
@@ -105,7 +105,7 @@ class ModeSelect(ModalScreen["Encapsulation | None"]):
         self.dismiss(None)
 
 
-class CalicoScreen(Screen):
+class CalicoScreen(LabScreen):
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="calico.refresh"),
         Binding("m", "change_mode", "Change mode", id="calico.mode"),
@@ -148,21 +148,11 @@ class CalicoScreen(Screen):
         self.query_one("#pools", DataTable).add_columns("Pool", "CIDR", "IPIP", "VXLAN", "NAT", "Disabled", "Selector", "Owner")
         self.query_one("#nodes", DataTable).add_columns("Node", "Ready", "Address", "Subnet", "Pod CIDR", "Tunnel",
                                                         "calico-node", "Restarts")
-        self.lab = LabSession(self.app.store, self.session_name, emit=self._emit)
+        self.open_lab(self.session_name)
         self.query_one("#pools", DataTable).focus()
         self.load()
 
-    def on_unmount(self) -> None:
-        if self.lab is not None:
-            self.lab.close()
-
     # ------------------------------------------------------------------ engine plumbing
-    def _emit(self, event) -> None:
-        self.post_message(EngineEvent(event))
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.query_one(CommandLog).add_event(message.event)
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def load(self, refresh_kubeconfig: bool = False) -> None:
         from labtui.cmd_calico import save_facts

@@ -16,14 +16,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from labtui.errors import LabError
 from labtui.session import LabSession
 
-from .messages import EngineEvent
+from .base import LabScreen
 from .modals import ConfirmModal, HelpScreen
 from .widgets.command_log import CommandLog
 
@@ -71,7 +70,7 @@ class FixPlanned(Message):
         self.error = error
 
 
-class DoctorScreen(Screen):
+class DoctorScreen(LabScreen):
     BINDINGS = [
         Binding("r", "run", "Run again", id="doctor.run"),
         Binding("1", "fix(1)", "Fix 1", id="doctor.fix1"),
@@ -119,20 +118,10 @@ class DoctorScreen(Screen):
         self.sub_title = f"{self.session_name} · Doctor"
         self.query_one("#findings", OptionList).border_title = "Findings"
         self.query_one("#detail-box").border_title = "Why, evidence, fixes"
-        self.lab = LabSession(self.app.store, self.session_name, emit=self._emit)
+        self.open_lab(self.session_name)
         self._show_stored()
         self.query_one("#findings", OptionList).focus()
         self.run_doctor()
-
-    def on_unmount(self) -> None:
-        if self.lab is not None:
-            self.lab.close()
-
-    def _emit(self, event) -> None:
-        self.post_message(EngineEvent(event))
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.query_one(CommandLog).add_event(message.event)
 
     # ------------------------------------------------------------------ workers
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")

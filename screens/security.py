@@ -12,7 +12,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from labtui import events as ev
@@ -20,7 +19,7 @@ from labtui.errors import LabError
 from labtui.events import Event
 from labtui.session import LabSession
 
-from .messages import EngineEvent
+from .base import LabScreen
 from .modals import ConfirmModal, HelpScreen
 from .widgets.command_log import CommandLog
 
@@ -64,7 +63,7 @@ class FixDone(Message):
         self.error = error
 
 
-class SecurityScreen(Screen):
+class SecurityScreen(LabScreen):
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="security.refresh"),
         Binding("f", "fix_one", "Fix this", id="security.fix"),
@@ -111,21 +110,11 @@ class SecurityScreen(Screen):
             "Node", "Role", "Server", "Port", "Fixed IP", "Subnet", "Port security", "Groups", "Allowed pairs")
         self.query_one("#sec-reqs", DataTable).add_columns("Status", "Requirement", "Required by", "Met by / problem")
         self.query_one("#sec-rules", DataTable).add_columns("Group", "Rule", "Required by")
-        self.lab = LabSession(self.app.store, self.session_name, emit=self._emit)
+        self.open_lab(self.session_name)
         self.query_one("#sec-reqs", DataTable).focus()
         self.load()
 
-    def on_unmount(self) -> None:
-        if self.lab is not None:
-            self.lab.close()
-
     # ------------------------------------------------------------------ engine plumbing
-    def _emit(self, event: Event) -> None:
-        self.post_message(EngineEvent(event))
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.query_one(CommandLog).add_event(message.event)
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-read")
     def load(self) -> None:
         from labtui.wizards.cloud import check

@@ -10,17 +10,17 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ListItem, ListView, Select, Static, Switch
 
 from labtui.errors import LabError
-from labtui.model import NAME_RE, ENCAPSULATION_CHOICES, encapsulation_choice
+from labtui.model import NAME_RE, encapsulation_choice
 from labtui.session import LabSession
 from labtui.steps import STATE_ICONS, InputField, Step, StepState, Wizard
 from labtui.wizards import available_wizards, wizard_for
-from labtui.wizards.plan import LabStep, NetworksStep, ReviewStep
+from labtui.wizards.plan import LabStep, ReviewStep
 
-from .messages import EngineEvent, PreviewReady, StepFinished
+from .base import LabScreen
+from .messages import PreviewReady, StepFinished
 from .modals import HelpScreen
 from .registry import SESSION_SCREENS
 from .widgets.command_log import CommandLog
@@ -42,7 +42,7 @@ class StepItem(ListItem):
         self.step = step
 
 
-class WizardScreen(Screen):
+class WizardScreen(LabScreen):
     BINDINGS = [
         Binding("ctrl+s", "run", "Save & continue / run", id="wizard.run", priority=True),
         Binding("ctrl+up", "prev_step", "Prev step", id="wizard.prev"),
@@ -88,24 +88,13 @@ class WizardScreen(Screen):
             self._show(wizard_for("plan"), wizard_for("plan").steps[0])
 
     def _open_session(self, name: str) -> None:
-        self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=self._confirm_from_thread)
+        self.open_lab(name, confirm=self._confirm_from_thread)
         self.sub_title = name
         log = self.query_one(CommandLog)
         log.add_events(self.app.store.events(self.lab.record.id, limit=1000))
         self._resume()
 
-    def on_unmount(self) -> None:
-        if self.lab is not None:
-            self.lab.close()
-
     # ------------------------------------------------------------------ engine plumbing
-    def _emit(self, event) -> None:
-        """Called from any thread by the EventBus (events already redacted)."""
-        self.post_message(EngineEvent(event))
-
-    def on_engine_event(self, message: EngineEvent) -> None:
-        self.query_one(CommandLog).add_event(message.event)
-
     def _confirm_from_thread(self, actions) -> bool:
         from .modals import ConfirmModal
 
@@ -342,7 +331,7 @@ class WizardScreen(Screen):
             self.notify(exc.render(), severity="error")
             return False
         self.session_name = name
-        self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=self._confirm_from_thread)
+        self.open_lab(name, confirm=self._confirm_from_thread)
         self.sub_title = name
         self.query_one(f"#f-name", Input).disabled = True
         return True

@@ -1,0 +1,51 @@
+"""The base of every screen that works on one lab."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from textual.screen import Screen
+
+from labtui.events import Event
+from labtui.session import LabSession
+
+from .widgets.command_log import CommandLog
+
+FLUSH_SECONDS = 0.1
+MAX_LINES_PER_FLUSH = 400
+
+
+class LabScreen(Screen):
+    """Opens the lab's LabSession, shows its engine events in the screen's CommandLog and closes
+    the session when the screen goes away.
+
+    Events arrive from worker threads at any rate (5 MB of command output, 30 nodes at once): they
+    are queued and written to the log in bounded batches on a timer, so the event loop never runs
+    a long burst of UI work."""
+
+    lab: LabSession | None = None
+
+    def open_lab(self, name: str, *, confirm: Callable[[list], bool] | None = None) -> LabSession:
+        self._events: deque[Event] = deque()
+        self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=confirm)
+        self.set_interval(FLUSH_SECONDS, self._flush_events, name="command-log")
+        return self.lab
+
+    def _emit(self, event: Event) -> None:  # any thread: deque.append is atomic
+        self._events.append(event)
+
+    def _flush_events(self) -> None:
+        if not self._events:
+            return
+        batch = []
+        while self._events and len(batch) < MAX_LINES_PER_FLUSH:
+            batch.append(self._events.popleft())
+        logs = self.query(CommandLog)
+        if logs:
+            logs.first().add_events(batch)
+
+    def on_unmount(self) -> None:
+        if self.lab is not None:
+            self._flush_events()
+            self.lab.close()
