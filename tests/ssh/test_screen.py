@@ -121,3 +121,40 @@ async def test_nodes_screen_without_a_plan(lab_home, store):
         app.open_session_screen("nodes", "empty")
         await settle(app, pilot, 3)
         assert "no saved plan" in str(app.screen.query_one("#nodes-summary", Static).content)
+
+
+async def test_nodes_stage_in_the_wizard(fresh_lab, ssh_env, store, monkeypatch):
+    """The wizard runs the nodes stage: facts over SSH, then preflight with its fix confirmed."""
+    from labtui.model import Plan
+    from screens.app import LabApp
+    from screens.modals import ConfirmModal
+
+    monkeypatch.setenv("LABTUI_SSH_CONFIG", str(fresh_lab.ssh_config))
+    monkeypatch.setenv("LABTUI_SSH_KNOWN_HOSTS", str(fresh_lab.known_hosts))
+    data = fresh_lab.plan_data("lab", via_config=True)
+    data["encapsulation"] = "VXLAN"
+    store.create_session("lab", plan=Plan.parse(data).model_dump(mode="json"))
+    app = LabApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_wizard("lab")
+        await settle(app, pilot, 3)
+        app.goto_step("nodes", "facts")
+        await settle(app, pilot, 3)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        rec = store.get_session("lab")
+        assert store.step_states(rec.id, "nodes")["facts"].state == "done"
+        assert sorted(s for s in store.facts(rec.id) if s.startswith("node:")) == ["node:node1", "node:node2"]
+        app.goto_step("nodes", "preflight")
+        await settle(app, pilot, 3)
+        await pilot.press("ctrl+s")
+        for _ in range(200):  # the step's worker waits for the answer: do not wait for workers here
+            if isinstance(app.screen, ConfirmModal):
+                break
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, ConfirmModal)
+        assert any("net.ipv4.ip_forward = 1" in line for line in app.screen.lines)
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert store.step_states(rec.id, "nodes")["preflight"].state == "done"
+        assert fresh_lab.node_exec("node1", ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip() == "1"
