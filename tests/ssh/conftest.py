@@ -78,3 +78,11 @@ def make_ssh(ssh_env: Path, tmp_path: Path):
     yield make
     for ssh in made:
         ssh.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A hung SSH test fails after 3 minutes instead of holding CI (pytest-timeout)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(180))
