@@ -37,19 +37,9 @@ class LabApp(App):
             self.open_wizard(self.resume_name)
 
     # ------------------------------------------------------------------ navigation
-    def _install_prompts(self) -> None:
-        """Host-key and passphrase questions from any lab step become modals (once, when the first
-        lab opens: the home screen does not pay for the SSH layer)."""
-        if not getattr(self, "_prompts_installed", False):
-            from .nodes import install_prompts
-
-            install_prompts(self)
-            self._prompts_installed = True
-
     def open_wizard(self, session_name: str | None, then: str | None = None) -> None:
         from .wizard import WizardScreen
 
-        self._install_prompts()
         self.push_screen(WizardScreen(session_name, then=then))
 
     def action_new_lab(self) -> None:
@@ -64,7 +54,6 @@ class LabApp(App):
         if e is None or not e.available:
             self.notify(f"the {screen_id} screen is not available in this version", severity="warning")
             return
-        self._install_prompts()
         self.push_screen(e.create(session_name))
 
     def current_session(self) -> str | None:
