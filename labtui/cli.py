@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -25,6 +26,16 @@ COMMAND_MODULES = [
     "labtui.cmd_calico",
     "labtui.cmd_doctor",
 ]
+
+
+_print_lock = threading.Lock()
+
+
+def eprint(text: str) -> None:
+    """One whole line on stderr, even when worker threads report at the same time."""
+    with _print_lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def _store():
@@ -51,9 +62,9 @@ def session_summary(store, rec) -> dict[str, Any]:
     wizard = wizard_for(rec.wizard)
     states = store.step_states(rec.id, rec.wizard)
     step_title = rec.step or ""
-    if wizard is not None and rec.step:
+    if wizard is not None:
         try:
-            step_title = wizard.step(rec.step).title
+            step_title = wizard.step(rec.step).title if rec.step else wizard.steps[0].title
         except KeyError:
             pass
     return {

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from .cli import eprint
 from .errors import LabError
 
 MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insensitive)"
@@ -23,7 +24,7 @@ MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insen
 def _print_event(event) -> None:
     # progress goes to stderr: stdout stays clean for --json and for the result
     if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info"):
-        print(f"  {event.line()}", file=sys.stderr)
+        eprint(f"  {event.line()}")
 
 
 def _open(args: argparse.Namespace):

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from .cli import eprint
 from .errors import LabError
 
 STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
@@ -23,7 +24,7 @@ STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
 def _print_event(event) -> None:
     if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info") or \
             (event.kind == "action.output" and event.stream == "api"):
-        print(f"  {event.line()}", file=sys.stderr)
+        eprint(f"  {event.line()}")
 
 
 def _open(args: argparse.Namespace):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import eprint
 from .errors import LabError
 
 
@@ -28,9 +29,9 @@ def _print_event(event) -> None:
     if event.message.startswith("doctor: ") and not event.message.startswith("doctor: facts"):
         return
     if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error"):
-        print(f"  {event.line()}", file=sys.stderr)
+        eprint(f"  {event.line()}")
     elif event.kind == "info" and (event.message.startswith("live proof") or event.message.startswith("doctor: facts")):
-        print(f"  {event.line()}", file=sys.stderr)
+        eprint(f"  {event.line()}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,6 +21,7 @@ import shlex
 import sys
 from typing import Any
 
+from .cli import eprint
 from .errors import LabError
 
 STATUS_KINDS = ("action.start", "action.done", "action.failed", "change", "warn", "error", "info",
@@ -30,7 +31,7 @@ STATUS_KINDS = ("action.start", "action.done", "action.failed", "change", "warn"
 def _progress(event) -> None:
     # progress goes to stderr: stdout stays clean for --json and command output
     if event.kind in STATUS_KINDS:
-        print(f"  {event.line()}", file=sys.stderr)
+        eprint(f"  {event.line()}")
 
 
 def _open(args: argparse.Namespace, emit=_progress, *, need_plan: bool = True):
@@ -252,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 out.write(f"[{event.node}] {line}\n" if prefix else line + "\n")
             out.flush()
         elif event.kind in ("warn", "error", "change", "info") or (many and event.kind in ("action.done", "action.failed")):
-            print(f"  {event.line()}", file=sys.stderr)
+            eprint(f"  {event.line()}")
 
     lab = _open(args, emit=emit)
     try:
