@@ -105,9 +105,13 @@ def main(argv):
             os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", "--"] + cmd, env)
         os.makedirs(BIN, exist_ok=True)
         ping = os.path.join(BIN, "ping")
-        with open(ping, "w") as fh:
+        # probes run in parallel: never rewrite a ping another probe is executing (ETXTBSY);
+        # write a private copy and rename it into place
+        tmp = f"{ping}.{os.getpid()}"
+        with open(tmp, "w") as fh:
             fh.write(PING)
-        os.chmod(ping, 0o755)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, ping)
         env = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"), LABTUI_SIM_SRC=pod["node"])
         os.execvpe(cmd[0], cmd, env)
     if verb == "delete":
