@@ -7,6 +7,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RECORDED = HERE / "recorded"
+# where the recorded outputs are copied on each node: a node sees its own /usr/local/bin and a
+# private /tmp, not the checkout (which may live anywhere, /tmp included)
+NODE_RECORDED = "/usr/local/bin"
 
 
 def scenario(lab, *, reach="all", wire="ipip", not_ready=(), pod_net="172.16") -> dict:
@@ -14,7 +17,7 @@ def scenario(lab, *, reach="all", wire="ipip", not_ready=(), pod_net="172.16") -
     for i, n in enumerate(lab.nodes):
         nodes[n.name] = {"ip": n.address, "mac": n.mac, "pod": f"{pod_net}.{[200, 110, 45, 7, 90, 130][i % 6]}.{10 + i}"}
     return {"nodes": nodes, "reach": reach, "wire": wire, "not_ready": list(not_ready),
-            "capture_node": lab.nodes[0].name, "recorded": str(RECORDED), "fail_delay": 0.2}
+            "capture_node": lab.nodes[0].name, "recorded": NODE_RECORDED, "fail_delay": 0.2}
 
 
 def install(lab, sc: dict) -> None:
@@ -22,6 +25,8 @@ def install(lab, sc: dict) -> None:
     for node in lab.nodes:
         lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
         lab.install_script(node, "tcpdump", (HERE / "tcpdump_simulated.py").read_text())
+        for recorded in sorted(RECORDED.glob("*.txt")):
+            lab.install_script(node, recorded.name, recorded.read_text(), mode=0o644)
     lab.install_script(lab.nodes[0], "kubectl", (HERE / "kubectl_simulated.py").read_text())
 
 
