@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,50 @@ def incident_plan_data() -> dict:
 
 def pytest_configure(config):
     os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+
+
+# --------------------------------------------------------------------------- no traffic leaves the machine
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _leaves_the_machine(address) -> str | None:
+    """The route a connect to `address` would take, when it is not on this machine's own test
+    networks (loopback, or a subnet of a test harness bridge): then the test is wrong."""
+    if not isinstance(address, tuple) or not address:
+        return None  # unix sockets
+    host = address[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # names are resolved by the caller first; the resolved connect is checked
+    if ip.is_loopback or ip.is_unspecified:
+        return None
+    try:
+        route = subprocess.run(["ip", "route", "get", str(ip)], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not route or " via " not in route or route.startswith(("unreachable", "prohibit", "blackhole")):
+        return None
+    return route.strip()
+
+
+def _guarded_connect(self, address):
+    route = _leaves_the_machine(address)
+    if route:
+        raise AssertionError(f"a test tried to connect to {address!r}, which would leave this machine ({route})")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    route = _leaves_the_machine(address)
+    if route:
+        raise AssertionError(f"a test tried to connect to {address!r}, which would leave this machine ({route})")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_traffic_leaves_the_machine(monkeypatch: pytest.MonkeyPatch):
+    """Tests talk only to servers they started on this machine (loopback or their own namespaces)."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)

@@ -21,6 +21,27 @@ from tests.harness.kube import (
 )
 
 
+PRIVATE_API = "10.100.200.4"
+
+
+@pytest.fixture
+def private_api_unroutable():
+    """The tests below need an API address that is NOT reachable from the runner. Without this, a
+    connect to 10.100.200.4 would follow the machine's default route and leave it. An `unreachable`
+    host route makes the kernel refuse it at once; nothing is ever sent. Needs root (CI is root)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to pin the private API address to an unreachable route")
+    route = ["ip", "route", "replace", "unreachable", f"{PRIVATE_API}/32"]
+    subprocess.run(route, check=True)
+    try:
+        yield PRIVATE_API
+    finally:
+        subprocess.run(["ip", "route", "del", "unreachable", f"{PRIVATE_API}/32"], check=False)
+
+
 def test_expired_token_gives_a_clear_401(incident, kubeconfig_for):
     kc = KubeClient(kubeconfig_for(incident, EXPIRED))
     with pytest.raises(LabError) as err:
@@ -133,7 +154,7 @@ def test_bad_kubeconfigs(tmp_path):
     assert "no context 'prod'" in err.value.message and "kubernetes-admin@kubernetes" in err.value.message
 
 
-def test_private_api_address_goes_through_the_forward_and_keeps_the_tls_name(incident, tmp_path):
+def test_private_api_address_goes_through_the_forward_and_keeps_the_tls_name(incident, tmp_path, private_api_unroutable):
     """admin.conf names https://10.100.200.4:6443 (a private address, not reachable from here). The
     forwarder (labtui.ssh's local forward in real use) lands on a real TLS server whose certificate
     is for 10.100.200.4 only: the client must verify it against that name, not 127.0.0.1."""
@@ -170,7 +191,7 @@ def test_private_api_address_goes_through_the_forward_and_keeps_the_tls_name(inc
         front.close()
 
 
-def test_forward_failure_is_a_clear_message(tmp_path):
+def test_forward_failure_is_a_clear_message(tmp_path, private_api_unroutable):
     path = tmp_path / "kc"
     path.write_text(kubeconfig_text("https://10.100.200.4:6443"))
 
