@@ -18,7 +18,6 @@ from .registry import entry
 
 class LabApp(App):
     TITLE = "labtui"
-    CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {LabCommands}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),

@@ -10,7 +10,6 @@ from textual.widgets import DataTable, Footer, Header, Static
 from labtui.cli import session_summary
 from labtui.errors import LabError
 
-from .modals import ConfirmModal, HelpScreen
 
 HELP = """The labs you have started. A lab is one cluster you are building or repairing; it remembers
 every input, every step and every command, so you can quit at any moment and come back.
@@ -22,6 +21,10 @@ run the doctor."""
 
 class HomeScreen(Screen):
     AUTO_FOCUS = "#sessions"
+    DEFAULT_CSS = """
+    #home-empty { padding: 1 2; color: $text-muted; }
+    #sessions { height: 1fr; }
+    """
     BINDINGS = [
         Binding("n", "new", "New lab", id="home.new"),
         Binding("enter", "resume", "Resume", id="home.resume"),
@@ -83,6 +86,8 @@ class HomeScreen(Screen):
         self.app.open_wizard(str(event.row_key.value))
 
     def action_delete(self) -> None:
+        from .modals import ConfirmModal
+
         name = self._selected()
         if not name:
             return
@@ -110,4 +115,6 @@ class HomeScreen(Screen):
         )
 
     def action_help(self) -> None:
+        from .modals import HelpScreen
+
         self.app.push_screen(HelpScreen("Labs", HELP, self.BINDINGS))

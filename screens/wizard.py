@@ -43,6 +43,7 @@ class StepItem(ListItem):
 
 
 class WizardScreen(LabScreen):
+    CSS_PATH = "wizard.tcss"
     BINDINGS = [
         Binding("ctrl+s", "run", "Save & continue / run", id="wizard.run", priority=True),
         Binding("ctrl+up", "prev_step", "Prev step", id="wizard.prev"),
