@@ -50,9 +50,9 @@ def main() -> int:
     t0 = time.perf_counter()
     stack = osh.start()
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(stack.clouds_yaml)
-    from labtui.doctor_run import run_doctor
+    from labtui.doctor.run import run_doctor
     from labtui.session import LabSession
-    from labtui.ssh import configure_session_ssh
+    from labtui.adapters.ssh import configure_session_ssh
     from labtui.store import Store
     from tests.doctor.simulation import tools
 

@@ -22,7 +22,7 @@ import os, time
 from labtui.store import Store
 from labtui.events import Event
 from labtui.session import LabSession
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 s = Store()
 s.create_session("big")
 s.save_inputs("big", {"cloud": "", "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"},
@@ -45,7 +45,7 @@ import json, resource, time
 t0 = time.perf_counter()
 from labtui.store import Store
 from labtui.session import LabSession
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 wizard_for("plan")  # the app has the stage modules loaded once its home screen lists a lab
 t_import = time.perf_counter()
 s = Store()

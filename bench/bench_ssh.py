@@ -62,10 +62,10 @@ def raw_pool(lab, script: str) -> float:
 
 
 def labtui_run(lab, store, name: str, workers: int | None = None) -> float:
-    from labtui.facts import gather
+    from labtui.nodes.facts import gather
     from labtui.model import NodeSpec
     from labtui.session import LabSession
-    from labtui.ssh import NodeSSH
+    from labtui.adapters.ssh import NodeSSH
 
     store.create_session(name, plan=lab.plan_data(name, via_config=True))
     session = LabSession(store, name)
@@ -183,7 +183,7 @@ def main() -> int:
     (tmp / "home").mkdir()
     os.environ.pop("SSH_AUTH_SOCK", None)
 
-    from labtui.facts import FACTS_SCRIPT
+    from labtui.nodes.facts import FACTS_SCRIPT
     from labtui.store import Store
     from tests.harness.sshnodes import SSHNodes, root_ip_forward
 

@@ -17,14 +17,14 @@ import threading
 import time
 from typing import Any
 
-from . import __version__
-from .errors import LabError
+from labtui import __version__
+from labtui.errors import LabError
 
 COMMAND_MODULES = [
-    "labtui.cmd_nodes",
-    "labtui.cmd_cloud",
-    "labtui.cmd_calico",
-    "labtui.cmd_doctor",
+    "labtui.commands.nodes",
+    "labtui.commands.cloud",
+    "labtui.commands.calico",
+    "labtui.commands.doctor",
 ]
 
 
@@ -39,7 +39,7 @@ def eprint(text: str) -> None:
 
 
 def _store():
-    from .store import Store
+    from labtui.store import Store
 
     return Store()
 
@@ -57,7 +57,7 @@ def _ago(ts: float) -> str:
 
 
 def session_summary(store, rec) -> dict[str, Any]:
-    from .wizards import wizard_for
+    from labtui.stages import wizard_for
 
     wizard = wizard_for(rec.wizard)
     states = store.step_states(rec.id, rec.wizard)
@@ -98,7 +98,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .wizards import wizard_for
+    from labtui.stages import wizard_for
 
     store = _store()
     rec = store.get_session(args.name)
@@ -133,14 +133,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _wizard_ids(store, rec) -> list[str]:
-    from .wizards import WIZARD_ORDER
+    from labtui.stages import WIZARD_ORDER
 
     seen = {r.wizard for r in store.step_states(rec.id).values()} | {rec.wizard}
     return [w for w in WIZARD_ORDER if w in seen]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import paths
+    from labtui import paths
 
     home = paths.state_home()
     data = {
@@ -180,7 +180,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def launch_ui(resume: str | None = None) -> int:
-    from .store import Store
+    from labtui.store import Store
 
     store = Store()  # a clear LabError (unwritable directory, newer schema) before any UI starts
     # lazy, by name: the engine never imports the UI; this is the one place that starts it

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabError
+from labtui.errors import LabError
 
 ENV_CLOUD = "envvars"
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from .redact import redact, redact_data
+from labtui.redact import redact, redact_data
 
 # Event kinds used across the engine.
 STEP_START = "step.start"

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LabError
+from labtui.errors import LabError
 
 CONTROL_PLANE_GROUPS = {"kube_control_plane", "kube-master", "kube_master", "control_plane", "control-plane", "masters", "master"}
 WORKER_GROUPS = {"kube_node", "kube-node", "workers", "worker", "nodes"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import LabError
+from labtui.errors import LabError
 
 
 def state_home() -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .store import Store
+from labtui.store import Store
 
 DOCTOR_SCOPE = "doctor"
 

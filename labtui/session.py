@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .events import Event, EventBus
-from .model import Plan
+from labtui.events import Event, EventBus
+from labtui.model import Plan
 import os
 import threading
 import time
 
-from .paths import log_path, session_dir
-from .steps import Action, Runner, StepContext, Wizard
-from .store import SessionRecord, Store
+from labtui.paths import log_path, session_dir
+from labtui.steps import Action, Runner, StepContext, Wizard
+from labtui.store import SessionRecord, Store
 
 
 class LabSession:

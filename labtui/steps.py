@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
-from . import events as ev
-from .errors import LabError
-from .events import Event
-from .store import Change, SessionRecord, Store
+from labtui import events as ev
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.store import Change, SessionRecord, Store
 
 
 class Risk(str, Enum):

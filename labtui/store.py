@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import LabError
-from .events import Event
-from .paths import db_path, ensure_dir, state_home
-from .redact import redact, redact_data
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.paths import db_path, ensure_dir, state_home
+from labtui.redact import redact, redact_data
 
 SCHEMA_VERSION = 1
 

@@ -11,9 +11,9 @@ from textual.screen import Screen
 
 from labtui.store import Store
 
-from .commands import LabCommands
-from .home import HomeScreen
-from .registry import entry
+from screens.commands import LabCommands
+from screens.home import HomeScreen
+from screens.registry import entry
 
 
 class LabApp(App):
@@ -37,7 +37,7 @@ class LabApp(App):
 
     # ------------------------------------------------------------------ navigation
     def open_wizard(self, session_name: str | None, then: str | None = None) -> None:
-        from .wizard import WizardScreen
+        from screens.wizard import WizardScreen
 
         self.push_screen(WizardScreen(session_name, then=then))
 
@@ -63,9 +63,9 @@ class LabApp(App):
         return None
 
     def goto_step(self, wizard_id: str, step_id: str) -> None:
-        from labtui.wizards import wizard_for
+        from labtui.stages import wizard_for
 
-        from .wizard import WizardScreen
+        from screens.wizard import WizardScreen
 
         for screen in reversed(self.screen_stack):
             if isinstance(screen, WizardScreen):

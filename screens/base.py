@@ -10,7 +10,7 @@ from textual.screen import Screen
 from labtui.events import Event
 from labtui.session import LabSession
 
-from .widgets.command_log import CommandLog
+from screens.widgets.command_log import CommandLog
 
 FLUSH_SECONDS = 0.1
 MAX_LINES_PER_FLUSH = 400

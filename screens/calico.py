@@ -20,9 +20,9 @@ from labtui.errors import LabError
 from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
 from labtui.session import LabSession
 
-from .base import LabScreen
-from .modals import ConfirmModal, HelpScreen, PromptModal
-from .widgets.command_log import CommandLog
+from screens.base import LabScreen
+from screens.modals import ConfirmModal, HelpScreen, PromptModal
+from screens.widgets.command_log import CommandLog
 
 HELP = """What Calico does on this cluster, read from the Kubernetes API.
 
@@ -155,8 +155,8 @@ class CalicoScreen(LabScreen):
     # ------------------------------------------------------------------ engine plumbing
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def load(self, refresh_kubeconfig: bool = False) -> None:
-        from labtui.cmd_calico import save_facts
-        from labtui.kube import kube_for, read_cluster
+        from labtui.commands.calico import save_facts
+        from labtui.adapters.kube import kube_for, read_cluster
 
         try:
             kc = kube_for(self.lab.ctx, refresh=refresh_kubeconfig)
@@ -212,7 +212,7 @@ class CalicoScreen(LabScreen):
         if pool is None:
             widget.update("no IP pools" if self.state is not None else "")
             return
-        from labtui.calicostate import explain_pool
+        from labtui.net.calico import explain_pool
 
         m = explain_pool(pool, self.state)
         text = Text()
@@ -268,7 +268,7 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def plan_change(self, pool: str, enc: Encapsulation) -> None:
-        from labtui.kube import control_plane_shell, kube_for, plan_change
+        from labtui.adapters.kube import control_plane_shell, kube_for, plan_change
 
         try:
             kc = kube_for(self.lab.ctx)
@@ -299,7 +299,7 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def apply_change(self, change) -> None:
-        from labtui.kube import change_pool_mode, control_plane_shell, kube_for
+        from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for
 
         self.busy = True
         try:
@@ -333,7 +333,7 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def revert_change(self, record) -> None:
-        from labtui.kube import control_plane_shell, kube_for, read_cluster, revert_recorded
+        from labtui.adapters.kube import control_plane_shell, kube_for, read_cluster, revert_recorded
 
         try:
             kc = kube_for(self.lab.ctx)

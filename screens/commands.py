@@ -21,9 +21,9 @@ class LabCommands(Provider):
                          f"cloud {rec.cloud or '(adopted)'}, at {rec.wizard} / {rec.step or 'start'}"))
         current = app.current_session()
         if current:
-            from labtui.wizards import available_wizards
+            from labtui.stages import available_wizards
 
-            from .registry import SESSION_SCREENS
+            from screens.registry import SESSION_SCREENS
 
             for e in SESSION_SCREENS:
                 if e.available:

@@ -22,9 +22,9 @@ from textual.widgets.option_list import Option
 from labtui.errors import LabError
 from labtui.session import LabSession
 
-from .base import LabScreen
-from .modals import ConfirmModal, HelpScreen
-from .widgets.command_log import CommandLog
+from screens.base import LabScreen
+from screens.modals import ConfirmModal, HelpScreen
+from screens.widgets.command_log import CommandLog
 
 HELP = """The doctor answers one question: **can pods on different nodes reach each other, and if not, why?**
 
@@ -126,7 +126,7 @@ class DoctorScreen(LabScreen):
     # ------------------------------------------------------------------ workers
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def run_doctor(self) -> None:
-        from labtui.doctor_run import run_doctor
+        from labtui.doctor.run import run_doctor
 
         self.busy = True
         try:
@@ -141,7 +141,7 @@ class DoctorScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def plan_fix(self, number: int) -> None:
-        from labtui.doctor_run import fix_actions
+        from labtui.doctor.run import fix_actions
 
         try:
             opt = self.diag.option(number)
@@ -156,7 +156,7 @@ class DoctorScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def apply_fix(self, option, actions) -> None:
-        from labtui.doctor_run import apply_fix
+        from labtui.doctor.run import apply_fix
 
         self.busy = True
         try:
@@ -170,7 +170,7 @@ class DoctorScreen(LabScreen):
 
     # ------------------------------------------------------------------ rendering
     def _show_stored(self) -> None:
-        from labtui.doctor_run import last_diagnosis
+        from labtui.doctor.run import last_diagnosis
 
         data = last_diagnosis(self.lab.store, self.lab.record.id)
         if data:

@@ -86,7 +86,7 @@ class HomeScreen(Screen):
         self.app.open_wizard(str(event.row_key.value))
 
     def action_delete(self) -> None:
-        from .modals import ConfirmModal
+        from screens.modals import ConfirmModal
 
         name = self._selected()
         if not name:
@@ -115,6 +115,6 @@ class HomeScreen(Screen):
         )
 
     def action_help(self) -> None:
-        from .modals import HelpScreen
+        from screens.modals import HelpScreen
 
         self.app.push_screen(HelpScreen("Labs", HELP, self.BINDINGS))

@@ -25,9 +25,9 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from labtui.errors import LabError
 from labtui.session import LabSession
 
-from .messages import EngineEvent
-from .modals import HelpScreen, PromptModal
-from .widgets.command_log import CommandLog
+from screens.messages import EngineEvent
+from screens.modals import HelpScreen, PromptModal
+from screens.widgets.command_log import CommandLog
 
 HELP = """Every node of this lab, reached over SSH the way a careful admin would.
 
@@ -142,7 +142,7 @@ class HostKeyModal(ModalScreen[bool]):
 def install_prompts(app: Any) -> None:
     """Let every lab session of this app ask host-key and passphrase questions in modals (call once
     from the app). A question asked after the app stopped is refused, never hangs."""
-    from labtui.ssh import set_prompts
+    from labtui.adapters.ssh import set_prompts
 
     def ask(screen: Any) -> Any:
         if not getattr(app, "is_running", False):
@@ -296,8 +296,8 @@ class NodesScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        from labtui.facts import load_facts
-        from labtui.ssh import configure_session_ssh
+        from labtui.nodes.facts import load_facts
+        from labtui.adapters.ssh import configure_session_ssh
 
         self.title = "labtui"
         self.sub_title = f"{self.session_name} · Nodes"
@@ -461,7 +461,7 @@ class NodesScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="nodes-check")
     def check_all(self) -> None:
-        from labtui.facts import gather, store_facts
+        from labtui.nodes.facts import gather, store_facts
 
         started = time.monotonic()
         ssh, lab = self.ssh, self.lab
@@ -564,7 +564,7 @@ class NodesScreen(Screen):
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="nodes-recheck")
     def _check_some(self, names: list[str]) -> None:
-        from labtui.facts import gather, store_facts
+        from labtui.nodes.facts import gather, store_facts
 
         started = time.monotonic()
         for name, res in self.ssh.fan_out(names, self.ssh.check, max_workers=CHECK_WORKERS).items():

@@ -19,9 +19,9 @@ from labtui.errors import LabError
 from labtui.events import Event
 from labtui.session import LabSession
 
-from .base import LabScreen
-from .modals import ConfirmModal, HelpScreen
-from .widgets.command_log import CommandLog
+from screens.base import LabScreen
+from screens.modals import ConfirmModal, HelpScreen
+from screens.widgets.command_log import CommandLog
 
 HELP = """What your OpenStack cloud lets through between the lab's nodes, and what it must.
 
@@ -117,7 +117,7 @@ class SecurityScreen(LabScreen):
     # ------------------------------------------------------------------ engine plumbing
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-read")
     def load(self) -> None:
-        from labtui.wizards.cloud import check
+        from labtui.stages.cloud import check
 
         try:
             self.post_message(ReportLoaded(check(self.lab.ctx)))
@@ -240,7 +240,7 @@ class SecurityScreen(LabScreen):
         self.app.push_screen(ConfirmModal(title, actions, danger=danger, note=note), confirmed)
 
     def action_fix_one(self) -> None:
-        from labtui.wizards.cloud import plan_fixes
+        from labtui.stages.cloud import plan_fixes
 
         if not self._ready():
             return
@@ -256,7 +256,7 @@ class SecurityScreen(LabScreen):
                                 note="Each change is recorded with its revert (u).")
 
     def action_fix_all(self) -> None:
-        from labtui.wizards.cloud import plan_fixes
+        from labtui.stages.cloud import plan_fixes
 
         if not self._ready():
             return
@@ -268,7 +268,7 @@ class SecurityScreen(LabScreen):
                                 note="Rules first, then allowed-address-pairs. Each is recorded with its revert (u).")
 
     def action_port_security(self) -> None:
-        from labtui.cloud import port_security_actions
+        from labtui.adapters.openstack import port_security_actions
 
         if not self._ready():
             return
@@ -309,7 +309,7 @@ class SecurityScreen(LabScreen):
         self.load()
 
     def action_revert(self) -> None:
-        from labtui.cloud import revert_actions
+        from labtui.adapters.openstack import revert_actions
 
         if self.lab is None:
             return

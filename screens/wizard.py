@@ -16,15 +16,15 @@ from labtui.errors import LabError
 from labtui.model import NAME_RE, encapsulation_choice
 from labtui.session import LabSession
 from labtui.steps import STATE_ICONS, InputField, Step, StepState, Wizard
-from labtui.wizards import available_wizards, wizard_for
-from labtui.wizards.plan import LabStep, ReviewStep
+from labtui.stages import available_wizards, wizard_for
+from labtui.stages.plan import LabStep, ReviewStep
 
-from .base import LabScreen
-from .messages import PreviewReady, StepFinished
-from .modals import HelpScreen
-from .registry import SESSION_SCREENS
-from .widgets.command_log import CommandLog
-from .widgets.nodes_editor import NodesEditor
+from screens.base import LabScreen
+from screens.messages import PreviewReady, StepFinished
+from screens.modals import HelpScreen
+from screens.registry import SESSION_SCREENS
+from screens.widgets.command_log import CommandLog
+from screens.widgets.nodes_editor import NodesEditor
 
 HELP = """Walk the lab step by step. The left column lists the stages and their steps with their state
 (○ pending, ◐ running, ● done, ✗ failed). The middle explains **why** the step exists, asks for its
@@ -97,7 +97,7 @@ class WizardScreen(LabScreen):
 
     # ------------------------------------------------------------------ engine plumbing
     def _confirm_from_thread(self, actions) -> bool:
-        from .modals import ConfirmModal
+        from screens.modals import ConfirmModal
 
         return self.app.ask_from_thread(ConfirmModal("Apply these changes?", actions))
 
@@ -483,7 +483,7 @@ class WizardScreen(LabScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_screen":
-            from .registry import entry
+            from screens.registry import entry
 
             e = entry(str(parameters[0]))
             return bool(e and e.available and self.lab is not None)

@@ -84,7 +84,7 @@ def test_fix_creates_protocol_4_from_the_group_itself_then_is_idempotent(inciden
     assert code == 0 and "Nothing to fix" in out
     assert len(ipv4_ingress(incident.rules(), "4")) == 1
     # and the adapter itself treats Neutron's 409 for the same rule as done
-    from labtui import cloud
+    from labtui.adapters import openstack as cloud
 
     conn = cloud.connect("labtui-admin")
     res = cloud.create_rule(conn, security_group_id=incident.security_group_id, protocol="4",
@@ -309,8 +309,8 @@ def test_the_commands_labtui_shows_are_real_openstack_cli_commands(incident, mak
     code, data = check_json(lab)
     assert code == 0 and req(data, "ipip")["status"] == "satisfied"
 
-    from labtui.calico import port_security_fixes
-    from labtui.cloud import connect, discover
+    from labtui.net.check import port_security_fixes
+    from labtui.adapters.openstack import connect, discover
 
     lab_net = discover(connect(incident.cloud), incident.plan()["nodes"])
     fix = next(f for f in port_security_fixes(lab_net) if f.node == "w3")

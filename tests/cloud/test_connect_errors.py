@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labtui import cloud
+from labtui.adapters import openstack as cloud
 from labtui.errors import LabError
 
 pytestmark = pytest.mark.timeout(60)

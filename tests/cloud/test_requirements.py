@@ -1,10 +1,10 @@
-"""Pure tests of labtui.calico: what the network must allow, and how rules and ports are classified."""
+"""Pure tests of labtui.net.check: what the network must allow, and how rules and ports are classified."""
 
 from __future__ import annotations
 
 import pytest
 
-from labtui.calico import (
+from labtui.net.check import (
     AAP_QUOTA,
     CalicoNetworking,
     LabNetwork,

@@ -6,7 +6,7 @@ import pytest
 
 from labtui.session import LabSession
 from labtui.steps import StepState
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 
 pytestmark = [pytest.mark.openstack, pytest.mark.timeout(300)]
 

@@ -8,7 +8,7 @@ import sys
 
 from labtui import __version__
 from labtui.session import LabSession
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 
 
 def labtui(*args: str) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ def engine_modules() -> list[str]:
 
 def test_every_engine_module_imports_without_ui_or_sdks():
     mods = engine_modules()
-    assert "labtui.store" in mods and "labtui.wizards.plan" in mods
+    assert "labtui.store" in mods and "labtui.stages.plan" in mods
     code = (
         "import importlib, json, sys\n"
         f"for m in {mods!r}: importlib.import_module(m)\n"

@@ -31,7 +31,7 @@ def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch):
     monkeypatch.setattr(ScreenEntry, "available", property(lambda self: False))
     # and the step list shows the stages that exist: keep it to the plan stage
     import screens.wizard
-    from labtui.wizards import wizard_for
+    from labtui.stages import wizard_for
 
     monkeypatch.setattr(screens.wizard, "available_wizards", lambda: [wizard_for("plan")])
     store = Store()

@@ -15,7 +15,7 @@ from labtui.events import Event, EventBus
 from labtui.session import LabSession
 from labtui.steps import StepState
 from labtui.store import Change, Store
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 
 
 def test_files_are_private_and_wal(store, lab_home):

@@ -65,7 +65,7 @@ def open_lab(store, tmp_path):
         lab.ctx.services["doctor.simulated"] = True
         lab.ctx.services["doctor.calico_poll"] = 0.1
         if known_hosts is not None:
-            from labtui.ssh import configure_session_ssh
+            from labtui.adapters.ssh import configure_session_ssh
 
             configure_session_ssh(lab.ctx, user_known_hosts=[known_hosts], headless=True, connect_timeout=5.0)
         opened.append(lab)

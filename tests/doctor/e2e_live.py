@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from labtui.doctor_run import run_doctor
+from labtui.doctor.run import run_doctor
 from tests.doctor.simulation import tools
 from tests.harness.kube import incident_cluster
 

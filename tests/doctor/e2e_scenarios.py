@@ -9,8 +9,8 @@ import time
 import pytest
 
 from labtui.cli import main
-from labtui.doctor_revert import revert_changes
-from labtui.doctor_run import apply_fix, run_doctor
+from labtui.doctor.revert import revert_changes
+from labtui.doctor.run import apply_fix, run_doctor
 from tests.harness.kube import incident_cluster, operator_cluster, unreachable_server
 
 pytestmark = [pytest.mark.root, pytest.mark.openstack, pytest.mark.slow]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labtui.doctor import Calico, DoctorFacts, Group, Node, Pool, Port, Rule
+from labtui.doctor.reason import Calico, DoctorFacts, Group, Node, Pool, Port, Rule
 
 SG = "5f0c2d1e-0000-4000-8000-00000000000a"
 NAMES = ["k8s-cp", "k8s-w1", "k8s-w2", "k8s-w3"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from labtui.doctor import (
+from labtui.doctor.reason import (
     ERROR,
     DoctorFacts,
     Node,
@@ -243,7 +243,7 @@ def test_crosssubnet_uses_the_node_view_of_the_subnet():
 
 
 def test_pool_path_table():
-    from labtui.doctor import Pool
+    from labtui.doctor.reason import Pool
 
     a = Node("a", iface_cidr="10.0.0.5/24")
     b = Node("b", iface_cidr="10.0.0.6/24")

@@ -4,7 +4,7 @@ test here; the gatherers have their own end-to-end tests), the adapters' calls a
 
 from __future__ import annotations
 
-from labtui.doctor import ProbeResult, simulate
+from labtui.doctor.reason import ProbeResult, simulate
 from labtui.store import Store
 from screens.app import LabApp
 from screens.doctor import DoctorScreen
@@ -27,7 +27,7 @@ def _matrix(facts, ok):
 
 
 async def test_doctor_screen_shows_the_incident_and_applies_fix_1(lab_home, monkeypatch):
-    import labtui.doctor_run as dr
+    import labtui.doctor.run as dr
 
     state = {"facts": _matrix(incident(), False)}
     ran: list[str] = []
@@ -87,8 +87,8 @@ async def test_doctor_screen_shows_the_incident_and_applies_fix_1(lab_home, monk
 
 
 async def test_doctor_screen_could_not_check(lab_home, monkeypatch):
-    import labtui.doctor_run as dr
-    from labtui.doctor import DoctorFacts, Node, Unchecked
+    import labtui.doctor.run as dr
+    from labtui.doctor.reason import DoctorFacts, Node, Unchecked
 
     facts = DoctorFacts(cluster="x", nodes=[Node("a"), Node("b")],
                         unchecked=[Unchecked("kube", "the Calico pools and nodes (Kubernetes API)", "connection refused",

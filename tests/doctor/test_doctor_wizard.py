@@ -3,16 +3,16 @@ then the report step. Scenario facts stand in for the gatherers; the adapters' c
 
 from __future__ import annotations
 
-from labtui.doctor import simulate
+from labtui.doctor.reason import simulate
 from labtui.report import session_report
 from labtui.session import LabSession
 from labtui.steps import StepState
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 from tests.doctor.scenarios import incident
 
 
 def test_doctor_stage_fixes_with_confirmation_then_writes_the_report(store, monkeypatch):
-    import labtui.doctor_run as dr
+    import labtui.doctor.run as dr
 
     state = {"facts": incident()}
     ran: list[str] = []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from labtui.doctor import Calico, Group, Pool, Port
-from labtui.doctor_gather import merge, parse_bgp_status, parse_node_probe, primary_address
+from labtui.doctor.reason import Calico, Group, Pool, Port
+from labtui.doctor.gather import merge, parse_bgp_status, parse_node_probe, primary_address
 
 PROBE = """@addr
 2: eth0    inet 10.100.200.11/24 brd 10.100.200.255 scope global eth0\\       valid_lft forever preferred_lft forever

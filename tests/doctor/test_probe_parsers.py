@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from labtui.probe import (
+from labtui.doctor.probe import (
     matrix_script,
     parse_matrix_output,
     parse_ping,

@@ -1,4 +1,4 @@
-"""A simulated control-plane shell: what labtui.ssh would return from the real node, replayed.
+"""A simulated control-plane shell: what labtui.adapters.ssh would return from the real node, replayed.
 
 Only what cannot run here is simulated (kubeadm's admin.conf on a real control plane, calicoctl
 against a real datastore), at the process boundary: labtui hands a command string to the shell,

@@ -100,7 +100,7 @@ def test_refusals_and_errors_are_messages_not_tracebacks(incident, kubeconfig_fo
 def test_admin_conf_fetched_over_ssh_stays_out_of_the_database_and_log(incident, lab_home, make_lab, incident_plan_data):
     """A lab with a plan and no kubeconfig: admin.conf comes over SSH (simulated control plane) into
     a 0600 file in the session directory; its token never reaches the database or the events."""
-    from labtui.kube import kube_for, read_cluster
+    from labtui.adapters.kube import kube_for, read_cluster
     from tests.kube.simulated_shell import SimulatedShell, admin_conf_for
 
     shell = SimulatedShell(node="cp1", cluster=incident, admin_conf=admin_conf_for(incident))
@@ -122,7 +122,7 @@ def test_admin_conf_fetch_failures_are_clear(incident, lab_home, make_lab, incid
     import pytest
 
     from labtui.errors import LabError
-    from labtui.kube import kube_for
+    from labtui.adapters.kube import kube_for
     from tests.kube.simulated_shell import SimulatedShell
 
     lab, _ = make_lab("a", plan=incident_plan_data, shell=SimulatedShell(admin_conf=None))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from labtui.errors import LabError
-from labtui.kube import KubeClient, change_pool_mode, plan_change, read_cluster
+from labtui.adapters.kube import KubeClient, change_pool_mode, plan_change, read_cluster
 from tests.harness.kube import (
     EXPIRED,
     NOBODY,
@@ -84,7 +84,7 @@ def test_forbidden_read_names_user_verb_and_resource(incident, kubeconfig_for):
 
 def test_forbidden_patch_is_clear_and_nothing_is_recorded(v3, kubeconfig_for, make_lab):
     lab, _ = make_lab(kubeconfig=kubeconfig_for(v3, VIEWER, user="viewer"))
-    from labtui.kube import kube_for
+    from labtui.adapters.kube import kube_for
 
     kc = kube_for(lab.ctx)
     state = read_cluster(kc)  # a viewer can read
@@ -156,7 +156,7 @@ def test_bad_kubeconfigs(tmp_path):
 
 def test_private_api_address_goes_through_the_forward_and_keeps_the_tls_name(incident, tmp_path, private_api_unroutable):
     """admin.conf names https://10.100.200.4:6443 (a private address, not reachable from here). The
-    forwarder (labtui.ssh's local forward in real use) lands on a real TLS server whose certificate
+    forwarder (labtui.adapters.ssh's local forward in real use) lands on a real TLS server whose certificate
     is for 10.100.200.4 only: the client must verify it against that name, not 127.0.0.1."""
     certs = make_certs(tmp_path / "pki", san_ips=["10.100.200.4"])
     front = TLSFront(incident.port, certs["server_cert"], certs["server_key"])

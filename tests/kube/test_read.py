@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from labtui.calicostate import explain_pool
-from labtui.kube import KubeClient, read_cluster
+from labtui.net.calico import explain_pool
+from labtui.adapters.kube import KubeClient, read_cluster
 from tests.harness.kube import (
     FakeCluster,
     calico_node_pod,

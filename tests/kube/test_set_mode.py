@@ -7,7 +7,7 @@ import json
 import pytest
 
 from labtui.errors import LabError
-from labtui.kube import KubeClient, change_pool_mode, plan_change, read_cluster, revert_recorded
+from labtui.adapters.kube import KubeClient, change_pool_mode, plan_change, read_cluster, revert_recorded
 from tests.harness.kube import incident_cluster, ippool, operator_cluster
 from tests.kube.simulated_shell import SimulatedShell
 
@@ -18,7 +18,7 @@ JSON_PATCH = "application/json-patch+json"
 
 def _setup(make_lab, kubeconfig_for, cluster, **kw):
     lab, events = make_lab(kubeconfig=kubeconfig_for(cluster), **kw)
-    from labtui.kube import kube_for
+    from labtui.adapters.kube import kube_for
 
     kc = kube_for(lab.ctx)
     state = read_cluster(kc)
@@ -154,7 +154,7 @@ def test_v3_served_uses_the_calico_api(v3, kubeconfig_for, make_lab):
 def test_calicoctl_over_ssh_when_present(incident, kubeconfig_for, make_lab):
     shell = SimulatedShell(node="cp1", cluster=incident, calicoctl=True)
     lab, _, kc, state = _setup(make_lab, kubeconfig_for, incident, shell=shell)
-    from labtui.kube import control_plane_shell
+    from labtui.adapters.kube import control_plane_shell
 
     change = plan_change(kc, state, POOL, "IPIP", shell=control_plane_shell(lab.ctx))
     assert change.method == "calicoctl" and change.warning is None

@@ -1,4 +1,4 @@
-"""End to end through a real OpenSSH control plane (sshd in a network namespace, labtui.ssh):
+"""End to end through a real OpenSSH control plane (sshd in a network namespace, labtui.adapters.ssh):
 the API reached through a real SSH local forward, admin.conf fetched over SSH, and calicoctl run
 over SSH. Needs root (tests/harness/sshnodes.py).
 
@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from labtui.kube import change_pool_mode, control_plane_shell, kube_for, plan_change, read_cluster
+from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for, plan_change, read_cluster
 from tests.harness.kube import TLSFront, incident_cluster, kubeconfig_text, make_certs
 
 pytestmark = pytest.mark.root
@@ -79,7 +79,7 @@ def _free_local_port() -> int:
 
 
 def test_private_api_through_a_real_ssh_forward_then_calicoctl_over_ssh(cplab, tmp_path, make_lab):
-    from labtui.ssh import configure_session_ssh
+    from labtui.adapters.ssh import configure_session_ssh
 
     cp = cplab.nodes[0]
     gw = cplab.gateway

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labtui.steps import StepState
-from labtui.wizards import wizard_for
+from labtui.stages import wizard_for
 from tests.harness.kube import incident_cluster, operator_cluster
 from tests.kube.simulated_shell import SimulatedShell, admin_conf_for
 

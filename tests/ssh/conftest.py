@@ -58,7 +58,7 @@ def make_ssh(ssh_env: Path, tmp_path: Path):
 
     trusted=True reads the harness's known_hosts as the user's (read-only) file."""
     from labtui.model import NodeSpec
-    from labtui.ssh import NodeSSH
+    from labtui.adapters.ssh import NodeSSH
 
     made = []
 

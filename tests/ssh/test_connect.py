@@ -16,7 +16,7 @@ pytestmark = pytest.mark.root
 
 
 def test_three_nodes_facts_and_session_store(lab3, make_ssh, store):
-    from labtui.facts import gather, load_facts, store_facts
+    from labtui.nodes.facts import gather, load_facts, store_facts
 
     ssh = make_ssh(lab3)
     results = gather(ssh, [n.name for n in lab3.nodes])

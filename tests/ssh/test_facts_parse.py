@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from labtui.facts import NodeFacts, parse_facts
+from labtui.nodes.facts import NodeFacts, parse_facts
 from labtui.model import Plan
-from labtui.preflight import fix_for, fixes_needed, preflight
+from labtui.nodes.preflight import fix_for, fixes_needed, preflight
 
 # Representative output of FACTS_SCRIPT on an Ubuntu 24.04 cloud VM with containerd and kubeadm
 UBUNTU_CP = """@@hostname

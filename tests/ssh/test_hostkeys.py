@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from labtui.ssh import HostKeyChanged, HostKeyUnknown
+from labtui.adapters.ssh import HostKeyChanged, HostKeyUnknown
 
 pytestmark = pytest.mark.root
 

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 def test_thirty_nodes_in_parallel(make_ssh, store):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    from labtui.facts import gather, load_facts, store_facts
+    from labtui.nodes.facts import gather, load_facts, store_facts
     from tests.harness.sshnodes import SSHNodes, root_ip_forward
 
     t0 = time.monotonic()

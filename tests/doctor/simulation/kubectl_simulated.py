@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """kubectl, SIMULATED for the doctor's live proof on the test nodes (no kubelet can run here).
 
-Handles only what labtui.probe sends: `apply -f -` (probe pods), `wait`, `get pods -o json`,
+Handles only what labtui.doctor.probe sends: `apply -f -` (probe pods), `wait`, `get pods -o json`,
 `exec POD -- sh -c SCRIPT` and `delete pod -l`. Pods live in the node's private /tmp. `exec`
 runs the script for real with a `ping` first on PATH:
 - replay mode: a simulated ping replays the output recorded from the real busybox ping

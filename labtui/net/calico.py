@@ -1,6 +1,6 @@
 """What the cluster says about Calico, as plain dataclasses, and what each pool mode means here.
 
-Pure functions over the JSON the Kubernetes API returns (no kubernetes import): `labtui.kube`
+Pure functions over the JSON the Kubernetes API returns (no kubernetes import): `labtui.adapters.kube`
 fetches, this module interprets, so the doctor, the CLI and the screen share one reading.
 
 - `parse_node` / `parse_pool` / `parse_pod` turn API objects into `NodeInfo`, `IPPoolInfo`,
@@ -20,8 +20,8 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .errors import LabError
-from .model import Encapsulation
+from labtui.errors import LabError
+from labtui.model import Encapsulation
 
 # Annotations calico-node writes on each Kubernetes node.
 ANN_IPV4 = "projectcalico.org/IPv4Address"

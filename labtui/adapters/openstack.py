@@ -1,8 +1,8 @@
 """The OpenStack adapter (openstacksdk, imported lazily): connect, discover the lab, apply fixes.
 
     conn = connect("mycloud", emit=ctx.emit)        # clouds.yaml / OS_CLOUD / OS_* variables
-    lab = discover(conn, plan.nodes)                # -> labtui.calico.LabNetwork
-    report = labtui.calico.evaluate(lab, CalicoNetworking.for_encapsulation(...))
+    lab = discover(conn, plan.nodes)                # -> labtui.net.check.LabNetwork
+    report = labtui.net.check.evaluate(lab, CalicoNetworking.for_encapsulation(...))
     actions = fix_actions(report)                   # Actions: exact `openstack ...` command + API call
     create_rule(conn, ...) / add_allowed_address_pairs(conn, port, [cidr]) / disable_port_security(conn, port)
     revert_change(conn, change)                     # undo a recorded Change
@@ -20,8 +20,8 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from . import events as ev
-from .calico import (
+from labtui import events as ev
+from labtui.net.check import (
     AAP_QUOTA,
     LabNetwork,
     LabNode,
@@ -33,9 +33,9 @@ from .calico import (
     SecurityGroup,
     SGRule,
 )
-from .errors import LabError
-from .events import Event
-from .steps import Action, Risk
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import Action, Risk
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -223,7 +223,7 @@ def _quiet_sdk_logging() -> None:
 def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Event], None] | None = None,
             check_network: bool = True) -> CloudConnection:
     """Authenticate to the cloud `name` and make sure it has a network service."""
-    from .cloudconfig import ENV_CLOUD, load_clouds
+    from labtui.cloudconfig import ENV_CLOUD, load_clouds
 
     if not name:
         raise LabError("no cloud is set for this lab", "pass --cloud NAME, or choose a cloud in the plan",
@@ -593,7 +593,7 @@ def _service(ctx: Any, cloud: str | None = None) -> CloudConnection:
 
 
 def _record(ctx: Any, **change: Any) -> Any:
-    from .store import Change
+    from labtui.store import Change
 
     return ctx.record_change(Change(**change))
 
@@ -659,7 +659,7 @@ def fix_actions(report: Report, only: Iterable[str] | None = None) -> list[Actio
 
 def port_security_actions(report: Report, nodes: Iterable[str] | None = None) -> list[Action]:
     """The last resort, offered separately: port security off on the node ports."""
-    from .calico import port_security_fixes
+    from labtui.net.check import port_security_fixes
 
     wanted = set(nodes) if nodes else None
     return [fix_action(f) for f in port_security_fixes(report.lab) if wanted is None or f.node in wanted]

@@ -4,7 +4,7 @@ Three parts, each usable alone (the cloud wizard, `labtui cloud check`, the Secu
 the doctor share them):
 
 1. **Network facts** (`SGRule`, `SecurityGroup`, `NodePort`, `LabNode`, `LabNetwork`): the lab as
-   the cloud shows it. `labtui.cloud.discover()` fills them from Neutron and Nova; tests and the
+   the cloud shows it. `labtui.adapters.openstack.discover()` fills them from Neutron and Nova; tests and the
    doctor may build them by hand.
 2. **Requirements** (`CalicoNetworking`, `derive_requirements`): from the encapsulation (IPIP or
    VXLAN, Always or CrossSubnet, or none), BGP on or off, Typha on or off and the node roles,
@@ -16,8 +16,8 @@ the doctor share them):
    egress rules removed), with the fixes (`RuleFix`, `PairsFix`, `PortSecurityFix`) that would
    satisfy it. Fixes carry the exact `openstack ...` command and the API request.
 
-Calico *cluster* reading (pools, Installation, calico-node) lives in labtui.kube and
-labtui.calicostate; this module only needs the encapsulation, BGP and Typha flags from them.
+Calico *cluster* reading (pools, Installation, calico-node) lives in labtui.adapters.kube and
+labtui.net.calico; this module only needs the encapsulation, BGP and Typha flags from them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from .model import Encapsulation
+from labtui.model import Encapsulation
 
 SATISFIED = "satisfied"
 MISSING = "missing"

@@ -12,10 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .facts import NodeFacts
+from labtui.nodes.facts import NodeFacts
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import Plan
+    from labtui.model import Plan
 
 ERROR, WARNING, INFO, OK = "error", "warning", "info", "ok"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2, OK: 3}

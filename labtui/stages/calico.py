@@ -6,20 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import LabError
-from ..model import ENCAPSULATION_CHOICES, Encapsulation
-from ..steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+from labtui.errors import LabError
+from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
+from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 
 def _kube(ctx: StepContext, refresh: bool = False, fetch: bool = False):
     """The session's client. Checks never fetch admin.conf (they only read); the first step's action does."""
-    from ..kube import kube_for
+    from labtui.adapters.kube import kube_for
 
     return kube_for(ctx, ctx.inputs.get("kubeconfig") or None, refresh=refresh, fetch=fetch or refresh)
 
 
 def _read(ctx: StepContext):
-    from ..kube import read_cluster
+    from labtui.adapters.kube import read_cluster
 
     state = read_cluster(_kube(ctx))
     data = state.to_dict()
@@ -153,7 +153,7 @@ class EncapsulationStep(Step):
         return CheckResult(True, f"every enabled IPv4 pool is {target.value}")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from ..kube import change_pool_mode, control_plane_shell, plan_change
+        from labtui.adapters.kube import change_pool_mode, control_plane_shell, plan_change
 
         state = ctx.services.get("calico.state") or _read(ctx)
         kc = _kube(ctx)

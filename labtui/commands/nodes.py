@@ -21,8 +21,8 @@ import shlex
 import sys
 from typing import Any
 
-from .cli import eprint
-from .errors import LabError
+from labtui.cli import eprint
+from labtui.errors import LabError
 
 STATUS_KINDS = ("action.start", "action.done", "action.failed", "change", "warn", "error", "info",
                 "step.start", "step.done", "step.failed")
@@ -35,8 +35,8 @@ def _progress(event) -> None:
 
 
 def _open(args: argparse.Namespace, emit=_progress, *, need_plan: bool = True):
-    from .session import LabSession
-    from .store import Store
+    from labtui.session import LabSession
+    from labtui.store import Store
 
     store = Store()
     inventory = getattr(args, "inventory", None)
@@ -58,14 +58,14 @@ def _open(args: argparse.Namespace, emit=_progress, *, need_plan: bool = True):
 
 
 def _create_from_inventory(store, name: str, path: str, subnet: str | None = None) -> None:
-    from .inventory import load_inventory
-    from .model import Plan, guess_subnet
+    from labtui.inventory import load_inventory
+    from labtui.model import Plan, guess_subnet
 
     nodes = load_inventory(path)
     subnet = subnet or guess_subnet(n.get("address", "") for n in nodes)
     if subnet is None:  # aliases from ~/.ssh/config: their HostName tells the subnet
-        from .model import NodeSpec
-        from .ssh import NodeSSH
+        from labtui.model import NodeSpec
+        from labtui.adapters.ssh import NodeSSH
 
         probe = NodeSSH([NodeSpec.model_validate(n) for n in nodes])
         try:
@@ -85,7 +85,7 @@ def _create_from_inventory(store, name: str, path: str, subnet: str | None = Non
 
 
 def _ssh(lab, args: argparse.Namespace):
-    from .ssh import configure_session_ssh
+    from labtui.adapters.ssh import configure_session_ssh
 
     options: dict[str, Any] = {"accept_new_host_keys": bool(getattr(args, "accept_new_host_keys", False)),
                                "headless": True}
@@ -122,8 +122,8 @@ def _names(lab, args: argparse.Namespace) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .facts import gather, store_facts
-    from .preflight import preflight
+    from labtui.nodes.facts import gather, store_facts
+    from labtui.nodes.preflight import preflight
 
     lab = _open(args)
     try:
@@ -196,7 +196,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_facts(args: argparse.Namespace) -> int:
-    from .facts import load_facts
+    from labtui.nodes.facts import load_facts
 
     lab = _open(args, need_plan=False)
     try:
@@ -284,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from .ssh import HostKeyChanged, HostKeyUnknown
+    from labtui.adapters.ssh import HostKeyChanged, HostKeyUnknown
 
     lab = _open(args)
     try:
@@ -363,8 +363,8 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from .steps import StepState
-    from .wizards.nodes import build
+    from labtui.steps import StepState
+    from labtui.stages.nodes import build
 
     def confirm(actions) -> bool:
         print("\nlabtui would change the nodes:", file=sys.stderr)

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import eprint
-from .errors import LabError
+from labtui.cli import eprint
+from labtui.errors import LabError
 
 
 def _print_event(event) -> None:
@@ -119,14 +119,14 @@ def covering_subnet(addresses: list[str]) -> str | None:
 
 def adopt(store, args: argparse.Namespace) -> None:
     """Create a lab for a cluster labtui did not build: nodes (optional), cloud, kubeconfig."""
-    from .model import Plan
+    from labtui.model import Plan
 
     if store.has_session(args.name):
         raise LabError(f"a lab named {args.name!r} already exists",
                        f"run `labtui doctor {args.name}` on it, or choose another name for --adopt")
     nodes: list[dict[str, Any]] = []
     if args.inventory:
-        from .inventory import load_inventory
+        from labtui.inventory import load_inventory
 
         nodes = _finish_nodes(load_inventory(args.inventory), args.control_plane, args.user, args.key)
     elif args.nodes:
@@ -152,8 +152,8 @@ def adopt(store, args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .session import LabSession
-    from .store import Store
+    from labtui.session import LabSession
+    from labtui.store import Store
 
     store = Store()
     if args.adopt:
@@ -167,7 +167,7 @@ def _open(args: argparse.Namespace):
         store.save_inputs(args.name, {"cloud": args.cloud})
     lab = LabSession(store, args.name, emit=_print_event, confirm=_confirm(args))
     if lab.record.plan.get("nodes"):
-        from .ssh import configure_session_ssh
+        from labtui.adapters.ssh import configure_session_ssh
 
         configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
                               connect_timeout=8.0)
@@ -194,9 +194,9 @@ def _confirm(args: argparse.Namespace):
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import render_text
-    from .doctor_run import apply_fix, run_doctor
-    from .redact import redact, redact_data
+    from labtui.doctor.reason import render_text
+    from labtui.doctor.run import apply_fix, run_doctor
+    from labtui.redact import redact, redact_data
 
     lab = _open(args)
     try:
@@ -230,7 +230,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _revert(lab, args: argparse.Namespace) -> int:
-    from .doctor_revert import revert_changes
+    from labtui.doctor.revert import revert_changes
 
     changes = [c for c in lab.store.changes(lab.record.id, include_reverted=False)]
     if args.revert != "all":
@@ -257,9 +257,9 @@ def _revert(lab, args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .paths import write_private
-    from .report import session_report
-    from .store import Store
+    from labtui.paths import write_private
+    from labtui.report import session_report
+    from labtui.store import Store
 
     text = session_report(Store(), args.name, log_lines=args.log)
     if args.output:

@@ -15,8 +15,8 @@ import json
 import sys
 from typing import Any
 
-from .cli import eprint
-from .errors import LabError
+from labtui.cli import eprint
+from labtui.errors import LabError
 
 STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
 
@@ -28,8 +28,8 @@ def _print_event(event) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .session import LabSession
-    from .store import Store
+    from labtui.session import LabSession
+    from labtui.store import Store
 
     store = Store()
     if not store.has_session(args.name):
@@ -44,7 +44,7 @@ def _open(args: argparse.Namespace):
 
 
 def _check(lab, args: argparse.Namespace):
-    from .wizards.cloud import check
+    from labtui.stages.cloud import check
 
     return check(lab.ctx, encapsulation=getattr(args, "encapsulation", None), bgp=getattr(args, "bgp", None),
                  typha=getattr(args, "typha", None), timeout=getattr(args, "timeout", None))
@@ -134,7 +134,7 @@ def _confirm(actions, yes: bool) -> bool:
 
 
 def _apply(lab, actions) -> list[Any]:
-    from .events import ACTION_DONE, ACTION_FAILED, ACTION_START, Event
+    from labtui.events import ACTION_DONE, ACTION_FAILED, ACTION_START, Event
 
     results = []
     for a in actions:
@@ -149,7 +149,7 @@ def _apply(lab, actions) -> list[Any]:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from .wizards.cloud import plan_fixes
+    from labtui.stages.cloud import plan_fixes
 
     with _open(args) as lab:
         report = _check(lab, args)
@@ -176,7 +176,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from .cloud import revert_actions
+    from labtui.adapters.openstack import revert_actions
 
     with _open(args) as lab:
         changes = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]

@@ -43,15 +43,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from . import events as ev
-from .errors import LabError
-from .events import Event, null_emit
-from .paths import known_hosts_path, write_private
-from .redact import add_secret
+from labtui import events as ev
+from labtui.errors import LabError
+from labtui.events import Event, null_emit
+from labtui.paths import known_hosts_path, write_private
+from labtui.redact import add_secret
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import NodeSpec
-    from .steps import StepContext
+    from labtui.model import NodeSpec
+    from labtui.steps import StepContext
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_AUTH_TIMEOUT = 20.0
@@ -1450,7 +1450,7 @@ def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     decider, passphrase callback, --accept-new-host-keys); steps just call this."""
     svc = ctx.services.get("ssh")
     plan = ctx.session.plan or {}
-    from .model import NodeSpec
+    from labtui.model import NodeSpec
 
     nodes = [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
     if svc is None:
@@ -1461,7 +1461,7 @@ def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
 
 
 def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
-    from .model import NodeSpec
+    from labtui.model import NodeSpec
 
     old = ctx.services.pop("ssh", None)
     if old is not None:
@@ -1480,7 +1480,7 @@ def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
 
 
 class _NodeShell:
-    """The `Shell` protocol of labtui.kube / labtui.probe on one node through NodeSSH."""
+    """The `Shell` protocol of labtui.adapters.kube / labtui.doctor.probe on one node through NodeSSH."""
 
     def __init__(self, ssh: NodeSSH, node: str) -> None:
         self.ssh = ssh
@@ -1492,10 +1492,10 @@ class _NodeShell:
 
 
 def kube_shell(ctx: "StepContext", node: Any) -> _NodeShell:
-    """A Shell on `node` (a NodeSpec or a name) for labtui.kube: run(command, timeout, quiet)."""
+    """A Shell on `node` (a NodeSpec or a name) for labtui.adapters.kube: run(command, timeout, quiet)."""
     return _NodeShell(session_ssh(ctx), getattr(node, "name", node))
 
 
 def local_forward(ctx: "StepContext", node: Any, remote_host: str, remote_port: int) -> tuple[int, Callable[[], None]]:
-    """An SSH local port forward through `node` for labtui.kube: (local port, closer)."""
+    """An SSH local port forward through `node` for labtui.adapters.kube: (local port, closer)."""
     return session_ssh(ctx).forward_local(getattr(node, "name", node), remote_host, remote_port)

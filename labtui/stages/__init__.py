@@ -9,10 +9,10 @@ import importlib
 import importlib.util
 from functools import lru_cache
 
-from ..steps import Wizard
+from labtui.steps import Wizard
 
 WIZARD_ORDER = ["plan", "nodes", "cloud", "calico", "doctor"]
-WIZARD_MODULES = {w: f"labtui.wizards.{w}" for w in WIZARD_ORDER}
+WIZARD_MODULES = {w: f"labtui.stages.{w}" for w in WIZARD_ORDER}
 
 
 @lru_cache(maxsize=None)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import LabError
-from ..steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+from labtui.errors import LabError
+from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 FIX_CHOICES = [
     ("", "the recommended option"),
@@ -20,7 +20,7 @@ FIX_CHOICES = [
 
 def _diagnose(ctx: StepContext, live: bool = False) -> Any:
     """check() runs on every resume: it only reads (no probe pods); verify() adds the live proof."""
-    from ..doctor_run import run_doctor
+    from labtui.doctor.run import run_doctor
 
     diag = run_doctor(ctx, live=live and bool(ctx.inputs.get("doctor_live", True)))
     ctx.services["doctor.diag"] = diag
@@ -49,12 +49,12 @@ class DiagnoseStep(Step):
             diag = _diagnose(ctx, live)
         except LabError as exc:
             return CheckResult(False, exc.render())
-        from ..doctor_run import summary_line
+        from labtui.doctor.run import summary_line
 
         return CheckResult(diag.exit_code == 0, summary_line(diag), {"status": diag.status, "exit_code": diag.exit_code})
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from ..doctor_run import fix_actions
+        from labtui.doctor.run import fix_actions
 
         diag = ctx.services.get("doctor.diag") or _diagnose(ctx)
         if diag.exit_code == 0:
@@ -88,7 +88,7 @@ class ReportStep(Step):
     )
 
     def _path(self, ctx: StepContext):
-        from ..paths import session_dir
+        from labtui.paths import session_dir
 
         return session_dir(ctx.session.name, ctx.store.home) / "report.md"
 
@@ -100,8 +100,8 @@ class ReportStep(Step):
         p = self._path(ctx)
 
         def write(c: StepContext, a: Action) -> str:
-            from ..paths import write_private
-            from ..report import session_report
+            from labtui.paths import write_private
+            from labtui.report import session_report
 
             write_private(p, session_report(c.store, c.session.name))
             return str(p)

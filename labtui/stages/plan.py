@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cloudconfig import load_clouds
-from ..errors import LabError
-from ..inventory import load_inventory
-from ..model import (
+from labtui.cloudconfig import load_clouds
+from labtui.errors import LabError
+from labtui.inventory import load_inventory
+from labtui.model import (
     CALICO_VERSIONS,
     DEFAULT_CALICO,
     DEFAULT_KUBERNETES,
@@ -22,7 +22,7 @@ from ..model import (
     network_problems,
     node_problems,
 )
-from ..steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 NO_CLOUD = ""
 

@@ -1,11 +1,11 @@
 """Gather the doctor's facts from the three adapters, in parallel, and merge them into DoctorFacts.
 
-- the cluster (labtui.kube): Calico install mode, backend/BGP, pools and their modes, nodes with
+- the cluster (labtui.adapters.kube): Calico install mode, backend/BGP, pools and their modes, nodes with
   their Calico address (address/prefix: the subnet Calico decides CrossSubnet with), calico-node
   health;
-- the cloud (labtui.cloud): each node's Neutron port (fixed IP, subnet, port security,
+- the cloud (labtui.adapters.openstack): each node's Neutron port (fixed IP, subnet, port security,
   allowed-address-pairs, security groups) and the groups' rules;
-- the nodes (labtui.ssh): the interface holding the node's address and its prefix, whether the
+- the nodes (labtui.adapters.ssh): the interface holding the node's address and its prefix, whether the
   ipip module is loaded, BGP session state when calicoctl is there.
 
 A source that cannot be reached becomes an `Unchecked` ("could not check the security groups:
@@ -20,9 +20,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from .doctor import BgpPeer, Calico, DoctorFacts, Group, Node, Pool, Port, Rule, Unchecked
-from .errors import LabError
-from .events import INFO, WARN, Event, null_emit
+from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Group, Node, Pool, Port, Rule, Unchecked
+from labtui.errors import LabError
+from labtui.events import INFO, WARN, Event, null_emit
 
 TUNNEL_IFACES = re.compile(r"^(tunl\d*|vxlan\.calico|vxlan-v6\.calico|cali[0-9a-f]+|wireguard\.cali|docker\d*|cni\d*|kube-ipvs\d*|lo)$")
 
@@ -115,8 +115,8 @@ def parse_bgp_status(text: str) -> list[BgpPeer] | None:
 
 
 def facts_from_cluster(state: Any) -> tuple[list[Pool], Calico, dict[str, dict[str, Any]]]:
-    """labtui.kube's ClusterState -> doctor pools, Calico, and per-node cluster facts."""
-    from .calicostate import find_installation_pool
+    """labtui.adapters.kube's ClusterState -> doctor pools, Calico, and per-node cluster facts."""
+    from labtui.net.calico import find_installation_pool
 
     inst = state.install
     pools = []
@@ -152,7 +152,7 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
 
 
 def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
-    """labtui.cloud's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id."""
+    """labtui.adapters.openstack's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id."""
     ports: dict[str, Port] = {}
     groups: dict[str, Group] = {}
     for g in _get(lab, "groups", default=[]) or []:
@@ -313,9 +313,9 @@ def gather(
 ) -> DoctorFacts:
     """Run the three sources at once; each failure becomes an Unchecked.
 
-    `read_cluster()` returns a labtui.kube ClusterState; `read_cloud(nodes)` returns the cloud
+    `read_cluster()` returns a labtui.adapters.kube ClusterState; `read_cloud(nodes)` returns the cloud
     adapter's LabNetwork for those nodes (the plan's; without a plan, the cluster's, after the
-    cluster was read); `ssh` is a labtui.ssh.NodeSSH for the plan's nodes."""
+    cluster was read); `ssh` is a labtui.adapters.ssh.NodeSSH for the plan's nodes."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     unchecked: list[Unchecked] = []

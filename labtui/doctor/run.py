@@ -3,9 +3,9 @@
 `run_doctor(ctx)` is what the wizard step, the screen and `labtui doctor NAME` call. Where the
 sources come from:
 - nodes: the session's plan (or the nodes given to `labtui doctor --adopt`);
-- Kubernetes: `labtui.kube.kube_for(ctx, kubeconfig)` (a kubeconfig named by the user, the
+- Kubernetes: `labtui.adapters.kube.kube_for(ctx, kubeconfig)` (a kubeconfig named by the user, the
   session's admin.conf, or one fetched from the control plane over SSH);
-- the cloud: the session's cloud name, through `labtui.cloud`.
+- the cloud: the session's cloud name, through `labtui.adapters.openstack`.
 
 `apply_fix(ctx, diag, option)` turns a FixOption into steps.Actions (security groups, then ports,
 then the Calico switch), asks for confirmation, runs them through the adapters, records every
@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from . import events as ev
-from .doctor import (
+from labtui import events as ev
+from labtui.doctor.reason import (
     Diagnosis,
     DoctorFacts,
     FixAction,
@@ -28,10 +28,10 @@ from .doctor import (
     diagnose,
     ordered_actions,
 )
-from .errors import LabError
-from .events import Event
-from .steps import Action, Risk, StepContext
-from .store import Change
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import Action, Risk, StepContext
+from labtui.store import Change
 
 DOCTOR_SCOPE = "doctor"
 
@@ -40,7 +40,7 @@ DOCTOR_SCOPE = "doctor"
 
 
 def plan_nodes(ctx: StepContext) -> list[Any]:
-    from .model import NodeSpec
+    from labtui.model import NodeSpec
 
     plan = ctx.session.plan or {}
     return [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
@@ -51,7 +51,7 @@ def cloud_name(ctx: StepContext) -> str | None:
 
 
 def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] | None:
-    from .paths import session_dir
+    from labtui.paths import session_dir
 
     have = kubeconfig or ctx.inputs.get("kubeconfig") or (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists() \
         or plan_nodes(ctx)
@@ -59,7 +59,7 @@ def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] 
         return None
 
     def read() -> Any:
-        from .kube import kube_for, read_cluster
+        from labtui.adapters.kube import kube_for, read_cluster
 
         kc = kube_for(ctx, kubeconfig)
         try:
@@ -90,17 +90,17 @@ def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[list[Any]], A
 def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
     """The nodes' Neutron ports found by their fixed IP in one request, then their subnets and groups
     in parallel: the doctor needs no Nova listing (1-1.5 s on a busy cloud). Nodes whose address is
-    not a fixed IP of this cloud (a floating IP, a host name) go through labtui.cloud.discover
+    not a fixed IP of this cloud (a floating IP, a host name) go through labtui.adapters.openstack.discover
     (servers by name), so "not a server of this cloud" keeps its meaning.
 
-    An adapter over labtui.cloud's CloudConnection (the SDK calls go through `conn.call`, which
-    announces them in the command log and translates errors); returns a labtui.calico.LabNetwork."""
+    An adapter over labtui.adapters.openstack's CloudConnection (the SDK calls go through `conn.call`, which
+    announces them in the command log and translates errors); returns a labtui.net.check.LabNetwork."""
     import ipaddress
     from collections import Counter
     from concurrent.futures import ThreadPoolExecutor
 
-    from . import cloud
-    from .calico import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule
+    from labtui.adapters import openstack as cloud
+    from labtui.net.check import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule
 
     sdk = conn.conn
     plan = []
@@ -184,8 +184,8 @@ def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
 
 
 def cloud_service(ctx: StepContext, name: str) -> Any:
-    """The session's CloudConnection (ctx.services["cloud"], shared with labtui.cloud's steps)."""
-    from . import cloud
+    """The session's CloudConnection (ctx.services["cloud"], shared with labtui.adapters.openstack's steps)."""
+    from labtui.adapters import openstack as cloud
 
     svc = ctx.services.get("cloud")
     if svc is None:
@@ -204,7 +204,7 @@ def _accepts(fn: Callable, param: str) -> bool:
 
 
 class NodeShell:
-    """A labtui.kube / labtui.probe Shell on one node through the session's NodeSSH (with sudo)."""
+    """A labtui.adapters.kube / labtui.doctor.probe Shell on one node through the session's NodeSSH (with sudo)."""
 
     def __init__(self, ssh: Any, node: str, sudo: bool = True) -> None:
         self.ssh = ssh
@@ -217,9 +217,9 @@ class NodeShell:
 
 
 def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
-    """What labtui.facts stored for each node (used when SSH cannot reach a node now)."""
+    """What labtui.nodes.facts stored for each node (used when SSH cannot reach a node now)."""
     try:
-        from .facts import load_facts
+        from labtui.nodes.facts import load_facts
     except ImportError:  # pragma: no cover
         return {}
     out = {}
@@ -235,12 +235,12 @@ def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
 
 def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
                    ssh_timeout: float = 20.0) -> DoctorFacts:
-    from .doctor_gather import gather
+    from labtui.doctor.gather import gather
 
     nodes = plan_nodes(ctx)
     ssh = None
     if nodes:
-        from .ssh import session_ssh
+        from labtui.adapters.ssh import session_ssh
 
         ssh = session_ssh(ctx)
     facts = gather(
@@ -261,7 +261,7 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
 
 
 def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
-    from .doctor_gather import primary_address
+    from labtui.doctor.gather import primary_address
 
     stored = None
     for n in facts.nodes:
@@ -277,7 +277,7 @@ def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
 
 def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
     """The matrix and the capture, when the cluster and the control plane over SSH are reachable."""
-    from .probe import run_live_proof
+    from labtui.doctor.probe import run_live_proof
 
     if not facts.sources.get("kube"):
         return
@@ -387,10 +387,10 @@ def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warn
 
 
 def _calico_change(ctx: StepContext, diag: Diagnosis, fa: FixAction) -> Any:
-    """The exact change labtui.kube will make (operator Installation, v3 API, calicoctl or CRD)."""
+    """The exact change labtui.adapters.kube will make (operator Installation, v3 API, calicoctl or CRD)."""
     try:
-        from .calicostate import parse_encapsulation
-        from .kube import control_plane_shell, kube_for, plan_change, read_cluster
+        from labtui.net.calico import parse_encapsulation
+        from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
 
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
         state = ctx.services.get("doctor.cluster") or read_cluster(kc)
@@ -403,13 +403,13 @@ def _calico_change(ctx: StepContext, diag: Diagnosis, fa: FixAction) -> Any:
 
 
 def _encapsulation(ipip: str, vxlan: str) -> str:
-    from .doctor import ENCAP_BY_MODES
+    from labtui.doctor.reason import ENCAP_BY_MODES
 
     return ENCAP_BY_MODES[(ipip, vxlan)]
 
 
 def _run_calico(ctx: StepContext, action: Action, accept_crd_warning: bool) -> Any:
-    from .kube import change_pool_mode, control_plane_shell, kube_for, read_cluster
+    from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for, read_cluster
 
     change = action.data.get("change")
     if change is None:
@@ -426,8 +426,8 @@ def _run_calico(ctx: StepContext, action: Action, accept_crd_warning: bool) -> A
 
 
 def _run_cloud(ctx: StepContext, action: Action) -> Any:
-    """One OpenStack change through labtui.cloud, recorded with its revert."""
-    from . import cloud
+    """One OpenStack change through labtui.adapters.openstack, recorded with its revert."""
+    from labtui.adapters import openstack as cloud
 
     conn = cloud_service(ctx, cloud_name(ctx) or "")
     d = action.data

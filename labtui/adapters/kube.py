@@ -12,7 +12,7 @@ Reaching the API
     client goes through an SSH local port forward via the control-plane node to the same
     host:port, and keeps the TLS server name of the original address, so the API server's
     certificate is still verified against it. The forward comes from a `Forwarder` callable:
-    `ssh_forwarder(ctx)` builds one from labtui.ssh; tests pass their own.
+    `ssh_forwarder(ctx)` builds one from labtui.adapters.ssh; tests pass their own.
 
 Errors
     401 -> credentials expired or invalid; 403 -> RBAC forbids this verb on this resource;
@@ -45,8 +45,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from . import events as ev
-from .calicostate import (
+from labtui import events as ev
+from labtui.net.calico import (
     OPERATOR_API,
     V1,
     V3,
@@ -60,10 +60,10 @@ from .calicostate import (
     parse_pool,
     plan_mode_change,
 )
-from .errors import LabError
-from .events import Event, null_emit
-from .paths import session_dir, write_private
-from .store import Change
+from labtui.errors import LabError
+from labtui.events import Event, null_emit
+from labtui.paths import session_dir, write_private
+from labtui.store import Change
 
 ADMIN_CONF = "admin.conf"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds for every API request
@@ -74,7 +74,7 @@ Forwarder = Callable[[str, int], "tuple[int, Callable[[], None]]"]
 
 
 class Shell(Protocol):
-    """A command runner on the control-plane node (labtui.ssh in real use, a simulation in tests).
+    """A command runner on the control-plane node (labtui.adapters.ssh in real use, a simulation in tests).
 
     `run` must not stream stdout into the event log when `quiet` is set (admin.conf is a secret)."""
 
@@ -565,7 +565,7 @@ def read_cluster(kc: KubeClient) -> ClusterState:
 
 
 def _image_version(image: str | None) -> str | None:
-    from .calicostate import image_version
+    from labtui.net.calico import image_version
 
     return image_version(image)
 
@@ -711,8 +711,8 @@ def revert_recorded(ctx: Any, kc: KubeClient, state: ClusterState, record: Chang
         raise LabError(f"change #{record.id} is not a Calico pool change", "pick a calico.pool-mode change")
     if record.reverted:
         raise LabError(f"change #{record.id} was already reverted", "nothing to do")
-    from .calicostate import ApiCall
-    from .model import Encapsulation
+    from labtui.net.calico import ApiCall
+    from labtui.model import Encapsulation
 
     ra = data.get("revert_api")
     change = ModeChange(
@@ -736,14 +736,14 @@ def revert_recorded(ctx: Any, kc: KubeClient, state: ClusterState, record: Chang
 
 
 def _plan_of(ctx: Any):
-    from .model import Plan
+    from labtui.model import Plan
 
     data = ctx.session.plan
     return Plan.model_validate(data) if data else None
 
 
 def control_plane_shell(ctx: Any) -> Shell | None:
-    """A Shell on the plan's control-plane node through labtui.ssh, or None (no plan, no adapter).
+    """A Shell on the plan's control-plane node through labtui.adapters.ssh, or None (no plan, no adapter).
 
     Kept behind this one function so the SSH adapter can be wired without touching the rest."""
     factory = ctx.services.get("kube.shell_factory")
@@ -753,14 +753,14 @@ def control_plane_shell(ctx: Any) -> Shell | None:
     if plan is None or not plan.nodes:
         return None
     try:
-        from . import ssh  # noqa: F401 - written by the SSH engineer; absent until then
+        from labtui.adapters import ssh  # noqa: F401 - written by the SSH engineer; absent until then
     except ImportError:
         return None
     return _ssh_shell(ctx, plan.control_plane)
 
 
 def _ssh_shell(ctx: Any, node: Any) -> Shell | None:
-    from . import ssh
+    from labtui.adapters import ssh
 
     make = getattr(ssh, "kube_shell", None)
     if callable(make):
@@ -788,7 +788,7 @@ def _ssh_shell(ctx: Any, node: Any) -> Shell | None:
 
 
 def ssh_forwarder(ctx: Any) -> Forwarder | None:
-    """An SSH local port forward via the control-plane node (labtui.ssh), or None."""
+    """An SSH local port forward via the control-plane node (labtui.adapters.ssh), or None."""
     factory = ctx.services.get("kube.forwarder_factory")
     if factory is not None:
         return factory(ctx)
@@ -796,7 +796,7 @@ def ssh_forwarder(ctx: Any) -> Forwarder | None:
     if plan is None or not plan.nodes:
         return None
     try:
-        from . import ssh
+        from labtui.adapters import ssh
     except ImportError:
         return None
     node = plan.control_plane

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import events as ev
-from .errors import LabError
-from .events import Event
-from .steps import StepContext
-from .store import Change
+from labtui import events as ev
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import StepContext
+from labtui.store import Change
 
 
 def revert_changes(ctx: StepContext, changes: list[Change]) -> list[Change]:
@@ -32,15 +32,15 @@ def revert_changes(ctx: StepContext, changes: list[Change]) -> list[Change]:
 
 def revert_one(ctx: StepContext, change: Change) -> Any:
     if change.kind == "calico.pool-mode":
-        from .kube import control_plane_shell, kube_for, read_cluster, revert_recorded
+        from labtui.adapters.kube import control_plane_shell, kube_for, read_cluster, revert_recorded
 
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
         return revert_recorded(ctx, kc, read_cluster(kc), change, shell=control_plane_shell(ctx),
                                wait_timeout=float(ctx.services.get("doctor.calico_wait", 90.0)),
                                poll=float(ctx.services.get("doctor.calico_poll", 1.0)))
     if change.kind.startswith("openstack."):
-        from . import cloud
-        from .doctor_run import cloud_name, cloud_service
+        from labtui.adapters import openstack as cloud
+        from labtui.doctor.run import cloud_name, cloud_service
 
         conn = cloud_service(ctx, cloud_name(ctx) or "")
         msg = cloud.revert_change(conn, change)

@@ -15,8 +15,8 @@ import json
 import sys
 from typing import Any
 
-from .cli import eprint
-from .errors import LabError
+from labtui.cli import eprint
+from labtui.errors import LabError
 
 MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insensitive)"
 
@@ -28,8 +28,8 @@ def _print_event(event) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from .session import LabSession
-    from .store import Store
+    from labtui.session import LabSession
+    from labtui.store import Store
 
     store = Store()
     if not store.has_session(args.name):
@@ -47,7 +47,7 @@ def _open(args: argparse.Namespace):
 
 
 def _connect(lab, args: argparse.Namespace):
-    from .kube import kube_for
+    from labtui.adapters.kube import kube_for
 
     return kube_for(lab.ctx, getattr(args, "kubeconfig", None), refresh=getattr(args, "refresh_kubeconfig", False))
 
@@ -100,7 +100,7 @@ def render_state(state, via: str | None = None) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .kube import read_cluster
+    from labtui.adapters.kube import read_cluster
 
     with _open(args) as lab:
         kc = _connect(lab, args)
@@ -124,7 +124,7 @@ def _ask(prompt: str) -> str:
 
 
 def cmd_set_mode(args: argparse.Namespace) -> int:
-    from .kube import change_pool_mode, control_plane_shell, plan_change, read_cluster
+    from labtui.adapters.kube import change_pool_mode, control_plane_shell, plan_change, read_cluster
 
     with _open(args) as lab:
         kc = _connect(lab, args)
@@ -169,7 +169,7 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from .kube import control_plane_shell, read_cluster, revert_recorded
+    from labtui.adapters.kube import control_plane_shell, read_cluster, revert_recorded
 
     with _open(args) as lab:
         candidates = [c for c in lab.store.changes(lab.record.id, include_reverted=args.change_id is not None)

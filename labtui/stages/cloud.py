@@ -3,7 +3,7 @@ and ports against what Calico and kubeadm need, and fix what is missing.
 
 Also the session-level helpers the CLI (`labtui cloud ...`) and the Security screen share:
 `networking(ctx)`, `check(ctx)`, `plan_fixes(ctx, report)`. Cheap to import: openstacksdk is
-only imported by labtui.cloud when a step runs.
+only imported by labtui.adapters.openstack when a step runs.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..calico import CalicoNetworking, Report, evaluate
-from ..errors import LabError
-from ..events import Event
-from ..model import Encapsulation
-from ..steps import Action, CheckResult, Step, StepContext, Wizard
+from labtui.net.check import CalicoNetworking, Report, evaluate
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.model import Encapsulation
+from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 SCOPE = "cloud"
 
@@ -26,7 +26,7 @@ def cloud_name(ctx: StepContext) -> str | None:
 
 def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
     """The session's cloud connection (shared with the doctor under ctx.services["cloud"])."""
-    from .. import cloud as cloudmod
+    from labtui.adapters import openstack as cloudmod
 
     svc = ctx.services.get("cloud")
     name = cloud or cloud_name(ctx)
@@ -73,8 +73,8 @@ def plan_nodes(ctx: StepContext) -> list[dict[str, Any]]:
 def check(ctx: StepContext, *, cloud: str | None = None, encapsulation: str | None = None,
           bgp: bool | None = None, typha: bool | None = None, timeout: float | None = None) -> Report:
     """Connect, discover the plan's nodes, compare with what the network must allow; remember the result."""
-    from .. import cloud as cloudmod
-    from .. import events as ev
+    from labtui.adapters import openstack as cloudmod
+    from labtui import events as ev
 
     conn = service(ctx, cloud, timeout)
     net = networking(ctx, encapsulation, bgp, typha)
@@ -109,7 +109,7 @@ def recent_report(ctx: StepContext, max_age: float = 5.0) -> Report:
 
 def plan_fixes(report: Report, only: list[str] | None = None, port_security: list[str] | None = None) -> list[Action]:
     """The fix actions (rules, then allowed-address-pairs; port security off only for the nodes named)."""
-    from .. import cloud as cloudmod
+    from labtui.adapters import openstack as cloudmod
 
     actions = cloudmod.fix_actions(report, only)
     if port_security:

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from .doctor import Capture, ProbeResult, Unchecked
-from .events import INFO, WARN, Event, null_emit
+from labtui.doctor.reason import Capture, ProbeResult, Unchecked
+from labtui.events import INFO, WARN, Event, null_emit
 
 PROBE_LABEL = "labtui.io/probe"
 PROBE_VALUE = "doctor"

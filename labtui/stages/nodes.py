@@ -6,17 +6,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .. import events as ev
-from ..errors import LabError
-from ..events import Event
-from ..steps import Action, CheckResult, Risk, Step, StepContext, Wizard
-from ..store import Change
+from labtui import events as ev
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import Action, CheckResult, Risk, Step, StepContext, Wizard
+from labtui.store import Change
 
 FACTS_MEMO = "nodes.facts.memo"
 
 
 def _plan(ctx: StepContext):
-    from ..model import Plan
+    from labtui.model import Plan
 
     data = ctx.session.plan
     if not data:
@@ -27,8 +27,8 @@ def _plan(ctx: StepContext):
 def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str | None = "facts") -> dict[str, Any]:
     """Gather facts on the plan's nodes (or `names`) in parallel and store the ones that answered.
     Returns {node: NodeResult}."""
-    from ..facts import gather, store_facts
-    from ..ssh import session_ssh
+    from labtui.nodes.facts import gather, store_facts
+    from labtui.adapters.ssh import session_ssh
 
     plan = _plan(ctx)
     ssh = session_ssh(ctx)
@@ -82,8 +82,8 @@ class PreflightStep(Step):
     )
 
     def findings(self, ctx: StepContext) -> list:
-        from ..facts import load_facts
-        from ..preflight import preflight
+        from labtui.nodes.facts import load_facts
+        from labtui.nodes.preflight import preflight
 
         plan = _plan(ctx)
         stored = load_facts(ctx.store, ctx.session.id)
@@ -110,9 +110,9 @@ class PreflightStep(Step):
         return CheckResult(True, "ready for kubeadm" + (f" ({warnings} warning(s))" if warnings else ""), data)
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from ..facts import load_facts
-        from ..preflight import fix_for, fixes_needed
-        from ..ssh import shown_command
+        from labtui.nodes.facts import load_facts
+        from labtui.nodes.preflight import fix_for, fixes_needed
+        from labtui.adapters.ssh import shown_command
 
         stored = load_facts(ctx.store, ctx.session.id)
         actions: list[Action] = []
@@ -129,7 +129,7 @@ class PreflightStep(Step):
     @staticmethod
     def _runner(fix):
         def run(ctx: StepContext, action: Action) -> dict[str, Any]:
-            from ..ssh import session_ssh
+            from labtui.adapters.ssh import session_ssh
 
             node = action.data["node"]
             res = session_ssh(ctx).run(node, fix.command, sudo=True, step="preflight")

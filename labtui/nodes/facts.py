@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .ssh import NodeResult, NodeSSH
-    from .store import Store
+    from labtui.adapters.ssh import NodeResult, NodeSSH
+    from labtui.store import Store
 
 MODULES = ("overlay", "br_netfilter", "ipip")
 SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
