@@ -74,7 +74,7 @@ def main() -> int:
                     store.save_inputs(name, {"kubeconfig": str(kc), "cloud": layout.cloud})
                 s = LabSession(store, name)
                 configure_session_ssh(s.ctx, user_known_hosts=[lab.known_hosts], headless=True)
-                s.ctx.services["doctor.simulated"] = True
+                s.ctx.tuning.simulated = True
                 return s
 
             for i in range(args.runs):

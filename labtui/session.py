@@ -12,7 +12,7 @@ import threading
 import time
 
 from labtui.paths import log_path, session_dir
-from labtui.steps import Action, Runner, StepContext, Wizard
+from labtui.steps import Action, Prompts, Runner, StepContext, Wizard
 from labtui.store import SessionRecord, Store
 
 
@@ -25,6 +25,7 @@ class LabSession:
         name: str,
         emit: Callable[[Event], None] | None = None,
         confirm: Callable[[list[Action]], bool] | None = None,
+        prompts: Prompts | None = None,
     ) -> None:
         self.store = store
         record = store.get_session(name)
@@ -35,7 +36,8 @@ class LabSession:
         self.bus.subscribe(self.logfile)
         if emit is not None:
             self.bus.subscribe(emit)
-        self.ctx = StepContext(store=store, session=record, emit=self.bus.emit, confirm=confirm)
+        self.ctx = StepContext(store=store, session=record, emit=self.bus.emit, confirm=confirm,
+                               prompts=prompts or Prompts())
 
     @property
     def name(self) -> str:
@@ -58,23 +60,11 @@ class LabSession:
     def runner(self, wizard: Wizard) -> Runner:
         return Runner(wizard, self.ctx)
 
-    def service(self, key: str, factory: Callable[[], Any]) -> Any:
-        """An adapter shared by the steps of this session (created once, closed with the session)."""
-        if key not in self.ctx.services:
-            self.ctx.services[key] = factory()
-        return self.ctx.services[key]
-
     def close(self) -> None:
         self.recorder.flush()
         self.logfile.close()
-        for svc in list(self.ctx.services.values()):
-            close = getattr(svc, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # noqa: BLE001 - closing must not mask the real outcome
-                    pass
-        self.ctx.services.clear()
+        self.ctx.adapters.close_all()
+        self.ctx.memo.clear()
 
     def __enter__(self) -> "LabSession":
         return self

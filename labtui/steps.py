@@ -57,6 +57,7 @@ class Action:
     api: str | None = None  # the API call, when it is one (e.g. "POST /v2.0/security-group-rules {...}")
     run: Callable[["StepContext", "Action"], Any] | None = field(default=None, repr=False, compare=False)
     data: dict[str, Any] = field(default_factory=dict)
+    change: str | None = None  # the change catalogue's kind (labtui.changes) for anything that changes state
 
     @property
     def needs_confirmation(self) -> bool:
@@ -73,9 +74,14 @@ class Action:
 
 @dataclass
 class CheckResult:
+    """What a step's check found. `done`: nothing to do. `skip`: the step does not apply to this lab
+    (the detail says why). A check step that found work for a later step is done, and says so in
+    `detail` ("1 rule missing: the next step adds it")."""
+
     done: bool
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    skip: bool = False
 
 
 @dataclass
@@ -91,6 +97,69 @@ class InputField:
     required: bool = True
 
 
+class _Slots:
+    def pop(self, name: str) -> Any:
+        """Take a value out (None when unset)."""
+        value = getattr(self, name)
+        setattr(self, name, None)
+        return value
+
+
+@dataclass
+class Adapters(_Slots):
+    """The connections a lab's steps share (made on first use, closed with the session)."""
+
+    ssh: Any = None  # adapters.ssh.NodeSSH
+    cloud: Any = None  # adapters.openstack.CloudConnection
+    kube: Any = None  # adapters.kube.KubeClient
+
+    def close_all(self) -> None:
+        for name in ("kube", "cloud", "ssh"):
+            svc = self.pop(name)
+            close = getattr(svc, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing must not mask the real outcome
+                    pass
+
+
+@dataclass
+class Memo(_Slots):
+    """What the steps of one run share so they do not read the same thing twice."""
+
+    cloud_report: Any = None  # (monotonic time, net.check.Report)
+    calico_state: Any = None  # net.calico.ClusterState
+    doctor_cluster: Any = None
+    doctor_diag: Any = None
+    doctor_option: Any = None
+    node_facts: Any = None  # (monotonic time, results)
+
+    def clear(self) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, None)
+
+
+@dataclass
+class Tuning:
+    """Timeouts and the test harness's knobs."""
+
+    simulated: bool = False  # the doctor's live proof runs against simulated kubectl (tests)
+    calico_wait: float = 90.0
+    calico_poll: float = 1.0
+    cloud_timeout: float = 20.0
+    kube_shell_factory: Callable[[Any], Any] | None = None
+    kube_forwarder_factory: Callable[[Any], Any] | None = None
+
+
+@dataclass
+class Prompts:
+    """How a front end asks the user a question from a worker thread (None: headless, refuse)."""
+
+    host_key: Callable[[Any], bool] | None = None  # adapters.ssh.HostKeyInfo -> accept?
+    passphrase: Callable[[str, str], str | None] | None = None  # (node, key path) -> passphrase
+
+
 @dataclass
 class StepContext:
     store: Store
@@ -98,7 +167,10 @@ class StepContext:
     emit: Callable[[Event], None]
     confirm: Callable[[list[Action]], bool] | None = None  # asked before CHANGE/DESTRUCTIVE actions
     cancel: threading.Event = field(default_factory=threading.Event)
-    services: dict[str, Any] = field(default_factory=dict)  # adapters shared across steps (ssh pool, cloud...)
+    adapters: Adapters = field(default_factory=Adapters)
+    memo: Memo = field(default_factory=Memo)
+    tuning: Tuning = field(default_factory=Tuning)
+    prompts: Prompts = field(default_factory=Prompts)
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -126,6 +198,7 @@ class Step:
     id: str = ""
     title: str = ""
     why: str = ""
+    hint: str = ""  # what to do when the step cannot complete by itself
     fields: list[InputField] = []
 
     def check(self, ctx: StepContext) -> CheckResult:
@@ -137,25 +210,8 @@ class Step:
     def plan(self, ctx: StepContext) -> list[Action]:
         return []
 
-    def apply(self, ctx: StepContext, actions: list[Action]) -> dict[str, Any]:
-        outputs: dict[str, Any] = {}
-        for action in actions:
-            if ctx.cancel.is_set():
-                raise LabError("stopped by the user", "resume the lab to continue from this step")
-            ctx.emit(Event(ev.ACTION_START, f"$ {action.command}", step=self.id, node=action.target,
-                           data={"action": action.id, "kind": action.kind}))
-            started = time.monotonic()
-            try:
-                result = action.run(ctx, action) if action.run else None
-            except LabError as exc:
-                ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step=self.id, node=action.target,
-                               data={"action": action.id}))
-                raise
-            ctx.emit(Event(ev.ACTION_DONE, f"done: {action.title} ({time.monotonic() - started:.2f}s)",
-                           step=self.id, node=action.target, data={"action": action.id}))
-            if result is not None:
-                outputs[action.id] = result
-        return outputs
+    def after_apply(self, ctx: StepContext, execution: Any) -> None:
+        """Called after the executor ran this step's actions (e.g. read the facts again)."""
 
     def verify(self, ctx: StepContext) -> CheckResult:
         return self.check(ctx)
@@ -218,33 +274,52 @@ class Runner:
         self.ctx.store.record_step(self.ctx.session.id, self.wizard.id, step.id, state.value, detail, outputs,
                                    session_step=land_on)
 
-    def run_step(self, step: Step, *, force: bool = False) -> StepOutcome:
-        """check -> plan -> (confirm) -> apply -> verify. Never raises LabError: it becomes FAILED."""
+    def stage_done(self) -> bool:
+        """A stage is done only when every step is done or skipped with a reason."""
+        return all(s in (StepState.DONE, StepState.SKIPPED) for s in self.states().values())
+
+    def run_step(self, step: Step) -> StepOutcome:
+        """check -> plan -> confirm -> apply -> verify, never forced past check(). Never raises
+        LabError: a step that cannot complete ends FAILED (or PENDING when the user said no) with a
+        message that says what is true and what to do."""
         ctx = self.ctx
         ctx.reload()
         ctx.emit(Event(ev.STEP_START, f"step: {step.title}", step=step.id))
         self._record(step, StepState.RUNNING, land_on=step.id)
         try:
-            if not force:
+            try:
                 pre = step.check(ctx)
-                if pre.done:
-                    return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
+            except LabError as exc:
+                raise LabError(f"{step.title}: could not check: {exc.message}", exc.hint, code=exc.code) from exc
+            if pre.skip:
+                return self._finish(step, StepState.SKIPPED, pre.detail or "does not apply to this lab", pre.data)
+            if pre.done:
+                return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
             actions = step.plan(ctx)
-            risky = [a for a in actions if a.needs_confirmation]
-            if risky:
-                if ctx.confirm is None or not ctx.confirm(risky):
-                    detail = "not applied: the change was not confirmed"
-                    ctx.emit(Event(ev.WARN, detail, step=step.id))
-                    self._record(step, StepState.PENDING, detail, land_on=step.id)
-                    return StepOutcome(step.id, StepState.PENDING, detail)
-            outputs = step.apply(ctx, actions)
+            if not actions:
+                raise LabError(f"{step.title}: {pre.detail or 'not done'}",
+                               getattr(step, "hint", "") or "labtui has no automatic way to do this step; "
+                               "read its explanation, do it by hand, then run it again", code="step-needs-user")
+            from labtui.execute import Executor
+
+            execution = Executor(ctx, step=step.id).run(actions)
+            if not execution.confirmed:
+                detail = "not applied: the change was not confirmed"
+                self._record(step, StepState.PENDING, detail, land_on=step.id)
+                return StepOutcome(step.id, StepState.PENDING, detail)
+            step.after_apply(ctx, execution)
+            outputs = execution.results
             ctx.reload()
             post = step.verify(ctx)
             if not post.done:
-                raise LabError(f"{step.title}: the result could not be verified: {post.detail}",
-                               "look at the command log, fix the cause and run the step again")
+                raise LabError(f"{step.title}: still not done after {execution.summary()}: {post.detail}",
+                               getattr(step, "hint", "") or "the command log shows each command and its output",
+                               code="step-not-verified")
             outputs.update(post.data)
-            return self._finish(step, StepState.DONE, post.detail, outputs)
+            detail = post.detail
+            if execution.outcomes and not execution.applied:
+                detail = (detail + "; " if detail else "") + "nothing needed changing"
+            return self._finish(step, StepState.DONE, detail, outputs)
         except LabError as exc:
             ctx.emit(Event(ev.STEP_FAILED, exc.render(), step=step.id))
             self._record(step, StepState.FAILED, exc.render(), land_on=step.id)
@@ -265,9 +340,11 @@ class Runner:
         landing = None
         for step in self.wizard.steps:
             state = states[step.id]
-            if state != StepState.DONE:
+            if state not in (StepState.DONE, StepState.SKIPPED):
                 landing = step.id
                 break
+            if state == StepState.SKIPPED:
+                continue
             if recheck:
                 try:
                     res = step.check(self.ctx)

@@ -245,7 +245,7 @@ class CalicoScreen(LabScreen):
             if path:
                 self.lab.ctx.store.save_inputs(self.session_name, {"kubeconfig": path.strip()})
                 self.lab.ctx.reload()
-                self.lab.ctx.services.pop("kube", None)
+                self.lab.ctx.adapters.pop("kube")
                 self.action_refresh()
 
         self.app.push_screen(PromptModal("Kubeconfig file for this cluster:", value=current,

@@ -139,17 +139,17 @@ class HostKeyModal(ModalScreen[bool]):
         self.dismiss(False)
 
 
-def install_prompts(app: Any) -> None:
-    """Let every lab session of this app ask host-key and passphrase questions in modals (call once
-    from the app). A question asked after the app stopped is refused, never hangs."""
-    from labtui.adapters.ssh import set_prompts
+def prompts_for(app: Any) -> Any:
+    """The engine's Prompts for a lab opened by this app: host-key and passphrase questions in
+    modals. A question asked after the app stopped is refused, never hangs."""
+    from labtui.steps import Prompts
 
     def ask(screen: Any) -> Any:
         if not getattr(app, "is_running", False):
             return None
         return app.ask_from_thread(screen)
 
-    set_prompts(
+    return Prompts(
         host_key=lambda info: bool(ask(HostKeyModal(info))),
         passphrase=lambda node, path: ask(PromptModal(f"Passphrase for {path} (to reach {node}; never stored):",
                                                       password=True)) or None,

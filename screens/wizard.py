@@ -340,7 +340,7 @@ class WizardScreen(LabScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="step")
     def _run_step(self, wizard: Wizard, step: Step) -> None:
         try:
-            outcome = self.lab.runner(wizard).run_step(step, force=True)
+            outcome = self.lab.runner(wizard).run_step(step)
         except Exception as exc:  # noqa: BLE001 - never let a bug take the UI down; show it instead
             from labtui.steps import StepOutcome
 

@@ -746,7 +746,7 @@ def control_plane_shell(ctx: Any) -> Shell | None:
     """A Shell on the plan's control-plane node through labtui.adapters.ssh, or None (no plan, no adapter).
 
     Kept behind this one function so the SSH adapter can be wired without touching the rest."""
-    factory = ctx.services.get("kube.shell_factory")
+    factory = ctx.tuning.kube_shell_factory
     if factory is not None:  # tests and other adapters inject one
         return factory(ctx)
     plan = _plan_of(ctx)
@@ -765,12 +765,12 @@ def _ssh_shell(ctx: Any, node: Any) -> Shell | None:
     make = getattr(ssh, "kube_shell", None)
     if callable(make):
         return make(ctx, node)
-    pool = ctx.services.get("ssh")
+    pool = ctx.adapters.ssh
     runner = getattr(ssh, "SSHPool", None)
     if pool is None and runner is not None:
         try:
             pool = runner(ctx)
-            ctx.services["ssh"] = pool
+            ctx.adapters.ssh = pool
         except Exception:  # noqa: BLE001
             return None
     if pool is None:
@@ -789,7 +789,7 @@ def _ssh_shell(ctx: Any, node: Any) -> Shell | None:
 
 def ssh_forwarder(ctx: Any) -> Forwarder | None:
     """An SSH local port forward via the control-plane node (labtui.adapters.ssh), or None."""
-    factory = ctx.services.get("kube.forwarder_factory")
+    factory = ctx.tuning.kube_forwarder_factory
     if factory is not None:
         return factory(ctx)
     plan = _plan_of(ctx)
@@ -803,7 +803,7 @@ def ssh_forwarder(ctx: Any) -> Forwarder | None:
     fwd = getattr(ssh, "local_forward", None)
     if callable(fwd):
         return lambda host, port: fwd(ctx, node, host, port)
-    pool = ctx.services.get("ssh")
+    pool = ctx.adapters.ssh
     if pool is not None and hasattr(pool, "forward"):
         return lambda host, port: pool.forward(node.name, host, port)
     return None
@@ -841,8 +841,8 @@ def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh:
 
 
 def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = False, fetch: bool = True) -> KubeClient:
-    """The session's KubeClient (cached in ctx.services["kube"])."""
-    cached = ctx.services.get("kube")
+    """The session's KubeClient (cached in ctx.adapters.kube)."""
+    cached = ctx.adapters.kube
     if cached is not None and not refresh and (
             kubeconfig is None or Path(kubeconfig).expanduser().resolve() == cached.kubeconfig.resolve()):
         return cached
@@ -851,5 +851,5 @@ def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = 
     path = resolve_kubeconfig(ctx, kubeconfig, refresh=refresh, fetch=fetch)
     kc = KubeClient(path, forwarder=ssh_forwarder(ctx), temp_dir=session_dir(ctx.session.name, ctx.store.home),
                     context=ctx.inputs.get("kube_context"))
-    ctx.services["kube"] = kc
+    ctx.adapters.kube = kc
     return kc

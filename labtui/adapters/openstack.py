@@ -583,12 +583,12 @@ def enable_port_security(conn: CloudConnection, port_id: str, security_groups: l
 
 
 def _service(ctx: Any, cloud: str | None = None) -> CloudConnection:
-    """The session's connection (ctx.services["cloud"]), made on first use."""
-    svc = ctx.services.get("cloud")
+    """The session's connection (ctx.adapters.cloud), made on first use."""
+    svc = ctx.adapters.cloud
     if svc is None:
         name = cloud or ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
         svc = connect(name, emit=ctx.emit)
-        ctx.services["cloud"] = svc
+        ctx.adapters.cloud = svc
     return svc
 
 

@@ -1433,22 +1433,12 @@ class _Collector:
 # --------------------------------------------------------------------------- session glue
 
 
-_PROMPTS: dict[str, Any] = {}
-
-
-def set_prompts(host_key: HostKeyDecider | None = None, passphrase: PassphraseCallback | None = None) -> None:
-    """Register how an interactive front end asks the user (the UI calls this once): sessions
-    created afterwards use these callbacks unless their caller passes its own."""
-    _PROMPTS["host_key_decider"] = host_key
-    _PROMPTS["passphrase"] = passphrase
-
-
 def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     """The session's shared NodeSSH (created on first use from the saved plan).
 
     The UI or a headless command configures it first with `configure_session_ssh` (host-key
     decider, passphrase callback, --accept-new-host-keys); steps just call this."""
-    svc = ctx.services.get("ssh")
+    svc = ctx.adapters.ssh
     plan = ctx.session.plan or {}
     from labtui.model import NodeSpec
 
@@ -1463,19 +1453,21 @@ def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
 def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     from labtui.model import NodeSpec
 
-    old = ctx.services.pop("ssh", None)
+    old = ctx.adapters.pop("ssh")
     if old is not None:
         old.close()
     plan = ctx.session.plan or {}
     nodes = [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
     options.setdefault("known_hosts", known_hosts_path(ctx.store.home))
     if not options.get("accept_new_host_keys"):
-        for key, value in _PROMPTS.items():
-            if value is not None:
-                options.setdefault(key, value)
-        options.setdefault("headless", _PROMPTS.get("host_key_decider") is None)
+        prompts = ctx.prompts
+        if prompts.host_key is not None:
+            options.setdefault("host_key_decider", prompts.host_key)
+        if prompts.passphrase is not None:
+            options.setdefault("passphrase", prompts.passphrase)
+        options.setdefault("headless", prompts.host_key is None)
     svc = NodeSSH(nodes, emit=ctx.emit, **options)
-    ctx.services["ssh"] = svc
+    ctx.adapters.ssh = svc
     return svc
 
 

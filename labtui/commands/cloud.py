@@ -165,7 +165,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
             print("not applied")
             return 1
         _apply(lab, actions)
-        lab.ctx.services.pop("cloud.report", None)
+        lab.ctx.memo.pop("cloud_report")
         after = _check(lab, args)
         recorded = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
         print(f"After the fixes: {after.summary()}")

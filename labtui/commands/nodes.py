@@ -384,7 +384,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         runner = lab.runner(wizard)
         rc = 0
         for step in wizard.steps:
-            outcome = runner.run_step(step, force=step.id == "preflight")
+            outcome = runner.run_step(step)
             print(f"{step.title}: {outcome.state.value}" + (f" - {outcome.detail}" if outcome.detail else ""))
             if outcome.state != StepState.DONE:
                 rc = 1

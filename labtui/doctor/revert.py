@@ -36,8 +36,8 @@ def revert_one(ctx: StepContext, change: Change) -> Any:
 
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
         return revert_recorded(ctx, kc, read_cluster(kc), change, shell=control_plane_shell(ctx),
-                               wait_timeout=float(ctx.services.get("doctor.calico_wait", 90.0)),
-                               poll=float(ctx.services.get("doctor.calico_poll", 1.0)))
+                               wait_timeout=float(ctx.tuning.calico_wait),
+                               poll=float(ctx.tuning.calico_poll))
     if change.kind.startswith("openstack."):
         from labtui.adapters import openstack as cloud
         from labtui.doctor.run import cloud_name, cloud_service

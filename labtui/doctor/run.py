@@ -184,13 +184,13 @@ def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
 
 
 def cloud_service(ctx: StepContext, name: str) -> Any:
-    """The session's CloudConnection (ctx.services["cloud"], shared with labtui.adapters.openstack's steps)."""
+    """The session's CloudConnection (ctx.adapters.cloud, shared with labtui.adapters.openstack's steps)."""
     from labtui.adapters import openstack as cloud
 
-    svc = ctx.services.get("cloud")
+    svc = ctx.adapters.cloud
     if svc is None:
-        svc = cloud.connect(name, emit=ctx.emit, timeout=float(ctx.services.get("doctor.cloud_timeout", 20.0)))
-        ctx.services["cloud"] = svc
+        svc = cloud.connect(name, emit=ctx.emit, timeout=float(ctx.tuning.cloud_timeout))
+        ctx.adapters.cloud = svc
     return svc
 
 
@@ -301,7 +301,7 @@ def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
         kubectl="kubectl --kubeconfig /etc/kubernetes/admin.conf",
         capture_shell=NodeShell(ssh, cp.name), capture_iface=cp.iface or "any",
         pod_cidr=pools[0].cidr if pools else None, emit=ctx.emit,
-        simulated=bool(ctx.services.get("doctor.simulated")),
+        simulated=bool(ctx.tuning.simulated),
     )
     facts.matrix = proof.matrix
     if proof.capture is not None:
@@ -393,8 +393,8 @@ def _calico_change(ctx: StepContext, diag: Diagnosis, fa: FixAction) -> Any:
         from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
 
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
-        state = ctx.services.get("doctor.cluster") or read_cluster(kc)
-        ctx.services["doctor.cluster"] = state
+        state = ctx.memo.doctor_cluster or read_cluster(kc)
+        ctx.memo.doctor_cluster = state
         target = parse_encapsulation(_encapsulation(fa.params["ipipMode"], fa.params["vxlanMode"]))
         return plan_change(kc, state, fa.params["pool"], target, shell=control_plane_shell(ctx))
     except LabError as exc:
@@ -416,12 +416,12 @@ def _run_calico(ctx: StepContext, action: Action, accept_crd_warning: bool) -> A
         raise LabError(f"cannot change IP pool {action.data.get('pool')}: the Kubernetes API is not reachable now",
                        "run the doctor again when the cluster answers")
     kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
-    state = ctx.services.get("doctor.cluster") or read_cluster(kc)
+    state = ctx.memo.doctor_cluster or read_cluster(kc)
     seen = change_pool_mode(ctx, kc, state, change, shell=control_plane_shell(ctx),
                             accept_warning=accept_crd_warning or action.risk == Risk.DESTRUCTIVE,
-                            wait_timeout=float(ctx.services.get("doctor.calico_wait", 90.0)),
-                            poll=float(ctx.services.get("doctor.calico_poll", 1.0)))
-    ctx.services.pop("doctor.cluster", None)
+                            wait_timeout=float(ctx.tuning.calico_wait),
+                            poll=float(ctx.tuning.calico_poll))
+    ctx.memo.pop("doctor_cluster")
     return {"pool": seen.name, "ipipMode": seen.ipip_mode, "vxlanMode": seen.vxlan_mode} if seen else None
 
 
@@ -502,7 +502,7 @@ def apply_fix(
             raise LabError(f"fix option {opt.number} stopped at '{a.title}': {exc.message}",
                            (exc.hint or "") + " (the changes made before it are recorded and can be reverted)") from exc
         ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({time.monotonic() - t0:.2f}s)", step="doctor-fix", node=a.target))
-    ctx.services.pop("doctor.cluster", None)
+    ctx.memo.pop("doctor_cluster")
     if not recheck:
         return actions, None
     after = run_doctor(ctx, kubeconfig=kubeconfig, live=live)

@@ -28,7 +28,7 @@ def _read(ctx: StepContext):
         "pools": data["pools"], "nodes": data["nodes"], "node_subnets": data["node_subnets"],
         "warnings": data["warnings"],
     })
-    ctx.services["calico.state"] = state
+    ctx.memo.calico_state = state
     return state
 
 
@@ -96,7 +96,7 @@ class CalicoReadStep(Step):
         return CheckResult(True, state.install.describe(), {"pools": [p.name for p in state.pools]})
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        state = ctx.services.get("calico.state") or _read(ctx)
+        state = ctx.memo.calico_state or _read(ctx)
         if state.install.mode == "other":
             raise LabError(f"this cluster runs {state.install.cni}, not Calico",
                            "labtui's Calico stage applies to Calico clusters only")
@@ -155,7 +155,7 @@ class EncapsulationStep(Step):
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.adapters.kube import change_pool_mode, control_plane_shell, plan_change
 
-        state = ctx.services.get("calico.state") or _read(ctx)
+        state = ctx.memo.calico_state or _read(ctx)
         kc = _kube(ctx)
         target = target_encapsulation(ctx)
         shell = control_plane_shell(ctx)
@@ -164,7 +164,7 @@ class EncapsulationStep(Step):
             change = plan_change(kc, state, pool.name, target, shell=shell)
 
             def run(c: StepContext, a: Action, change=change) -> dict[str, Any]:
-                seen = change_pool_mode(c, _kube(c), c.services.get("calico.state") or state, change,
+                seen = change_pool_mode(c, _kube(c), c.memo.calico_state or state, change,
                                         shell=shell, accept_warning=True)
                 return {"pool": seen.name, "ipipMode": seen.ipip_mode, "vxlanMode": seen.vxlan_mode}
 

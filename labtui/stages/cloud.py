@@ -25,10 +25,10 @@ def cloud_name(ctx: StepContext) -> str | None:
 
 
 def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
-    """The session's cloud connection (shared with the doctor under ctx.services["cloud"])."""
+    """The session's cloud connection (shared with the doctor under ctx.adapters.cloud)."""
     from labtui.adapters import openstack as cloudmod
 
-    svc = ctx.services.get("cloud")
+    svc = ctx.adapters.cloud
     name = cloud or cloud_name(ctx)
     if svc is not None and (name is None or getattr(svc, "name", name) == name):
         return svc
@@ -37,7 +37,7 @@ def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = 
                        "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
     kw = {"timeout": timeout} if timeout else {}
     svc = cloudmod.connect(name, emit=ctx.emit, **kw)
-    ctx.services["cloud"] = svc
+    ctx.adapters.cloud = svc
     return svc
 
 
@@ -93,7 +93,7 @@ def check(ctx: StepContext, *, cloud: str | None = None, encapsulation: str | No
                            "ip": n.ip, "subnet": n.subnet_cidr, "note": n.note} for n in lab.nodes},
         "requirements": {s.requirement.id: s.status for s in report.statuses},
     })
-    ctx.services["cloud.report"] = (time.monotonic(), report)
+    ctx.memo.cloud_report = (time.monotonic(), report)
     ctx.emit(Event(ev.INFO, f"cloud {conn.name}: {report.summary()}"))
     return report
 
@@ -101,7 +101,7 @@ def check(ctx: StepContext, *, cloud: str | None = None, encapsulation: str | No
 def recent_report(ctx: StepContext, max_age: float = 5.0) -> Report:
     """The report of a check made in the last `max_age` seconds, else a new check (the steps of one
     run and a resume re-check share one discovery)."""
-    cached = ctx.services.get("cloud.report")
+    cached = ctx.memo.cloud_report
     if cached and time.monotonic() - cached[0] <= max_age:
         return cached[1]
     return check(ctx)

@@ -23,7 +23,7 @@ def _diagnose(ctx: StepContext, live: bool = False) -> Any:
     from labtui.doctor.run import run_doctor
 
     diag = run_doctor(ctx, live=live and bool(ctx.inputs.get("doctor_live", True)))
-    ctx.services["doctor.diag"] = diag
+    ctx.memo.doctor_diag = diag
     return diag
 
 
@@ -56,7 +56,7 @@ class DiagnoseStep(Step):
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.doctor.run import fix_actions
 
-        diag = ctx.services.get("doctor.diag") or _diagnose(ctx)
+        diag = ctx.memo.doctor_diag or _diagnose(ctx)
         if diag.exit_code == 0:
             return []
         if not diag.options:
@@ -71,7 +71,7 @@ class DiagnoseStep(Step):
         if not opt.available:
             raise LabError(f"fix option {opt.number} is not possible here: {opt.unavailable_reason}",
                            "choose another fix option")
-        ctx.services["doctor.option"] = opt
+        ctx.memo.doctor_option = opt
         return fix_actions(ctx, diag, opt)
 
     def verify(self, ctx: StepContext) -> CheckResult:

@@ -39,7 +39,7 @@ def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str
             ctx.emit(Event(ev.INFO, res.value.summary(), step=step, node=name))
         else:
             ctx.emit(Event(ev.WARN, res.error.render() if res.error else "failed", step=step, node=name))
-    ctx.services[FACTS_MEMO] = (time.monotonic(), results)
+    ctx.memo.node_facts = (time.monotonic(), results)
     return results
 
 
@@ -54,7 +54,7 @@ class FactsStep(Step):
     )
 
     def check(self, ctx: StepContext) -> CheckResult:
-        memo = ctx.services.get(FACTS_MEMO)
+        memo = ctx.memo.node_facts
         if memo and time.monotonic() - memo[0] < 5.0:
             results = memo[1]
         else:
@@ -112,40 +112,21 @@ class PreflightStep(Step):
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.nodes.facts import load_facts
         from labtui.nodes.preflight import fix_for, fixes_needed
-        from labtui.adapters.ssh import shown_command
+        from labtui.changes.node import node_action
 
         stored = load_facts(ctx.store, ctx.session.id)
         actions: list[Action] = []
         for node, fix_ids in sorted(fixes_needed(self.findings(ctx)).items()):
             for fix_id in fix_ids:
                 fix = fix_for(fix_id, stored[node])
-                actions.append(Action(
-                    id=f"{fix_id}@{node}", title=f"{node}: {fix.title}", kind="ssh", target=node, risk=Risk.CHANGE,
-                    command=shown_command(node, fix.command, sudo=True), revert=shown_command(node, fix.revert, sudo=True),
-                    run=self._runner(fix), data={"fix": fix_id, "node": node},
-                ))
+                actions.append(node_action(node, f"{fix_id}@{node}", f"{node}: {fix.title}", fix.command,
+                                           revert=fix.revert, kind=f"node.{fix.id}", fix=fix_id, step="preflight"))
         return actions
 
-    @staticmethod
-    def _runner(fix):
-        def run(ctx: StepContext, action: Action) -> dict[str, Any]:
-            from labtui.adapters.ssh import session_ssh
-
-            node = action.data["node"]
-            res = session_ssh(ctx).run(node, fix.command, sudo=True, step="preflight")
-            res.check(fix.title)
-            ctx.record_change(Change(kind=f"node.{fix.id}", target=node, description=fix.title,
-                                     command=action.command, revert_command=action.revert,
-                                     revert_data={"node": node, "command": fix.revert, "sudo": True}))
-            return {"exit_code": res.exit_code}
-
-        return run
-
-    def apply(self, ctx: StepContext, actions: list[Action]) -> dict[str, Any]:
-        outputs = super().apply(ctx, actions)
-        if actions:  # reality changed: read the facts again before verifying
-            gather_and_store(ctx, sorted({a.target for a in actions if a.target}), step=self.id)
-        return outputs
+    def after_apply(self, ctx: StepContext, execution: Any) -> None:
+        changed = sorted({o.action.target for o in execution.applied if o.action.target})
+        if changed:  # reality changed: read the facts again before verifying
+            gather_and_store(ctx, changed, step=self.id)
 
 
 def build() -> Wizard:

@@ -62,8 +62,8 @@ def open_lab(store, tmp_path):
             store.save_inputs(name, inputs)
         events = []
         lab = LabSession(store, name, emit=events.append, confirm=confirm)
-        lab.ctx.services["doctor.simulated"] = True
-        lab.ctx.services["doctor.calico_poll"] = 0.1
+        lab.ctx.tuning.simulated = True
+        lab.ctx.tuning.calico_poll = 0.1
         if known_hosts is not None:
             from labtui.adapters.ssh import configure_session_ssh
 

@@ -121,7 +121,7 @@ def test_operator_managed_pool_is_fixed_through_the_installation(incident, cloud
     with operator_cluster(encapsulation="IPIPCrossSubnet") as cluster:
         kc = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         lab, _ = open_lab("op", kubeconfig=kc, cloud=incident.cloud)
-        lab.ctx.services["doctor.calico_wait"] = 20.0
+        lab.ctx.tuning.calico_wait = 20.0
         diag = run_doctor(lab.ctx, live=False)
         assert diag.findings[0].id == "crosssubnet-antispoofing"
         assert diag.facts.calico.install_mode == "operator" and diag.facts.pools[0].managed_by_operator

@@ -25,7 +25,7 @@ def test_doctor_stage_fixes_with_confirmation_then_writes_the_report(store, monk
     def run_calico(ctx, action, accept):
         ran.append("pool-mode")
         # the cluster and the cloud now look like the fix says
-        state["facts"] = simulate(state["facts"], [a for a in ctx.services["doctor.option"].actions])
+        state["facts"] = simulate(state["facts"], [a for a in ctx.memo.doctor_option.actions])
 
     monkeypatch.setattr(dr, "_run_cloud", run_cloud)
     monkeypatch.setattr(dr, "_run_calico", run_calico)

@@ -54,9 +54,9 @@ def make_lab(store):
         events: list = []
         lab = LabSession(store, name, emit=events.append)
         if shell is not None:
-            lab.ctx.services["kube.shell_factory"] = lambda ctx: shell
+            lab.ctx.tuning.kube_shell_factory = lambda ctx: shell
         if forwarder is not None:
-            lab.ctx.services["kube.forwarder_factory"] = lambda ctx: forwarder
+            lab.ctx.tuning.kube_forwarder_factory = lambda ctx: forwarder
         opened.append(lab)
         return lab, events
 

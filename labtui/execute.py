@@ -1,0 +1,267 @@
+"""THE executor: every Action from every front end (wizard Runner, headless commands, screens,
+the doctor, revert) runs here, and nowhere else.
+
+It owns, once for everyone:
+- the order: a mixed list runs layer by layer (nodes, cloud resources, network rules and ports,
+  the cluster, Calico), stable within a layer;
+- idempotence: an Action whose catalogue kind says it is already in effect is reported as
+  "already so" and records nothing; neither does a run that changed nothing (HTTP 409...);
+- confirmation: the actions that will really change something and need it are shown to the
+  front end's `confirm` callback, once, before anything runs;
+- the cancel flag, events (start / output / done / failed) and timing;
+- recording each applied change with its revert (`store.Change`), as it happens, so a failure
+  mid-list keeps what was applied and `revert` undoes exactly that, newest first;
+- verification: after a change runs, its kind checks the effect is there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from labtui import events as ev
+from labtui.changes import LAYER_ORDER, Applied, kind, layer_of
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import Action, StepContext
+from labtui.store import Change
+
+APPLIED = "applied"
+ALREADY = "already"
+FAILED = "failed"
+PENDING = "pending"  # would run (dry run / not reached)
+REFUSED = "refused"  # not confirmed
+RAN = "ran"  # a read or local action ran (nothing to record)
+
+
+@dataclass
+class Outcome:
+    action: Action
+    status: str
+    change: Change | None = None
+    result: Any = None
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Execution:
+    outcomes: list[Outcome] = field(default_factory=list)
+    confirmed: bool = True
+
+    @property
+    def applied(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == APPLIED]
+
+    @property
+    def already(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == ALREADY]
+
+    @property
+    def changes(self) -> list[Change]:
+        return [o.change for o in self.outcomes if o.change is not None]
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return {o.action.id: o.result for o in self.outcomes if o.result is not None}
+
+    def summary(self) -> str:
+        parts = []
+        if self.applied:
+            parts.append(f"{len(self.applied)} applied")
+        if self.already:
+            parts.append(f"{len(self.already)} already so")
+        ran = [o for o in self.outcomes if o.status == RAN]
+        if ran:
+            parts.append(f"{len(ran)} ran")
+        if not self.confirmed:
+            parts.append("not confirmed")
+        return ", ".join(parts) or "nothing to do"
+
+
+class ExecutionStopped(LabError):
+    """A run stopped at one action; what was applied before it is recorded (`execution`)."""
+
+    def __init__(self, message: str, hint: str, execution: Execution, code: str = "stopped") -> None:
+        super().__init__(message, hint, code=code)
+        self.execution = execution
+
+
+def order(actions: list[Action]) -> list[Action]:
+    """Layer by layer (network before Calico), stable within a layer."""
+    indexed = list(enumerate(actions))
+    indexed.sort(key=lambda ia: (LAYER_ORDER.get(layer_of(ia[1]), 99), ia[0]))
+    return [a for _, a in indexed]
+
+
+def _is_already(ctx: StepContext, action: Action) -> bool:
+    if not action.change:
+        return False
+    try:
+        return kind(action.change).applied(ctx, action) is True
+    except LabError as exc:
+        ctx.emit(Event(ev.WARN, f"{action.title}: could not tell whether it is already so ({exc.message})",
+                       node=action.target))
+        return False
+
+
+class Executor:
+    """Runs Actions for one lab (a StepContext). `confirm` overrides the context's callback."""
+
+    def __init__(self, ctx: StepContext, *, step: str | None = None,
+                 confirm: Callable[[list[Action]], bool] | None = None) -> None:
+        self.ctx = ctx
+        self.step = step
+        self.confirm = confirm if confirm is not None else ctx.confirm
+
+    # ------------------------------------------------------------------ preview (dry run)
+
+    def preview(self, actions: list[Action]) -> list[Outcome]:
+        """What `run` would do, reading only: each action 'already' so or 'pending'."""
+        return [Outcome(a, ALREADY if _is_already(self.ctx, a) else PENDING) for a in order(actions)]
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, actions: list[Action], *, confirmed: bool = False, verify: bool = True) -> Execution:
+        """Order, skip what is already so, confirm the rest once, run, record, verify.
+
+        `confirmed=True` when the front end already showed these exact actions and the user said
+        yes (the UI's modal). Raises ExecutionStopped at the first failure (what was applied before
+        it stays recorded)."""
+        ctx = self.ctx
+        ordered = order(actions)
+        todo: list[Action] = []
+        execution = Execution()
+        already: set[int] = set()
+        for a in ordered:
+            if _is_already(ctx, a):
+                already.add(id(a))
+            else:
+                todo.append(a)
+        risky = [a for a in todo if a.needs_confirmation]
+        if risky and not confirmed:
+            if self.confirm is None or not self.confirm(risky):
+                execution.confirmed = False
+                ctx.emit(Event(ev.WARN, "not applied: the change was not confirmed", step=self.step))
+                execution.outcomes = [Outcome(a, ALREADY if id(a) in already else REFUSED) for a in ordered]
+                return execution
+        for a in ordered:
+            if id(a) in already:
+                ctx.emit(Event(ev.INFO, f"already so: {a.title} (nothing to change)", step=self.step, node=a.target,
+                               data={"action": a.id, "already": True}))
+                execution.outcomes.append(Outcome(a, ALREADY))
+                continue
+            if ctx.cancel.is_set():
+                raise ExecutionStopped("stopped by the user", self._stopped_hint(execution), execution, code="cancelled")
+            execution.outcomes.append(self._run_one(a, verify, execution))
+        return execution
+
+    def _stopped_hint(self, execution: Execution) -> str:
+        n = len(execution.changes)
+        if not n:
+            return "nothing was changed; run it again when ready"
+        return f"the {n} change(s) applied before it are recorded and can be reverted (labtui revert NAME)"
+
+    def _run_one(self, a: Action, verify: bool, execution: Execution) -> Outcome:
+        ctx = self.ctx
+        ctx.emit(Event(ev.ACTION_START, f"$ {a.command}", step=self.step, node=a.target,
+                       data={"action": a.id, "kind": a.kind, "change": a.change}))
+        started = time.monotonic()
+        entry = kind(a.change) if a.change else None
+        try:
+            if entry is not None:
+                applied = entry.run(ctx, a)
+                if not isinstance(applied, Applied):
+                    raise LabError(f"{a.title}: the change returned no result", "this is a bug in labtui")
+                result = applied.result
+            else:
+                applied = None
+                result = a.run(ctx, a) if a.run else None
+            outcome = Outcome(a, RAN, result=result)
+            if applied is not None:
+                if applied.changed:
+                    outcome.status = APPLIED
+                    outcome.change = self._record(a, applied)
+                else:
+                    outcome.status = ALREADY
+                    ctx.emit(Event(ev.INFO, f"already so: {a.title}" + (f" ({applied.note})" if applied.note else ""),
+                                   step=self.step, node=a.target, data={"action": a.id, "already": True}))
+                if verify and applied.changed:
+                    problem = entry.verify(ctx, a, applied)
+                    if problem:
+                        raise LabError(problem, "look at the command log; the change is recorded and can be reverted",
+                                       code="not-verified")
+        except LabError as exc:
+            ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step=self.step, node=a.target, data={"action": a.id}))
+            execution.outcomes.append(Outcome(a, FAILED, error=exc.render(), seconds=time.monotonic() - started))
+            raise ExecutionStopped(f"stopped at '{a.title}': {exc.message}",
+                                   ((exc.hint + "; ") if exc.hint else "") + self._stopped_hint(execution),
+                                   execution, code=exc.code or "stopped") from exc
+        outcome.seconds = time.monotonic() - started
+        ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({outcome.seconds:.2f}s)", step=self.step, node=a.target,
+                       data={"action": a.id, "status": outcome.status}))
+        return outcome
+
+    def _record(self, a: Action, applied: Applied) -> Change:
+        change = Change(kind=a.change or "", target=applied.target or a.target or "", description=a.title,
+                        command=a.command, revert_command=applied.revert_command or a.revert,
+                        revert_data=applied.revert_data)
+        return self.ctx.record_change(change)
+
+    # ------------------------------------------------------------------ revert
+
+    def revert(self, changes: list[Change], *, keep_going: bool = False,
+               confirmed: bool = False) -> tuple[list[Change], list[tuple[Change, str]]]:
+        """Undo recorded changes, newest first. Returns (reverted, [(change, why not)]).
+
+        Stops at the first failure unless `keep_going`, which names each change it cannot revert
+        and continues with the rest."""
+        ctx = self.ctx
+        todo = sorted((c for c in changes if not c.reverted), key=lambda c: (c.id or 0), reverse=True)
+        if not todo:
+            return [], []
+        if not confirmed:
+            preview = [Action(id=f"revert:{c.id}", title=f"revert #{c.id}: {c.description}",
+                              command=c.revert_command or f"(revert change #{c.id})", target=c.target,
+                              risk=_risk_change()) for c in todo]
+            if self.confirm is None or not self.confirm(preview):
+                ctx.emit(Event(ev.WARN, "not reverted: not confirmed"))
+                return [], [(c, "not confirmed") for c in todo]
+        done: list[Change] = []
+        failed: list[tuple[Change, str]] = []
+        for c in todo:
+            if ctx.cancel.is_set():
+                failed.extend((x, "stopped by the user") for x in todo if x not in done and all(x is not f[0] for f in failed))
+                break
+            ctx.emit(Event(ev.ACTION_START, f"$ {c.revert_command or '(revert change #%s)' % c.id}", step=self.step,
+                           node=c.target, data={"revert": c.id}))
+            try:
+                message = kind(c.kind).revert(ctx, c)
+            except LabError as exc:
+                ctx.emit(Event(ev.ACTION_FAILED, f"revert of #{c.id} ({c.description}): {exc.render()}",
+                               step=self.step, node=c.target))
+                failed.append((c, exc.render()))
+                if not keep_going:
+                    raise ExecutionStopped(f"revert of change #{c.id} failed: {exc.message}",
+                                           (exc.hint or "") + f" ({len(done)} change(s) were reverted before it)",
+                                           Execution(), code=exc.code or "revert-failed") from exc
+                continue
+            ctx.store.mark_reverted(c.id)
+            ctx.emit(Event(ev.CHANGE, f"reverted change #{c.id}: {c.description} ({message})", step=self.step,
+                           node=c.target, data={"command": c.revert_command, "change": c.id}))
+            done.append(c)
+        return done, failed
+
+
+def _risk_change():
+    from labtui.steps import Risk
+
+    return Risk.CHANGE
+
+
+def run_actions(ctx: StepContext, actions: list[Action], **kw: Any) -> Execution:
+    """Shorthand: `Executor(ctx).run(actions)`."""
+    step = kw.pop("step", None)
+    confirm = kw.pop("confirm", None)
+    return Executor(ctx, step=step, confirm=confirm).run(actions, **kw)
