@@ -10,7 +10,11 @@ Three ways a pod packet crosses, each captured with the real tcpdump on node A:
 - vxlan: the kernel's own VXLAN device, set up the way Calico sets up vxlan.calico (static FDB
   and neighbour entries, onlink routes), pinged with busybox ping;
 - direct: unencapsulated routing of the pod addresses via the node address, busybox ping.
-Plus busybox ping's output for a pod that answers and for one that does not.
+Plus busybox ping's output for a pod that answers and for one that does not, and (record_matrix) the
+other cells of the doctor's matrix: busybox `nc` to a listener (`nc -ll -p 8080 -e echo ...`), to a
+closed port and to a dropped one; busybox `ping -s SIZE` at the path MTU (busybox has no `-M do`, but
+Linux sends its ICMP with DF set by default: IP_PMTUDISC_WANT), through a link whose far end takes
+1400-byte frames only (silently dropped, as an underlay with a smaller MTU does).
 
 The addresses are then replaced by placeholders ({SRC_NODE} {DST_NODE} {SRC_POD} {DST_POD}
 {SRC_MAC} {DST_MAC}) so the replay can fill in the test nodes' own values.
@@ -151,10 +155,42 @@ def main() -> None:
         sh("ip", "route", "add", "blackhole", f"{A_POD}/32", ns=B, check=False)
         sh("ip", "route", "del", f"{A_POD}/32", "via", A_IP, ns=B, check=False)
         (OUT / "ping-fail.txt").write_text(placeholders(ping(B_POD, A_POD)))
+        record_matrix()
     finally:
         teardown()
     for f in sorted(OUT.iterdir()):
         print(f"--- {f.name}\n{f.read_text()}")
+
+
+def nc(dst: str, port: int, ns: str = A) -> str:
+    res = sh("busybox", "nc", "-w", "2", dst, str(port), ns=ns, check=False)
+    return res.stdout + res.stderr
+
+
+def record_matrix() -> None:
+    """TCP and DF cells, from the pod address of A to the one of B (the direct routes above)."""
+    sh("ip", "route", "del", "blackhole", f"{A_POD}/32", ns=B, check=False)
+    sh("ip", "route", "add", f"{A_POD}/32", "via", A_IP, ns=B, check=False)
+    listener = subprocess.Popen(["ip", "netns", "exec", B, "busybox", "nc", "-ll", "-p", "8080", "-e", "echo",
+                                 "labtui-probe-ok"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        (OUT / "tcp-ok.txt").write_text(placeholders(nc(B_POD, 8080)))
+        (OUT / "tcp-refused.txt").write_text(placeholders(nc(B_POD, 8081)))
+        # ping -s 1452: 1480-byte packets (a 1480 pod MTU) with DF
+        (OUT / "ping-df-ok.txt").write_text(placeholders(
+            sh("busybox", "ping", "-c", "2", "-w", "3", "-s", "1452", "-I", A_POD, B_POD, ns=A, check=False).stdout))
+        sh("ip", "link", "set", "eth0", "mtu", "1400", ns=B)
+        (OUT / "ping-df-fail.txt").write_text(placeholders(
+            sh("busybox", "ping", "-c", "2", "-w", "3", "-s", "1452", "-I", A_POD, B_POD, ns=A, check=False).stdout))
+        sh("ip", "link", "set", "eth0", "mtu", "1500", ns=B)
+        # B drops what it sends back to A (busybox nc has no source address option: A's node address)
+        sh("ip", "route", "add", "blackhole", f"{A_IP}/32", ns=B, check=False)
+        (OUT / "tcp-timeout.txt").write_text(placeholders(nc(B_POD, 8080)))
+        sh("ip", "route", "del", "blackhole", f"{A_IP}/32", ns=B, check=False)
+    finally:
+        listener.kill()
+        listener.wait()
 
 
 if __name__ == "__main__":
