@@ -230,30 +230,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _revert(lab, args: argparse.Namespace) -> int:
-    from labtui.doctor.revert import revert_changes
+    """Revert one recorded change or all of them (node, cloud, Calico alike), newest first, through
+    the executor and the change catalogue; with `all`, a change that cannot be reverted is named and
+    the rest continue. Exit 0 when everything asked for was reverted, 1 otherwise."""
+    from labtui.execute import Executor
 
     changes = [c for c in lab.store.changes(lab.record.id, include_reverted=False)]
     if args.revert != "all":
         try:
-            wanted = int(args.revert)
+            wanted = int(str(args.revert).lstrip("#"))
         except ValueError:
             raise LabError(f"--revert {args.revert!r}: expected a change number or 'all'",
-                           "see the changes with `labtui show NAME`") from None
+                           "see the changes with `labtui show NAME` or `labtui report NAME`") from None
         changes = [c for c in changes if c.id == wanted]
         if not changes:
-            raise LabError(f"no change #{wanted} to revert in {args.name}", "see the changes with `labtui show NAME`")
+            raise LabError(f"no change #{wanted} to revert in {args.name}",
+                           "see the changes with `labtui show NAME` (reverted ones are not listed again)")
     if not changes:
         print("nothing to revert")
         return 0
     print("labtui will revert, newest first:", file=sys.stderr)
-    for c in reversed(changes):
-        print(f"  #{c.id} {c.description}\n    $ {c.revert_command}", file=sys.stderr)
+    for c in sorted(changes, key=lambda c: c.id or 0, reverse=True):
+        print(f"  #{c.id} {c.description}\n    $ {c.revert_command or '(reverted through the change catalogue)'}",
+              file=sys.stderr)
     if not args.yes:
         print("labtui: not reverted; re-run with --yes", file=sys.stderr)
         return 1
-    done = revert_changes(lab.ctx, list(reversed(changes)))
-    print(f"reverted {len(done)} change(s)")
-    return 0
+    done, failed = Executor(lab.ctx, step="doctor-revert").revert(changes, keep_going=args.revert == "all",
+                                                                  confirmed=True)
+    print(f"reverted {len(done)} change(s)" + (f"; {len(failed)} could not be reverted:" if failed else ""))
+    for c, why in failed:
+        print(f"  #{c.id} {c.description}: {why}")
+    return 0 if not failed else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
