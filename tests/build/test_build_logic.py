@@ -1,0 +1,206 @@
+"""The cluster build's pure logic: containerd config edit (on Debian's real `containerd config
+default` and a containerd 2.x config-version-3 sample), the kubeadm config field by field, kubeadm
+output parsing, pkgs.k8s.io lines, Calico's Installation and manifest."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labtui.build import apt, calico, containerd, kubeadm
+from labtui.errors import LabError
+from labtui.redact import redact
+
+DATA = Path(__file__).parent / "data"
+PAUSE = "registry.k8s.io/pause:3.10.1"
+
+
+def _set(d: dict, path: tuple, value) -> None:
+    for p in path[:-1]:
+        d = d.setdefault(p, {})
+    d[path[-1]] = value
+
+
+def _assert_only_changes(before: str, after: str, expected: dict) -> None:
+    """Parsed after == parsed before with exactly `expected` ({path: value}) applied; and every line
+    that is not one of the edited keys is byte-identical, in order."""
+    want = copy.deepcopy(tomllib.loads(before))
+    for path, value in expected.items():
+        _set(want, path, value)
+    assert tomllib.loads(after) == want
+    keys = {path[-1] for path in expected}
+    strip = lambda text: [ln for ln in text.splitlines() if ln.split("=")[0].strip() not in keys]  # noqa: E731
+    assert strip(before) == strip(after)
+
+
+def _real_default_config() -> str:
+    exe = shutil.which("containerd", path="/usr/bin:/usr/sbin")
+    if exe is None:
+        pytest.skip("Debian's containerd package is not installed (tests/setup.d/build.apt)")
+    return subprocess.run([exe, "config", "default"], capture_output=True, text=True, check=True).stdout
+
+
+def test_containerd_v2_real_debian_default():
+    text = _real_default_config()
+    assert containerd.config_version(text) == 2
+    assert containerd.problems(text, PAUSE)  # the default is not fit for kubeadm
+    out = containerd.edit_config(text, PAUSE)
+    _assert_only_changes(text, out, {
+        containerd.V2_RUNC_OPTIONS + ("SystemdCgroup",): True,
+        containerd.V2_CRI + ("sandbox_image",): PAUSE,
+    })
+    assert containerd.problems(out, PAUSE) == []
+    # the line moved in place, with its indentation
+    line = next(ln for ln in out.splitlines() if "SystemdCgroup" in ln)
+    assert line == "            SystemdCgroup = true"
+    assert containerd.edit_config(out, PAUSE) == out  # idempotent
+
+
+def test_containerd_v2_recorded_sample_matches():
+    text = (DATA / "containerd1.6-debian12-config-default.toml").read_text()
+    out = containerd.edit_config(text, PAUSE)
+    assert out.count("SystemdCgroup = true") == 1 and "SystemdCgroup = false" not in out
+
+
+def test_containerd_v3_inserts_the_missing_key():
+    text = (DATA / "containerd2-config-default.toml").read_text()
+    assert "SystemdCgroup" not in text  # containerd 2.x prints no SystemdCgroup: sed would do nothing
+    assert containerd.config_version(text) == 3
+    out = containerd.edit_config(text, PAUSE)
+    _assert_only_changes(text, out, {
+        containerd.V3_RUNC_OPTIONS + ("SystemdCgroup",): True,
+        containerd.V3_PINNED + ("sandbox",): PAUSE,
+    })
+    lines = out.splitlines()
+    i = lines.index("          [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]")
+    assert "            SystemdCgroup = true" in lines[i + 1:i + 10]
+    assert "      sandbox = 'registry.k8s.io/pause:3.10.1'" in lines
+    assert containerd.problems(out, PAUSE) == []
+    assert containerd.edit_config(out, PAUSE) == out
+
+
+def test_containerd_unsupported_versions():
+    with pytest.raises(LabError, match="version 1 is not supported"):
+        containerd.edit_config("[plugins]\n")
+    with pytest.raises(LabError, match="not valid TOML"):
+        containerd.edit_config("version = = 2")
+
+
+def test_kubeadm_config_field_by_field():
+    text = kubeadm.kubeadm_config(node_name="cp1", advertise_address="10.100.200.11", kubernetes_version="1.36.2",
+                                  pod_subnet="172.16.0.0/16", service_subnet="10.96.0.0/12",
+                                  cert_sans=["203.0.113.7"])
+    init, cluster, kubelet = kubeadm.parse_yaml_docs(text)
+    assert init["apiVersion"] == cluster["apiVersion"] == "kubeadm.k8s.io/v1beta4"
+    assert (init["kind"], cluster["kind"], kubelet["kind"]) == ("InitConfiguration", "ClusterConfiguration",
+                                                               "KubeletConfiguration")
+    assert init["localAPIEndpoint"] == {"advertiseAddress": "10.100.200.11", "bindPort": 6443}
+    assert init["nodeRegistration"] == {"name": "cp1", "criSocket": "unix:///run/containerd/containerd.sock"}
+    assert cluster["kubernetesVersion"] == "v1.36.2"
+    assert cluster["controlPlaneEndpoint"] == "10.100.200.11:6443"
+    assert cluster["networking"] == {"podSubnet": "172.16.0.0/16", "serviceSubnet": "10.96.0.0/12"}
+    assert cluster["apiServer"]["certSANs"] == ["10.100.200.11", "cp1", "203.0.113.7"]
+    assert kubelet["apiVersion"] == "kubelet.config.k8s.io/v1beta1" and kubelet["cgroupDriver"] == "systemd"
+    assert "token" not in text.lower()
+
+
+INIT_TAIL = """Your Kubernetes control-plane has initialized successfully!
+
+You can now join any number of the control-plane node running the following command on each as root:
+
+  kubeadm join 10.100.200.11:6443 --token abcdef.0123456789abcdef \\
+	--discovery-token-ca-cert-hash sha256:{h} \\
+	--control-plane --certificate-key {k}
+
+Then you can join any number of worker nodes by running the following on each as root:
+
+kubeadm join 10.100.200.11:6443 --token abcdef.0123456789abcdef \\
+	--discovery-token-ca-cert-hash sha256:{h} 
+""".format(h="a" * 64, k="b" * 64)
+
+
+def test_join_parsed_whitespace_agnostic():
+    joins = kubeadm.parse_join(INIT_TAIL)
+    assert [j.control_plane for j in joins] == [True, False]
+    assert joins[0].certificate_key == "b" * 64
+    w = kubeadm.worker_join(INIT_TAIL)
+    assert (w.endpoint, w.token, w.ca_hash) == ("10.100.200.11:6443", "abcdef.0123456789abcdef", "sha256:" + "a" * 64)
+    single = kubeadm.worker_join("kubeadm join 10.0.0.1:6443 --token zzzzzz.yyyyyyyyyyyyyyyy "
+                                 "--discovery-token-ca-cert-hash sha256:" + "c" * 64 + " \n")
+    assert single.endpoint == "10.0.0.1:6443"
+    assert "<token>" in w.shown() and w.token not in w.shown() and w.ca_hash in w.shown()
+    # the redaction masks what kubeadm prints: tokens and the certificate key, the hash stays
+    masked = redact(INIT_TAIL)
+    assert "abcdef.0123456789abcdef" not in masked and "b" * 64 not in masked and "a" * 64 in masked
+
+
+def test_preflight_errors_each_explained():
+    text = """[preflight] Running pre-flight checks
+\t[WARNING SystemVerification]: missing optional cgroups: hugetlb
+error execution phase preflight: [preflight] Some fatal errors occurred:
+\t[ERROR Port-6443]: Port 6443 is in use
+\t[ERROR Swap]: running with swap on is not supported. Please disable swap
+\t[ERROR SystemVerification]: cgroups v1 support is unsupported and will be removed in a future release
+\t[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]: /etc/kubernetes/manifests/kube-apiserver.yaml already exists
+[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`
+"""
+    errs = kubeadm.preflight_errors(text)
+    assert [e.check for e in errs] == ["Port-6443", "Swap", "SystemVerification",
+                                       "FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml"]
+    by = {e.check: e for e in errs}
+    assert "ss -ltnp" in by["Port-6443"].fix and "API server" in by["Port-6443"].why
+    assert "swapoff -a" in by["Swap"].fix
+    assert "cgroup v2" in by["SystemVerification"].fix
+    assert "kubeadm reset -f" in by["FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml"].fix
+    assert len(kubeadm.preflight_errors(text, warnings=True)) == 5
+
+
+def test_pkgs_k8s_io_lines():
+    assert apt.source_line("1.36") == ("deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
+                                       "https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /")
+    assert apt.key_url("1.36") == "https://pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key"
+    script = apt.install_script("1.36")
+    assert "kubeadm=1.36.*" in script and "apt-mark hold kubelet kubeadm kubectl" in script
+    assert "gpg --dearmor" in script and "systemctl enable --now kubelet" in script
+    with pytest.raises(ValueError):
+        apt.source_line("1.36; rm -rf /")
+
+
+def test_calico_installation_and_urls():
+    inst, api = kubeadm.parse_yaml_docs(calico.installation("172.16.0.0/16", "IPIP"))
+    pool = inst["spec"]["calicoNetwork"]["ipPools"][0]
+    assert inst["kind"] == "Installation" and inst["metadata"]["name"] == "default" and api["kind"] == "APIServer"
+    assert pool == {"name": "default-ipv4-ippool", "blockSize": 26, "cidr": "172.16.0.0/16", "encapsulation": "IPIP",
+                    "natOutgoing": "Enabled", "nodeSelector": "all()"}
+    assert inst["spec"]["calicoNetwork"]["bgp"] == "Enabled"
+    vx = kubeadm.parse_yaml_docs(calico.installation("10.244.0.0/16", "VXLAN"))[0]
+    assert vx["spec"]["calicoNetwork"]["bgp"] == "Disabled"
+    assert calico.operator_manifests("3.32.2") == [
+        "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/v1_crd_projectcalico_org.yaml",
+        "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/tigera-operator.yaml"]
+    assert calico.operator_manifests("3.31.7")[0].endswith("/v3.31.7/manifests/tigera-operator.yaml")
+    with pytest.raises(LabError):
+        calico.installation("172.16.0.0/16", "ipip")
+
+
+@pytest.mark.parametrize("enc,ipip,vxlan,backend", [
+    ("IPIP", "Always", "Never", "bird"), ("VXLAN", "Never", "Always", "vxlan"),
+    ("IPIPCrossSubnet", "CrossSubnet", "Never", "bird"), ("None", "Never", "Never", "bird")])
+def test_calico_manifest_edit(enc, ipip, vxlan, backend):
+    text = (DATA / "calico-excerpt.yaml").read_text()
+    out = calico.edit_manifest(text, "172.16.0.0/16", enc)
+    assert calico.manifest_settings(out) == {"CALICO_IPV4POOL_CIDR": "172.16.0.0/16", "CALICO_IPV4POOL_IPIP": ipip,
+                                             "CALICO_IPV4POOL_VXLAN": vxlan, "calico_backend": backend}
+    docs = list(yaml.safe_load_all(out))
+    env = docs[1]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "CALICO_IPV4POOL_CIDR", "value": "172.16.0.0/16"} in env
+    assert {"name": "CALICO_IPV6POOL_VXLAN", "value": "Never"} in env  # untouched
+    assert calico.edit_manifest(out, "172.16.0.0/16", enc) == out
+    with pytest.raises(LabError, match="not Calico's calico.yaml"):
+        calico.edit_manifest("kind: ConfigMap\n", "172.16.0.0/16", enc)
