@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """kubectl, SIMULATED for the doctor's live proof on the test nodes (no kubelet can run here).
 
-Handles only what labtui.doctor.probe sends: `apply -f -` (probe pods), `wait`, `get pods -o json`,
-`exec POD -- sh -c SCRIPT` and `delete pod -l`. Pods live in the node's private /tmp. `exec`
-runs the script for real with a `ping` first on PATH:
-- replay mode: a simulated ping replays the output recorded from the real busybox ping
-  (recorded/ping-ok.txt, ping-fail.txt) according to the scenario file
-  /usr/local/bin/labtui-sim.json ("reach": "all" | "none" | [[src, dst], ...]);
+Handles only what labtui.doctor.probe sends: `apply -f -` (probe pods: main, `-peer`, hostNetwork
+`-host`), `wait -l`, `get pods -l -o json|name`, `exec POD -- sh -c SCRIPT` and `delete pod -l`
+(by the run's label or all probe pods). Pods live in the node's private /tmp. `exec` runs the
+script for real (the shell, `ip route get`, /sys/class/net) with `ping` and `nc` first on PATH:
+- replay mode: a simulated ping and nc replay the output recorded from the real busybox ping and nc
+  (recorded/ping-ok.txt, ping-fail.txt, ping-df-ok.txt, ping-df-fail.txt, tcp-ok.txt,
+  tcp-timeout.txt) according to the scenario file /usr/local/bin/labtui-sim.json: "reach" (pod ->
+  pod across nodes: "all" | "none" | [[src, dst], ...]), "tcp" and "df" (the same, for TCP and the
+  don't-fragment ping; default: as "reach"), "same" (same-node pods, default "all"), "host"
+  (host -> pod, [["host:SRC", dst], ...] or "all" | "none", default "all");
 - data-plane mode (the scenario has "dataplane"): the REAL busybox ping, run inside the source
   pod's network namespace (tests/doctor/dataplane.py), over the real packet path.
 Output lines of apply/wait/delete are kubectl's own wording.
@@ -47,6 +51,19 @@ def opt(args, name, default=None):
     return default
 
 
+def selector(args):
+    sel = opt(args, "-l", "")
+    key, _, value = sel.partition("=")
+    return (lambda p: True) if key != "labtui.io/probe-run" else (lambda p: p.get("run") == value)
+
+
+def role_of(name, node):
+    for role in ("peer", "host"):
+        if name.endswith("-" + role) and name[:-len(role) - 1].endswith(node[:20]):
+            return role
+    return ""
+
+
 def main(argv):
     args = list(argv)
     if "--kubeconfig" in args:
@@ -62,15 +79,25 @@ def main(argv):
         for item in data.get("items", [data]):
             name = item["metadata"]["name"]
             node = item["spec"]["nodeName"]
+            role = "host" if item["spec"].get("hostNetwork") else role_of(name, node)
             ready = node not in sc.get("not_ready", [])
-            ip = sc["dataplane"][node]["ip"] if sc.get("dataplane") else sc["nodes"][node]["pod"]
-            state[name] = {"node": node, "ip": ip, "ready": ready, "ns": ns}
+            if sc.get("dataplane"):
+                dp = sc["dataplane"][node]
+                ip = dp.get(role or "ip") if role else dp["ip"]
+                ready = ready and ip is not None
+            else:
+                ip = {"": sc["nodes"][node]["pod"], "peer": sc["nodes"][node].get("peer"),
+                      "host": sc["nodes"][node]["ip"]}[role]
+            state[name] = {"node": node, "ip": ip, "ready": ready, "ns": ns, "role": role,
+                           "run": item["metadata"]["labels"].get("labtui.io/probe-run", "")}
             print(f"pod/{name} created")
         save(state)
         return 0
     if verb == "wait":
-        bad = [n for n, p in pods().items() if not p["ready"]]
-        for n, p in pods().items():
+        match = selector(args)
+        mine = {n: p for n, p in pods().items() if match(p)}
+        bad = [n for n, p in mine.items() if not p["ready"]]
+        for n, p in mine.items():
             if p["ready"]:
                 print(f"pod/{n} condition met")
         if bad:
@@ -78,11 +105,19 @@ def main(argv):
             return 1
         return 0
     if verb == "get":
+        match = selector(args)
+        if opt(args, "-o") == "name":
+            for n, p in pods().items():
+                if match(p):
+                    print(f"pod/{n}")
+            return 0
         items = []
         for n, p in pods().items():
+            if not match(p):
+                continue
             items.append({"apiVersion": "v1", "kind": "Pod",
                           "metadata": {"name": n, "namespace": p["ns"], "labels": {"labtui.io/probe": "doctor"}},
-                          "spec": {"nodeName": p["node"]},
+                          "spec": {"nodeName": p["node"], "hostNetwork": p.get("role") == "host"},
                           "status": {"phase": "Running" if p["ready"] else "Pending",
                                      "podIP": p["ip"] if p["ready"] else None,
                                      "conditions": [{"type": "Ready", "status": "True" if p["ready"] else "False"}]}})
@@ -101,41 +136,75 @@ def main(argv):
             if not os.path.exists(os.path.join(real, "ping")):
                 os.symlink("/usr/bin/busybox", os.path.join(real, "ping"))
             env = dict(os.environ, PATH=real + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
-            pid = str(sc["dataplane"][pod["node"]]["pid"])
+            dp = sc["dataplane"][pod["node"]]
+            pid = str(dp["host_pid"] if pod.get("role") == "host" else dp["peer_pid"] if pod.get("role") == "peer"
+                      else dp["pid"])
+            for tool in ("nc",):
+                if not os.path.exists(os.path.join(real, tool)):
+                    os.symlink("/usr/bin/busybox", os.path.join(real, tool))
             os.execvpe("nsenter", ["nsenter", "-t", pid, "-n", "--"] + cmd, env)
         os.makedirs(BIN, exist_ok=True)
-        ping = os.path.join(BIN, "ping")
-        # probes run in parallel: never rewrite a ping another probe is executing (ETXTBSY);
-        # write a private copy and rename it into place
-        tmp = f"{ping}.{os.getpid()}"
-        with open(tmp, "w") as fh:
-            fh.write(PING)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, ping)
-        env = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"), LABTUI_SIM_SRC=pod["node"])
+        for tool in ("ping", "nc"):
+            path = os.path.join(BIN, tool)
+            # probes run in parallel: never rewrite a tool another probe is executing (ETXTBSY);
+            # write a private copy and rename it into place
+            tmp = f"{path}.{os.getpid()}"
+            with open(tmp, "w") as fh:
+                fh.write(TOOL.replace("@TOOL@", tool))
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, path)
+        env = dict(os.environ, PATH=BIN + ":" + os.environ.get("PATH", "/usr/bin:/bin"), LABTUI_SIM_SRC=pod["node"],
+                   LABTUI_SIM_ROLE=pod.get("role", ""))
         os.execvpe(cmd[0], cmd, env)
     if verb == "delete":
         state = pods()
-        for n in list(state):
+        match = selector(args)
+        for n in [n for n, p in state.items() if match(p)]:
             print(f'pod "{n}" deleted')
-        save({})
+            del state[n]
+        save(state)
         return 0
     print(f"kubectl (simulated): unsupported {' '.join(argv)}", file=sys.stderr)
     return 1
 
 
-PING = r'''#!/usr/bin/python3
-# ping, SIMULATED: replays output recorded from the real busybox ping (see kubectl_simulated.py)
+TOOL = r'''#!/usr/bin/python3
+# @TOOL@, SIMULATED: replays output recorded from the real busybox ping / nc (see kubectl_simulated.py)
 import json, os, sys, time
+tool = "@TOOL@"
 sc = json.load(open("/usr/local/bin/labtui-sim.json"))
-dst_ip = sys.argv[-1]
+args = sys.argv[1:]
+dst_ip = args[-1] if tool == "ping" else args[-2]
 src = os.environ["LABTUI_SIM_SRC"]
-dst = next((n for n, v in sc["nodes"].items() if v["pod"] == dst_ip), None)
-reach = sc.get("reach", "all")
-ok = dst is not None and (reach == "all" or (reach != "none" and [src, dst] in reach))
-name = "ping-ok.txt" if ok else "ping-fail.txt"
+host = os.environ.get("LABTUI_SIM_ROLE") == "host"
+size = int(args[args.index("-s") + 1]) if "-s" in args else None
+dst = next((n for n, v in sc["nodes"].items() if dst_ip in (v["pod"], v.get("peer"))), None)
+
+
+def allowed(rule, a, b):
+    return rule == "all" or (rule != "none" and [a, b] in rule)
+
+
+if dst is None:
+    ok = False
+elif host:
+    ok = allowed(sc.get("host", "all"), "host:" + src, dst)
+elif dst == src:
+    ok = allowed(sc.get("same", "all"), src, dst)
+else:
+    key = "tcp" if tool == "nc" else "df" if size is not None else "reach"
+    ok = allowed(sc.get(key, sc.get("reach", "all")), src, dst)
+if tool == "nc":
+    name = "tcp-ok.txt" if ok else "tcp-timeout.txt"
+elif size is not None:
+    name = "ping-df-ok.txt" if ok else "ping-df-fail.txt"
+else:
+    name = "ping-ok.txt" if ok else "ping-fail.txt"
 text = open(os.path.join(sc["recorded"], name)).read()
-text = text.replace("{SRC_POD}", sc["nodes"][src]["pod"]).replace("{DST_POD}", dst_ip)
+src_ip = sc["nodes"][src]["ip" if host else "pod"]
+text = text.replace("{SRC_POD}", src_ip).replace("{DST_POD}", dst_ip)
+if size is not None:  # recorded at -s 1452
+    text = text.replace("1452 data bytes", f"{size} data bytes").replace("1460 bytes from", f"{size + 8} bytes from")
 if not ok:
     time.sleep(sc.get("fail_delay", 0.3))
 sys.stdout.write(text)

@@ -15,7 +15,9 @@ NODE_RECORDED = "/usr/local/bin"
 def scenario(lab, *, reach="all", wire="ipip", not_ready=(), pod_net="172.16") -> dict:
     nodes = {}
     for i, n in enumerate(lab.nodes):
-        nodes[n.name] = {"ip": n.address, "mac": n.mac, "pod": f"{pod_net}.{[200, 110, 45, 7, 90, 130][i % 6]}.{10 + i}"}
+        third = [200, 110, 45, 7, 90, 130][i % 6]
+        nodes[n.name] = {"ip": n.address, "mac": n.mac, "pod": f"{pod_net}.{third}.{10 + i}",
+                         "peer": f"{pod_net}.{third}.{100 + i}"}
     return {"nodes": nodes, "reach": reach, "wire": wire, "not_ready": list(not_ready),
             "capture_node": lab.nodes[0].name, "recorded": NODE_RECORDED, "fail_delay": 0.2}
 
