@@ -18,6 +18,7 @@ from labtui.doctor.model import (
     ERROR,
     INFO,
     IPIP_PROTO,
+    UDP,
     WARNING,
     DoctorFacts,
     Pool,
@@ -292,7 +293,8 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
         if not every_port:
             text += "\n\n" + _causes_text(facts, vs, pool)
         text += (
-            f"\n\nSwitching Calico to direct routing (no encapsulation) would fail for the same reason.{_ipip_note(facts)} "
+            f"\n\nSwitching Calico to direct routing (no encapsulation) would fail for the same reason."
+            f"{_vxlan_note(facts, pool) or _ipip_note(facts)} "
             f"The fix is either to encapsulate every cross-node packet, so the outer source is the node's own address "
             f"(IPIP Always with IP protocol 4 allowed between the nodes, or VXLAN Always with UDP "
             f"{facts.calico.vxlan_udp_port}), or to let the ports send pod addresses (the pod CIDR as an "
@@ -317,6 +319,20 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
           f"`openstack port set --allowed-address ip-address={pool.cidr} {port.ref}` (Neutron merges it with the "
           f"pairs already there).")
     return title, text
+
+
+def _vxlan_note(facts: DoctorFacts, pool: Pool) -> str:
+    """A VXLAN CrossSubnet pool whose UDP port the groups already allow: one mode change is enough."""
+    if pool.vxlan_mode != "CrossSubnet" or len(facts.nodes) < 2:
+        return ""
+    port = facts.calico.vxlan_udp_port
+    for a in facts.nodes:
+        for b in facts.nodes:
+            if a is not b and (a.port is None or b.port is None or _allowing_rule(
+                    facts, b.port, "ingress", UDP, port, a.port, a.ip) is None):
+                return ""
+    return (f" The security groups already let UDP {port} (VXLAN) in between the nodes, so setting the pool to "
+            f"vxlanMode Always is enough.")
 
 
 def _ipip_note(facts: DoctorFacts) -> str:

@@ -477,6 +477,12 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
         calico = [_pool_action(facts, p, *modes[p.name]) for p in active_pools(facts)
                   if modes[p.name] != (p.ipip_mode.replace("Off", "Never"), p.vxlan_mode)]
         opt.actions = sorted(net + calico, key=lambda a: (a.order, a.id))
+        pairs = [a for a in opt.actions if a.kind == "port-pairs"]
+        sending = [n for n in facts.nodes if n.port and n.port.port_security]
+        if number == 3 and pairs and len({a.params["port_id"] for a in pairs}) < len(sending):
+            ports = list(dict.fromkeys(a.params["node"] for a in pairs))
+            opt.title = (f"The pod CIDR as an allowed-address-pair on the port of {_join(ports)} "
+                         f"(the other node ports have it)")
         after = diagnose(simulate(facts, opt.actions), with_options=False)
         left = _path_failures(after)
         new_errors = [f for f in after.findings if f.severity == ERROR and f.id not in before

@@ -309,3 +309,119 @@ def test_render_text_reads_well():
     text = render_text(diagnose(incident()))
     assert "[ERROR] 1." in text and "[recommended]" in text and "$ openstack security group rule create" in text
     assert "labtui doctor NAME --fix N --yes" in text
+
+
+# ------------------------------------------------------------------ reasoning cases as data (tests/doctor/cases)
+#
+# One YAML file per case: `facts` (the incident's facts with changes, or a whole DoctorFacts dict under
+# `raw`) and `expect` (findings, ranked options, texts). A new case costs a file, no code; the format
+# is described in tests/doctor/cases/README.md.
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from labtui.doctor.reason import Group, Neutron  # noqa: E402
+from tests.doctor.scenarios import NAMES  # noqa: E402
+
+CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.yaml"))
+
+
+def _sg(value):
+    return SG if value == "SG" else value
+
+
+def build_facts(spec: dict) -> DoctorFacts:
+    if "raw" in spec:
+        return DoctorFacts.from_dict(spec["raw"])
+    facts = incident(**(spec.get("incident") or {}))
+    for gid, g in (spec.get("groups") or {}).items():
+        grp = facts.groups.setdefault(_sg(gid), Group(_sg(gid), g.get("name", gid)))
+        if "stateful" in g:
+            grp.stateful = g["stateful"]
+        if g.get("drop_rules"):
+            grp.rules = [r for r in grp.rules if r.id not in g["drop_rules"]]
+        if g.get("only_rules") is not None:
+            grp.rules = []
+        for r in g.get("rules") or g.get("only_rules") or []:
+            r = dict(r)
+            r["remote_group_id"] = _sg(r.pop("remote_group", None))
+            grp.rules.append(Rule(**r))
+    for name, changes in (spec.get("ports") or {}).items():
+        names = NAMES if name == "all" else [name]
+        for n in names:
+            port = facts.node(n).port
+            for key, value in changes.items():
+                setattr(port, key, [_sg(v) for v in value] if key == "security_groups" else value)
+    for key, value in (spec.get("calico") or {}).items():
+        setattr(facts.calico, key, value)
+    if "neutron" in spec:
+        facts.neutron = Neutron(**spec["neutron"])
+    return facts
+
+
+def _has_all(text: str, needles: list[str], what: str) -> None:
+    for needle in needles or []:
+        assert needle in text, f"{what}: {needle!r} not in:\n{text}"
+
+
+def _has_none(text: str, needles: list[str], what: str) -> None:
+    for needle in needles or []:
+        assert needle not in text, f"{what}: {needle!r} should not be in:\n{text}"
+
+
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_reasoning_case(path):
+    case = yaml.safe_load(path.read_text())
+    diag = diagnose(build_facts(case["facts"]))
+    exp = case["expect"]
+    report = render_text(diag)
+    if "status" in exp:
+        assert diag.status == exp["status"], report
+    if "findings" in exp:
+        assert [f.id for f in diag.findings] == exp["findings"], report
+    for fid, fexp in (exp.get("finding") or {}).items():
+        f = diag.finding(fid)
+        if "severity" in fexp:
+            assert f.severity == fexp["severity"], f
+        if "pairs" in fexp:
+            want = fexp["pairs"]
+            assert (len(f.pairs) == want) if isinstance(want, int) else (sorted(f.pairs) == sorted(want)), f.pairs
+        _has_all(f.title + "\n" + f.explanation, fexp.get("says"), f"finding {fid}")
+        _has_none(f.title + "\n" + f.explanation, fexp.get("never_says"), f"finding {fid}")
+        _has_all("\n".join(e.text for e in f.evidence), fexp.get("evidence"), f"evidence of {fid}")
+    if "options" in exp:
+        assert [o.number for o in diag.options] == exp["options"], report
+    if "recommended" in exp:
+        rec = [o.number for o in diag.options if o.recommended]
+        assert rec == ([exp["recommended"]] if exp["recommended"] else []), report
+    for num, oexp in (exp.get("option") or {}).items():
+        o = diag.option(num)
+        if "available" in oexp:
+            assert o.available == oexp["available"], o.unavailable_reason
+        _has_all(o.unavailable_reason, oexp.get("not_possible_because"), f"option {num}")
+        if "actions" in oexp:
+            assert [a.kind for a in ordered_actions(o)] == oexp["actions"], [a.command for a in o.actions]
+        commands = "\n".join(a.command for a in ordered_actions(o))
+        _has_all(commands, oexp.get("commands"), f"commands of option {num}")
+        _has_none(commands, oexp.get("never_commands"), f"commands of option {num}")
+        _has_all(o.title + "\n" + o.why + "\n" + o.expected, oexp.get("says"), f"option {num}")
+        _has_none(o.title + "\n" + o.why + "\n" + o.expected, oexp.get("never_says"), f"option {num}")
+        if oexp.get("heals"):
+            after = diagnose(simulate(diag.facts, o.actions))
+            assert after.exit_code == 0, render_text(after)
+    # the rules of every case: an option never claims every path passes while naming a blocked one, a
+    # plan never holds a rule its group already has, and an available plan leaves no path blocked
+    for o in diag.options:
+        assert not ("every pod path" in o.expected and "still blocked" in o.expected), o.expected
+        for a in o.actions:
+            if a.kind == "sg-rule":
+                g = diag.facts.groups.get(a.params["security_group_id"])
+                assert not any(
+                    r.direction == a.params["direction"] and r.protocol == a.params["protocol"]
+                    and r.port_min == a.params["port_range_min"] and r.remote_group_id == a.params["remote_group_id"]
+                    and r.remote_ip_prefix == a.params["remote_ip_prefix"] for r in (g.rules if g else [])), a.command
+        if o.available:
+            after = diagnose(simulate(diag.facts, o.actions), with_options=False)
+            assert not [v for v in after.verdicts + after.bgp if v.ok is False], (o.number, render_text(after))
