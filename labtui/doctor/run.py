@@ -234,7 +234,7 @@ def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
 
 
 def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
-                   ssh_timeout: float = 20.0) -> DoctorFacts:
+                   ssh_timeout: float = 20.0, only_cells: set[str] | None = None) -> DoctorFacts:
     from labtui.doctor.gather import gather
 
     nodes = plan_nodes(ctx)
@@ -255,7 +255,7 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
     )
     _fill_from_stored(ctx, facts)
     if live:
-        live_proof(ctx, facts, ssh)
+        live_proof(ctx, facts, ssh, only_cells=only_cells)
     facts.timings["finished"] = time.time()
     return facts
 
@@ -275,8 +275,10 @@ def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
                 ctx.emit(Event(ev.INFO, f"{n.name}: interface {n.iface_cidr} from the node facts stored earlier"))
 
 
-def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
-    """The matrix and the capture, when the cluster and the control plane over SSH are reachable."""
+def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None, *, only_cells: set[str] | None = None) -> None:
+    """The matrix and the capture, when the cluster and the control plane over SSH are reachable.
+    Every cell lands in `facts.cells` (labtui.doctor.probe.Cell); the cross-node ICMP ones in
+    `facts.matrix` for the reasoning. `only_cells`: re-run just these (doctor --failed)."""
     from labtui.doctor.probe import run_live_proof
 
     if not facts.sources.get("kube"):
@@ -301,9 +303,11 @@ def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
         kubectl="kubectl --kubeconfig /etc/kubernetes/admin.conf",
         capture_shell=NodeShell(ssh, cp.name), capture_iface=cp.iface or "any",
         pod_cidr=pools[0].cidr if pools else None, emit=ctx.emit,
-        simulated=bool(ctx.tuning.simulated),
+        simulated=bool(ctx.tuning.simulated), only=only_cells,
+        ttl=int(getattr(ctx.tuning, "probe_ttl", 0) or 300),
     )
     facts.matrix = proof.matrix
+    facts.cells = proof.cells  # type: ignore[attr-defined]  # not a DoctorFacts field: see remember()
     if proof.capture is not None:
         facts.captures.append(proof.capture)
     facts.unchecked.extend(proof.unchecked)
@@ -311,11 +315,15 @@ def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None) -> None:
 
 
 def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
-               facts: DoctorFacts | None = None) -> Diagnosis:
-    """Gather (unless facts are given), diagnose, remember the result in the session."""
+               facts: DoctorFacts | None = None, only_cells: set[str] | None = None) -> Diagnosis:
+    """Gather (unless facts are given), diagnose, remember the result in the session.
+    `diag.cells`: every cell of the live matrix, each failing one with its cause from the reasoning."""
+    from labtui.doctor.probe import attach_causes
+
     if facts is None:
-        facts = gather_session(ctx, kubeconfig=kubeconfig, live=live)
+        facts = gather_session(ctx, kubeconfig=kubeconfig, live=live, only_cells=only_cells)
     diag = diagnose(facts)
+    diag.cells = attach_causes(diag, getattr(facts, "cells", None) or [])  # type: ignore[attr-defined]
     remember(ctx, diag)
     for f in diag.findings:
         ctx.emit(Event(ev.WARN if f.severity in ("error", "warning") else ev.INFO,
@@ -338,6 +346,7 @@ def summary_line(diag: Diagnosis) -> str:
 def remember(ctx: StepContext, diag: Diagnosis) -> None:
     data = diag.to_dict()
     data["ran_at"] = time.time()
+    data["cells"] = [c.to_dict() for c in getattr(diag, "cells", None) or []]
     stored = ctx.store.facts(ctx.session.id, DOCTOR_SCOPE).get(DOCTOR_SCOPE, {})
     history = list(stored.get("history") or [])
     history.append({"ts": time.time(), "status": diag.status, "exit_code": diag.exit_code, "summary": summary_line(diag)})
