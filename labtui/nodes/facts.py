@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MODULES = ("overlay", "br_netfilter", "ipip")
 SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 SCOPE_PREFIX = "node:"
+KUBE_PORTS = (6443, 10250, 10257, 10259, 2379, 2380)
 
 FACTS_SCRIPT = r"""export LC_ALL=C
 echo @@hostname; hostname 2>/dev/null || cat /etc/hostname
@@ -34,8 +35,11 @@ echo @@sysmodule; for m in overlay br_netfilter ipip; do [ -d /sys/module/$m ] &
 echo @@builtin; grep -E '/(overlay|br_netfilter|ipip)\.ko' /lib/modules/$(uname -r)/modules.builtin 2>/dev/null
 echo @@available; for m in overlay br_netfilter ipip; do ls /lib/modules/$(uname -r)/kernel/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/$m.ko* >/dev/null 2>&1 && echo $m; done
 echo @@sysctl; for k in net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables; do printf '%s=%s\n' "$k" "$(cat /proc/sys/$k 2>/dev/null || echo absent)"; done
-echo @@cgroup; stat -fc %T /sys/fs/cgroup 2>/dev/null
+echo @@cgroup; stat -fc %T /sys/fs/cgroup 2>/dev/null || { [ -f /sys/fs/cgroup/cgroup.controllers ] && echo cgroup2fs; }
 echo @@machine; cat /etc/machine-id 2>/dev/null; cat /sys/class/dmi/id/product_uuid 2>/dev/null
+echo @@product_uuid; cat /sys/class/dmi/id/product_uuid 2>/dev/null || sudo -n cat /sys/class/dmi/id/product_uuid 2>/dev/null
+echo @@systemd; command -v systemctl >/dev/null 2>&1 && systemctl is-system-running 2>&1 | head -n 1
+echo @@listen; ss -Htln 2>/dev/null | awk '{print $4}'
 echo @@containerd; command -v containerd >/dev/null 2>&1 && containerd --version 2>&1 | head -n 1
 echo @@crio; command -v crio >/dev/null 2>&1 && crio --version 2>&1 | head -n 1
 echo @@docker; command -v docker >/dev/null 2>&1 && docker --version 2>&1 | head -n 1
@@ -65,6 +69,8 @@ class NodeFacts:
     modules: dict[str, str] = field(default_factory=dict)  # name -> loaded | builtin | available | missing
     sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.ip_forward" -> "0" | "1" | "absent"
     cgroup: str = ""  # "v2" | "v1" | ""
+    systemd: str = ""  # `systemctl is-system-running`: running | degraded | offline | ... ("" : no systemctl)
+    ports_in_use: list[int] = field(default_factory=list)  # of the ports kubeadm needs (KUBE_PORTS), listening now
     machine_id: str = ""
     product_uuid: str = ""
     runtime: str = ""  # containerd | cri-o | docker | ""
@@ -211,6 +217,16 @@ def parse_facts(node: str, text: str) -> NodeFacts:
         f.machine_id = machine[0]
     if len(machine) > 1:
         f.product_uuid = machine[1]
+    uuid = [ln.strip() for ln in s.get("product_uuid", []) if ln.strip()]
+    if uuid:
+        f.product_uuid = uuid[0]
+    f.systemd = next((ln.strip() for ln in s.get("systemd", []) if ln.strip()), "")
+    ports = set()
+    for line in s.get("listen", []):
+        port = line.strip().rsplit(":", 1)[-1]
+        if port.isdigit() and int(port) in KUBE_PORTS:
+            ports.add(int(port))
+    f.ports_in_use = sorted(ports)
     for name, key in (("containerd", "containerd"), ("cri-o", "crio"), ("docker", "docker")):
         lines = [ln for ln in s.get(key, []) if ln.strip()]
         if lines:
