@@ -198,14 +198,14 @@ def cause_label(facts: DoctorFacts, blk: Block, pool: Pool | None = None) -> str
         return (f"{_port_ref(facts, blk.node)} drops packets to pod addresses (OVN's destination check): "
                 f"{cidr} is not among its allowed-address-pairs")
     if blk.code == "sg-ingress":
-        text = f"{_port_ref(facts, blk.node)}: its groups ({blk.where[6:]}) let nothing of this kind in from the sender"
+        text = f"the ingress rules of {blk.where} do not let it in"
         if blk.near:
-            text += f"; the rule {blk.near[0]} does not cover the sender"
+            text += f" (the rule {blk.near[0]} does not cover the sender)"
         return text
     if blk.code == "sg-egress":
-        return f"{_port_ref(facts, blk.node)}: its groups ({blk.where[6:]}) let nothing of this kind out"
+        return f"the egress rules of {blk.where} do not let it out"
     if blk.code == "sg-reply":
-        return f"{_port_ref(facts, blk.node)}: its stateless groups ({blk.where[6:]}) have no rule for the replies"
+        return f"the stateless {blk.where} has no rule for the replies"
     return "the router between the subnets has no route to the pod addresses"
 
 
@@ -379,10 +379,10 @@ def _explain_sg(kind: str, pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]
     title = (f"{'IP-in-IP (protocol 4)' if kind == 'ipip' else f'VXLAN (UDP {vport})'} between the nodes is not "
              f"allowed {'out' if egress else 'in'} by security group {gnames}")
     if end and end[0] == "start" and not egress:
-        lead = (f"Every failing pair starts at {end[1]}: the receiving ports' groups ({gnames}) let {proto} in from "
+        lead = (f"every failing pair starts at {end[1]}: the receiving ports' groups ({gnames}) let {proto} in from "
                 f"the other nodes but not from {_port_ref(facts, end[1])}")
     elif end and end[0] == "end" and not egress:
-        lead = f"Every failing pair ends at {end[1]}: the groups on {_port_ref(facts, end[1])} ({gnames}) do not let {proto} in"
+        lead = f"every failing pair ends at {end[1]}: the groups on {_port_ref(facts, end[1])} ({gnames}) do not let {proto} in"
     elif egress:
         lead = f"the groups of {a.name}'s port ({gnames}) have no egress rule for {proto}: {blk.detail if blk else ''}"
     else:

@@ -358,7 +358,7 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
                 if f"sg-{direction}" in codes:
                     add_rule(b, a, "tcp", BGP_PORT, None, "Calico BGP between the nodes (labtui doctor)",
                              direction=direction)
-            if any(blk.code == "sg-ingress" for blk in _reply_blocks(facts, a, b, TCP, EPHEMERAL)):
+            if any(blk.node == a.name for blk in _reply_blocks(facts, a, b, TCP, EPHEMERAL)):
                 # a stateless group: the replies come back to an ephemeral port and need their own rule
                 add_rule(a, b, "tcp", EPHEMERAL[0], None, "replies to Calico BGP, stateless group (labtui doctor)",
                          port_max=EPHEMERAL[1])
@@ -498,7 +498,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
                                           f"{_plural(len(left), 'path')} blocked: "
                                           f"{first.blocks[0].detail if first.blocks else first.pair}")
         opt.expected = _expected(after, left, new_errors)
-        keys[number] = (not opt.available, len(left), len(new_errors), opt.discouraged, len(opt.actions),
+        keys[number] = (not opt.available, len(left), opt.discouraged, bool(new_errors), len(opt.actions),
                         disruption(facts, opt), number)
         options.append(opt)
     for rank, o in enumerate(sorted(options, key=lambda o: keys[o.number]), 1):

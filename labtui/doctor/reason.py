@@ -213,10 +213,14 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
             gids = [g for v in bad for n in (v.src, v.dst) for g in (facts.node(n).port.security_groups if facts.node(n).port else [])]
             gnames = _join(dict.fromkeys(facts.groups[g].label if g in facts.groups else g for g in gids))
             sev = ERROR if depends else WARNING
+            replies = all(b.code == "sg-reply" for v in bad for b in v.blocks)
             text = (
                 f"Calico runs BGP (bird) between the nodes to tell each node where the other nodes' pod addresses "
-                f"are. BGP is a TCP connection to port 179 between the node addresses, and the security groups "
-                f"({gnames}) allow it in neither direction for {_plural(len(bad), 'node pair')}. "
+                f"are. BGP is a TCP connection to port 179 between the node addresses, and "
+                + (f"the security groups ({gnames}) are stateless: they let TCP 179 in, but not the replies that come "
+                   f"back to the connecting node's ephemeral port, so no session comes up for "
+                   f"{_plural(len(bad), 'node pair')}. " if replies else
+                   f"the security groups ({gnames}) allow it in neither direction for {_plural(len(bad), 'node pair')}. ")
                 + ("Without those sessions the nodes learn no routes to each other's pods (IPIP and direct routing "
                    "both depend on them), and calico-node reports itself not ready (bird is not ready). "
                    if depends else
@@ -234,7 +238,9 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
                         if down:
                             ev.append(Evidence("bird", f"{n}: BGP peers not established: "
                                                        + ", ".join(f"{p.address} {p.state} {p.info}".strip() for p in down)))
-            findings.append(Finding("bgp-blocked", sev, "BGP (TCP 179) between the nodes is not allowed",
+            title = ("BGP sessions between the nodes cannot come up: the stateless group lets no replies in" if replies
+                     else "BGP (TCP 179) between the nodes is not allowed")
+            findings.append(Finding("bgp-blocked", sev, title,
                                     text, [f"{v.src}<->{v.dst}" for v in bad], _dedupe(ev),
                                     nodes=list(dict.fromkeys(n for v in bad for n in (v.src, v.dst)))))
         # observed BGP state, when it disagrees with the security groups
