@@ -1,11 +1,11 @@
 """`labtui doctor` and `labtui report`.
 
-    labtui doctor NAME [--json] [--no-live] [--kubeconfig FILE] [--accept-new-host-keys]
+    labtui doctor NAME [--json] [--no-live] [--junit FILE] [--failed] [--kubeconfig FILE] [--accept-new-host-keys]
     labtui doctor NAME --fix OPTION [--yes] [--accept-crd-warning]
     labtui doctor NAME --revert CHANGE_ID|all [--yes]
     labtui doctor NAME --adopt (--nodes cp=10.0.0.4,w1=10.0.0.21 | --inventory FILE) [--cloud CLOUD]
                        [--kubeconfig FILE] [--user USER] [--key FILE]      # a cluster labtui did not build
-    labtui report NAME [-o FILE] [--log N]
+    labtui report NAME [--format md|json] [-o FILE] [--log N]
 
 Exit codes of `doctor`: 0 healthy, 1 findings, 2 could not check (or an error).
 """
@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="the lab (with --adopt: the name of a new lab for an existing cluster)")
     p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     p.add_argument("--no-live", action="store_true", help="skip the probe pods and the capture")
+    p.add_argument("--junit", metavar="FILE", help="write the live matrix as JUnit XML (one test case per cell)")
+    p.add_argument("--failed", action="store_true",
+                   help="re-run only the matrix cells that failed last time (ICMP, TCP, MTU; cross, same node, host)")
     p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: the lab's admin.conf, fetched over SSH)")
     p.add_argument("--fix", metavar="OPTION", help="apply a fix option: 1/ipip, 2/vxlan, 3/pairs, 4/port-security-off")
     p.add_argument("--revert", metavar="CHANGE", help="revert a recorded change (its number) or 'all'")
@@ -59,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--key", help="SSH private key file for the nodes")
     p.set_defaults(func=cmd_doctor)
 
-    r = sub.add_parser("report", help="a Markdown report of a lab: plan, steps, findings, changes with reverts")
+    r = sub.add_parser("report", help="the story of a lab: symptom, cause, the change, proof before and after")
     r.add_argument("name")
+    r.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
     r.add_argument("-o", "--output", help="write to this file instead of stdout")
     r.add_argument("--log", type=int, default=0, metavar="N", help="include the last N lines of the command log")
     r.set_defaults(func=cmd_report)
@@ -193,16 +197,65 @@ def _confirm(args: argparse.Namespace):
     return confirm
 
 
+class _Hangup(SystemExit):
+    """SIGHUP (the terminal closed) or SIGTERM: unwinds like ctrl+c, so the probe pods are deleted."""
+
+
+def _unwind_on_signals() -> None:
+    """A closed terminal (SIGHUP) or a kill (SIGTERM) unwinds the stack like ctrl+c does, so every
+    `finally` runs (the probe pods are deleted); only in the main thread, where Python delivers them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, _frame):
+        signal.signal(signum, signal.SIG_IGN)  # one unwind is enough
+        raise _Hangup(128 + signum)
+
+    for sig in (getattr(signal, "SIGHUP", None), signal.SIGTERM):
+        if sig is not None:
+            signal.signal(sig, handler)
+
+
+def _last_failed_cells(lab) -> set[str]:
+    from labtui.doctor.run import last_diagnosis
+
+    last = last_diagnosis(lab.store, lab.record.id) or {}
+    cells = last.get("cells") or []
+    if not cells:
+        raise LabError(f"--failed: no earlier live matrix in {lab.record.name}",
+                       f"run `labtui doctor {lab.record.name}` once with the live proof (without --no-live)")
+    failed = {c["id"] for c in cells if not c.get("ok")}
+    if not failed:
+        raise LabError(f"--failed: every cell of the last matrix passed ({len(cells)} cells)",
+                       f"run `labtui doctor {lab.record.name}` for the whole matrix")
+    return failed
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from labtui.doctor.reason import render_text
     from labtui.doctor.run import apply_fix, run_doctor
     from labtui.redact import redact, redact_data
 
+    if args.failed and args.no_live:
+        raise LabError("--failed re-runs live matrix cells; it cannot go with --no-live", "drop one of the two")
+    if args.junit and args.no_live:
+        raise LabError("--junit writes the live matrix; it cannot go with --no-live", "drop one of the two")
+    if args.junit:
+        junit = Path(args.junit).expanduser()
+        if not junit.parent.is_dir():
+            raise LabError(f"--junit {args.junit}: the directory {junit.parent} does not exist", "create it first")
+    _unwind_on_signals()
     lab = _open(args)
     try:
         if args.revert:
             return _revert(lab, args)
-        diag = run_doctor(lab.ctx, kubeconfig=args.kubeconfig, live=not args.no_live)
+        only = _last_failed_cells(lab) if args.failed else None
+        if only is not None:
+            print(f"labtui: re-running the {len(only)} cell(s) that failed last time", file=sys.stderr)
+        diag = run_doctor(lab.ctx, kubeconfig=args.kubeconfig, live=not args.no_live, only_cells=only)
         if args.fix:
             print(redact(render_text(diag)), file=sys.stderr if args.json else sys.stdout)
             try:
@@ -220,13 +273,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             diag = after
             print("", file=sys.stderr)
             print(f"After fix option {opt.number}:", file=sys.stderr)
+        cells = getattr(diag, "cells", None) or []
+        if args.junit:
+            _write_junit(Path(args.junit).expanduser(), diag, cells)
         if args.json:
-            print(json.dumps(redact_data(diag.to_dict()), indent=2, sort_keys=True, default=str))
+            data = diag.to_dict()
+            data["cells"] = [c.to_dict() for c in cells]
+            print(json.dumps(redact_data(data), indent=2, sort_keys=True, default=str))
         else:
-            print(redact(render_text(diag)))
+            text = render_text(diag)
+            if cells:
+                from labtui.doctor.probe import render_cells
+
+                text += "\n\nThe live matrix" + (" (the cells that failed last time)" if only else "") + ":\n" \
+                    + render_cells(cells, [n.name for n in diag.facts.nodes])
+            print(redact(text))
         return diag.exit_code
     finally:
         lab.close()
+
+
+def _write_junit(path: Path, diag, cells) -> None:
+    from labtui.doctor.probe import junit_xml
+    from labtui.paths import write_private
+    from labtui.redact import redact
+
+    matrix_unchecked = [u for u in diag.unchecked if u.source in ("matrix", "capture")]
+    if not cells and not matrix_unchecked:
+        raise LabError("--junit: the live matrix did not run, nothing to write",
+                       "the doctor needs the cluster and SSH to the control plane for it (see the lines above)")
+    seconds = float(diag.facts.timings.get("live") or 0.0)
+    write_private(path, redact(junit_xml(cells, f"labtui doctor {diag.facts.cluster}".strip(),
+                                         unchecked=matrix_unchecked, seconds=seconds)))
+    print(f"wrote {path} ({len(cells)} cells, {sum(1 for c in cells if not c.ok)} failing)", file=sys.stderr)
 
 
 def _revert(lab, args: argparse.Namespace) -> int:
@@ -266,10 +345,17 @@ def _revert(lab, args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from labtui.paths import write_private
-    from labtui.report import session_report
+    from labtui.report import session_report, session_report_data
     from labtui.store import Store
 
-    text = session_report(Store(), args.name, log_lines=args.log)
+    store = Store()
+    if not store.has_session(args.name):
+        raise LabError(f"there is no lab named {args.name!r}", "list them with `labtui sessions`", code="not-found")
+    if args.format == "json":
+        text = json.dumps(session_report_data(store, args.name, log_lines=args.log), indent=2, sort_keys=True,
+                          default=str) + "\n"
+    else:
+        text = session_report(store, args.name, log_lines=args.log)
     if args.output:
         write_private(Path(args.output), text)
         print(f"wrote {args.output}", file=sys.stderr)
