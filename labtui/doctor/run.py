@@ -50,7 +50,8 @@ def cloud_name(ctx: StepContext) -> str | None:
     return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
 
 
-def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] | None:
+def _kube_reader(ctx: StepContext, kubeconfig: str | None,
+                 seen: dict[str, Any] | None = None) -> Callable[[], Any] | None:
     from labtui.paths import session_dir
 
     have = kubeconfig or ctx.inputs.get("kubeconfig") or (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists() \
@@ -63,7 +64,14 @@ def _kube_reader(ctx: StepContext, kubeconfig: str | None) -> Callable[[], Any] 
 
         kc = kube_for(ctx, kubeconfig)
         try:
-            return read_cluster(kc)
+            state = read_cluster(kc)
+            if seen is not None:
+                seen["state"] = state
+                try:  # the service CIDR and kubeadm's own view (optional: missing or forbidden is fine)
+                    seen["kubeadm"] = kc.read_configmap("kube-system", "kubeadm-config")
+                except LabError:
+                    seen["kubeadm"] = None
+            return state
         except LabError as exc:
             if kc.via is None and kc.forwarder is not None and kc.server not in exc.message:
                 # the API did not answer directly and the SSH tunnel through the control plane failed
@@ -238,6 +246,7 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
     from labtui.doctor.gather import gather
 
     nodes = plan_nodes(ctx)
+    seen: dict[str, Any] = {}
     ssh = None
     if nodes:
         from labtui.adapters.ssh import session_ssh
@@ -247,17 +256,140 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
         plan_nodes=nodes,
         cluster_name=ctx.session.name,
         cloud_name=cloud_name(ctx),
-        read_cluster=_kube_reader(ctx, kubeconfig),
+        read_cluster=_kube_reader(ctx, kubeconfig, seen),
         read_cloud=_cloud_reader(ctx, nodes),
         ssh=ssh,
         emit=ctx.emit,
         ssh_timeout=ssh_timeout,
     )
     _fill_from_stored(ctx, facts)
+    if facts.sources.get("kube") and "state" in seen:
+        reconcile_live(ctx, live_values(facts, seen["state"], seen.get("kubeadm")))
     if live:
         live_proof(ctx, facts, ssh, only_cells=only_cells)
     facts.timings["finished"] = time.time()
     return facts
+
+
+LIVE_SCOPE = "live"
+LIVE_NAMES = {"pod_cidr": "pod CIDR", "service_cidr": "service CIDR", "encapsulation": "encapsulation",
+              "node_subnet": "node subnet", "kubernetes": "Kubernetes version", "calico": "Calico version"}
+
+
+def live_values(facts: DoctorFacts, state: Any, kubeadm_cm: dict[str, Any] | None) -> dict[str, Any]:
+    """What the live cluster says about the values a plan holds, each with where it was read."""
+    import ipaddress
+
+    from labtui.doctor.reason import ENCAP_BY_MODES
+
+    out: dict[str, Any] = {}
+    src: dict[str, str] = {}
+    pools = active_pools(facts)
+    if pools:
+        out["pod_cidr"] = pools[0].cidr
+        src["pod_cidr"] = f"IP pool {pools[0].name}"
+        modes = (pools[0].ipip_mode.replace("Off", "Never"), pools[0].vxlan_mode)
+        if modes in ENCAP_BY_MODES:
+            out["encapsulation"] = ENCAP_BY_MODES[modes]
+            src["encapsulation"] = f"IP pool {pools[0].name} ({pools[0].modes})"
+    cfg: dict[str, Any] = {}
+    text = ((kubeadm_cm or {}).get("data") or {}).get("ClusterConfiguration")
+    if text:
+        try:
+            import yaml
+
+            cfg = yaml.safe_load(text) or {}
+        except Exception:  # noqa: BLE001 - a broken ConfigMap is only a missing value
+            cfg = {}
+    net = cfg.get("networking") or {}
+    if net.get("serviceSubnet"):
+        out["service_cidr"] = str(net["serviceSubnet"]).split(",")[0]
+        src["service_cidr"] = "ConfigMap kube-system/kubeadm-config (networking.serviceSubnet)"
+    if net.get("podSubnet") and "pod_cidr" not in out:
+        out["pod_cidr"] = str(net["podSubnet"]).split(",")[0]
+        src["pod_cidr"] = "ConfigMap kube-system/kubeadm-config (networking.podSubnet)"
+    version = getattr(state, "kubernetes_version", None) or cfg.get("kubernetesVersion")
+    if version:
+        out["kubernetes"] = str(version).lstrip("v")
+        src["kubernetes"] = "the API server's /version"
+    if facts.calico.version:
+        out["calico"] = str(facts.calico.version).lstrip("v")
+        src["calico"] = "Calico's install (" + (facts.calico.install_mode or "?") + ")"
+    subnets = []
+    for n in facts.nodes:
+        cidr = n.calico_cidr or n.iface_cidr
+        if cidr and "/" in cidr:
+            try:
+                subnets.append(str(ipaddress.ip_interface(cidr).network))
+            except ValueError:
+                pass
+    if subnets:
+        uniq = list(dict.fromkeys(subnets))
+        out["node_subnet"] = uniq[0] if len(uniq) == 1 else ", ".join(uniq)
+        src["node_subnet"] = "the nodes' addresses (Calico's IPv4Address or the interface)"
+    return {"values": out, "sources": src}
+
+
+def _same_value(key: str, a: Any, b: Any) -> bool:
+    import ipaddress
+
+    if key in ("pod_cidr", "service_cidr", "node_subnet"):
+        try:
+            return ipaddress.ip_network(str(a), strict=False) == ipaddress.ip_network(str(b), strict=False)
+        except ValueError:
+            return str(a) == str(b)
+    if key in ("kubernetes", "calico"):  # "1.23" agrees with "1.23.6"
+        x, y = str(a).lstrip("v"), str(b).lstrip("v")
+        return x == y or y.startswith(x + ".") or x.startswith(y + ".")
+    return str(getattr(a, "value", a)) == str(getattr(b, "value", b))
+
+
+def reconcile_live(ctx: StepContext, live: dict[str, Any]) -> list[str]:
+    """An adopted lab takes every value the live cluster knows into its plan (it had defaults);
+    a lab labtui built keeps its plan, and each disagreement is said. Stored under the `live` facts."""
+    values, sources = live.get("values") or {}, live.get("sources") or {}
+    plan = dict(ctx.session.plan or {})
+    adopted = bool(ctx.inputs.get("adopted"))
+    notes: list[str] = []
+    disagree: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        had = plan.get(key)
+        if had in (None, "") or _same_value(key, had, value):
+            continue
+        disagree[key] = {"plan": getattr(had, "value", had), "live": value}
+        what = LIVE_NAMES.get(key, key)
+        if adopted:
+            notes.append(f"{what}: {value} (read from {sources.get(key, 'the cluster')}; the adopted plan had the "
+                         f"default {disagree[key]['plan']})")
+        else:
+            notes.append(f"the plan says {what} {disagree[key]['plan']}, the live cluster {value} "
+                         f"(from {sources.get(key, 'the cluster')})")
+    updated = False
+    if adopted and plan:
+        from labtui.model import Plan
+
+        new = dict(plan)
+        for key, value in values.items():
+            if key == "node_subnet" and "," in str(value):
+                continue  # several subnets: the plan keeps the covering one
+            new[key] = value
+        try:
+            parsed = Plan.parse(new).model_dump(mode="json")
+        except (LabError, ValueError) as exc:
+            notes.append(f"the live values do not make a valid plan ({getattr(exc, 'message', exc)}); the plan is "
+                         f"kept, the live values are stored beside it")
+        else:
+            if parsed != plan:
+                ctx.store.update_session(ctx.session.name, plan=parsed)
+                updated = True
+    for line in notes:
+        ctx.emit(Event(ev.INFO if adopted else ev.WARN, f"live cluster: {line}"))
+    ctx.store.put_facts(ctx.session.id, LIVE_SCOPE, {"live": {"values": values, "sources": sources,
+                                                              "disagree": disagree, "adopted": adopted,
+                                                              "plan_updated": updated, "read_at": time.time()}})
+    if updated:
+        ctx.reload()
+    return notes
 
 
 def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
