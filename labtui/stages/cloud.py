@@ -47,11 +47,14 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
     choice > the plan), BGP and Typha as read from the cluster when the Calico stage ran, else the
     defaults of the stock installs."""
     plan = ctx.session.plan or {}
-    enc = encapsulation or ctx.inputs.get("calico_encapsulation") or plan.get("encapsulation") \
-        or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value
+    # an adopted lab's plan started from defaults: what the doctor read from the live cluster wins
+    live = (ctx.store.facts(ctx.session.id, "live").get("live", {}).get("values") or {}) \
+        if ctx.inputs.get("adopted") else {}
+    enc = encapsulation or ctx.inputs.get("calico_encapsulation") or live.get("encapsulation") \
+        or plan.get("encapsulation") or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value
     calico = ctx.store.facts(ctx.session.id, "calico").get("calico", {})
     install = calico.get("install") or {}
-    pod = plan.get("pod_cidr") or ctx.inputs.get("pod_cidr")
+    pod = live.get("pod_cidr") or plan.get("pod_cidr") or ctx.inputs.get("pod_cidr")
     if not pod:
         pools = [p for p in calico.get("pools") or [] if not p.get("disabled") and ":" not in str(p.get("cidr", ""))]
         pod = pools[0]["cidr"] if pools else None
