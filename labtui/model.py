@@ -122,9 +122,30 @@ class Problem:
     hint: str | None = None
     severity: str = "error"  # "error" | "warning"
 
+    @property
+    def label(self) -> str:
+        """The field as the user sees it on screen ("Pod CIDR", "node w1: address"), never the internal name."""
+        return field_label(self.field)
+
     def render(self) -> str:
-        text = f"{self.severity}: {self.field}: {self.message}"
+        text = f"{self.severity}: {self.label}: {self.message}"
         return f"{text} -> {self.hint}" if self.hint else text
+
+
+FIELD_LABELS = {
+    "name": "Lab name", "cloud": "Cloud", "nodes": "Nodes", "node_subnet": "Node subnet", "pod_cidr": "Pod CIDR",
+    "service_cidr": "Service CIDR", "kubernetes": "Kubernetes minor", "calico": "Calico version",
+    "encapsulation": "Encapsulation", "kubeconfig": "Kubeconfig file", "address": "address", "user": "SSH user",
+    "port": "SSH port", "key_file": "key file", "proxy_jump": "ProxyJump", "role": "role",
+}
+
+
+def field_label(field: str) -> str:
+    """`pod_cidr` -> "Pod CIDR"; `nodes[w1].address` -> "Node w1: address"."""
+    m = re.match(r"^nodes\[([^\]]*)\]\.?(.*)$", field)
+    if m:
+        return f"Node {m.group(1)}: {FIELD_LABELS.get(m.group(2), m.group(2) or 'entry')}"
+    return FIELD_LABELS.get(field, field)
 
 
 class NodeSpec(BaseModel):
@@ -188,7 +209,7 @@ class Plan(BaseModel):
     def _cross_checks(self) -> "Plan":
         errors = [p for p in plan_problems(self) if p.severity == "error"]
         if errors:
-            raise ValueError("; ".join(f"{p.field}: {p.message}" for p in errors))
+            raise ValueError("; ".join(f"{p.label}: {p.message}" for p in errors))
         return self
 
     @classmethod

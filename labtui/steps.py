@@ -200,6 +200,11 @@ class Step:
     why: str = ""
     hint: str = ""  # what to do when the step cannot complete by itself
     fields: list[InputField] = []
+    # teaching: what the learner should see when it worked, the commands to do it by hand ("show me
+    # how"; the planned actions' commands are shown too), and the terms the glossary explains (F1)
+    expect: str = ""
+    by_hand: str = ""
+    glossary: tuple[str, ...] = ()
 
     def check(self, ctx: StepContext) -> CheckResult:
         return CheckResult(done=False)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Iterable
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -27,11 +27,53 @@ class LabApp(App):
         super().__init__()
         self.store = store or Store()
         self.resume_name = resume
+        self._keymap_problem: str | None = None
+        self._load_preferences()
+
+    # ------------------------------------------------------------------ preferences
+    def _load_preferences(self) -> None:
+        """The remembered theme and the user's keymap file (bindings rebound by id)."""
+        from labtui.errors import LabError
+
+        from screens.settings import load_keymap, load_settings
+
+        theme = load_settings().get("theme")
+        if isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        try:
+            keymap = load_keymap()
+        except LabError as exc:
+            self._keymap_problem = exc.render()
+            keymap = {}
+        if keymap:
+            self.set_keymap(keymap)
+
+    def _theme_changed(self, theme: Any) -> None:
+        from screens.settings import save_setting
+
+        save_setting("theme", getattr(theme, "name", str(theme)))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette lists every action of the current screen (with its key), then Textual's own."""
+        seen: set[str] = set()
+        from screens.modals import keys_as_pressed
+
+        for active in screen.active_bindings.values():
+            b = active.binding
+            if not b.description or b.action in seen or not active.enabled:
+                continue
+            seen.add(b.action)
+            yield SystemCommand(b.description, f"this screen's action; key: {keys_as_pressed(self, b)}",
+                                lambda action=b.action, node=active.node: self.call_later(node.run_action, action))
+        yield from super().get_system_commands(screen)
 
     def get_default_screen(self) -> Screen:
         return HomeScreen()  # the home screen is the base of the stack: one screen less to draw at start
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self._keymap_problem:
+            self.notify(self._keymap_problem, title="Keymap not used", severity="error", timeout=15)
         if self.resume_name:
             self.open_wizard(self.resume_name)
 

@@ -27,8 +27,10 @@ class LabScreen(Screen):
     lab: LabSession | None = None
 
     def open_lab(self, name: str, *, confirm: Callable[[list], bool] | None = None) -> LabSession:
+        from screens.nodes import prompts_for  # a host-key question inside any step gets the Nodes screen's dialog
+
         self._events: deque[Event] = deque()
-        self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=confirm)
+        self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=confirm, prompts=prompts_for(self.app))
         self.set_interval(FLUSH_SECONDS, self._flush_events, name="command-log")
         return self.lab
 

@@ -24,8 +24,14 @@ class StepFinished(Message):
 
 
 class PreviewReady(Message):
-    def __init__(self, step_id: str, actions: list, error: str | None = None) -> None:
+    """What a step would do: its check's result, the teaching text it found (findings, diagnosis),
+    and the actions it would run."""
+
+    def __init__(self, step_id: str, actions: list, error: str | None = None, *, check: Any = None,
+                 extra: Any = None) -> None:
         super().__init__()
         self.step_id = step_id
         self.actions = actions
         self.error = error
+        self.check = check
+        self.extra = extra

@@ -102,8 +102,25 @@ class PromptModal(ModalScreen["str | None"]):
         self.dismiss(None)
 
 
+def keys_as_pressed(app, binding) -> str:
+    """`f1,question_mark` -> `F1 / ?`, after the user's keymap (a binding with an id may be rebound)."""
+    from textual.binding import Binding as _B
+
+    keys = binding.key
+    keymap = getattr(app, "_keymap", {}) or {}
+    if binding.id and binding.id in keymap:
+        keys = keymap[binding.id]
+    shown = []
+    for k in (k.strip() for k in keys.split(",") if k.strip()):
+        try:
+            shown.append(app.get_key_display(_B(k, binding.action, binding.description)))
+        except Exception:  # noqa: BLE001 - a display problem must never hide the help
+            shown.append(k)
+    return " / ".join(dict.fromkeys(shown))
+
+
 class HelpScreen(ModalScreen[None]):
-    """F1 / ?: what this screen is for and its keys."""
+    """F1 / ?: what this screen is for, its keys as the user presses them, and the terms on screen."""
 
     BINDINGS = [Binding("escape,q,f1,question_mark", "close", "Close", id="help.close")]
     DEFAULT_CSS = """
@@ -112,15 +129,25 @@ class HelpScreen(ModalScreen[None]):
         background: $surface; padding: 1 2; }
     """
 
-    def __init__(self, title: str, text: str, bindings: Iterable = ()) -> None:
+    def __init__(self, title: str, text: str, bindings: Iterable = (), extra: str = "") -> None:
         super().__init__()
-        keys = "\n".join(f"| `{b.key_display or b.key}` | {b.description} |" for b in bindings if b.description)
+        self.help_title = title
+        self.text = text
+        self.bindings = list(bindings)
+        self.extra = extra
+
+    @property
+    def markdown(self) -> str:
+        keys = "\n".join(f"| `{keys_as_pressed(self.app, b)}` | {b.description} |"
+                         for b in self.bindings if b.description)
         table = f"\n\n| key | what it does |\n|---|---|\n{keys}" if keys else ""
         common = (
-            "\n\n**Everywhere:** `ctrl+p` command palette (labs, steps, screens), `F1`/`?` this help, "
-            "`escape` back, `ctrl+q` quit. Every command labtui runs is in the command log."
+            "\n\n**Everywhere:** `^p` command palette (labs, steps, screens, every action of this screen, themes), "
+            "`F1` / `?` this help, `esc` back, `^q` quit. Every command labtui runs is in the command log: "
+            "select text with the mouse to copy it (over SSH too), or press `c` in the log to copy the last command. "
+            "Keys can be changed in `keymap.toml` in labtui's config directory (`labtui info` shows where)."
         )
-        self.markdown = f"# {title}\n\n{text}{table}{common}"
+        return f"# {self.help_title}\n\n{self.text}{table}{self.extra}{common}"
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Markdown  # lazy: markdown-it is only needed when help opens

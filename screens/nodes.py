@@ -144,13 +144,23 @@ def prompts_for(app: Any) -> Any:
     modals. A question asked after the app stopped is refused, never hangs."""
     from labtui.steps import Prompts
 
+    lock = threading.Lock()  # fan-out workers: one modal at a time, the others wait for it
+    answers: dict[tuple[str, str], bool] = {}  # (host, fingerprint) -> the user's answer, asked once
+
     def ask(screen: Any) -> Any:
         if not getattr(app, "is_running", False):
             return None
         return app.ask_from_thread(screen)
 
+    def host_key(info: Any) -> bool:
+        key = (str(getattr(info, "host", "")), str(getattr(info, "fingerprint", "")))
+        with lock:
+            if key not in answers:
+                answers[key] = bool(ask(HostKeyModal(info)))
+            return answers[key]
+
     return Prompts(
-        host_key=lambda info: bool(ask(HostKeyModal(info))),
+        host_key=host_key,
         passphrase=lambda node, path: ask(PromptModal(f"Passphrase for {path} (to reach {node}; never stored):",
                                                       password=True)) or None,
     )

@@ -1,8 +1,12 @@
-"""The wizard screen: stages and steps on the left, the step (why, inputs, planned actions) in the
-middle, the command log at the bottom. Steps run in thread workers; the UI never blocks."""
+"""The wizard screen: stages and steps on the left, the step in the middle (why, what to expect, its
+inputs, what its check found, the exact commands it will run, "show me how" and "do it for me"), the
+command log at the bottom. Steps run in thread workers through the engine's Runner (check -> plan ->
+confirm -> apply -> verify, never forced past check); the UI never blocks."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from rich.text import Text
@@ -15,7 +19,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, ListItem, List
 from labtui.errors import LabError
 from labtui.model import NAME_RE, encapsulation_choice
 from labtui.session import LabSession
-from labtui.steps import STATE_ICONS, InputField, Step, StepState, Wizard
+from labtui.steps import STATE_ICONS, CheckResult, InputField, Step, StepState, Wizard
 from labtui.stages import available_wizards, wizard_for
 from labtui.stages.plan import LabStep, ReviewStep
 
@@ -25,14 +29,22 @@ from screens.modals import HelpScreen
 from screens.registry import SESSION_SCREENS
 from screens.widgets.command_log import CommandLog
 from screens.widgets.nodes_editor import NodesEditor
+from screens.widgets.teaching import diagnosis_text, findings_text, glossary_markdown, step_terms
 
 HELP = """Walk the lab step by step. The left column lists the stages and their steps with their state
-(○ pending, ◐ running, ● done, ✗ failed). The middle explains **why** the step exists, asks for its
-inputs and shows the exact commands it will run. Nothing that changes a node, the cloud or the
-cluster runs without a confirmation that shows the exact change.
+(○ pending, ◐ running, ● done, ✗ failed, – skipped: does not apply). The middle explains **why** the
+step exists and **what you should see** when it worked, asks for its inputs, shows what its check
+found and the exact commands it will run. **Show me how** lists the commands to do it by hand;
+**Do it for me** runs it. Nothing that changes a node, the cloud or the cluster runs without a
+confirmation that shows the exact change.
+
+A check that finds work for the next step says so ("1 rule missing: the next step adds it"): that is
+not a failure. A stage is done only when every step in it is done or skipped with a reason.
 
 Your inputs are saved as you type: quit at any moment (or lose the terminal) and `labtui resume NAME`
 brings you back to this step with everything you entered."""
+
+NARROW = 110  # below this width the step list is narrower and the screen keys leave the footer
 
 
 class StepItem(ListItem):
@@ -42,12 +54,22 @@ class StepItem(ListItem):
         self.step = step
 
 
+def field_widget_id(field: str) -> str | None:
+    """The widget that holds a validated field (`pod_cidr` -> `f-pod_cidr`; a node -> the editor)."""
+    if field.startswith("nodes"):
+        return "f-nodes"
+    return f"f-{field}"
+
+
 class WizardScreen(LabScreen):
     CSS_PATH = "wizard.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
-        Binding("ctrl+s", "run", "Save & continue / run", id="wizard.run", priority=True),
-        Binding("ctrl+up", "prev_step", "Prev step", id="wizard.prev"),
-        Binding("ctrl+down", "next_step", "Next step", id="wizard.next"),
+        Binding("ctrl+s", "run", "Do it", id="wizard.run", priority=True),
+        Binding("f2", "show_how", "Show me how", id="wizard.how"),
+        Binding("ctrl+up", "prev_step", "Prev step", id="wizard.prev", show=False),
+        Binding("ctrl+down", "next_step", "Next step", id="wizard.next", show=False),
         Binding("ctrl+l", "toggle_log", "Log", id="wizard.log"),
         Binding("escape", "back", "Back", id="wizard.back"),
         Binding("f1,question_mark", "help", "Help", id="wizard.help"),
@@ -62,6 +84,13 @@ class WizardScreen(LabScreen):
         self.current: tuple[Wizard, Step] | None = None
         self._draft_timer = None
         self._step_busy = False
+        self._engine = threading.Lock()  # one engine call (preview or run) at a time per lab
+        self._show_how = False
+        self._preview_actions: list = []
+        self._problems: list = []
+        self._busy_since: float | None = None
+        self._busy_what = ""
+        self._rechecking = False
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -71,16 +100,24 @@ class WizardScreen(LabScreen):
             with VerticalScroll(id="step-pane"):
                 yield Static("", id="step-title")
                 yield Static("", id="step-why")
+                yield Static("", id="step-expect")
                 yield Vertical(id="step-form")
                 yield Static("", id="step-problems")
+                yield Static("", id="step-status")
                 yield Static("", id="step-actions")
+                yield Static("", id="step-how")
                 with Horizontal(id="step-buttons"):
-                    yield Button("Save & continue (ctrl+s)", id="step-run", variant="primary")
+                    yield Button("Do it for me", id="step-run", variant="primary")
+                    yield Button("Show me how", id="step-how-button")
+                    yield Button("Use IPIP Always", id="use-always", variant="warning")
         yield CommandLog(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "labtui"
+        self.query_one("#use-always").display = False
+        self.query_one("#step-how").display = False
+        self.set_interval(0.5, self._tick, name="busy-ticker")
         if self.session_name:
             self._open_session(self.session_name)
         else:
@@ -88,64 +125,153 @@ class WizardScreen(LabScreen):
             self._fill_step_list()
             self._show(wizard_for("plan"), wizard_for("plan").steps[0])
 
+    def on_resize(self) -> None:
+        self.refresh_bindings()
+
+    @property
+    def active_bindings(self):  # type: ignore[override]
+        """Below NARROW columns the screen keys (N S C D) leave the footer so no label is cut; they
+        still work, and the help and the palette list them."""
+        bindings = super().active_bindings
+        if self.size.width >= NARROW:
+            return bindings
+        from dataclasses import replace
+
+        return {key: (ab._replace(binding=replace(ab.binding, show=False))
+                      if (ab.binding.id or "").startswith("wizard.screen.") else ab)
+                for key, ab in bindings.items()}
+
+    def on_screen_resume(self) -> None:
+        """Back from the Doctor, Security, Calico or Nodes screen: what they applied shows here."""
+        if self.lab is None:
+            return
+        self.lab.ctx.memo.clear()  # what another screen changed must be read again
+        self.lab.ctx.reload()
+        self._fill_step_list()
+        if self.current is not None and not self._step_busy:
+            self._show(*self.current)
+
     def _open_session(self, name: str) -> None:
+        """Show the lab at once (its stored step), then re-check the steps done before it in the
+        background, with progress; land where reality says."""
         self.open_lab(name, confirm=self._confirm_from_thread)
         self.sub_title = name
         log = self.query_one(CommandLog)
         log.add_events(self.app.store.events(self.lab.record.id, limit=1000))
+        rec = self.lab.record
+        wizard = self._wizard_of(rec.wizard)
+        try:
+            step = wizard.step(rec.step) if rec.step else wizard.steps[0]
+        except KeyError:
+            step = wizard.steps[0]
+        self._fill_step_list()
+        self._show(wizard, step, preview=False)
+        self._rechecking = True
+        self._set_busy("re-checking the steps done before this one (reality may have changed)")
         self._resume()
 
     # ------------------------------------------------------------------ engine plumbing
     def _confirm_from_thread(self, actions) -> bool:
         from screens.modals import ConfirmModal
 
-        return self.app.ask_from_thread(ConfirmModal("Apply these changes?", actions))
+        note = None
+        if self.lab is not None and self.current is not None and self.current[1].id == "doctor":
+            diag = self.lab.ctx.memo.doctor_diag
+            opt = self.lab.ctx.memo.doctor_option
+            if diag is not None:
+                from labtui.doctor.run import summary_line
+
+                note = f"The doctor, just now: {summary_line(diag)}." + (
+                    f" Fix chosen: {opt.number}. {opt.title}." if opt is not None else "")
+        return self.app.ask_from_thread(ConfirmModal("Apply these changes?", actions, note=note))
 
     def _wizard_of(self, wizard_id: str) -> Wizard:
-        wizard = wizard_for(wizard_id) or wizard_for("plan")
-        return wizard
+        return wizard_for(wizard_id) or wizard_for("plan")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="resume")
     def _resume(self) -> None:
         lab = self.lab
         wizard = self._wizard_of(lab.record.wizard)
         try:
-            point = lab.runner(wizard).resume()
-        except LabError as exc:
-            self.app.call_from_thread(self.notify, exc.render(), severity="error")
+            with self._engine:
+                point = lab.runner(wizard).resume()
+        except Exception as exc:  # noqa: BLE001 - a re-check that breaks must not take the screen with it
+            msg = exc.render() if isinstance(exc, LabError) else f"could not re-check: {exc!r}"
+            self.app.call_from_thread(self.notify, msg, severity="error")
             point = None
+
         def land() -> None:
+            self._rechecking = False
+            self._set_busy(None)
+            self.lab.ctx.reload()
             self._fill_step_list()
-            step = wizard.step(point.step) if point else wizard.steps[0]
-            self._show(wizard, step)
-            if point and point.changed:
+            if point is None:
+                if self.current:
+                    self._show(*self.current)
+                return
+            step = wizard.step(point.step)
+            if self._user_moved and self.current is not None:
+                self._show(*self.current)  # the user went elsewhere meanwhile: stay there
+            else:
+                self._show(wizard, step)
+            if point.changed:
                 self.notify("\n".join(point.changed), title="Changed since last time", severity="warning", timeout=10)
-            elif point:
+            else:
                 self.notify(f"resumed at {wizard.title} / {step.title}")
         self.app.call_from_thread(land)
 
+    _user_moved = False
+
+    # ------------------------------------------------------------------ busy / progress
+    def _set_busy(self, what: str | None) -> None:
+        self._busy_what = what or ""
+        self._busy_since = time.monotonic() if what else None
+        self._tick()
+
+    def _tick(self) -> None:
+        if self._busy_since is None:
+            return
+        seconds = time.monotonic() - self._busy_since
+        spinner = "◐◓◑◒"[int(seconds * 2) % 4]
+        self.query_one("#step-status", Static).update(
+            Text(f"{spinner} {self._busy_what}... {seconds:.0f} s (the command log shows each command)", style="cyan"))
+
     # ------------------------------------------------------------------ step list
-    def _states(self) -> dict[tuple[str, str], str]:
+    def _states(self) -> dict[tuple[str, str], Any]:
         if self.lab is None:
             return {}
         out = {}
         for wizard in available_wizards():
             for sid, run in self.app.store.step_states(self.lab.record.id, wizard.id).items():
-                out[(wizard.id, sid)] = run.state
+                out[(wizard.id, sid)] = run
         return out
+
+    def _state_of(self, runs: dict, wizard: Wizard, step: Step) -> StepState:
+        run = runs.get((wizard.id, step.id))
+        state = StepState(run.state) if run else StepState.PENDING
+        if state == StepState.RUNNING and not self._step_busy:
+            state = StepState.FAILED
+        return state
+
+    def stage_done(self, wizard: Wizard) -> bool:
+        """The engine's rule: every step done or skipped with a reason."""
+        if self.lab is None:
+            return False
+        return self.lab.runner(wizard).stage_done()
 
     def _fill_step_list(self) -> None:
         lv = self.query_one("#steps", ListView)
         lv.clear()
-        states = self._states()
+        runs = self._states()
         items = []
         for wizard in available_wizards():
-            items.append(StepItem(None, None, wizard.title.upper()))
+            head = wizard.title.upper()
+            if self.lab is not None and self.stage_done(wizard):
+                head += " ●"
+            items.append(StepItem(None, None, head))
             for step in wizard.steps:
-                state = StepState(states.get((wizard.id, step.id), "pending"))
-                if state == StepState.RUNNING and not self._step_busy:
-                    state = StepState.FAILED
-                items.append(StepItem(wizard, step, f" {STATE_ICONS[state]} {step.title}"))
+                state = self._state_of(runs, wizard, step)
+                items.append(StepItem(wizard, step, f"{STATE_ICONS[state]} {step.title}"))
         lv.extend(items)
         self._select_current()
 
@@ -162,26 +288,63 @@ class WizardScreen(LabScreen):
     def _picked(self, event: ListView.Selected) -> None:
         item = event.item
         if isinstance(item, StepItem) and item.step is not None:
-            if item.wizard.id != "plan" and (self.lab is None or not self.lab.record.plan):
+            if item.wizard.id != "plan" and (self.lab is None or not self.lab.record.plan) and not self._adopted():
                 self.notify("save the plan first (Plan / Review and save)", severity="warning")
                 return
+            self._user_moved = True
             self._show(item.wizard, item.step)
 
+    def _adopted(self) -> bool:
+        return bool(self.lab is not None and self.lab.record.inputs.get("adopted"))
+
     # ------------------------------------------------------------------ step pane
-    def _show(self, wizard: Wizard, step: Step) -> None:
+    def _show(self, wizard: Wizard, step: Step, preview: bool = True) -> None:
         self.current = (wizard, step)
+        self._show_how = False
+        self._preview_actions = []
+        self._problems = []
         self.query_one("#step-title", Static).update(Text(f"{wizard.title} / {step.title}", style="bold"))
-        self.query_one("#step-why", Static).update(Text(step.why, style="italic"))
+        self.query_one("#step-why", Static).update(Text(step.why.replace("\n", " ") if step.why else "", style="italic"))
+        expect = getattr(step, "expect", "")
+        self.query_one("#step-expect", Static).update(
+            Text.assemble(("What you should see: ", "bold"), expect) if expect else "")
+        self.query_one("#step-expect").display = bool(expect)
         self.query_one("#step-problems", Static).update("")
         self.query_one("#step-actions", Static).update("")
+        self.query_one("#step-how", Static).display = False
+        self.query_one("#use-always").display = False
+        if not self._rechecking:
+            self._set_busy(None)
+            self.query_one("#step-status", Static).update(self._last_run_text(wizard, step))
         self.call_later(self._rebuild_form, step)
         has_inputs = bool(self._fields(step))
-        self.query_one("#step-run", Button).label = "Save & continue (ctrl+s)" if has_inputs else "Run step (ctrl+s)"
+        self.query_one("#step-run", Button).label = "Save & continue" if has_inputs else "Do it for me"
         self._select_current()
         if isinstance(step, ReviewStep):
             self._show_review()
-        elif not has_inputs and self.lab is not None:
+        elif preview and self.lab is not None and not has_inputs:
             self._preview(wizard, step)
+        elif preview and self.lab is not None and self._has_plan(step):
+            self._preview(wizard, step)
+
+    @staticmethod
+    def _has_plan(step: Step) -> bool:
+        """Steps with inputs that also run something (not the plan wizard's input steps)."""
+        return type(step).__module__ != "labtui.stages.plan"
+
+    def _last_run_text(self, wizard: Wizard, step: Step) -> Text:
+        if self.lab is None:
+            return Text("")
+        run = self.app.store.step_states(self.lab.record.id, wizard.id).get(step.id)
+        if run is None:
+            return Text("")
+        state = StepState(run.state)
+        if state == StepState.RUNNING and not self._step_busy:
+            state = StepState.FAILED
+        style = {StepState.DONE: "green", StepState.FAILED: "bold red", StepState.SKIPPED: "dim"}.get(state, "")
+        word = {StepState.DONE: "done", StepState.FAILED: "not done", StepState.SKIPPED: "skipped",
+                StepState.PENDING: "pending", StepState.RUNNING: "running"}[state]
+        return Text(f"Last run: {STATE_ICONS[state]} {word}" + (f": {run.detail}" if run.detail else ""), style=style)
 
     async def _rebuild_form(self, step: Step) -> None:
         form = self.query_one("#step-form", Vertical)
@@ -191,6 +354,7 @@ class WizardScreen(LabScreen):
         widgets = self._form_widgets(step)
         if widgets:
             await form.mount_all(widgets)
+        form.display = bool(widgets)
         self._focus_first()
 
     def _focus_first(self) -> None:
@@ -209,14 +373,17 @@ class WizardScreen(LabScreen):
         widgets: list = []
         ctx = self.lab.ctx if self.lab else None
         values = step.defaults(ctx) if (ctx is not None and hasattr(step, "defaults")) else {}
-        if ctx is None and hasattr(step, "defaults") and not isinstance(step, LabStep):
-            values = {}
         inputs = self._inputs()
-        for field in self._fields(step):
-            if field.kind == "path":
+        fields = self._fields(step)
+        has_editor = any(f.kind == "nodes" for f in fields)
+        for field in fields:
+            if field.kind == "path" and has_editor:
                 continue  # the inventory path lives inside the nodes editor
             value = inputs.get(field.name, values.get(field.name, field.default))
-            widgets.append(Label(field.label + (f"  [dim]{field.help}[/]" if field.help else ""), classes="field-label"))
+            label = Text(field.label)
+            if field.help:
+                label.append(f"  {field.help}", style="dim")
+            widgets.append(Label(label, classes="field-label"))
             wid = f"f-{field.name}"
             if isinstance(step, LabStep) and field.name == "name":
                 widgets.append(Input(value=self.session_name or "", placeholder="study-lab", id=wid,
@@ -240,9 +407,25 @@ class WizardScreen(LabScreen):
                     widgets.append(Static(self._encapsulation_text(value), id="encap-why", classes="field-note"))
             elif field.kind == "bool":
                 widgets.append(Switch(value=bool(value), id=wid))
+            elif field.kind == "path":
+                text = "" if value is None else str(value)
+                widgets.append(Input(value=text, placeholder="a file path (~ is your home)", id=wid, classes="path"))
+                widgets.append(Static(self._path_note(text), id=f"note-{field.name}", classes="field-note"))
             else:
                 widgets.append(Input(value="" if value is None else str(value), id=wid))
         return widgets
+
+    @staticmethod
+    def _path_note(text: str) -> Text:
+        import os
+
+        text = text.strip()
+        if not text:
+            return Text("")
+        path = os.path.expanduser(text)
+        if os.path.isfile(path):
+            return Text(f"✓ {path} exists", style="green")
+        return Text(f"✗ {path} does not exist: check the path", style="bold red")
 
     @staticmethod
     def _encapsulation_text(value: str) -> Text:
@@ -257,8 +440,7 @@ class WizardScreen(LabScreen):
     def _collect(self, step: Step) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for field in self._fields(step):
-            wid = f"#f-{field.name}"
-            found = self.query(wid)
+            found = self.query(f"#f-{field.name}")
             if not found:
                 continue
             w = found.first()
@@ -275,10 +457,15 @@ class WizardScreen(LabScreen):
     # drafts: every input is saved as it is typed (debounced), so a quit or a crash loses nothing
     @on(Input.Changed)
     @on(Select.Changed)
+    @on(Switch.Changed)
     @on(NodesEditor.Changed)
     def _draft_changed(self, event) -> None:
         if isinstance(event, Select.Changed) and event.select.id == "f-encapsulation":
             self.query_one("#encap-why", Static).update(self._encapsulation_text(event.value))
+        if isinstance(event, Input.Changed) and event.input.has_class("path") and event.input.id:
+            notes = self.query(f"#note-{event.input.id[2:]}")
+            if notes:
+                notes.first().update(self._path_note(event.value))
         if self.lab is None or self.current is None:
             return
         if self._draft_timer is not None:
@@ -288,14 +475,23 @@ class WizardScreen(LabScreen):
     def _save_draft(self) -> None:
         if self.lab is None or self.current is None:
             return
-        values = {k: v for k, v in self._collect(self.current[1]).items() if k != "name"}
+        step = self.current[1]
+        values = {k: v for k, v in self._collect(step).items() if k != "name"}
         if values:
             self.app.store.save_inputs(self.lab.name, values)
             self.lab.ctx.reload()
+        if self._problems:  # an error the user is correcting: show what is still wrong, not the old text
+            try:
+                self._show_problems(step.validate(self.lab.ctx, values) if values else [])
+            except LabError:
+                pass
 
     # ------------------------------------------------------------------ running
     def action_run(self) -> None:
         if self.current is None or self._step_busy:
+            return
+        if self._rechecking:
+            self.notify("re-checking the lab; run the step when it has finished", severity="warning")
             return
         wizard, step = self.current
         values = self._collect(step)
@@ -310,37 +506,53 @@ class WizardScreen(LabScreen):
             self.lab.ctx.reload()
             if any(p.severity == "error" for p in problems):
                 self.notify("fix the inputs marked above", severity="error")
+                self._focus_problem(problems)
+                return
+        if isinstance(step, ReviewStep):
+            errors = [p for p in step.problems(self.lab.ctx) if p.severity == "error"]
+            if errors:
+                self._show_problems(step.problems(self.lab.ctx))
+                self.notify("the plan has problems: fix them in their step (listed above)", severity="error")
                 return
         self._step_busy = True
         self.query_one("#step-run", Button).disabled = True
+        self._set_busy(f"{step.title}: checking, then doing what is needed")
+        self._fill_step_list()
         self._run_step(wizard, step)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "step-run":
             self.action_run()
+        elif event.button.id == "step-how-button":
+            self.action_show_how()
+        elif event.button.id == "use-always":
+            self._use_always()
 
     def _create_lab(self, values: dict[str, Any]) -> bool:
         name = str(values.get("name", "")).strip()
         if not NAME_RE.match(name):
             self._show_problems_text(f"Lab name: {name!r} is not valid -> use lower-case letters, digits and '-'")
             self.notify("the lab needs a valid name", severity="error")
+            self.query_one("#f-name", Input).focus()
             return False
         try:
             self.app.store.create_session(name, cloud=values.get("cloud") or None)
         except LabError as exc:
             self._show_problems_text(exc.render())
             self.notify(exc.render(), severity="error")
+            self.query_one("#f-name", Input).focus()
             return False
         self.session_name = name
         self.open_lab(name, confirm=self._confirm_from_thread)
         self.sub_title = name
-        self.query_one(f"#f-name", Input).disabled = True
+        self.query_one("#f-name", Input).disabled = True
         return True
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="step")
     def _run_step(self, wizard: Wizard, step: Step) -> None:
         try:
-            outcome = self.lab.runner(wizard).run_step(step)
+            with self._engine:
+                outcome = self.lab.runner(wizard).run_step(step)
         except Exception as exc:  # noqa: BLE001 - never let a bug take the UI down; show it instead
             from labtui.steps import StepOutcome
 
@@ -349,16 +561,30 @@ class WizardScreen(LabScreen):
 
     def on_step_finished(self, message: StepFinished) -> None:
         self._step_busy = False
+        self._set_busy(None)
         self.query_one("#step-run", Button).disabled = False
         outcome = message.outcome
         self.lab.ctx.reload()
-        if outcome.state == StepState.DONE:
-            self.notify(f"done: {self.current[1].title}")
+        wizard, step = self.current
+        if outcome.state in (StepState.DONE, StepState.SKIPPED):
+            word = "skipped" if outcome.state == StepState.SKIPPED else "done"
+            # a check that found work for the next step says so in its detail: show its words
+            self.notify(f"{word}: {step.title}" + (f"\n{outcome.detail}" if outcome.detail else ""),
+                        timeout=8 if outcome.detail else 4)
             self._advance()
         else:
-            self._show_problems_text(outcome.detail)
-            self.notify(outcome.detail or "the step did not finish", severity="error" if outcome.state == StepState.FAILED else "warning")
+            self.query_one("#step-status", Static).update(self._outcome_text(outcome))
+            self.notify(outcome.detail or "the step did not finish",
+                        severity="error" if outcome.state == StepState.FAILED else "warning", timeout=10)
             self._fill_step_list()
+            if type(step).__module__ != "labtui.stages.plan":  # show what the check finds now
+                self._preview(wizard, step, keep_status=True)
+
+    @staticmethod
+    def _outcome_text(outcome) -> Text:
+        icon = STATE_ICONS[outcome.state]
+        style = "bold red" if outcome.state == StepState.FAILED else "yellow"
+        return Text(f"{icon} {outcome.detail or 'not done'}", style=style)
 
     def _advance(self) -> None:
         wizard, step = self.current
@@ -373,10 +599,17 @@ class WizardScreen(LabScreen):
         if wizard.id == "plan" and self.then:
             self.action_open_screen(self.then)
             return
-        following = [w for w in available_wizards()]
-        ids = [w.id for w in following]
+        if not self.stage_done(wizard):
+            runs = self._states()
+            open_steps = [s.title for s in wizard.steps
+                          if self._state_of(runs, wizard, s) not in (StepState.DONE, StepState.SKIPPED)]
+            self.notify(f"{wizard.title} is not done yet: " + ", ".join(open_steps), severity="warning", timeout=10)
+            first = next(s for s in wizard.steps if s.title in open_steps)
+            self._show(wizard, first)
+            return
+        ids = [w.id for w in available_wizards()]
         if wizard.id in ids and ids.index(wizard.id) + 1 < len(ids):
-            nxt_w = following[ids.index(wizard.id) + 1]
+            nxt_w = available_wizards()[ids.index(wizard.id) + 1]
             self.app.store.update_session(self.lab.name, wizard=nxt_w.id, step=nxt_w.steps[0].id)
             self._show(nxt_w, nxt_w.steps[0])
             self.notify(f"{wizard.title} done: next stage {nxt_w.title}")
@@ -385,16 +618,34 @@ class WizardScreen(LabScreen):
 
     # ------------------------------------------------------------------ previews and problems
     def _show_problems(self, problems: list) -> None:
+        self._problems = [p for p in problems if p.severity == "error"]
+        static = self.query_one("#step-problems", Static)
         if not problems:
-            self.query_one("#step-problems", Static).update("")
+            static.update("")
             return
         text = Text()
         for p in problems:
             style = "bold red" if p.severity == "error" else "yellow"
-            text.append(f"{'✗' if p.severity == 'error' else '!'} {p.field}: {p.message}\n", style=style)
+            label = getattr(p, "label", p.field)
+            text.append(f"{'✗' if p.severity == 'error' else '!'} {label}: {p.message}\n", style=style)
             if p.hint:
                 text.append(f"    -> {p.hint}\n", style="dim")
-        self.query_one("#step-problems", Static).update(text)
+        static.update(text)
+
+    def _focus_problem(self, problems: list) -> None:
+        """After a failed save the focus goes to the first field in error, never away from it."""
+        for p in problems:
+            if p.severity != "error":
+                continue
+            wid = field_widget_id(p.field)
+            found = self.query(f"#{wid}") if wid else None
+            if found:
+                w = found.first()
+                if isinstance(w, NodesEditor):
+                    w.focus_problem(p.field)
+                elif w.focusable:
+                    w.focus()
+                return
 
     def _show_problems_text(self, message: str) -> None:
         self.query_one("#step-problems", Static).update(Text(message, style="bold red"))
@@ -408,42 +659,131 @@ class WizardScreen(LabScreen):
         text = Text()
         text.append(f"Lab {data.get('name')}   cloud: {data.get('cloud') or 'none (adopt machines)'}\n", style="bold")
         for n in data.get("nodes") or []:
-            text.append(f"  {n.get('name'):12} {n.get('address'):16} {n.get('role', 'worker'):14} {n.get('user', 'ubuntu')}\n")
-        text.append(f"Networks: nodes {data.get('node_subnet')}  pods {data.get('pod_cidr')}  services {data.get('service_cidr')}\n")
+            text.append(f"  {n.get('name', '')} {n.get('address', '')} ({n.get('role', 'worker')}, "
+                        f"{n.get('user', 'ubuntu')})\n")
+        text.append(f"Nodes {data.get('node_subnet')}\nPods {data.get('pod_cidr')}\nServices {data.get('service_cidr')}\n")
         enc = data.get("encapsulation")
-        text.append(f"Kubernetes {data.get('kubernetes')}  Calico {data.get('calico')}  encapsulation {enc}\n")
+        text.append(f"Kubernetes {data.get('kubernetes')}, Calico {data.get('calico')}, encapsulation {enc}\n")
         if enc:
-            text.append("Needs from the cloud: " + encapsulation_choice(enc).needs + "\n", style="cyan")
+            try:
+                text.append("Needs from the cloud: " + encapsulation_choice(enc).needs + "\n", style="cyan")
+            except ValueError:
+                pass
         self.query_one("#step-actions", Static).update(text)
-        self._show_problems(review.problems(ctx))
+        problems = review.problems(ctx)
+        self._show_problems(problems)
+        trap = next((p for p in problems if p.field == "encapsulation" and p.severity == "warning"), None)
+        button = self.query_one("#use-always", Button)
+        button.display = trap is not None
+        if trap is not None:
+            button.label = "Use VXLAN Always" if "VXLAN" in str(enc) else "Use IPIP Always"
 
-    def _preview(self, wizard: Wizard, step: Step) -> None:
-        self.query_one("#step-actions", Static).update(Text("computing the planned actions...", style="dim"))
+    def _use_always(self) -> None:
+        if self.lab is None or self.current is None:
+            return
+        review = wizard_for("plan").step("review")
+        chosen = review.use_always(self.lab.ctx)
+        self.notify(f"encapsulation set to {chosen}: pod traffic is wrapped between the nodes")
+        self._fill_step_list()
+        self._show(*self.current)
+
+    _keep_status = False
+
+    def _preview(self, wizard: Wizard, step: Step, keep_status: bool = False) -> None:
+        self._keep_status = keep_status
+        if not keep_status:
+            self._set_busy(f"{step.title}: checking")
         self._compute_preview(wizard, step)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="preview")
     def _compute_preview(self, wizard: Wizard, step: Step) -> None:
+        """What the Runner would do, without doing it: check, then (when not done) the plan. The
+        doctor's check is its diagnosis, shown in full before anything is proposed."""
+        ctx = self.lab.ctx
+        result: CheckResult | None = None
+        extra = None
         try:
-            actions = step.plan(self.lab.ctx)
-            self.post_message(PreviewReady(step.id, actions))
+            with self._engine:
+                ctx.reload()
+                try:
+                    result = step.check(ctx)
+                except LabError as exc:
+                    result = CheckResult(False, exc.render())
+                if step.id == "doctor" and ctx.memo.doctor_diag is not None:
+                    extra = diagnosis_text(ctx.memo.doctor_diag)
+                elif result.data.get("findings"):
+                    extra = findings_text(result.data["findings"])
+                actions = [] if (result.done or result.skip) else step.plan(ctx)
+            self.post_message(PreviewReady(step.id, actions, check=result, extra=extra))
         except LabError as exc:
-            self.post_message(PreviewReady(step.id, [], exc.render()))
+            self.post_message(PreviewReady(step.id, [], exc.render(), check=result, extra=extra))
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PreviewReady(step.id, [], f"could not plan this step: {exc!r}"))
+            self.post_message(PreviewReady(step.id, [], f"could not plan this step: {exc!r}", check=result, extra=extra))
 
     def on_preview_ready(self, message: PreviewReady) -> None:
         if not self.current or self.current[1].id != message.step_id:
             return
-        if message.error:
-            self.query_one("#step-actions", Static).update(Text(message.error, style="yellow"))
-            return
+        if not self._rechecking and not self._step_busy:
+            self._set_busy(None)
+        step = self.current[1]
+        status = Text()
+        check = message.check
+        if check is not None and not self._step_busy and not self._keep_status:
+            if check.skip:
+                status.append(f"– does not apply: {check.detail}\n", style="dim")
+            elif check.done:
+                status.append(f"● {check.detail or 'already done'}\n", style="green")
+            else:
+                status.append(f"○ not done yet: {check.detail or 'the step has work to do'}\n", style="yellow")
+            self.query_one("#step-status", Static).update(status)
         text = Text()
-        if not message.actions:
-            text.append("Nothing to do: running the step only checks and records.", style="dim")
-        for a in message.actions:
-            text.append(f"{a.title}\n", style="bold")
-            text.append(a.render() + "\n\n")
+        if message.extra is not None and message.extra.plain:
+            text.append_text(message.extra)
+            text.append("\n")
+        if message.error:
+            text.append(message.error + "\n", style="yellow")
+        elif message.actions:
+            text.append("What \"Do it for me\" will run (each change asks first):\n", style="bold")
+            for a in message.actions:
+                text.append(f"{a.title}\n", style="bold")
+                text.append(a.render() + "\n")
+        elif check is not None and (check.done or check.skip):
+            text.append("Nothing to do: running the step only checks again and records it.", style="dim")
+        self._preview_actions = list(message.actions)
         self.query_one("#step-actions", Static).update(text)
+        if self._show_how:
+            self._render_how(step)
+
+    # ------------------------------------------------------------------ show me how
+    def action_show_how(self) -> None:
+        if self.current is None:
+            return
+        self._show_how = not self._show_how
+        how = self.query_one("#step-how", Static)
+        how.display = self._show_how
+        if self._show_how:
+            self._render_how(self.current[1])
+            self.query_one("#step-pane", VerticalScroll).scroll_to_widget(how)
+
+    def _render_how(self, step: Step) -> None:
+        text = Text()
+        text.append("Show me how: the same by hand\n", style="bold")
+        by_hand = getattr(step, "by_hand", "")
+        commands = [a.command for a in self._preview_actions if getattr(a, "command", "")]
+        if by_hand:
+            text.append(by_hand.rstrip() + "\n")
+        for c in commands:
+            text.append(f"{c}\n")
+        if not by_hand and not commands:
+            text.append("This step only checks: read its explanation above; the command log shows what it read.\n",
+                        style="dim")
+        if step.hint:
+            text.append(f"Hint: {step.hint}\n", style="italic")
+        text.append("Select the text with the mouse to copy it, or press c in the command log for the last command.",
+                    style="dim")
+        self.query_one("#step-how", Static).update(text)
+        if commands:
+            self._how_commands = "\n".join(commands)
 
     # ------------------------------------------------------------------ navigation
     def _move(self, delta: int) -> None:
@@ -454,9 +794,10 @@ class WizardScreen(LabScreen):
         idx = next((i for i, it in enumerate(items) if it.step is self.current[1]), 0)
         idx = max(0, min(len(items) - 1, idx + delta))
         target = items[idx]
-        if target.wizard.id != "plan" and (self.lab is None or not self.lab.record.plan):
+        if target.wizard.id != "plan" and (self.lab is None or not self.lab.record.plan) and not self._adopted():
             self.notify("save the plan first", severity="warning")
             return
+        self._user_moved = True
         self._show(target.wizard, target.step)
 
     def action_prev_step(self) -> None:
@@ -473,7 +814,11 @@ class WizardScreen(LabScreen):
         self.app.pop_screen()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpScreen("Wizard", HELP, self.BINDINGS))
+        extra = ""
+        if self.current is not None:
+            step = self.current[1]
+            extra = glossary_markdown(step_terms(step))
+        self.app.push_screen(HelpScreen("Wizard", HELP, self.BINDINGS, extra=extra))
 
     def action_open_screen(self, screen_id: str) -> None:
         if self.lab is None:
@@ -486,5 +831,7 @@ class WizardScreen(LabScreen):
             from screens.registry import entry
 
             e = entry(str(parameters[0]))
-            return bool(e and e.available and self.lab is not None)
+            if not (e and e.available and self.lab is not None):
+                return False
+            return True
         return True

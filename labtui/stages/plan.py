@@ -27,6 +27,55 @@ from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContex
 NO_CLOUD = ""
 
 
+def key_file_problems(nodes: list[dict[str, Any]]) -> list[Problem]:
+    """A key file that does not exist is found now, not at the first SSH login."""
+    import os
+
+    out = []
+    for n in nodes:
+        key = (n.get("key_file") or "").strip()
+        if key and not os.path.isfile(os.path.expanduser(key)):
+            out.append(Problem(f"nodes[{n.get('name') or '?'}].key_file", f"{key} does not exist",
+                               "type the path of the private key you log in with (e.g. ~/.ssh/id_ed25519), "
+                               "or leave it empty to use your ssh-agent and ~/.ssh/config"))
+    return out
+
+
+def worker_problems(nodes: list[dict[str, Any]]) -> list[Problem]:
+    """Pods talking across nodes is what a lab is for: a plan without a worker is refused here."""
+    out = []
+    for p in node_problems(nodes, None):
+        if p.field == "nodes" and p.message == "no worker node":
+            out.append(Problem(p.field, p.message, p.hint, "error"))
+    return out
+
+
+def one_subnet_crosssubnet(data: dict[str, Any]) -> Problem | None:
+    """The trap this product exists for: CrossSubnet with every node on one subnet sends pod traffic
+    unencapsulated, and OpenStack's anti-spoofing drops it."""
+    enc = str(data.get("encapsulation") or "")
+    if enc not in (Encapsulation.IPIP_CROSS_SUBNET.value, Encapsulation.VXLAN_CROSS_SUBNET.value):
+        return None
+    import ipaddress
+
+    subnet = data.get("node_subnet")
+    try:
+        net = ipaddress.ip_network(subnet, strict=False) if subnet else None
+        addrs = [ipaddress.ip_address(n.get("address", "")) for n in data.get("nodes") or []]
+    except ValueError:
+        return None
+    if net is None or not addrs or not all(a in net for a in addrs):
+        return None
+    better = "IPIP Always" if enc == Encapsulation.IPIP_CROSS_SUBNET.value else "VXLAN Always"
+    return Problem(
+        "encapsulation",
+        f"{enc} with every node on one subnet ({net}) sends pod traffic between the nodes unencapsulated, with "
+        "pod source addresses; on OpenStack, anti-spoofing drops those packets and pods on different nodes "
+        "cannot talk",
+        f"switch to {better} (the button below does it), or add the pod CIDR as an allowed-address-pair on every port",
+        "warning")
+
+
 class InputStep(Step):
     """A step that is done once its inputs are saved and valid."""
 
@@ -38,7 +87,7 @@ class InputStep(Step):
             return CheckResult(False, "waiting for input")
         errors = [p for p in self.validate(ctx, values) if p.severity == "error"]
         if errors:
-            return CheckResult(False, "; ".join(f"{p.field}: {p.message}" for p in errors))
+            return CheckResult(False, "; ".join(f"{p.label}: {p.message}" for p in errors))
         return CheckResult(True, "saved")
 
     def defaults(self, ctx: StepContext) -> dict[str, Any]:
@@ -54,6 +103,8 @@ class LabStep(InputStep):
         "log in yet, and never stores your password), or say you will adopt machines you already have."
     )
     keys = ("cloud",)
+    expect = "The cloud's name and its auth URL from clouds.yaml; nothing is sent to the cloud yet."
+    by_hand = "openstack --os-cloud CLOUD token issue   # proves clouds.yaml works (labtui does this in the Cloud stage)"
 
     @property
     def fields(self) -> list[InputField]:  # type: ignore[override]
@@ -98,8 +149,13 @@ class NodesStep(InputStep):
         InputField("inventory", "Import from inventory file", kind="path", required=False),
     ]
 
+    expect = "The table lists every node with its address, role, SSH user and key; one control plane and at least one worker."
+    by_hand = "ssh -i KEY_FILE USER@ADDRESS hostname   # for each node: labtui logs in the same way"
+    glossary = ("host key",)
+
     def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
-        return node_problems(values.get("nodes") or [], None)
+        nodes = values.get("nodes") or []
+        return node_problems(nodes, None) + worker_problems(nodes) + key_file_problems(nodes)
 
     @staticmethod
     def import_inventory(path: str) -> list[dict[str, Any]]:
@@ -116,6 +172,9 @@ class NetworksStep(InputStep):
         "10.96.0.0/12 covers 10.96-10.111.x.x: the incident's 10.100.200.0/24 subnet is inside it.)"
     )
     keys = ("node_subnet", "pod_cidr", "service_cidr")
+    expect = "Three ranges that do not overlap, e.g. nodes 10.100.200.0/24, pods 172.16.0.0/16, services 172.20.0.0/16."
+    by_hand = "ip -4 -o addr show   # on a node: the subnet its interface is on"
+    glossary = ("node subnet", "pod CIDR", "service CIDR")
 
     def defaults(self, ctx: StepContext) -> dict[str, Any]:
         subnet = ctx.inputs.get("node_subnet") or guess_subnet(n.get("address", "") for n in ctx.inputs.get("nodes") or [])
@@ -149,6 +208,8 @@ class VersionsStep(InputStep):
         "port must allow the pod CIDR. The choice below shows what each mode needs."
     )
     keys = ("kubernetes", "calico", "encapsulation")
+    expect = "On OpenStack: IPIP Always, and later a security-group rule for IP protocol 4 between the nodes."
+    glossary = ("IPIP", "VXLAN", "CrossSubnet", "anti-spoofing", "allowed-address-pairs", "security group")
     fields = [
         InputField("kubernetes", "Kubernetes minor", kind="choice", default=DEFAULT_KUBERNETES,
                    choices=[(v, v + (" (default: tested with Calico 3.32)" if v == DEFAULT_KUBERNETES else "")) for v in KUBERNETES_MINORS]),
@@ -178,8 +239,25 @@ class ReviewStep(Step):
         data["cloud"] = data.get("cloud") or None
         return data
 
+    expect = "The whole plan on one page with no ✗; a warning (!) says what it will cost you and offers a way out."
+    glossary = ("CrossSubnet", "anti-spoofing", "pod CIDR")
+
     def problems(self, ctx: StepContext) -> list[Problem]:
-        return collect_problems(self._data(ctx))
+        data = self._data(ctx)
+        nodes = data.get("nodes") or []
+        problems = [p for p in collect_problems(data) if not (p.field == "nodes" and p.message == "no worker node")]
+        problems += worker_problems(nodes) + key_file_problems(nodes)
+        trap = one_subnet_crosssubnet(data)
+        return problems + ([trap] if trap else [])
+
+    @staticmethod
+    def use_always(ctx: StepContext) -> str:
+        """The review's offer: switch a CrossSubnet plan to its Always variant (saved as an input)."""
+        enc = str(ctx.inputs.get("encapsulation") or "")
+        better = Encapsulation.VXLAN.value if enc == Encapsulation.VXLAN_CROSS_SUBNET.value else Encapsulation.IPIP.value
+        ctx.store.save_inputs(ctx.session.name, {"encapsulation": better})
+        ctx.reload()
+        return better
 
     def check(self, ctx: StepContext) -> CheckResult:
         if not ctx.session.plan:
@@ -193,6 +271,11 @@ class ReviewStep(Step):
         return CheckResult(True, "plan saved")
 
     def plan(self, ctx: StepContext) -> list[Action]:
+        from labtui.errors import ValidationFailed
+
+        errors = [p for p in self.problems(ctx) if p.severity == "error"]
+        if errors:
+            raise ValidationFailed(errors)
         plan = Plan.parse(self._data(ctx))  # raises ValidationFailed (a LabError) with every problem
         return [Action(
             id="save-plan", title="Save the plan", kind="local", risk=Risk.LOCAL,

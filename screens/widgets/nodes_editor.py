@@ -1,28 +1,68 @@
-"""Edit the node list of a plan: a table, a row of inputs to add one, and inventory import."""
+"""Edit the node list of a plan: a table (the highlighted row is shown in full below it), a form
+that adds a node or edits the selected row (enter on a row loads it), and inventory import.
+
+A line pasted into the name field with tabs ("cp1<TAB>10.100.200.4<TAB>ubuntu") fills the fields
+in order: name, address, user, port, key file, ProxyJump (a role word anywhere sets the role)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, DataTable, Input, Select
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from labtui.errors import LabError
 from labtui.inventory import load_inventory
 
 ROLES = [("control-plane", "control-plane"), ("worker", "worker")]
+PASTE_ORDER = ["node-name", "node-address", "node-user", "node-port", "node-key", "node-jump"]
+FIELD_INPUT = {"name": "node-name", "address": "node-address", "user": "node-user", "port": "node-port",
+               "key_file": "node-key", "proxy_jump": "node-jump", "role": "node-role"}
+
+
+def key_note(path: str) -> Text:
+    path = path.strip()
+    if not path:
+        return Text("")
+    full = os.path.expanduser(path)
+    if os.path.isfile(full):
+        return Text(f"✓ key file {full} exists", style="green")
+    return Text(f"✗ key file {full} does not exist: check the path (or leave it empty to use "
+                "your ssh-agent and ~/.ssh/config)", style="bold red")
+
+
+def node_line(n: dict[str, Any]) -> str:
+    """Every value of a node, in full (the table cuts long cells)."""
+    parts = [n.get("name", ""), n.get("address", ""), n.get("role", "worker"),
+             f"user {n.get('user', 'ubuntu')}", f"port {n.get('port', 22)}"]
+    if n.get("key_file"):
+        parts.append(f"key {n['key_file']}")
+    if n.get("proxy_jump"):
+        parts.append(f"via {n['proxy_jump']}")
+    return "  ".join(str(p) for p in parts)
 
 
 class NodesEditor(Vertical):
     DEFAULT_CSS = """
     NodesEditor { height: auto; }
-    NodesEditor DataTable { height: auto; max-height: 12; margin-bottom: 1; }
-    NodesEditor Horizontal { height: auto; }
-    NodesEditor Input { width: 1fr; }
-    NodesEditor #node-role { width: 20; }
-    NodesEditor Button { min-width: 10; }
+    NodesEditor DataTable { height: auto; max-height: 10; }
+    NodesEditor #node-full { height: auto; color: $text-muted; margin-bottom: 1; }
+    NodesEditor Grid { grid-size: 4; grid-columns: 9 1fr 10 1fr; grid-rows: 1; grid-gutter: 0 1;
+        height: auto; }
+    Screen.-narrow NodesEditor Grid { grid-size: 2; grid-columns: 10 1fr; }
+    Screen.-narrow NodesEditor Grid .wide { column-span: 1; }
+    NodesEditor Grid Label { width: 100%; text-align: right; color: $text-muted; }
+    NodesEditor Grid .wide { column-span: 3; }
+    NodesEditor Input { width: 100%; }
+    NodesEditor Select { width: 100%; }
+    NodesEditor #node-key-note { height: auto; }
+    NodesEditor .editor-row { height: auto; margin-top: 1; }
+    NodesEditor .editor-row Button { min-width: 8; margin-right: 1; }
+    NodesEditor #node-inventory { width: 1fr; }
     """
 
     class Changed(Message):
@@ -33,20 +73,37 @@ class NodesEditor(Vertical):
     def __init__(self, nodes: list[dict[str, Any]] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.nodes: list[dict[str, Any]] = [dict(n) for n in (nodes or [])]
+        self.editing: int | None = None  # the row being edited, else None (the form adds)
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="nodes-table", cursor_type="row")
-        with Horizontal():
-            yield Input(placeholder="name (cp1)", id="node-name")
-            yield Input(placeholder="address (10.100.200.10)", id="node-address")
-            yield Input(placeholder="ssh user (ubuntu)", id="node-user")
-            yield Input(placeholder="key file (~/.ssh/id_ed25519)", id="node-key")
-            yield Select(ROLES, value="control-plane" if not self.nodes else "worker", allow_blank=False, id="node-role")
-            yield Button("Add", id="node-add", variant="primary")
-        with Horizontal():
-            yield Input(placeholder="inventory file (YAML, kubespray hosts.yaml or Ansible INI)", id="node-inventory")
+        yield Static("", id="node-full")
+        with Grid(id="node-form"):
+            yield Label("Name")
+            yield Input(placeholder="cp1", id="node-name", compact=True)
+            yield Label("Address")
+            yield Input(placeholder="10.100.200.4", id="node-address", compact=True)
+            yield Label("Role")
+            yield Select(ROLES, value="control-plane" if not self.nodes else "worker", allow_blank=False,
+                         id="node-role", compact=True)
+            yield Label("SSH port")
+            yield Input(placeholder="22", id="node-port", compact=True, restrict=r"[0-9]*", max_length=5)
+            yield Label("SSH user")
+            yield Input(placeholder="ubuntu", id="node-user", compact=True)
+            yield Label("ProxyJump")
+            yield Input(placeholder="user@bastion (optional)", id="node-jump", compact=True)
+            yield Label("Key file")
+            yield Input(placeholder="~/.ssh/id_ed25519 (empty: agent, ~/.ssh/config)", id="node-key",
+                        compact=True, classes="wide")
+        yield Static("", id="node-key-note")
+        with Horizontal(id="node-buttons", classes="editor-row"):
+            yield Button("Add node", id="node-add", variant="primary")
+            yield Button("Remove", id="node-remove")
+            yield Button("New", id="node-new")
+        with Horizontal(classes="editor-row"):
+            yield Input(placeholder="inventory file (YAML, kubespray hosts.yaml, Ansible INI)", id="node-inventory",
+                        compact=True)
             yield Button("Import", id="node-import")
-            yield Button("Remove selected", id="node-remove")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -59,6 +116,25 @@ class NodesEditor(Vertical):
         for i, n in enumerate(self.nodes):
             table.add_row(n.get("name", ""), n.get("address", ""), n.get("role", "worker"), n.get("user", "ubuntu"),
                           str(n.get("port", 22)), n.get("key_file") or "", n.get("proxy_jump") or "", key=str(i))
+        self._show_full()
+
+    def _show_full(self) -> None:
+        table = self.query_one(DataTable)
+        full = self.query_one("#node-full", Static)
+        if not self.nodes or table.row_count == 0:
+            full.update(Text("No nodes yet: fill the form and press Add (or import an inventory).", style="dim"))
+            return
+        row = min(table.cursor_row, len(self.nodes) - 1)
+        hint = "  (enter: edit this row)" if self.editing is None else f"  (editing {self.nodes[self.editing].get('name')})"
+        full.update(Text(node_line(self.nodes[row]) + hint))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_full()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.edit_row(event.cursor_row)
 
     def value(self) -> list[dict[str, Any]]:
         return [dict(n) for n in self.nodes]
@@ -67,41 +143,133 @@ class NodesEditor(Vertical):
         self._refill()
         self.post_message(self.Changed(self))
 
+    # ------------------------------------------------------------------ form
+    def _input(self, wid: str) -> Input:
+        return self.query_one(f"#{wid}", Input)
+
+    def edit_row(self, index: int) -> None:
+        """Load a row into the form; Add becomes Save row."""
+        if not 0 <= index < len(self.nodes):
+            return
+        n = self.nodes[index]
+        self.editing = index
+        self._input("node-name").value = n.get("name", "")
+        self._input("node-address").value = n.get("address", "")
+        self._input("node-user").value = n.get("user", "") if n.get("user", "ubuntu") != "ubuntu" else ""
+        self._input("node-port").value = str(n.get("port", "")) if n.get("port", 22) != 22 else ""
+        self._input("node-key").value = n.get("key_file") or ""
+        self._input("node-jump").value = n.get("proxy_jump") or ""
+        self.query_one("#node-role", Select).value = n.get("role", "worker")
+        self.query_one("#node-add", Button).label = "Save row"
+        self._show_full()
+        self._input("node-name").focus()
+
+    def clear_form(self) -> None:
+        self.editing = None
+        for wid in PASTE_ORDER:
+            self._input(wid).value = ""
+        self.query_one("#node-role", Select).value = "control-plane" if not self.nodes else "worker"
+        self.query_one("#node-add", Button).label = "Add node"
+        self._show_full()
+
+    def focus_problem(self, field: str) -> None:
+        """Focus the input of a problem like `nodes[w1].address` (loading that row), else the table."""
+        import re
+
+        m = re.match(r"^nodes\[([^\]]*)\]\.?(.*)$", field)
+        if m:
+            name, attr = m.group(1), m.group(2)
+            index = next((i for i, n in enumerate(self.nodes) if n.get("name") == name), None)
+            if index is None and name.isdigit() and int(name) < len(self.nodes):
+                index = int(name)
+            if index is not None:
+                self.edit_row(index)
+                wid = FIELD_INPUT.get(attr, "node-name")
+                self.query_one(f"#{wid}").focus()
+                return
+        if self.nodes:
+            self.query_one(DataTable).focus()
+        else:
+            self._input("node-name").focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        wid = event.input.id or ""
+        if wid in PASTE_ORDER and "\t" in event.value:
+            event.stop()
+            self._split_paste(wid, event.value)
+            return
+        if wid == "node-key":
+            self.query_one("#node-key-note", Static).update(key_note(event.value))
+        if wid.startswith("node-"):
+            event.stop()  # the form's keystrokes are not the plan's drafts: Add / Save row commits
+
+    def _split_paste(self, start: str, text: str) -> None:
+        """A pasted line with tabs spreads over the fields from the one it was pasted into."""
+        parts = [p.strip() for p in text.split("\t")]
+        roles = {r for r, _ in ROLES}
+        role = next((p for p in parts if p in roles), None)
+        parts = [p for p in parts if p not in roles]
+        order = PASTE_ORDER[PASTE_ORDER.index(start):]
+        for wid, value in zip(order, parts):
+            self._input(wid).value = value
+        if role:
+            self.query_one("#node-role", Select).value = role
+        self._input(order[min(len(parts), len(order)) - 1]).focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "node-add":
             self.add_from_inputs()
         elif event.button.id == "node-remove":
             self.remove_selected()
+        elif event.button.id == "node-new":
+            self.clear_form()
+            self._input("node-name").focus()
         elif event.button.id == "node-import":
             self.import_inventory(self.query_one("#node-inventory", Input).value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "node-inventory":
+        wid = event.input.id or ""
+        if wid == "node-inventory":
             event.stop()
             self.import_inventory(event.value)
-        elif event.input.id and event.input.id.startswith("node-"):
+        elif wid == "node-name":
+            event.stop()  # enter in the name goes on to the address, it does not add a half node
+            self._input("node-address").focus()
+        elif wid.startswith("node-"):
             event.stop()
             self.add_from_inputs()
 
     def add_from_inputs(self) -> None:
-        name = self.query_one("#node-name", Input).value.strip()
-        address = self.query_one("#node-address", Input).value.strip()
+        name = self._input("node-name").value.strip()
+        address = self._input("node-address").value.strip()
         if not name or not address:
             self.app.notify("a node needs at least a name and an address", severity="warning")
+            self._input("node-name" if not name else "node-address").focus()
             return
         node: dict[str, Any] = {"name": name, "address": address, "role": self.query_one("#node-role", Select).value}
-        user = self.query_one("#node-user", Input).value.strip()
-        key = self.query_one("#node-key", Input).value.strip()
+        user = self._input("node-user").value.strip()
+        port = self._input("node-port").value.strip()
+        key = self._input("node-key").value.strip()
+        jump = self._input("node-jump").value.strip()
         if user:
             node["user"] = user
+        if port:
+            node["port"] = int(port)
         if key:
             node["key_file"] = key
-        self.nodes = [n for n in self.nodes if n.get("name") != name] + [node]
-        for wid in ("#node-name", "#node-address"):
-            self.query_one(wid, Input).value = ""
-        self.query_one("#node-role", Select).value = "worker"
-        self.query_one("#node-name", Input).focus()
+        if jump:
+            node["proxy_jump"] = jump
+        if self.editing is not None and self.editing < len(self.nodes):
+            self.nodes[self.editing] = node
+            others = [n for i, n in enumerate(self.nodes) if i != self.editing and n.get("name") == name]
+            if others:
+                self.nodes = [n for i, n in enumerate(self.nodes) if i == self.editing or n.get("name") != name]
+            self.app.notify(f"saved {name}")
+        else:
+            self.nodes = [n for n in self.nodes if n.get("name") != name] + [node]
+        self.clear_form()
+        self._input("node-name").focus()
         self._changed()
 
     def remove_selected(self) -> None:
@@ -109,6 +277,7 @@ class NodesEditor(Vertical):
         if not self.nodes or table.row_count == 0:
             return
         del self.nodes[table.cursor_row]
+        self.clear_form()
         self._changed()
 
     def import_inventory(self, path: str) -> None:
@@ -122,4 +291,5 @@ class NodesEditor(Vertical):
             return
         self.nodes = nodes
         self.app.notify(f"imported {len(nodes)} nodes from {path.strip()}")
+        self.clear_form()
         self._changed()
