@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.changes import LAYER_ORDER, Applied, kind, layer_of
+from labtui.changes import LAYER_ORDER, Applied, AppliedThenFailed, kind, layer_of
 from labtui.errors import LabError
 from labtui.events import Event
 from labtui.steps import Action, StepContext
@@ -169,6 +169,7 @@ class Executor:
                        data={"action": a.id, "kind": a.kind, "change": a.change}))
         started = time.monotonic()
         entry = kind(a.change) if a.change else None
+        outcome: Outcome | None = None
         try:
             if entry is not None:
                 applied = entry.run(ctx, a)
@@ -194,10 +195,14 @@ class Executor:
                                        code="not-verified")
         except LabError as exc:
             ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step=self.step, node=a.target, data={"action": a.id}))
-            execution.outcomes.append(Outcome(a, FAILED, error=exc.render(), seconds=time.monotonic() - started))
-            raise ExecutionStopped(f"stopped at '{a.title}': {exc.message}",
-                                   ((exc.hint + "; ") if exc.hint else "") + self._stopped_hint(execution),
-                                   execution, code=exc.code or "stopped") from exc
+            recorded = self._record(a, exc.applied) if isinstance(exc, AppliedThenFailed) else None
+            if outcome is not None and outcome.change is not None:  # applied and recorded, then not verified
+                recorded = outcome.change
+            execution.outcomes.append(Outcome(a, FAILED, change=recorded, error=exc.render(),
+                                              seconds=time.monotonic() - started))
+            raise ExecutionStopped(exc.message,
+                                   ((exc.hint + "; ") if exc.hint else "") + f"stopped at '{a.title}': "
+                                   + self._stopped_hint(execution), execution, code=exc.code or "stopped") from exc
         outcome.seconds = time.monotonic() - started
         ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({outcome.seconds:.2f}s)", step=self.step, node=a.target,
                        data={"action": a.id, "status": outcome.status}))

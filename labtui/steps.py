@@ -64,6 +64,10 @@ class Action:
         return self.risk in (Risk.CHANGE, Risk.DESTRUCTIVE)
 
     def render(self) -> str:
+        """The confirmation text: the exact command, the API call, the revert (or the change's own
+        fuller text, e.g. a Calico change with its method and warning)."""
+        if self.data.get("render"):
+            return str(self.data["render"])
         line = f"$ {self.command}"
         if self.api:
             line += f"\n  API: {self.api}"

@@ -299,12 +299,11 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def apply_change(self, change) -> None:
-        from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for
+        from labtui.changes.calico import set_pool_mode
 
         self.busy = True
-        try:
-            seen = change_pool_mode(self.lab.ctx, kube_for(self.lab.ctx), self.state, change,
-                                    shell=control_plane_shell(self.lab.ctx), accept_warning=True)
+        try:  # the modal showed this exact change (and its warning): the executor runs it
+            seen = set_pool_mode(self.lab.ctx, change, state=self.state, accept_warning=True)
             self.post_message(ChangeDone(f"{seen.name}: ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"))
         except LabError as exc:
             self.post_message(ChangeDone(exc.render(), error=True))
@@ -333,12 +332,10 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def revert_change(self, record) -> None:
-        from labtui.adapters.kube import control_plane_shell, kube_for, read_cluster, revert_recorded
+        from labtui.changes.calico import revert_pool_change
 
         try:
-            kc = kube_for(self.lab.ctx)
-            seen = revert_recorded(self.lab.ctx, kc, self.state or read_cluster(kc), record,
-                                   shell=control_plane_shell(self.lab.ctx))
+            seen = revert_pool_change(self.lab.ctx, record)
             self.post_message(ChangeDone(f"reverted: {seen.name} ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"))
         except LabError as exc:
             self.post_message(ChangeDone(exc.render(), error=True))

@@ -14,9 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
-from labtui import events as ev
 from labtui.errors import LabError
-from labtui.events import Event
 from labtui.session import LabSession
 
 from screens.base import LabScreen
@@ -268,7 +266,7 @@ class SecurityScreen(LabScreen):
                                 note="Rules first, then allowed-address-pairs. Each is recorded with its revert (u).")
 
     def action_port_security(self) -> None:
-        from labtui.adapters.openstack import port_security_actions
+        from labtui.changes.openstack import port_security_actions
 
         if not self._ready():
             return
@@ -287,19 +285,29 @@ class SecurityScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-change")
     def apply(self, actions: list) -> None:
-        ctx = self.lab.ctx
+        from labtui.execute import Executor, ExecutionStopped
+
         self.busy = True
-        done = 0
-        try:
-            for a in actions:
-                ctx.emit(Event(ev.ACTION_START, f"$ {a.command}", step="fix", node=a.target, data={"action": a.id}))
-                a.run(ctx, a)
-                ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title}", step="fix", node=a.target, data={"action": a.id}))
-                done += 1
-            self.post_message(FixDone(f"applied {done} change(s)"))
+        try:  # the modal showed these exact actions: the executor runs them (already-so ones record nothing)
+            execution = Executor(self.lab.ctx, step="fix").run(actions, confirmed=True)
+            self.post_message(FixDone(execution.summary()))
+        except ExecutionStopped as exc:
+            self.post_message(FixDone(f"{exc.execution.summary()}, then: {exc.render()}", error=True))
         except LabError as exc:
-            ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step="fix"))
-            self.post_message(FixDone(f"{done} applied, then: {exc.render()}", error=True))
+            self.post_message(FixDone(exc.render(), error=True))
+        finally:
+            self.busy = False
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="security-change")
+    def revert(self, changes: list) -> None:
+        from labtui.execute import Executor
+
+        self.busy = True
+        try:
+            done, _ = Executor(self.lab.ctx, step="fix").revert(changes, confirmed=True)
+            self.post_message(FixDone(f"reverted {len(done)} change(s)"))
+        except LabError as exc:
+            self.post_message(FixDone(exc.render(), error=True))
         finally:
             self.busy = False
 
@@ -309,8 +317,6 @@ class SecurityScreen(LabScreen):
         self.load()
 
     def action_revert(self) -> None:
-        from labtui.adapters.openstack import revert_actions
-
         if self.lab is None:
             return
         changes = [c for c in self.lab.store.changes(self.lab.record.id, include_reverted=False)
@@ -318,5 +324,13 @@ class SecurityScreen(LabScreen):
         if not changes:
             self.notify("no OpenStack change to revert in this lab")
             return
-        actions = revert_actions(changes[-1:])
-        self._confirm_and_apply(actions, f"Revert change #{changes[-1].id}?")
+        last = changes[-1]
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.revert([last])
+            else:
+                self.notify("not reverted")
+
+        lines = [last.description, f"$ {last.revert_command or '(revert change #%s)' % last.id}"]
+        self.app.push_screen(ConfirmModal(f"Revert change #{last.id}?", lines, confirm_label="Revert"), confirmed)

@@ -21,11 +21,11 @@ Errors
 
 Calico
     `read_cluster(kc)` reads install mode, API flavour, backend, BGP, Typha, version, pools, nodes
-    and calico-node pods (in parallel) into `calicostate.ClusterState`.
+    and calico-node pods (in parallel) into `labtui.net.calico.ClusterState`.
     `plan_change(...)` picks the supported way (Installation JSON patch / v3 / calicoctl / v1 CRD);
     `apply_change(...)` runs it (one request setting ipipMode and vxlanMode together) and, for the
-    operator, waits until the pool shows the new mode; `change_pool_mode(ctx, ...)` does both and
-    records the Change with its revert.
+    operator, waits until the pool shows the new mode. The Action and its record are the change
+    catalogue's (labtui.changes.calico); this adapter only talks to the API.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from labtui.net.calico import (
 from labtui.errors import LabError
 from labtui.events import Event, null_emit
 from labtui.paths import session_dir, write_private
-from labtui.store import Change
 
 ADMIN_CONF = "admin.conf"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds for every API request
@@ -671,67 +670,6 @@ def _split_path(path: str) -> tuple[str, str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3], parts[4]
 
 
-def change_pool_mode(
-    ctx: Any,  # steps.StepContext
-    kc: KubeClient,
-    state: ClusterState,
-    change: ModeChange,
-    *,
-    shell: Shell | None = None,
-    accept_warning: bool = False,
-    wait_timeout: float = 90.0,
-    poll: float = 1.0,
-) -> IPPoolInfo:
-    """Apply a planned change and record it (with its revert) in the session."""
-    if change.noop:
-        ctx.emit(Event(ev.INFO, f"IP pool {change.pool} already has {change.new.value}: nothing to change"))
-        return state.pool(change.pool)
-    seen = None
-    try:
-        seen = apply_change(kc, state, change, shell=shell, accept_warning=accept_warning, emit=ctx.emit,
-                            wait_timeout=wait_timeout, poll=poll)
-    finally:
-        if change.sent:  # it reached the cluster (even if the wait then failed): record it with its revert
-            ctx.record_change(Change(
-                kind="calico.pool-mode",
-                target=f"ippool/{change.pool}",
-                description=change.description,
-                command=change.command,
-                revert_command=change.revert_command,
-                revert_data=change.revert_data(),
-            ))
-    return seen
-
-
-def revert_recorded(ctx: Any, kc: KubeClient, state: ClusterState, record: Change, *,
-                    shell: Shell | None = None, wait_timeout: float = 90.0, poll: float = 1.0) -> IPPoolInfo:
-    """Undo a recorded calico.pool-mode change with the same method, then mark it reverted."""
-    data = record.revert_data or {}
-    if record.kind != "calico.pool-mode":
-        raise LabError(f"change #{record.id} is not a Calico pool change", "pick a calico.pool-mode change")
-    if record.reverted:
-        raise LabError(f"change #{record.id} was already reverted", "nothing to do")
-    from labtui.net.calico import ApiCall
-    from labtui.model import Encapsulation
-
-    ra = data.get("revert_api")
-    change = ModeChange(
-        pool=data["pool"], cidr=data.get("cidr", "?"), method=data["method"],
-        old=Encapsulation(data["old"]), new=Encapsulation(data["new"]),
-        old_modes=(data["ipipMode"], data["vxlanMode"]), new_modes=Encapsulation(data["new"]).pool_modes,
-        command=record.command, revert_command=record.revert_command or "",
-        revert_api=ApiCall(**ra) if ra else None,
-        revert_remote_command=data.get("revert_remote_command"),
-        installation_index=data.get("installation_index"),
-    )
-    seen = apply_change(kc, state, change, shell=shell, accept_warning=True, emit=ctx.emit,
-                        wait_timeout=wait_timeout, poll=poll, revert=True)
-    ctx.store.mark_reverted(record.id)
-    ctx.emit(Event(ev.CHANGE, f"reverted change #{record.id}: IP pool {change.pool} back to {change.old.value}",
-                   data={"command": record.revert_command}))
-    return seen
-
-
 # --------------------------------------------------------------------------- wiring to a session
 
 
@@ -743,48 +681,16 @@ def _plan_of(ctx: Any):
 
 
 def control_plane_shell(ctx: Any) -> Shell | None:
-    """A Shell on the plan's control-plane node through labtui.adapters.ssh, or None (no plan, no adapter).
-
-    Kept behind this one function so the SSH adapter can be wired without touching the rest."""
+    """A Shell on the plan's control-plane node over SSH (labtui.adapters.ssh), or None without a plan."""
     factory = ctx.tuning.kube_shell_factory
-    if factory is not None:  # tests and other adapters inject one
+    if factory is not None:  # tests inject one
         return factory(ctx)
     plan = _plan_of(ctx)
     if plan is None or not plan.nodes:
         return None
-    try:
-        from labtui.adapters import ssh  # noqa: F401 - written by the SSH engineer; absent until then
-    except ImportError:
-        return None
-    return _ssh_shell(ctx, plan.control_plane)
+    from labtui.adapters.ssh import kube_shell
 
-
-def _ssh_shell(ctx: Any, node: Any) -> Shell | None:
-    from labtui.adapters import ssh
-
-    make = getattr(ssh, "kube_shell", None)
-    if callable(make):
-        return make(ctx, node)
-    pool = ctx.adapters.ssh
-    runner = getattr(ssh, "SSHPool", None)
-    if pool is None and runner is not None:
-        try:
-            pool = runner(ctx)
-            ctx.adapters.ssh = pool
-        except Exception:  # noqa: BLE001
-            return None
-    if pool is None:
-        return None
-
-    class _Shell:
-        def __init__(self) -> None:
-            self.node = node.name
-
-        def run(self, command: str, *, timeout: float = 30.0, quiet: bool = False) -> tuple[int, str, str]:
-            res = pool.run(node.name, command, timeout=timeout, stream=not quiet)
-            return res.rc if hasattr(res, "rc") else res.exit_code, res.stdout, res.stderr
-
-    return _Shell()
+    return kube_shell(ctx, plan.control_plane)
 
 
 def ssh_forwarder(ctx: Any) -> Forwarder | None:
@@ -795,18 +701,10 @@ def ssh_forwarder(ctx: Any) -> Forwarder | None:
     plan = _plan_of(ctx)
     if plan is None or not plan.nodes:
         return None
-    try:
-        from labtui.adapters import ssh
-    except ImportError:
-        return None
+    from labtui.adapters.ssh import local_forward
+
     node = plan.control_plane
-    fwd = getattr(ssh, "local_forward", None)
-    if callable(fwd):
-        return lambda host, port: fwd(ctx, node, host, port)
-    pool = ctx.adapters.ssh
-    if pool is not None and hasattr(pool, "forward"):
-        return lambda host, port: pool.forward(node.name, host, port)
-    return None
+    return lambda host, port: local_forward(ctx, node, host, port)
 
 
 def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,

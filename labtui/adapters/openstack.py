@@ -1,11 +1,12 @@
-"""The OpenStack adapter (openstacksdk, imported lazily): connect, discover the lab, apply fixes.
+"""The OpenStack adapter (openstacksdk, imported lazily): connect, discover the lab, make the calls.
 
     conn = connect("mycloud", emit=ctx.emit)        # clouds.yaml / OS_CLOUD / OS_* variables
     lab = discover(conn, plan.nodes)                # -> labtui.net.check.LabNetwork
     report = labtui.net.check.evaluate(lab, CalicoNetworking.for_encapsulation(...))
-    actions = fix_actions(report)                   # Actions: exact `openstack ...` command + API call
     create_rule(conn, ...) / add_allowed_address_pairs(conn, port, [cidr]) / disable_port_security(conn, port)
     revert_change(conn, change)                     # undo a recorded Change
+
+The Actions that use these calls are built by labtui.changes.openstack (the change catalogue).
 
 Every failure is a LabError that names the cloud and says what to do: cloud not in clouds.yaml,
 wrong credentials (401), not allowed (403), endpoint unreachable or slow (timeout), TLS
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from labtui import events as ev
@@ -26,23 +27,19 @@ from labtui.net.check import (
     LabNetwork,
     LabNode,
     NodePort,
-    PairsFix,
-    PortSecurityFix,
-    Report,
     RuleFix,
     SecurityGroup,
     SGRule,
 )
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.steps import Action, Risk
 
 DEFAULT_TIMEOUT = 20.0
 
 __all__ = [
     "CloudConnection", "RuleResult", "PairsResult", "connect", "discover", "create_rule", "delete_rule",
     "add_allowed_address_pairs", "remove_allowed_address_pairs", "disable_port_security",
-    "enable_port_security", "fix_actions", "port_security_actions", "revert_change", "revert_actions",
+    "enable_port_security", "revert_change", "session_cloud", "find_rule", "get_port",
     "LabNetwork", "LabNode", "NodePort", "SecurityGroup", "SGRule",
 ]
 
@@ -579,90 +576,39 @@ def enable_port_security(conn: CloudConnection, port_id: str, security_groups: l
               command=f"openstack port set --enable-port-security {groups} {shlex.quote(label)}")
 
 
-# --------------------------------------------------------------------------- actions (preview -> run -> record)
+# --------------------------------------------------------------------------- the session's connection
 
 
-def _service(ctx: Any, cloud: str | None = None) -> CloudConnection:
-    """The session's connection (ctx.adapters.cloud), made on first use."""
+def session_cloud(ctx: Any, cloud: str | None = None, timeout: float | None = None) -> CloudConnection:
+    """The lab's one connection (ctx.adapters.cloud), made on first use with the lab's timeout
+    (ctx.tuning.cloud_timeout); a different cloud name makes a new one."""
+    from labtui.errors import LabError as _LabError
+
     svc = ctx.adapters.cloud
-    if svc is None:
-        name = cloud or ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
-        svc = connect(name, emit=ctx.emit)
-        ctx.adapters.cloud = svc
+    name = cloud or ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+    if svc is not None and (not name or svc.name == name):
+        return svc
+    if not name:
+        raise _LabError(f"lab {ctx.session.name} has no cloud (it adopts machines)",
+                        "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
+    if svc is not None:
+        ctx.adapters.pop("cloud").close()
+    svc = connect(name, emit=ctx.emit, timeout=float(timeout or ctx.tuning.cloud_timeout))
+    ctx.adapters.cloud = svc
     return svc
 
 
-def _record(ctx: Any, **change: Any) -> Any:
-    from labtui.store import Change
-
-    return ctx.record_change(Change(**change))
-
-
-def _run_rule(ctx: Any, action: Action) -> dict[str, Any]:
-    fix: RuleFix = action.data["fix"]
-    res = create_rule(_service(ctx), fix)
-    if res.created:
-        data: dict[str, Any] = {"rule_id": res.id, "security_group_id": fix.security_group_id}
-        if fix.replaces:
-            data["replaced"] = [asdict(r) for r in fix.replaces]
-        _record(ctx, kind="openstack.sg-rule", target=fix.security_group_name, description=fix.title,
-                command=fix.command(), revert_command=fix.revert_command(res.id), revert_data=data)
-    return {"rule_id": res.id, "created": res.created}
+def find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:
+    """The group's rule that Neutron counts as the same as `fix` (None: not there)."""
+    return _find_rule(conn, fix)
 
 
-def _run_pairs(ctx: Any, action: Action) -> dict[str, Any]:
-    fix: PairsFix = action.data["fix"]
-    if fix.blocked:
-        raise LabError(f"{fix.node}: {fix.blocked}", "remove pairs you no longer need, or use IPIP Always instead",
-                       code="cloud-aap-quota")
-    res = add_allowed_address_pairs(_service(ctx), fix.port_id, [fix.cidr])
-    if res.added:
-        _record(ctx, kind="openstack.port-pairs", target=fix.port_name or fix.port_id, description=fix.title,
-                command=fix.command(), revert_command=fix.revert_command(),
-                revert_data={"port_id": fix.port_id, "added": [{"ip_address": a} for a in res.added]})
-    return {"port_id": fix.port_id, "added": res.added}
-
-
-def _run_port_security(ctx: Any, action: Action) -> dict[str, Any]:
-    fix: PortSecurityFix = action.data["fix"]
-    before = disable_port_security(_service(ctx), fix.port_id)
-    if before["was_enabled"]:
-        _record(ctx, kind="openstack.port-security", target=fix.port_name or fix.port_id, description=fix.title,
-                command=fix.command(), revert_command=fix.revert_command(),
-                revert_data={k: before[k] for k in ("port_id", "security_groups", "allowed_address_pairs")})
-    return {"port_id": fix.port_id, "disabled": before["was_enabled"]}
-
-
-def fix_action(fix: RuleFix | PairsFix | PortSecurityFix) -> Action:
-    """The Action for one fix: exact command, API call, revert; run() applies and records it."""
-    if isinstance(fix, RuleFix):
-        return Action(id=f"rule:{fix.requirement}:{fix.security_group_id[:8]}:{fix.direction}:{fix.remote_ip_prefix or ''}",
-                      title=fix.title, command=fix.command(), kind="openstack", target=fix.security_group_name,
-                      risk=Risk.CHANGE, revert=fix.revert_command(), api=fix.api(), run=_run_rule,
-                      data={"fix": fix, "requirement": fix.requirement})
-    if isinstance(fix, PairsFix):
-        return Action(id=f"pairs:{fix.node}", title=fix.title, command=fix.command(), kind="openstack",
-                      target=fix.port_name or fix.port_id, risk=Risk.CHANGE, revert=fix.revert_command(), api=fix.api(),
-                      run=_run_pairs, data={"fix": fix, "requirement": fix.requirement, "blocked": fix.blocked})
-    return Action(id=f"port-security:{fix.node}", title=fix.title, command=fix.command(), kind="openstack",
-                  target=fix.port_name or fix.port_id, risk=Risk.DESTRUCTIVE, revert=fix.revert_command(), api=fix.api(),
-                  run=_run_port_security, data={"fix": fix, "requirement": "port-security", "cost": PortSecurityFix.COST})
-
-
-def fix_actions(report: Report, only: Iterable[str] | None = None) -> list[Action]:
-    """Actions for the missing and suspicious requirements: rules first, then allowed-address-pairs.
-    Port security off is never among them (see `port_security_actions`)."""
-    fixes = report.fixes(only)
-    ordered = [f for f in fixes if isinstance(f, RuleFix)] + [f for f in fixes if isinstance(f, PairsFix)]
-    return [fix_action(f) for f in ordered]
-
-
-def port_security_actions(report: Report, nodes: Iterable[str] | None = None) -> list[Action]:
-    """The last resort, offered separately: port security off on the node ports."""
-    from labtui.net.check import port_security_fixes
-
-    wanted = set(nodes) if nodes else None
-    return [fix_action(f) for f in port_security_fixes(report.lab) if wanted is None or f.node in wanted]
+def get_port(conn: CloudConnection, port_id: str) -> dict[str, Any]:
+    """A port's security state: pairs, groups, port security."""
+    port = _get_port(conn, port_id)
+    return {"id": port.id, "name": port.name or "", "allowed_address_pairs": _pairs_of(port),
+            "security_group_ids": list(port.security_group_ids or []),
+            "port_security_enabled": port.is_port_security_enabled is not False}
 
 
 def revert_change(conn: CloudConnection, change: Any) -> str:
@@ -685,20 +631,4 @@ def revert_change(conn: CloudConnection, change: Any) -> str:
     raise LabError(f"change #{change.id} ({change.kind}) is not an OpenStack change",
                    "revert it from the stage that made it", code="cloud-revert-kind")
 
-
-def revert_actions(changes: Iterable[Any]) -> list[Action]:
-    """Actions that undo recorded OpenStack changes (newest first) and mark them reverted."""
-    out = []
-    for ch in sorted((c for c in changes if c.kind.startswith("openstack.") and not c.reverted),
-                     key=lambda c: c.id or 0, reverse=True):
-        def run(ctx: Any, action: Action, ch: Any = ch) -> dict[str, Any]:
-            msg = revert_change(_service(ctx), ch)
-            ctx.store.mark_reverted(ch.id)
-            ctx.emit(Event(ev.CHANGE, f"reverted change #{ch.id}: {msg}", data={"change": ch.id}))
-            return {"change": ch.id, "result": msg}
-
-        out.append(Action(id=f"revert:{ch.id}", title=f"revert #{ch.id}: {ch.description}",
-                          command=ch.revert_command or f"(revert change #{ch.id})", kind="openstack",
-                          target=ch.target, risk=Risk.CHANGE, revert=ch.command, run=run, data={"change": ch.id}))
-    return out
 

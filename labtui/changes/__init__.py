@@ -52,6 +52,15 @@ class Applied:
     note: str = ""
 
 
+class AppliedThenFailed(LabError):
+    """A change that took effect and then failed (e.g. accepted by the cluster, then the wait timed
+    out): the executor records it with its revert, then stops with the error."""
+
+    def __init__(self, error: LabError, applied: Applied) -> None:
+        super().__init__(error.message, error.hint, code=error.code)
+        self.applied = applied
+
+
 class ChangeKind:
     """Subclass, set `kind` and `layer`, implement `run` and `revert`; `applied` when it can tell."""
 

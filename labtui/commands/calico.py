@@ -124,7 +124,8 @@ def _ask(prompt: str) -> str:
 
 
 def cmd_set_mode(args: argparse.Namespace) -> int:
-    from labtui.adapters.kube import change_pool_mode, control_plane_shell, plan_change, read_cluster
+    from labtui.adapters.kube import control_plane_shell, plan_change, read_cluster
+    from labtui.changes.calico import set_pool_mode
 
     with _open(args) as lab:
         kc = _connect(lab, args)
@@ -156,8 +157,8 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
         else:
             print("Re-run with --yes to apply it" + (" (and --accept-crd-warning)" if change.warning else "") + ".")
             return 1
-        seen = change_pool_mode(lab.ctx, kc, state, change, shell=shell, accept_warning=accept,
-                                wait_timeout=args.timeout, poll=args.poll)
+        seen = set_pool_mode(lab.ctx, change, state=state, shell=shell, accept_warning=accept,
+                             wait_timeout=args.timeout, poll=args.poll)
         rec = lab.store.changes(lab.record.id)[-1]
         print(f"IP pool {seen.name} now: ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}  "
               f"(change #{rec.id} recorded; revert: labtui calico revert {args.name} {rec.id})")
@@ -169,7 +170,7 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from labtui.adapters.kube import control_plane_shell, read_cluster, revert_recorded
+    from labtui.changes.calico import revert_pool_change
 
     with _open(args) as lab:
         candidates = [c for c in lab.store.changes(lab.record.id, include_reverted=args.change_id is not None)
@@ -188,10 +189,9 @@ def cmd_revert(args: argparse.Namespace) -> int:
             if not sys.stdin.isatty() or _ask("Apply this revert? [y/N] ").strip().lower() not in ("y", "yes"):
                 print("Re-run with --yes to apply it." if not sys.stdin.isatty() else "not applied")
                 return 1
-        kc = _connect(lab, args)
-        state = read_cluster(kc)
-        seen = revert_recorded(lab.ctx, kc, state, record, shell=control_plane_shell(lab.ctx),
-                               wait_timeout=args.timeout, poll=args.poll)
+        _connect(lab, args)
+        lab.ctx.tuning.calico_wait, lab.ctx.tuning.calico_poll = args.timeout, args.poll
+        seen = revert_pool_change(lab.ctx, record)
         print(f"IP pool {seen.name} back to ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode} (change #{record.id} reverted)")
     return 0
 

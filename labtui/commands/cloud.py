@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from labtui.cli import eprint
+from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError
 
 STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
-
-
-def _print_event(event) -> None:
-    if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info") or \
-            (event.kind == "action.output" and event.stream == "api"):
-        eprint(f"  {event.line()}")
 
 
 def _open(args: argparse.Namespace):
@@ -36,18 +29,25 @@ def _open(args: argparse.Namespace):
         raise LabError(f"there is no lab named {args.name!r}",
                        "list them with `labtui sessions`; for machines labtui did not build, create one with "
                        "`labtui doctor NAME --adopt --nodes cp=ADDR,w1=ADDR --cloud CLOUD`", code="not-found")
-    lab = LabSession(store, args.name, emit=_print_event)
-    if getattr(args, "cloud", None):
-        store.save_inputs(args.name, {"cloud": args.cloud})
+    return LabSession(store, args.name, emit=print_event)
+
+
+def _remember_cloud(lab, args: argparse.Namespace) -> None:
+    """--cloud is saved into the lab only once it worked (a failed command saves nothing)."""
+    if getattr(args, "cloud", None) and lab.ctx.inputs.get("cloud") != args.cloud:
+        lab.store.save_inputs(lab.name, {"cloud": args.cloud})
+        lab.store.update_session(lab.name, cloud=args.cloud)
         lab.ctx.reload()
-    return lab
 
 
 def _check(lab, args: argparse.Namespace):
     from labtui.stages.cloud import check
 
-    return check(lab.ctx, encapsulation=getattr(args, "encapsulation", None), bgp=getattr(args, "bgp", None),
-                 typha=getattr(args, "typha", None), timeout=getattr(args, "timeout", None))
+    report = check(lab.ctx, cloud=getattr(args, "cloud", None), encapsulation=getattr(args, "encapsulation", None),
+                   bgp=getattr(args, "bgp", None), typha=getattr(args, "typha", None),
+                   timeout=getattr(args, "timeout", None))
+    _remember_cloud(lab, args)
+    return report
 
 
 def render_report(report) -> str:
@@ -97,6 +97,14 @@ def render_report(report) -> str:
     return "\n".join(out)
 
 
+def session_cloud_check(lab, args: argparse.Namespace) -> None:
+    """Connect (to --cloud when given) before reverting, so a wrong cloud fails before anything runs."""
+    from labtui.adapters.openstack import session_cloud
+
+    session_cloud(lab.ctx, getattr(args, "cloud", None), getattr(args, "timeout", None))
+    _remember_cloud(lab, args)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     with _open(args) as lab:
         report = _check(lab, args)
@@ -107,48 +115,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _ask(prompt: str) -> str:
-    try:
-        return input(prompt)
-    except EOFError:
-        return ""
-
-
-def _confirm(actions, yes: bool) -> bool:
-    print("Changes:")
-    for a in actions:
-        warn = " (DESTRUCTIVE)" if a.risk.value == "destructive" else ""
-        print(f"  {a.title}{warn}")
-        for line in a.render().splitlines():
-            print(f"    {line}")
-        if a.data.get("cost"):
-            print(f"    cost: {a.data['cost']}")
-        if a.data.get("blocked"):
-            print(f"    cannot be applied: {a.data['blocked']}")
-    if yes:
-        return True
-    if sys.stdin.isatty():
-        return _ask(f"Apply these {len(actions)} changes? [y/N] ").strip().lower() in ("y", "yes")
-    print("Re-run with --yes to apply them.")
-    return False
-
-
-def _apply(lab, actions) -> list[Any]:
-    from labtui.events import ACTION_DONE, ACTION_FAILED, ACTION_START, Event
-
-    results = []
-    for a in actions:
-        lab.ctx.emit(Event(ACTION_START, f"$ {a.command}", step="fix", node=a.target, data={"action": a.id}))
-        try:
-            results.append(a.run(lab.ctx, a))
-        except LabError as exc:
-            lab.ctx.emit(Event(ACTION_FAILED, exc.render(), step="fix", node=a.target, data={"action": a.id}))
-            raise
-        lab.ctx.emit(Event(ACTION_DONE, f"done: {a.title}", step="fix", node=a.target, data={"action": a.id}))
-    return results
-
-
 def cmd_fix(args: argparse.Namespace) -> int:
+    from labtui.execute import Executor
     from labtui.stages.cloud import plan_fixes
 
     with _open(args) as lab:
@@ -161,10 +129,11 @@ def cmd_fix(args: argparse.Namespace) -> int:
             print(render_report(report))
             print("labtui has no automatic fix for what is left (see the details above).")
             return 1
-        if not _confirm(actions, args.yes):
+        execution = Executor(lab.ctx, step="fix", confirm=confirmer(args.yes)).run(actions)
+        if not execution.confirmed:
             print("not applied")
             return 1
-        _apply(lab, actions)
+        print(f"Applied: {execution.summary()}")
         lab.ctx.memo.pop("cloud_report")
         after = _check(lab, args)
         recorded = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
@@ -176,7 +145,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from labtui.adapters.openstack import revert_actions
+    from labtui.execute import Executor
 
     with _open(args) as lab:
         changes = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
@@ -191,12 +160,12 @@ def cmd_revert(args: argparse.Namespace) -> int:
         if not changes:
             print(f"The lab {args.name} has no OpenStack change to revert.")
             return 0
-        actions = revert_actions(changes)
-        if not _confirm(actions, args.yes):
+        session_cloud_check(lab, args)
+        done, refused = Executor(lab.ctx, step="revert", confirm=confirmer(args.yes, verb="Revert")).revert(changes)
+        if not done and refused:
             print("not applied")
             return 1
-        _apply(lab, actions)
-        print(f"Reverted: {', '.join('#' + str(a.data['change']) for a in actions)}")
+        print(f"Reverted: {', '.join('#' + str(c.id) for c in done)}")
     return 0
 
 

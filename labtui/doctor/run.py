@@ -30,8 +30,7 @@ from labtui.doctor.reason import (
 )
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.steps import Action, Risk, StepContext
-from labtui.store import Change
+from labtui.steps import Action, StepContext
 
 DOCTOR_SCOPE = "doctor"
 
@@ -195,11 +194,7 @@ def cloud_service(ctx: StepContext, name: str) -> Any:
     """The session's CloudConnection (ctx.adapters.cloud, shared with labtui.adapters.openstack's steps)."""
     from labtui.adapters import openstack as cloud
 
-    svc = ctx.adapters.cloud
-    if svc is None:
-        svc = cloud.connect(name, emit=ctx.emit, timeout=float(ctx.tuning.cloud_timeout))
-        ctx.adapters.cloud = svc
-    return svc
+    return cloud.session_cloud(ctx, name)
 
 
 def _accepts(fn: Callable, param: str) -> bool:
@@ -243,7 +238,7 @@ def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
 
 def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
                    ssh_timeout: float = 20.0, only_cells: set[str] | None = None) -> DoctorFacts:
-    from labtui.doctor.gather import gather
+    from labtui.doctor.gather import calico_settings_reader, cloud_support_reader, gather
 
     nodes = plan_nodes(ctx)
     seen: dict[str, Any] = {}
@@ -261,6 +256,8 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
         ssh=ssh,
         emit=ctx.emit,
         ssh_timeout=ssh_timeout,
+        read_cluster_extras=calico_settings_reader(ctx, kubeconfig),
+        read_cloud_support=cloud_support_reader(ctx),
     )
     _fill_from_stored(ctx, facts)
     if facts.sources.get("kube") and "state" in seen:
@@ -500,107 +497,67 @@ def last_diagnosis(ctx_or_store: Any, session_id: int | None = None) -> dict[str
 
 
 def fix_actions(ctx: StepContext, diag: Diagnosis, option: FixOption, *, accept_crd_warning: bool = False) -> list[Action]:
-    """steps.Actions for a fix option, in the safe order, each with its run callback."""
+    """The change catalogue's Actions for a fix option (security groups, then ports, then Calico:
+    the executor keeps that order)."""
     out: list[Action] = []
     for fa in ordered_actions(option):
-        out.append(_to_action(ctx, diag, fa, accept_crd_warning))
+        action = _to_action(ctx, diag, fa, accept_crd_warning)
+        if action is not None:
+            out.append(action)
     return out
 
 
-def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warning: bool) -> Action:
-    risk = Risk.DESTRUCTIVE if fa.risk == "destructive" else Risk.CHANGE
-    act = Action(id=fa.id, title=fa.title, command=fa.command, kind="openstack" if fa.layer == "openstack" else "kube",
-                 target=fa.target, risk=risk, revert=fa.revert, data={"fix": fa.kind, **fa.params})
-    if fa.layer == "calico":
-        change = _calico_change(ctx, diag, fa)
-        if change is not None:
-            act.command = change.command
-            act.revert = change.revert_command
-            act.api = change.api.render() if change.api else None
-            act.data["change"] = change
-            if change.warning:
-                act.title = f"{act.title} [WARNING: {change.warning}]"
-                act.risk = Risk.DESTRUCTIVE
-        act.run = lambda c, a: _run_calico(c, a, accept_crd_warning)
+def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warning: bool) -> Action | None:
+    from labtui.changes.openstack import action_for, rule_fix
+    from labtui.net.check import PairsFix, PortSecurityFix
+
+    p = fa.params
+    if fa.kind == "sg-rule":
+        fix = rule_fix({**p, "requirement": "doctor"})
+        act = action_for(fix, action_id=fa.id)
+    elif fa.kind == "port-pairs":
+        act = action_for(PairsFix(port_id=p["port_id"], port_name=fa.target, node=p.get("node", ""), cidr=p["cidr"],
+                                  existing=tuple(str(x.get("ip_address", x)) if isinstance(x, dict) else str(x)
+                                                 for x in p.get("existing") or ())), action_id=fa.id)
+    elif fa.kind == "port-security-off":
+        act = action_for(PortSecurityFix(port_id=p["port_id"], port_name=fa.target, node=p.get("node", ""),
+                                         security_group_ids=tuple(p.get("security_groups") or ())), action_id=fa.id)
+    elif fa.layer == "calico":
+        return _calico_action(ctx, fa, accept_crd_warning)
     else:
-        act.run = lambda c, a: _run_cloud(c, a)
+        raise LabError(f"unknown fix action {fa.kind}", "this is a bug in labtui")
+    act.title = fa.title  # the doctor's words for it (which node, what it merges with)
+    act.command = fa.command
     return act
 
 
-def _calico_change(ctx: StepContext, diag: Diagnosis, fa: FixAction) -> Any:
+def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) -> Action:
     """The exact change labtui.adapters.kube will make (operator Installation, v3 API, calicoctl or CRD)."""
-    try:
-        from labtui.net.calico import parse_encapsulation
-        from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
+    from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
+    from labtui.changes.calico import pool_action
+    from labtui.net.calico import parse_encapsulation
 
+    try:
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
         state = ctx.memo.doctor_cluster or read_cluster(kc)
         ctx.memo.doctor_cluster = state
         target = parse_encapsulation(_encapsulation(fa.params["ipipMode"], fa.params["vxlanMode"]))
-        return plan_change(kc, state, fa.params["pool"], target, shell=control_plane_shell(ctx))
+        shell = control_plane_shell(ctx)
+        change = plan_change(kc, state, fa.params["pool"], target, shell=shell)
     except LabError as exc:
-        ctx.emit(Event(ev.WARN, f"Calico change for {fa.params.get('pool')}: {exc.message}"))
-        return None
+        raise LabError(f"cannot plan the Calico change for pool {fa.params.get('pool')}: {exc.message}",
+                       exc.hint or "run the doctor again when the cluster answers", code=exc.code) from exc
+    act = pool_action(change, accept_warning=accept_crd_warning or not change.warning, shell=shell, state=state)
+    if change.warning:
+        act.title = f"{change.description} [WARNING: {change.warning}]"
+        act.data["accept_warning"] = True  # confirming the red dialog (or --yes with the warning shown) accepts it
+    return act
 
 
 def _encapsulation(ipip: str, vxlan: str) -> str:
     from labtui.doctor.reason import ENCAP_BY_MODES
 
     return ENCAP_BY_MODES[(ipip, vxlan)]
-
-
-def _run_calico(ctx: StepContext, action: Action, accept_crd_warning: bool) -> Any:
-    from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for, read_cluster
-
-    change = action.data.get("change")
-    if change is None:
-        raise LabError(f"cannot change IP pool {action.data.get('pool')}: the Kubernetes API is not reachable now",
-                       "run the doctor again when the cluster answers")
-    kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
-    state = ctx.memo.doctor_cluster or read_cluster(kc)
-    seen = change_pool_mode(ctx, kc, state, change, shell=control_plane_shell(ctx),
-                            accept_warning=accept_crd_warning or action.risk == Risk.DESTRUCTIVE,
-                            wait_timeout=float(ctx.tuning.calico_wait),
-                            poll=float(ctx.tuning.calico_poll))
-    ctx.memo.pop("doctor_cluster")
-    return {"pool": seen.name, "ipipMode": seen.ipip_mode, "vxlanMode": seen.vxlan_mode} if seen else None
-
-
-def _run_cloud(ctx: StepContext, action: Action) -> Any:
-    """One OpenStack change through labtui.adapters.openstack, recorded with its revert."""
-    from labtui.adapters import openstack as cloud
-
-    conn = cloud_service(ctx, cloud_name(ctx) or "")
-    d = action.data
-    kind = d["fix"]
-    if kind == "sg-rule":
-        res = cloud.create_rule(conn, security_group_id=d["security_group_id"], security_group_name=d.get("group_name"),
-                                protocol=d["protocol"], port_range_min=d["port_range_min"],
-                                port_range_max=d["port_range_max"], remote_group_id=d["remote_group_id"],
-                                remote_ip_prefix=d["remote_ip_prefix"], description=d["description"])
-        if res.created:
-            ctx.record_change(Change(kind="openstack.sg-rule", target=action.target or d["security_group_id"],
-                                     description=action.title, command=action.command,
-                                     revert_command=f"openstack security group rule delete {res.id}",
-                                     revert_data={"rule_id": res.id, "security_group_id": d["security_group_id"]}))
-        else:
-            ctx.emit(Event(ev.INFO, f"{action.target}: the rule already exists (nothing to change)"))
-        return {"rule_id": res.id, "created": res.created}
-    if kind == "port-pairs":
-        res = cloud.add_allowed_address_pairs(conn, d["port_id"], [d["cidr"]])
-        if res.added:
-            ctx.record_change(Change(kind="openstack.port-pairs", target=action.target or d["port_id"],
-                                     description=action.title, command=action.command, revert_command=action.revert,
-                                     revert_data={"port_id": d["port_id"], "added": list(res.added)}))
-        return {"port_id": d["port_id"], "added": list(res.added)}
-    if kind == "port-security-off":
-        before = cloud.disable_port_security(conn, d["port_id"])
-        if before.get("was_enabled", True):
-            ctx.record_change(Change(kind="openstack.port-security", target=action.target or d["port_id"],
-                                     description=action.title, command=action.command, revert_command=action.revert,
-                                     revert_data=before))
-        return {"port_id": d["port_id"], "was_enabled": before.get("was_enabled", True)}
-    raise LabError(f"unknown fix action {kind}", "this is a bug in labtui")
 
 
 def apply_fix(
@@ -626,24 +583,19 @@ def apply_fix(
                        "choose another option (labtui doctor NAME lists them)")
     if actions is None:
         actions = fix_actions(ctx, diag, opt, accept_crd_warning=accept_crd_warning)
-    ask = confirm or ctx.confirm
-    if ask is None or not ask(actions):
+    from labtui.execute import Executor, ExecutionStopped
+
+    ctx.emit(Event(ev.STEP_START, f"fix option {opt.number}: {opt.title}", step="doctor-fix"))
+    try:
+        execution = Executor(ctx, step="doctor-fix", confirm=confirm).run(actions)
+    except ExecutionStopped as exc:
+        raise LabError(f"fix option {opt.number}: {exc.message}", exc.hint, code=exc.code) from exc
+    finally:
+        ctx.memo.doctor_cluster = None
+    if not execution.confirmed:
         ctx.emit(Event(ev.WARN, f"fix option {opt.number} not applied: not confirmed"))
         return actions, None
-    ctx.emit(Event(ev.STEP_START, f"applying fix option {opt.number}: {opt.title}", step="doctor-fix"))
-    for a in actions:
-        if ctx.cancel.is_set():
-            raise LabError("stopped by the user", "the changes made so far are recorded; run the doctor again")
-        ctx.emit(Event(ev.ACTION_START, f"$ {a.command}", step="doctor-fix", node=a.target, data={"action": a.id}))
-        t0 = time.monotonic()
-        try:
-            a.run(ctx, a)
-        except LabError as exc:
-            ctx.emit(Event(ev.ACTION_FAILED, exc.render(), step="doctor-fix", node=a.target))
-            raise LabError(f"fix option {opt.number} stopped at '{a.title}': {exc.message}",
-                           (exc.hint or "") + " (the changes made before it are recorded and can be reverted)") from exc
-        ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({time.monotonic() - t0:.2f}s)", step="doctor-fix", node=a.target))
-    ctx.memo.pop("doctor_cluster")
+    ctx.emit(Event(ev.INFO, f"fix option {opt.number}: {execution.summary()}", step="doctor-fix"))
     if not recheck:
         return actions, None
     after = run_doctor(ctx, kubeconfig=kubeconfig, live=live)

@@ -115,15 +115,6 @@ def _pools_to_change(state, target: Encapsulation):
     return out
 
 
-class PoolAction(Action):
-    """An Action whose confirmation text is the ModeChange's: the exact command, API request,
-    revert and (for the raw CRD) the warning the user accepts by confirming."""
-
-    def render(self) -> str:  # noqa: D401
-        change = self.data.get("change")
-        return change.render() if change is not None else super().render()
-
-
 class EncapsulationStep(Step):
     id = "encapsulation"
     title = "Pool encapsulation for this cloud"
@@ -153,27 +144,18 @@ class EncapsulationStep(Step):
         return CheckResult(True, f"every enabled IPv4 pool is {target.value}")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.adapters.kube import change_pool_mode, control_plane_shell, plan_change
+        from labtui.adapters.kube import control_plane_shell, plan_change
+        from labtui.changes.calico import pool_action
 
         state = ctx.memo.calico_state or _read(ctx)
         kc = _kube(ctx)
         target = target_encapsulation(ctx)
         shell = control_plane_shell(ctx)
-        actions: list[Action] = []
-        for pool in _pools_to_change(state, target):
-            change = plan_change(kc, state, pool.name, target, shell=shell)
-
-            def run(c: StepContext, a: Action, change=change) -> dict[str, Any]:
-                seen = change_pool_mode(c, _kube(c), c.memo.calico_state or state, change,
-                                        shell=shell, accept_warning=True)
-                return {"pool": seen.name, "ipipMode": seen.ipip_mode, "vxlanMode": seen.vxlan_mode}
-
-            actions.append(PoolAction(
-                id=f"pool-{pool.name}", title=change.description, command=change.command, kind="kube",
-                target=f"ippool/{pool.name}", risk=Risk.DESTRUCTIVE if change.warning else Risk.CHANGE,
-                revert=change.revert_command, api=change.api.render() if change.api else None, run=run,
-                data={"change": change, "warning": change.warning}))
-        return actions
+        # the confirmation shows the change (and, for the raw CRD, its warning in red): accepting it
+        # there is the consent the warning asks for
+        return [pool_action(plan_change(kc, state, pool.name, target, shell=shell), accept_warning=True, shell=shell,
+                            state=state)
+                for pool in _pools_to_change(state, target)]
 
 
 class CalicoReadyStep(Step):

@@ -25,20 +25,10 @@ def cloud_name(ctx: StepContext) -> str | None:
 
 
 def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
-    """The session's cloud connection (shared with the doctor under ctx.adapters.cloud)."""
-    from labtui.adapters import openstack as cloudmod
+    """The session's one cloud connection (labtui.adapters.openstack.session_cloud)."""
+    from labtui.adapters.openstack import session_cloud
 
-    svc = ctx.adapters.cloud
-    name = cloud or cloud_name(ctx)
-    if svc is not None and (name is None or getattr(svc, "name", name) == name):
-        return svc
-    if not name:
-        raise LabError(f"lab {ctx.session.name} has no cloud (it adopts machines)",
-                       "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
-    kw = {"timeout": timeout} if timeout else {}
-    svc = cloudmod.connect(name, emit=ctx.emit, **kw)
-    ctx.adapters.cloud = svc
-    return svc
+    return session_cloud(ctx, cloud, timeout)
 
 
 def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | None = None,
@@ -112,11 +102,11 @@ def recent_report(ctx: StepContext, max_age: float = 5.0) -> Report:
 
 def plan_fixes(report: Report, only: list[str] | None = None, port_security: list[str] | None = None) -> list[Action]:
     """The fix actions (rules, then allowed-address-pairs; port security off only for the nodes named)."""
-    from labtui.adapters import openstack as cloudmod
+    from labtui.changes.openstack import fix_actions, port_security_actions
 
-    actions = cloudmod.fix_actions(report, only)
+    actions = fix_actions(report, only)
     if port_security:
-        actions += cloudmod.port_security_actions(report, port_security)
+        actions += port_security_actions(report, port_security)
     return actions
 
 
@@ -131,10 +121,7 @@ class ConnectStep(Step):
     )
 
     def check(self, ctx: StepContext) -> CheckResult:
-        try:
-            report = check(ctx)
-        except LabError as exc:
-            return CheckResult(False, exc.render())
+        report = check(ctx)
         found = [n for n in report.lab.nodes if n.found]
         missing = [n.name for n in report.lab.nodes if not n.found]
         detail = f"{len(found)} of {len(report.lab.nodes)} nodes found in cloud {report.lab.cloud}"
@@ -152,13 +139,19 @@ class CheckStep(Step):
         "the pod CIDR on the ports when pod traffic leaves a node unencapsulated) and compares it with\n"
         "the security-group rules and ports. Missing and suspicious ones are fixed in the next step."
     )
+    hint = ("read the details in the Security screen (`labtui cloud check NAME`); SSH rules are yours to add "
+            "with your own address")
 
     def check(self, ctx: StepContext) -> CheckResult:
-        try:
-            report = recent_report(ctx)
-        except LabError as exc:
-            return CheckResult(False, exc.render())
-        return CheckResult(report.ok, report.summary(), {"summary": report.summary()})
+        report = recent_report(ctx)
+        if report.ok:
+            return CheckResult(True, report.summary(), {"summary": report.summary()})
+        fixable = plan_fixes(report)
+        if fixable:  # the check did its work: what it found is the next step's
+            return CheckResult(True, f"{report.summary()}: the next step fixes {len(fixable)} of them",
+                               {"summary": report.summary(), "to_fix": [a.title for a in fixable]})
+        return CheckResult(False, f"{report.summary()}, and labtui has no automatic fix for it",
+                           {"summary": report.summary()})
 
 
 class FixStep(Step):
@@ -171,21 +164,19 @@ class FixStep(Step):
         "address-pairs. Disabling port security is never automatic: the Security screen offers it last."
     )
 
+    hint = CheckStep.hint
+
     def check(self, ctx: StepContext) -> CheckResult:
-        try:
-            report = check(ctx)
-        except LabError as exc:
-            return CheckResult(False, exc.render())
+        report = recent_report(ctx)
         return CheckResult(report.ok, report.summary())
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        report = recent_report(ctx)
-        actions = plan_fixes(report)
-        if not actions:
-            raise LabError(f"cloud {report.lab.cloud}: {report.summary()}, and labtui has no automatic fix for it",
-                           "read the details in the Security screen (`labtui cloud check NAME`); SSH rules are "
-                           "yours to add with your own address", code="cloud-no-fix")
-        return actions
+        return plan_fixes(recent_report(ctx))
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        ctx.memo.cloud_report = None  # read the cloud again after the changes
+        report = check(ctx)
+        return CheckResult(report.ok, report.summary())
 
 
 def build() -> Wizard:

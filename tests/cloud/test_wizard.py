@@ -29,7 +29,10 @@ def test_cloud_stage_connects_checks_and_fixes_with_confirmation(incident, make_
         assert out.state == StepState.DONE
         assert out.detail == ("4 of 5 nodes found in cloud labtui-admin; not servers of this cloud: w9")
         out = runner.run_step(wizard.step("check"))
-        assert out.state == StepState.FAILED and "1 missing (ipip)" in out.detail
+        # the check did its job: what it found is the next step's work, said in words, not a failure
+        assert out.state == StepState.DONE and "1 missing (ipip)" in out.detail
+        assert "the next step fixes 1 of them" in out.detail
+        assert not runner.stage_done()  # the fix step is still to do
 
         # not confirmed: nothing changes, the step waits
         out = runner.run_step(wizard.step("fix"))
@@ -46,6 +49,14 @@ def test_cloud_stage_connects_checks_and_fixes_with_confirmation(incident, make_
 
         point = runner.resume()
         assert all(point.states[s] == StepState.DONE for s in ("connect", "fix")) and not point.changed
+        assert runner.stage_done()
+
+        # run again: nothing to apply, nothing recorded
+        before = len(store.changes(lab.record.id))
+        asked.clear()
+        out = runner.run_step(wizard.step("fix"))
+        assert out.state == StepState.DONE and asked == []
+        assert len(store.changes(lab.record.id)) == before
         facts = store.facts(lab.record.id, "cloud")["cloud"]
         assert facts["nodes"]["w1"]["ip"] == "10.100.200.21" and facts["nodes"]["w9"]["found"] is False
         assert facts["requirements"]["ipip"] == "satisfied"

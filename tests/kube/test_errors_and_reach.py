@@ -8,7 +8,8 @@ import time
 import pytest
 
 from labtui.errors import LabError
-from labtui.adapters.kube import KubeClient, change_pool_mode, plan_change, read_cluster
+from labtui.adapters.kube import KubeClient, plan_change, read_cluster
+from labtui.changes.calico import revert_pool_change, set_pool_mode
 from tests.harness.kube import (
     EXPIRED,
     NOBODY,
@@ -90,7 +91,7 @@ def test_forbidden_patch_is_clear_and_nothing_is_recorded(v3, kubeconfig_for, ma
     state = read_cluster(kc)  # a viewer can read
     change = plan_change(kc, state, "default-ipv4-ippool", "IPIP")
     with pytest.raises(LabError) as err:
-        change_pool_mode(lab.ctx, kc, state, change)
+        set_pool_mode(lab.ctx, change, state=state)
     e = err.value
     assert e.code == "forbidden"
     assert "forbids viewer to patch ippools.projectcalico.org/default-ipv4-ippool (403 Forbidden by RBAC)" in e.message

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from labtui.errors import LabError
-from labtui.adapters.kube import KubeClient, change_pool_mode, plan_change, read_cluster, revert_recorded
+from labtui.adapters.kube import KubeClient, plan_change, read_cluster
+from labtui.changes.calico import revert_pool_change, set_pool_mode
 from tests.harness.kube import incident_cluster, ippool, operator_cluster
 from tests.kube.simulated_shell import SimulatedShell
 
@@ -34,12 +35,12 @@ def test_manifest_v1_only_needs_the_warning_accepted_then_sends_one_merge_patch(
                               "-p '{\"spec\":{\"ipipMode\":\"Always\",\"vxlanMode\":\"Never\"}}'")
 
     with pytest.raises(LabError) as err:
-        change_pool_mode(lab.ctx, kc, state, change)
+        set_pool_mode(lab.ctx, change, state=state)
     assert err.value.code == "needs-consent"
-    assert incident.requests == []  # nothing sent without the consent
+    assert incident.writes() == []  # nothing sent without the consent
     assert lab.store.changes(lab.record.id) == []
 
-    seen = change_pool_mode(lab.ctx, kc, state, change, accept_warning=True)
+    seen = set_pool_mode(lab.ctx, change, state=state, accept_warning=True)
     assert (seen.ipip_mode, seen.vxlan_mode) == ("Always", "Never")
     [patch] = incident.patches()
     assert (patch.method, patch.path, patch.content_type) == (
@@ -59,7 +60,7 @@ def test_manifest_v1_only_needs_the_warning_accepted_then_sends_one_merge_patch(
 
     # revert: the same path, the old modes, one patch; marked reverted
     incident.clear_requests()
-    back = revert_recorded(lab.ctx, kc, read_cluster(kc), rec)
+    back = revert_pool_change(lab.ctx, rec)
     assert (back.ipip_mode, back.vxlan_mode) == ("CrossSubnet", "Never")
     [patch] = incident.patches()
     assert patch.body == {"spec": {"ipipMode": "CrossSubnet", "vxlanMode": "Never"}} and patch.content_type == MERGE
@@ -69,7 +70,7 @@ def test_manifest_v1_only_needs_the_warning_accepted_then_sends_one_merge_patch(
 def test_switch_ipip_to_vxlan_is_one_patch_setting_both(kubeconfig_for, make_lab):
     with incident_cluster(ipip="Always") as c:
         lab, _, kc, state = _setup(make_lab, kubeconfig_for, c)
-        change_pool_mode(lab.ctx, kc, state, plan_change(kc, state, POOL, "VXLAN"), accept_warning=True)
+        set_pool_mode(lab.ctx, plan_change(kc, state, POOL, "VXLAN"), state=state, accept_warning=True)
         [patch] = c.patches()
         assert patch.body == {"spec": {"ipipMode": "Never", "vxlanMode": "Always"}}
         # two separate patches would have been refused on the intermediate state (Calico 3.32's CEL rule)
@@ -92,7 +93,7 @@ def test_operator_change_goes_through_the_installation_and_waits_for_the_pool(op
             {"op": "replace", "path": "/spec/calicoNetwork/ipPools/0/encapsulation", "value": "IPIP"}]
     assert change.command == "kubectl patch installation default --type=json -p '" + json.dumps(body, separators=(",", ":")) + "'"
 
-    seen = change_pool_mode(lab.ctx, kc, state, change, poll=0.05)
+    seen = set_pool_mode(lab.ctx, change, state=state, poll=0.05)
     assert (seen.ipip_mode, seen.vxlan_mode) == ("Always", "Never")
     [patch] = operator.patches()  # the pool itself is never patched by labtui
     assert (patch.path, patch.content_type, patch.body) == ("/apis/operator.tigera.io/v1/installations/default", JSON_PATCH, body)
@@ -106,7 +107,8 @@ def test_operator_change_goes_through_the_installation_and_waits_for_the_pool(op
     assert '"value":"VXLANCrossSubnet"' in rec.revert_command
 
     operator.clear_requests()
-    revert_recorded(lab.ctx, kc, read_cluster(kc), rec, poll=0.05)
+    lab.ctx.tuning.calico_poll = 0.05
+    revert_pool_change(lab.ctx, rec)
     [patch] = operator.patches()
     assert patch.body[-1] == {"op": "replace", "path": "/spec/calicoNetwork/ipPools/0/encapsulation", "value": "VXLANCrossSubnet"}
     assert operator.pool(POOL)["spec"]["vxlanMode"] == "CrossSubnet"
@@ -117,7 +119,7 @@ def test_operator_that_does_not_reconcile_times_out_but_the_change_is_recorded(k
         lab, _, kc, state = _setup(make_lab, kubeconfig_for, c)
         change = plan_change(kc, state, POOL, "VXLAN")
         with pytest.raises(LabError) as err:
-            change_pool_mode(lab.ctx, kc, state, change, wait_timeout=0.5, poll=0.1)
+            set_pool_mode(lab.ctx, change, state=state, wait_timeout=0.5, poll=0.1)
         assert err.value.code == "timeout"
         assert "tigera-operator did not apply the Installation change" in err.value.message
         assert "tigerastatus" in err.value.hint
@@ -135,7 +137,7 @@ def test_operator_installation_changed_since_read_is_refused_by_the_test_op(oper
         "operator.tigera.io", "v1", "installations", "default",
         [{"op": "replace", "path": "/spec/calicoNetwork/ipPools/0/name", "value": "renamed"}], _content_type=JSON_PATCH)
     with pytest.raises(LabError) as err:
-        change_pool_mode(lab.ctx, kc, state, change)
+        set_pool_mode(lab.ctx, change, state=state)
     assert err.value.code == "invalid" and "(422)" in err.value.message
     assert lab.store.changes(lab.record.id) == []
 
@@ -144,7 +146,7 @@ def test_v3_served_uses_the_calico_api(v3, kubeconfig_for, make_lab):
     lab, _, kc, state = _setup(make_lab, kubeconfig_for, v3)
     change = plan_change(kc, state, POOL, "IPIP")
     assert change.method == "v3" and change.warning is None
-    change_pool_mode(lab.ctx, kc, state, change)
+    set_pool_mode(lab.ctx, change, state=state)
     [patch] = v3.patches()
     assert (patch.path, patch.content_type, patch.body) == (
         "/apis/projectcalico.org/v3/ippools/default-ipv4-ippool", MERGE, {"spec": {"ipipMode": "Always", "vxlanMode": "Never"}})
@@ -161,7 +163,7 @@ def test_calicoctl_over_ssh_when_present(incident, kubeconfig_for, make_lab):
     remote = ("sudo -n env DATASTORE_TYPE=kubernetes KUBECONFIG=/etc/kubernetes/admin.conf calicoctl patch ippool "
               "default-ipv4-ippool -p '{\"spec\":{\"ipipMode\":\"Always\",\"vxlanMode\":\"Never\"}}'")
     assert change.remote_command == remote and change.command.startswith("ssh cp1 ")
-    change_pool_mode(lab.ctx, kc, state, change, shell=shell)
+    set_pool_mode(lab.ctx, change, state=state, shell=shell)
     assert [c for c, _ in shell.commands] == ["command -v calicoctl", remote]
     assert incident.pool(POOL)["spec"]["ipipMode"] == "Always"
     [rec] = lab.store.changes(lab.record.id)
@@ -201,7 +203,7 @@ def test_ipip_on_ipv6_refused_noop_and_unknown_pool(kubeconfig_for, make_lab):
         assert plan_change(kc, state, "default-ipv6-ippool", "vxlan").new_modes == ("Never", "Always")
         noop = plan_change(kc, state, POOL, "ipipcrosssubnet")
         assert noop.noop
-        change_pool_mode(lab.ctx, kc, state, noop)
+        set_pool_mode(lab.ctx, noop, state=state)
         assert c.writes() == [] and lab.store.changes(lab.record.id) == []
         with pytest.raises(LabError) as err:
             plan_change(kc, state, "nope", "IPIP")

@@ -17,7 +17,8 @@ import sys
 
 import pytest
 
-from labtui.adapters.kube import change_pool_mode, control_plane_shell, kube_for, plan_change, read_cluster
+from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
+from labtui.changes.calico import revert_pool_change, set_pool_mode
 from tests.harness.kube import TLSFront, incident_cluster, kubeconfig_text, make_certs
 
 pytestmark = pytest.mark.root
@@ -112,7 +113,7 @@ def test_private_api_through_a_real_ssh_forward_then_calicoctl_over_ssh(cplab, t
             change = plan_change(kc, state, "default-ipv4-ippool", "IPIP", shell=shell)
             assert change.method == "calicoctl" and change.command.startswith("ssh cp1 ")
             cluster.clear_requests()
-            seen = change_pool_mode(lab.ctx, kc, state, change, shell=shell, poll=0.1)
+            seen = set_pool_mode(lab.ctx, change, state=state, shell=shell, poll=0.1)
             assert (seen.ipip_mode, seen.vxlan_mode) == ("Always", "Never")
             [patch] = cluster.patches()
             assert patch.content_type == "application/merge-patch+json"
