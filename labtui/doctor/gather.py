@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Group, Node, Pool, Port, Rule, Unchecked
+from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Group, Neutron, Node, Pool, Port, Rule, Unchecked
 from labtui.errors import LabError
 from labtui.events import INFO, WARN, Event, null_emit
 
@@ -151,8 +151,12 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
-    """labtui.adapters.openstack's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id."""
+def facts_from_cloud(lab: Any, support: dict[str, Any] | None = None) -> tuple[dict[str, Port], dict[str, Group]]:
+    """labtui.adapters.openstack's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id.
+    `support` (read_cloud_support) adds the networks' MTU and the groups' statefulness."""
+    support = support or {}
+    mtus = support.get("mtu") or {}
+    stateful = support.get("stateful") or {}
     ports: dict[str, Port] = {}
     groups: dict[str, Group] = {}
     for g in _get(lab, "groups", default=[]) or []:
@@ -170,7 +174,8 @@ def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
                 remote_ip_prefix=_get(r, "remote_ip_prefix"),
                 description=_get(r, "description", default="") or "",
             ))
-        groups[gid] = Group(gid, _get(g, "name", default="") or "", rules)
+        state = stateful.get(gid, _get(g, "stateful", default=True))
+        groups[gid] = Group(gid, _get(g, "name", default="") or "", rules, stateful=state is not False)
     for node in _get(lab, "nodes", default=[]) or []:
         if isinstance(node, dict):
             if not node.get("found", True) or not node.get("ports"):
@@ -195,6 +200,7 @@ def facts_from_cloud(lab: Any) -> tuple[dict[str, Port], dict[str, Group]]:
             security_groups=list(_get(p, "security_group_ids", default=[]) or []),
             port_security=_get(p, "port_security_enabled", default=True) is not False,
             allowed_address_pairs=[x for x in pairs if x],
+            mtu=mtus.get(_get(p, "network_id")) or _get(p, "mtu"),
         )
     return ports, groups
 
@@ -203,6 +209,146 @@ def _norm_proto(value: Any) -> str | None:
     if value in (None, "", "any"):
         return None
     return str(value)
+
+
+# --------------------------------------------------------------------------- the finer facts: MTU, Felix, the cloud's support
+
+# Neutron agent types -> the ML2 backend they reveal (GET /v2.0/agents is admin-only on most clouds)
+AGENT_BACKENDS = {"open vswitch agent": "ovs", "ovn controller agent": "ovn", "ovn controller gateway agent": "ovn",
+                  "ovn metadata agent": "ovn", "ovn agent": "ovn", "linux bridge agent": "linuxbridge"}
+
+
+def _int(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def calico_settings(installation: dict[str, Any] | None, calico_config: dict[str, Any] | None,
+                    felix: dict[str, Any] | None, daemonsets: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Calico's configured pod MTU and Felix's VXLAN port, with where each came from.
+
+    MTU: the operator's Installation `spec.calicoNetwork.mtu`, else the manifest's calico-config
+    `veth_mtu` (0 or missing: Calico detects it from the host interface, so None here).
+    VXLAN port: `FELIX_VXLANPORT` on the calico-node container (environment beats the datastore),
+    else FelixConfiguration default `spec.vxlanPort`; None means Felix's default, 4789."""
+    out: dict[str, Any] = {"mtu": None, "mtu_source": "", "vxlan_port": None, "vxlan_port_source": ""}
+    net = ((installation or {}).get("spec") or {}).get("calicoNetwork") or {}
+    if _int(net.get("mtu")):
+        out["mtu"], out["mtu_source"] = _int(net.get("mtu")), "Installation calicoNetwork.mtu"
+    elif _int(((calico_config or {}).get("data") or {}).get("veth_mtu")):
+        out["mtu"], out["mtu_source"] = _int(calico_config["data"]["veth_mtu"]), "calico-config veth_mtu"
+    if _int(((felix or {}).get("spec") or {}).get("vxlanPort")):
+        out["vxlan_port"] = _int(felix["spec"]["vxlanPort"])
+        out["vxlan_port_source"] = "FelixConfiguration default vxlanPort"
+    for ds in daemonsets or []:
+        meta = ds.get("metadata") or {}
+        if meta.get("name") != "calico-node":
+            continue
+        containers = (((ds.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+        for c in containers:
+            for env in c.get("env") or []:
+                if env.get("name") == "FELIX_VXLANPORT" and _int(env.get("value")):
+                    out["vxlan_port"] = _int(env["value"])
+                    out["vxlan_port_source"] = f"FELIX_VXLANPORT on {meta.get('namespace', '?')}/calico-node"
+    return out
+
+
+def read_calico_settings(kc: Any, state: Any) -> dict[str, Any]:
+    """The objects `calico_settings` needs, read in parallel through labtui.adapters.kube (each optional)."""
+    from labtui.net.calico import OPERATOR_API, V1, V3
+
+    install = getattr(state, "install", None)
+    felix_api = V3 if getattr(install, "v3_served", False) else V1
+    jobs: dict[str, Callable[[], Any]] = {
+        "installation": lambda: kc.get_custom(*OPERATOR_API, "installations", "default")
+        if getattr(install, "mode", None) == "operator" else None,
+        "calico_config": lambda: kc.read_configmap("kube-system", "calico-config"),
+        "felix": lambda: kc.get_custom(*felix_api, "felixconfigurations", "default"),
+        "daemonsets": kc.list_daemonsets,
+    }
+    got: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-calico") as pool:
+        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+        for key, fut in futures.items():
+            try:
+                got[key] = fut.result()
+            except LabError:
+                got[key] = None  # forbidden or missing: that setting stays unknown
+    return calico_settings(got["installation"], got["calico_config"], got["felix"], got["daemonsets"])
+
+
+def backend_from_agents(agent_types: list[str] | None) -> str | None:
+    seen = {AGENT_BACKENDS.get(str(t).strip().lower()) for t in agent_types or []} - {None}
+    return next(iter(seen)) if len(seen) == 1 else None
+
+
+def read_cloud_support(conn: Any, lab: Any) -> dict[str, Any]:
+    """What the cloud supports and how it filters, for the lab's ports and groups, in parallel:
+    the extensions (allowed-address-pairs, port-security), the network agents (the ML2 backend; a
+    refusal leaves it unknown), the networks' MTU and the groups' statefulness. Through
+    labtui.adapters.openstack's CloudConnection (`conn.call` announces and translates)."""
+    sdk = conn.conn
+    ports = [p for n in (_get(lab, "nodes", default=[]) or []) for p in (_get(n, "ports", default=[]) or [])]
+    net_ids = sorted({_get(p, "network_id") for p in ports if _get(p, "network_id")})
+    group_ids = sorted({_get(g, "id") for g in (_get(lab, "groups", default=[]) or [])})
+    jobs: dict[str, Callable[[], Any]] = {
+        "extensions": lambda: conn.call("list the Neutron extensions", "GET /v2.0/extensions",
+                                        lambda: sorted(e.alias for e in sdk.network.extensions())),
+        "agents": lambda: conn.call("list the network agents (the ML2 backend)", "GET /v2.0/agents",
+                                    lambda: [a.agent_type for a in sdk.network.agents()]),
+    }
+    if net_ids:
+        jobs["mtu"] = lambda: conn.call("read the networks' MTU", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in net_ids),
+                                        lambda: {n.id: n.mtu for n in sdk.network.networks(id=net_ids)})
+    if group_ids:
+        jobs["stateful"] = lambda: conn.call(
+            "read the groups' statefulness", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
+            lambda: {g.id: g.stateful for g in sdk.network.security_groups(id=group_ids)})
+    out: dict[str, Any] = {"errors": {}}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-neutron") as pool:
+        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+        for key, fut in futures.items():
+            try:
+                out[key] = fut.result()
+            except LabError as exc:
+                out["errors"][key] = exc.message
+    types = out.get("agents")
+    out["backend"] = backend_from_agents(types)
+    out["backend_source"] = "network agents" if out["backend"] else ""
+    return out
+
+
+def neutron_from(support: dict[str, Any] | None) -> Neutron:
+    support = support or {}
+    return Neutron(extensions=support.get("extensions"), backend=support.get("backend"),
+                   backend_source=support.get("backend_source") or "")
+
+
+def calico_settings_reader(ctx: Any, kubeconfig: str | None = None) -> Callable[[Any], dict[str, Any]]:
+    """For `gather(read_cluster_extras=...)`: runs in the Kubernetes job, after the cluster was read."""
+    def read(state: Any) -> dict[str, Any]:
+        from labtui.adapters.kube import kube_for
+
+        return read_calico_settings(kube_for(ctx, kubeconfig), state)
+
+    return read
+
+
+def cloud_support_reader(ctx: Any) -> Callable[[Any], dict[str, Any]] | None:
+    """For `gather(read_cloud_support=...)`: runs in the cloud job, after the ports were found."""
+    from labtui.doctor.run import cloud_name, cloud_service
+
+    name = cloud_name(ctx)
+    if not name:
+        return None
+
+    def read(lab: Any) -> dict[str, Any]:
+        return read_cloud_support(cloud_service(ctx, name), lab)
+
+    return read
 
 
 # --------------------------------------------------------------------------- the merge
@@ -310,12 +456,17 @@ def gather(
     node_names: list[str] | None = None,
     emit: Callable[[Event], None] = null_emit,
     ssh_timeout: float = 20.0,
+    read_cluster_extras: Callable[[Any], dict[str, Any]] | None = None,
+    read_cloud_support: Callable[[Any], dict[str, Any]] | None = None,
 ) -> DoctorFacts:
     """Run the three sources at once; each failure becomes an Unchecked.
 
     `read_cluster()` returns a labtui.adapters.kube ClusterState; `read_cloud(nodes)` returns the cloud
     adapter's LabNetwork for those nodes (the plan's; without a plan, the cluster's, after the
-    cluster was read); `ssh` is a labtui.adapters.ssh.NodeSSH for the plan's nodes."""
+    cluster was read); `ssh` is a labtui.adapters.ssh.NodeSSH for the plan's nodes.
+    `read_cluster_extras(state)` (Calico's MTU, Felix's VXLAN port) and `read_cloud_support(lab)` (extensions,
+    backend, networks' MTU, stateful groups) run right after their source, in its thread; their failure
+    leaves those facts unknown."""
     started = time.monotonic()
     timings: dict[str, float] = {}
     unchecked: list[Unchecked] = []
@@ -343,15 +494,29 @@ def gather(
                 out["errors"][name] = r.error
         return out
 
+    extras: dict[str, Any] = {}
+
+    def then(key: str, first: Callable[..., Any], more: Callable[[Any], Any] | None,
+             *args: Any) -> Callable[[], Any]:
+        def run() -> Any:
+            value = first(*args)
+            if more is not None:
+                try:
+                    extras[key] = more(value)
+                except Exception as exc:  # noqa: BLE001 - these facts are optional
+                    extras[f"{key}-error"] = exc
+            return value
+        return run
+
     jobs: dict[str, Callable[[], Any]] = {}
     if read_cluster is not None:
-        jobs["kube"] = timed("kube", read_cluster)
+        jobs["kube"] = timed("kube", then("kube", read_cluster, read_cluster_extras))
     else:
         unchecked.append(Unchecked("kube", "the Calico pools and nodes", "no kubeconfig for this lab",
                                    "pass --kubeconfig FILE, or let labtui fetch admin.conf from the control plane"))
     cloud_after_kube = read_cloud is not None and not plan_nodes
     if read_cloud is not None and plan_nodes:
-        jobs["cloud"] = timed("cloud", lambda: read_cloud(plan_nodes))
+        jobs["cloud"] = timed("cloud", then("cloud", read_cloud, read_cloud_support, plan_nodes))
     elif read_cloud is None and cloud_name is None:
         unchecked.append(Unchecked("cloud", "the security groups and ports", "no cloud is set for this lab",
                                    "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
@@ -379,7 +544,7 @@ def gather(
                   for n in getattr(results.get("kube"), "nodes", []) or []]
         if knodes:
             try:
-                results["cloud"] = timed("cloud", lambda: read_cloud(knodes))()
+                results["cloud"] = timed("cloud", then("cloud", read_cloud, read_cloud_support, knodes))()
                 sources["cloud"] = True
             except Exception as exc:  # noqa: BLE001
                 sources["cloud"] = False
@@ -392,7 +557,15 @@ def gather(
         cluster = facts_from_cluster(results["kube"])
         for w in getattr(results["kube"], "warnings", []) or []:
             emit(Event(WARN, f"Kubernetes API: {w}"))
-    cloud = facts_from_cloud(results["cloud"]) if "cloud" in results else None
+    cloud = facts_from_cloud(results["cloud"], extras.get("cloud")) if "cloud" in results else None
+    for key, what in (("kube", "Calico's MTU and Felix's VXLAN port"),
+                      ("cloud", "the cloud's extensions, backend, network MTU and group statefulness")):
+        if f"{key}-error" in extras:
+            unchecked.append(_unchecked_from(extras[f"{key}-error"], f"{key}:extras", what))
+    for key, msg in ((extras.get("cloud") or {}).get("errors") or {}).items():
+        if key != "agents":  # the agents are admin-only on most clouds: then the backend stays unknown
+            unchecked.append(Unchecked("cloud:extras", {"extensions": "the Neutron extensions", "mtu": "the networks' MTU",
+                                                        "stateful": "whether the groups are stateful"}.get(key, key), msg))
     ssh_probe = None
     if "ssh" in results:
         ssh_probe = results["ssh"]["probe"]
@@ -401,8 +574,10 @@ def gather(
                                        err.message if err else "no answer", (err.hint or "") if err else ""))
         sources["ssh"] = bool(ssh_probe)
     nodes, pools, calico, groups = merge(plan_nodes, cluster, cloud, ssh_probe)
+    for key, value in (extras.get("kube") or {}).items():
+        setattr(calico, key, value)
     facts = DoctorFacts(cluster=cluster_name, cloud=cloud_name, nodes=nodes, groups=groups, pools=pools,
-                        calico=calico, unchecked=unchecked, sources=sources)
+                        calico=calico, neutron=neutron_from(extras.get("cloud")), unchecked=unchecked, sources=sources)
     # BGP state: only when bird runs and calicoctl is on the node (optional, quick)
     if ssh is not None and ssh_probe and calico.backend == "bird":
         with_ctl = [n for n, p in ssh_probe.items() if "calicoctl" in p.get("tools", set())]
