@@ -155,13 +155,13 @@ class CalicoScreen(LabScreen):
     # ------------------------------------------------------------------ engine plumbing
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def load(self, refresh_kubeconfig: bool = False) -> None:
-        from labtui.commands.calico import save_facts
+        from labtui.stages.calico import remember_state
         from labtui.adapters.kube import kube_for, read_cluster
 
         try:
             kc = kube_for(self.lab.ctx, refresh=refresh_kubeconfig)
             state = read_cluster(kc)
-            save_facts(self.lab, state)
+            remember_state(self.lab.ctx, state)
             self.post_message(StateLoaded(state, kc.via))
         except LabError as exc:
             self.post_message(StateLoaded(error=exc.render()))

@@ -53,13 +53,9 @@ def _connect(lab, args: argparse.Namespace):
 
 
 def save_facts(lab, state) -> None:
-    """The cluster's Calico state as session facts (scope "calico"): no secrets in it."""
-    data = state.to_dict()
-    lab.store.put_facts(lab.record.id, "calico", {
-        "server": data["server"], "kubernetes_version": data["kubernetes_version"], "install": data["install"],
-        "pools": data["pools"], "nodes": data["nodes"], "node_subnets": data["node_subnets"],
-        "warnings": data["warnings"],
-    })
+    from labtui.stages.calico import remember_state
+
+    remember_state(lab.ctx, state)
 
 
 SEVERITY_ICON = {"ok": "✓", "info": "·", "warn": "!", "bad": "✗"}

@@ -18,10 +18,9 @@ def _kube(ctx: StepContext, refresh: bool = False, fetch: bool = False):
     return kube_for(ctx, ctx.inputs.get("kubeconfig") or None, refresh=refresh, fetch=fetch or refresh)
 
 
-def _read(ctx: StepContext):
-    from labtui.adapters.kube import read_cluster
-
-    state = read_cluster(_kube(ctx))
+def remember_state(ctx: StepContext, state) -> None:
+    """The cluster's Calico state as session facts (scope "calico"; no secrets in it), shared by the
+    stage, `labtui calico show` and the Calico screen."""
     data = state.to_dict()
     ctx.store.put_facts(ctx.session.id, "calico", {
         "server": data["server"], "kubernetes_version": data["kubernetes_version"], "install": data["install"],
@@ -29,6 +28,13 @@ def _read(ctx: StepContext):
         "warnings": data["warnings"],
     })
     ctx.memo.calico_state = state
+
+
+def _read(ctx: StepContext):
+    from labtui.adapters.kube import read_cluster
+
+    state = read_cluster(_kube(ctx))
+    remember_state(ctx, state)
     return state
 
 
@@ -205,4 +211,6 @@ class CalicoReadyStep(Step):
 
 
 def build() -> Wizard:
-    return Wizard("calico", "Calico", [KubeAccessStep(), CalicoReadStep(), EncapsulationStep(), CalicoReadyStep()])
+    from labtui.stages.calico_install import CalicoInstallStep
+
+    return Wizard("calico", "Calico", [CalicoInstallStep(), KubeAccessStep(), CalicoReadStep(), EncapsulationStep(), CalicoReadyStep()])

@@ -1,0 +1,132 @@
+"""The one executor on real sshd nodes: idempotence (already so records nothing), order, confirmation,
+a failure mid-list (what was applied stays recorded), revert of exactly that, newest first."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from labtui import events as ev
+from labtui.changes.node import node_action
+from labtui.execute import ALREADY, APPLIED, Executor, ExecutionStopped
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, sshd)")
+    from tests.harness.sshnodes import SSHNodes
+
+    with SSHNodes(2) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab(nodes, store, lab_home, monkeypatch):
+    from labtui.session import LabSession
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setenv("LABTUI_SSH_CONFIG", str(nodes.ssh_config))
+    monkeypatch.setenv("LABTUI_SSH_KNOWN_HOSTS", str(nodes.known_hosts))
+    name = f"ex{os.getpid()}"
+    store.create_session(name, plan=nodes.plan_data(name, via_config=True))
+    events: list = []
+    session = LabSession(store, name, emit=events.append)
+    session.events = events
+    yield session
+    from labtui.adapters.ssh import session_ssh
+
+    for n in ("node1", "node2"):
+        session_ssh(session.ctx).run(n, "rm -rf /tmp/labtui-ex", sudo=True, stream=False)
+    session.close()
+
+
+def _touch(node: str, name: str, *, fail: bool = False):
+    path = f"/tmp/labtui-ex/{name}"
+    command = "mkdir -p /tmp/labtui-ex && " + ("false" if fail else f"echo made > {path}")
+    return node_action(node, f"touch-{name}@{node}", f"{node}: create {path}", command,
+                       revert=f"rm -f {path}", check=f"test -e {path}")
+
+
+def _exists(lab, node: str, name: str) -> bool:
+    from labtui.adapters.ssh import session_ssh
+
+    return session_ssh(lab.ctx).run(node, f"test -e /tmp/labtui-ex/{name}", stream=False).exit_code == 0
+
+
+def test_apply_then_reapply_records_nothing_the_second_time(lab):
+    asked = []
+    actions = [_touch("node1", "a"), _touch("node2", "b")]
+    run = Executor(lab.ctx, confirm=lambda acts: asked.append(acts) or True).run(actions)
+    assert [o.status for o in run.outcomes] == [APPLIED, APPLIED]
+    assert len(asked) == 1 and len(asked[0]) == 2  # one confirmation showing both
+    changes = lab.store.changes(lab.record.id)
+    assert [c.kind for c in changes] == ["node.command", "node.command"]
+    assert "rm -f /tmp/labtui-ex/a" in changes[0].revert_command
+    assert _exists(lab, "node1", "a") and _exists(lab, "node2", "b")
+
+    asked.clear()
+    again = Executor(lab.ctx, confirm=lambda acts: asked.append(acts) or True).run([_touch("node1", "a"), _touch("node2", "b")])
+    assert [o.status for o in again.outcomes] == [ALREADY, ALREADY]
+    assert asked == []  # nothing to change: nothing to confirm
+    assert len(lab.store.changes(lab.record.id)) == 2  # nothing new recorded
+    assert any(e.kind == ev.INFO and e.message.startswith("already so:") for e in lab.events)
+
+
+def test_not_confirmed_changes_nothing(lab):
+    run = Executor(lab.ctx, confirm=lambda acts: False).run([_touch("node1", "n")])
+    assert not run.confirmed
+    assert not _exists(lab, "node1", "n")
+    assert lab.store.changes(lab.record.id) == []
+
+
+def test_failure_mid_list_keeps_what_was_applied_and_revert_undoes_exactly_that(lab):
+    actions = [_touch("node1", "one"), _touch("node2", "two"), _touch("node1", "bad", fail=True),
+               _touch("node2", "never")]
+    with pytest.raises(ExecutionStopped) as err:
+        Executor(lab.ctx, confirm=lambda acts: True).run(actions)
+    stopped = err.value
+    assert [o.status for o in stopped.execution.outcomes] == [APPLIED, APPLIED, "failed"]
+    assert "stopped at 'node1: create /tmp/labtui-ex/bad'" in stopped.hint
+    assert "the 2 change(s) applied before it are recorded" in stopped.hint
+    assert not _exists(lab, "node2", "never")
+    changes = lab.store.changes(lab.record.id)
+    assert [c.description for c in changes] == ["node1: create /tmp/labtui-ex/one", "node2: create /tmp/labtui-ex/two"]
+
+    reverted_order = []
+    lab.ctx.emit = (lambda emit: lambda e: (reverted_order.append(e.message) if e.kind == ev.CHANGE else None,
+                                            emit(e)))(lab.ctx.emit)
+    done, failed = Executor(lab.ctx).revert(changes, confirmed=True)
+    assert failed == [] and [c.id for c in done] == [changes[1].id, changes[0].id]  # newest first
+    assert reverted_order[0].startswith(f"reverted change #{changes[1].id}")
+    assert not _exists(lab, "node1", "one") and not _exists(lab, "node2", "two")
+    assert all(c.reverted for c in lab.store.changes(lab.record.id))
+    # reverting again: nothing left to do
+    assert Executor(lab.ctx).revert(lab.store.changes(lab.record.id), confirmed=True) == ([], [])
+
+
+def test_order_is_layer_by_layer_and_stable(lab):
+    from labtui.execute import order
+    from labtui.steps import Action
+
+    calico = Action(id="c", title="pool", command="kubectl patch ...", change="calico.pool-mode")
+    rule = Action(id="r", title="rule", command="openstack security group rule create ...", change="openstack.sg-rule")
+    node_a, node_b = _touch("node1", "x"), _touch("node2", "y")
+    read = Action(id="read", title="read", command="kubectl get nodes", kind="local")
+    assert [a.id for a in order([calico, node_a, rule, read, node_b])] == [node_a.id, node_b.id, "r", "c", "read"]
+
+
+def test_keep_going_names_what_it_cannot_revert(lab):
+    from labtui.store import Change
+
+    lab.store.record_change(lab.record.id, Change(kind="node.command", target="node1", description="no revert known",
+                                                   command="ssh node1 'something'", revert_command=None,
+                                                   revert_data={"node": "node1", "command": None}))
+    Executor(lab.ctx, confirm=lambda a: True).run([_touch("node2", "k")])
+    changes = lab.store.changes(lab.record.id)
+    done, failed = Executor(lab.ctx).revert(changes, keep_going=True, confirmed=True)
+    assert [c.description for c in done] == ["node2: create /tmp/labtui-ex/k"]
+    assert [c.description for c, _ in failed] == ["no revert known"] and "has no revert command" in failed[0][1]
