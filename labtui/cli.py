@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "labtui.commands.cloud",
     "labtui.commands.calico",
     "labtui.commands.doctor",
+    "labtui.commands.up",
+    "labtui.commands.provision",
 ]
 
 
@@ -101,6 +103,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     from labtui.stages import wizard_for
 
     store = _store()
+    if getattr(args, "plan_yaml", False):
+        from labtui.commands.up import plan_yaml
+
+        sys.stdout.write(plan_yaml(store, args.name))
+        return 0
     rec = store.get_session(args.name)
     summary = session_summary(store, rec)
     steps = []
@@ -201,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="show a lab: its plan and the state of each step")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--plan-yaml", action="store_true",
+                   help="print the lab's plan as a plan file for `labtui up NAME --plan FILE` (a template for a new lab)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("resume", help="reopen a lab in the UI at the step where it stopped")
@@ -223,26 +232,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """After a closed pipe (`labtui ... | head`): send what is left to /dev/null, so Python's own
+    flush at exit prints no traceback either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _crash(exc: BaseException) -> int:
+    """A bug: one clear line for the user, the traceback in a 0600 file for the report."""
+    import traceback
+
+    where = "the log directory"
+    try:
+        from labtui import paths
+
+        path = paths.state_home() / "crash.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + " ".join(sys.argv) + "\n")
+            fh.write("".join(traceback.format_exception(exc)))
+        where = str(path)
+    except Exception:  # noqa: BLE001 - reporting a crash must not crash
+        pass
+    try:
+        print(f"labtui: unexpected error: {type(exc).__name__}: {exc}\n  -> this is a bug in labtui; the details are "
+              f"in {where}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    return 70
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:  # the UI: do not load the headless command modules on the way to the first frame
-        try:
-            return launch_ui()
-        except LabError as exc:
-            print(f"labtui: {exc.render()}", file=sys.stderr)
-            return 2
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        if not argv:  # the UI: do not load the headless command modules on the way to the first frame
+            return launch_ui()
+        parser = build_parser()
+        args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             return launch_ui()
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
+        return rc
     except LabError as exc:
-        print(f"labtui: {exc.render()}", file=sys.stderr)
+        try:
+            print(f"labtui: {exc.render()}", file=sys.stderr)
+        except (OSError, ValueError):
+            pass
         return 2
     except KeyboardInterrupt:
-        print("labtui: interrupted", file=sys.stderr)
+        try:
+            print("labtui: interrupted", file=sys.stderr)
+        except (OSError, ValueError):
+            pass
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no traceback ever reaches the user
+        return _crash(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

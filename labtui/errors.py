@@ -27,4 +27,5 @@ class ValidationFailed(LabError):
         errors = [p for p in problems if p.severity == "error"]
         first = errors[0] if errors else problems[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"{first.field}: {first.message}{more}", first.hint, code="invalid")
+        label = getattr(first, "label", first.field)  # the field as the user sees it, not its internal name
+        super().__init__(f"{label}: {first.message}{more}", first.hint, code="invalid")

@@ -251,6 +251,7 @@ class StepOutcome:
     state: StepState
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    phase: str = ""  # where a step that did not finish stopped: check | plan | confirm | apply | verify
 
 
 @dataclass
@@ -295,6 +296,7 @@ class Runner:
         ctx.reload()
         ctx.emit(Event(ev.STEP_START, f"step: {step.title}", step=step.id))
         self._record(step, StepState.RUNNING, land_on=step.id)
+        phase = "check"
         try:
             try:
                 pre = step.check(ctx)
@@ -304,6 +306,7 @@ class Runner:
                 return self._finish(step, StepState.SKIPPED, pre.detail or "does not apply to this lab", pre.data)
             if pre.done:
                 return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
+            phase = "plan"
             actions = step.plan(ctx)
             if not actions:
                 raise LabError(f"{step.title}: {pre.detail or 'not done'}",
@@ -311,14 +314,16 @@ class Runner:
                                "read its explanation, do it by hand, then run it again", code="step-needs-user")
             from labtui.execute import Executor
 
+            phase = "apply"
             execution = Executor(ctx, step=step.id).run(actions)
             if not execution.confirmed:
                 detail = "not applied: the change was not confirmed"
                 self._record(step, StepState.PENDING, detail, land_on=step.id)
-                return StepOutcome(step.id, StepState.PENDING, detail)
+                return StepOutcome(step.id, StepState.PENDING, detail, phase="confirm")
             step.after_apply(ctx, execution)
             outputs = execution.results
             ctx.reload()
+            phase = "verify"
             post = step.verify(ctx)
             if not post.done:
                 raise LabError(f"{step.title}: still not done after {execution.summary()}: {post.detail}",
@@ -332,7 +337,7 @@ class Runner:
         except LabError as exc:
             ctx.emit(Event(ev.STEP_FAILED, exc.render(), step=step.id))
             self._record(step, StepState.FAILED, exc.render(), land_on=step.id)
-            return StepOutcome(step.id, StepState.FAILED, exc.render())
+            return StepOutcome(step.id, StepState.FAILED, exc.render(), phase=phase)
 
     def _finish(self, step: Step, state: StepState, detail: str, outputs: dict) -> StepOutcome:
         idx = self.wizard.index(step.id)
