@@ -214,3 +214,82 @@ def fixes_needed(findings: list[Finding]) -> dict[str, list[str]]:
         if f.fix and f.node and f.severity in (ERROR, WARNING) and f.fix not in out[f.node]:
             out[f.node].append(f.fix)
     return dict(out)
+
+
+# --------------------------------------------------------------------------- runtime preflight (Kubernetes stage)
+
+SUPPORTED_OS = {("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12"), ("debian", "13")}
+SYSTEMD_UP = ("running", "degraded", "starting", "initializing", "maintenance")
+PORT_USERS = {6443: "the Kubernetes API server", 10250: "the kubelet", 10257: "kube-controller-manager",
+              10259: "kube-scheduler", 2379: "etcd", 2380: "etcd (peers)"}
+
+
+def _minor_tuple(minor: str | None) -> tuple[int, int]:
+    try:
+        a, b = (minor or "0.0").split(".")[:2]
+        return int(a), int(b)
+    except ValueError:
+        return (0, 0)
+
+
+def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[Finding]:
+    """What must hold before the container runtime and kubeadm go on the nodes: a supported OS,
+    systemd, cgroup v2 (the kubelet of 1.35+ refuses v1), kubeadm's ports free, a containerd the
+    plan's minor supports, enough CPU and memory for the role, unique product_uuid and MAC."""
+    from labtui.build.apt import containerd_needed, containerd_source, version_tuple
+
+    out: list[Finding] = []
+    roles = {n.name: n.role.value for n in plan.nodes} if plan else {}
+    minor = plan.kubernetes if plan else None
+    for name, f in facts.items():
+        cp = roles.get(name) == "control-plane"
+        if (f.os_id, f.os_version) not in SUPPORTED_OS:
+            out.append(Finding("os", ERROR, name, f"{f.os or 'an unknown OS'} is not supported",
+                               "labtui builds clusters on Ubuntu 22.04 / 24.04 and Debian 12 / 13 (pkgs.k8s.io's "
+                               "Debian packages, containerd from the distribution or Docker). Use one of those images."))
+        if f.systemd not in SYSTEMD_UP:
+            out.append(Finding("systemd", ERROR, name,
+                               "systemd is not running" + (f" ({f.systemd})" if f.systemd else " (no systemctl)"),
+                               "containerd and the kubelet run as systemd services and kubeadm manages the kubelet "
+                               "through systemctl. Use a VM image that boots with systemd."))
+        if f.cgroup == "v1":
+            sev = ERROR if minor and _minor_tuple(minor) >= (1, 35) else WARNING
+            out.append(Finding("cgroup-v1", sev, name, "the node runs cgroup v1",
+                               f"The kubelet of Kubernetes 1.35 and later refuses cgroup v1 by default (the plan says "
+                               f"{minor}); kubeadm stops with [ERROR SystemVerification]. Use an image with cgroup v2 "
+                               "(Ubuntu 22.04+, Debian 12+) or boot with systemd.unified_cgroup_hierarchy=1."))
+        elif not f.cgroup:
+            out.append(Finding("cgroup", WARNING, name, "the cgroup version could not be read",
+                               "kubeadm checks it itself; cgroup v2 is needed from Kubernetes 1.35."))
+        wanted = [6443, 10257, 10259, 2379, 2380, 10250] if cp else [10250]
+        busy = [p for p in f.ports_in_use if p in wanted]
+        if busy and (f.kubelet or f.kubeadm):
+            out.append(Finding("ports", INFO, name, "ports " + ", ".join(map(str, busy)) + " in use (a cluster runs here?)",
+                               "The kubeadm steps check whether this node is already part of the cluster."))
+        elif busy:
+            out.append(Finding("ports", ERROR, name, "ports in use: " + ", ".join(f"{p} ({PORT_USERS[p]})" for p in busy),
+                               "kubeadm needs these ports free ([ERROR Port-NNNN]). Find the listener with "
+                               "`sudo ss -ltnp` and stop it."))
+        if minor and f.runtime == "containerd" and version_tuple(f.runtime_version) < containerd_needed(minor):
+            src = containerd_source(f.os_id, f.os_version, minor)
+            out.append(Finding("containerd-version", WARNING, name,
+                               f"containerd {f.runtime_version} is too old for Kubernetes {minor}",
+                               "Kubernetes 1.36 and later need containerd 2.x (kubeadm warns today and is planned to "
+                               "refuse 1.x at 1.38). The runtime step installs "
+                               + ("the distribution's containerd 2.x." if src == "distribution"
+                                  else "containerd.io 2.x from Docker's repository.")))
+        elif f.runtime and f.runtime != "containerd":
+            out.append(Finding("runtime", WARNING, name, f"the node runs {f.runtime_label}",
+                               "labtui configures containerd; another runtime is left alone and may conflict."))
+        if cp and f.cpus and f.cpus < 2:
+            out.append(Finding("cpus", ERROR, name, f"{f.cpus} CPU on the control plane",
+                               "kubeadm init needs at least 2 CPUs ([ERROR NumCPU]). Pick a bigger flavor."))
+        if cp and f.memory_mb and f.memory_mb < 1700:
+            out.append(Finding("memory", ERROR, name, f"{f.memory_mb} MiB memory on the control plane",
+                               "kubeadm init needs at least 1700 MiB ([ERROR Mem]). Pick a bigger flavor."))
+        elif not cp and f.memory_mb and f.memory_mb < 1000:
+            out.append(Finding("memory", WARNING, name, f"only {f.memory_mb} MiB memory on a worker",
+                               "The kubelet, kube-proxy and calico-node take ~400 MiB together; 2 GiB is comfortable."))
+    out += [x for x in _lab_findings(plan, facts, None) if x.check in ("unique-product_uuid", "unique-mac")]
+    out.sort(key=lambda x: (SEVERITY_ORDER.get(x.severity, 9), x.node or "", x.check))
+    return out

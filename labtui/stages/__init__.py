@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from labtui.steps import Wizard
 
-WIZARD_ORDER = ["plan", "nodes", "cloud", "calico", "doctor"]
+WIZARD_ORDER = ["plan", "provision", "nodes", "cloud", "kubernetes", "calico", "doctor"]
 WIZARD_MODULES = {w: f"labtui.stages.{w}" for w in WIZARD_ORDER}
 
 

@@ -1,0 +1,477 @@
+"""The cluster build's changes: container runtime, Kubernetes packages, kubeadm init and join,
+Calico's install. All are commands on nodes over SSH, each with its idempotence check.
+
+The per-node kinds (`kube.containerd`, `kube.packages`, `kube.join`) take the list of nodes in
+`action.data["nodes"]` and work them in parallel (the wall time is the slowest node's, not the
+sum): a node already so is skipped; one node failing does not stop the others. The change records
+the nodes that changed (its target and revert data), and its verification names the nodes that
+failed, so the step stops with a clear message and a re-run retries only those.
+
+Secrets: the bootstrap token exists only in memory for the join (`kubeadm token create
+--print-join-command` runs quiet), commands are shown with `<token>`, streamed output goes through
+the redacting event bus, and no result carries kubeadm's raw output.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from typing import Any
+
+from labtui.build import apt, containerd as ctd, kubeadm as kadm
+from labtui.changes import Applied, ChangeKind, register
+from labtui.errors import LabError
+from labtui.redact import redact
+
+ADMIN = "/etc/kubernetes/admin.conf"
+KUBECTL = f"kubectl --kubeconfig {ADMIN}"
+CALICO_DIR = "/etc/kubernetes/labtui-calico"
+CRI = f"crictl --runtime-endpoint {ctd.CRI_SOCKET}"
+
+
+def _ssh(ctx: Any):
+    from labtui.adapters.ssh import session_ssh
+
+    return session_ssh(ctx)
+
+
+def _failure(node: str, what: str, res: Any) -> LabError:
+    """A failed node command as a LabError, with kubeadm's preflight errors explained."""
+    text = (res.stdout or "") + "\n" + (res.stderr or "")
+    errors = kadm.preflight_errors(text)
+    if errors:
+        return LabError(f"{node}: {what}: kubeadm's preflight found {len(errors)} problem(s):\n"
+                        + "\n".join(e.render() for e in errors),
+                        "fix each one as said, then run the step again", code="kubeadm-preflight")
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), f"exit code {res.exit_code}")
+    return LabError(f"{node}: {what} failed (exit {res.exit_code}): {redact(last)}",
+                    "the command's output is in the command log", code="command-failed")
+
+
+class FanOut(ChangeKind):
+    """A change made on several nodes in parallel (see the module's doc)."""
+
+    layer = "kube"
+    what = "change"
+
+    def node_done(self, ctx: Any, node: str, action: Any) -> bool:
+        raise NotImplementedError
+
+    def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
+        return None
+
+    def _states(self, ctx: Any, action: Any) -> dict[str, Any]:
+        return _ssh(ctx).fan_out(action.data["nodes"], lambda n: self.node_done(ctx, n, action))
+
+    def applied(self, ctx: Any, action: Any) -> bool | None:
+        states = self._states(ctx, action)
+        if any(not r.ok for r in states.values()):
+            return None
+        return all(r.value for r in states.values())
+
+    def run(self, ctx: Any, action: Any) -> Applied:
+        ssh = _ssh(ctx)
+
+        def one(node: str) -> dict[str, Any] | None:
+            if self.node_done(ctx, node, action):
+                return None
+            return self.node_run(ctx, node, action)
+
+        results = ssh.fan_out(action.data["nodes"], one)
+        changed = [n for n, r in results.items() if r.ok and r.value is not None]
+        failed = {n: r.error.render() if r.error else "failed" for n, r in results.items() if not r.ok}
+        if failed and not changed:
+            msgs = [r.error for r in results.values() if not r.ok and r.error]
+            if len(msgs) == 1:
+                raise msgs[0]
+            raise LabError("; ".join(m.message for m in msgs),
+                           "fix what each node's message says, then run the step again", code="nodes-failed")
+        if not changed:
+            return Applied(False, note="already so on every node")
+        note = ("; failed on " + ", ".join(sorted(failed))) if failed else ""
+        return Applied(True, revert_data={"nodes": changed, **{n: results[n].value for n in changed}},
+                       result={"nodes": changed, "failed": failed},
+                       revert_command=self._revert_text(changed, results), target=", ".join(changed), note=note)
+
+    def _revert_text(self, nodes: list[str], results: dict[str, Any]) -> str | None:
+        parts = [f"ssh {n} sudo sh -c {shlex.quote(c)}" for n in nodes
+                 if (c := self.node_revert_command(n, results[n].value or {}))]
+        return "; ".join(parts) or None
+
+    def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
+        failed = (applied.result or {}).get("failed") or {}
+        if failed:
+            return (f"{self.what}: done on {', '.join(applied.result['nodes'])}; failed on "
+                    + "; ".join(f"{msg}" for msg in failed.values())
+                    + ". Run the step again: it retries only the failed node(s)")
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        data = change.revert_data or {}
+        nodes = data.get("nodes") or []
+        ssh = _ssh(ctx)
+
+        def one(node: str) -> None:
+            cmd = self.node_revert_command(node, data.get(node) or {})
+            if cmd:
+                ssh.run(node, cmd, sudo=True, timeout=600.0).check(f"revert {change.description}")
+
+        results = ssh.fan_out(nodes, one)
+        bad = [r.error.message for r in results.values() if not r.ok and r.error]
+        if bad:
+            raise LabError("; ".join(bad), "undo it by hand on those nodes", code="revert-failed")
+        return "reverted on " + ", ".join(nodes)
+
+
+# --------------------------------------------------------------------------- container runtime
+
+CTD_STATUS = (f"containerd --version 2>/dev/null | head -n 1; echo @@config; cat {ctd.CONFIG_PATH} 2>/dev/null; "
+              f"echo @@active; systemctl is-active containerd 2>/dev/null; echo @@cri; "
+              f"{CRI} info >/dev/null 2>&1 && echo ok")
+
+
+def containerd_problems(ctx: Any, node: str, minor: str, pause: str) -> list[str]:
+    """What keeps containerd on `node` from serving kubeadm (empty: ready)."""
+    res = _ssh(ctx).run(node, CTD_STATUS, sudo=True, timeout=60.0, stream=False)
+    head, _, rest = res.stdout.partition("@@config\n")
+    config, _, rest = rest.partition("@@active\n")
+    active, _, cri = rest.partition("@@cri\n")
+    version = head.strip()
+    if not version:
+        return ["containerd is not installed"]
+    have = apt.version_tuple(version.split(" v", 1)[-1] if " v" in version else version.split()[-1])
+    for word in version.split():
+        if apt.version_tuple(word) != (0, 0):
+            have = apt.version_tuple(word)
+            break
+    out = []
+    if have < apt.containerd_needed(minor):
+        out.append(f"containerd {have[0]}.{have[1]} is too old for Kubernetes {minor}")
+    if not config.strip():
+        out.append(f"{ctd.CONFIG_PATH} is missing")
+    else:
+        out += ctd.problems(config, pause)
+    if active.strip() != "active":
+        out.append("containerd is not running")
+    elif cri.strip() != "ok":
+        out.append("the CRI socket does not answer")
+    return out
+
+
+@register
+class Containerd(FanOut):
+    kind = "kube.containerd"
+    what = "container runtime"
+
+    def node_done(self, ctx: Any, node: str, action: Any) -> bool:
+        return not containerd_problems(ctx, node, action.data["minor"], action.data["pause"])
+
+    def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
+        ssh = _ssh(ctx)
+        d = action.data
+        step = d.get("step")
+        src = d["sources"][node]
+        problems = containerd_problems(ctx, node, d["minor"], d["pause"])
+        if any("not installed" in p or "too old" in p for p in problems):
+            res = ssh.run(node, apt.containerd_install_script(src["source"], src["os_id"]), sudo=True,
+                          timeout=900.0, step=step)
+            if res.exit_code != 0:
+                raise _failure(node, "installing containerd", res)
+        default = ssh.run(node, "containerd config default", sudo=True, timeout=60.0, stream=False)
+        if default.exit_code != 0:
+            raise _failure(node, "containerd config default", default)
+        config = ctd.edit_config(default.stdout, d["pause"])
+        backup = ssh.run(node, f"mkdir -p /etc/containerd && if [ -f {ctd.CONFIG_PATH} ] && [ ! -f {ctd.CONFIG_PATH}.labtui-bak ]; "
+                               f"then cp -p {ctd.CONFIG_PATH} {ctd.CONFIG_PATH}.labtui-bak && echo saved; fi",
+                         sudo=True, timeout=60.0, stream=False)
+        ssh.put(node, config, ctd.CONFIG_PATH, mode=0o644, sudo=True)
+        res = ssh.run(node, f"systemctl restart containerd && systemctl enable containerd && {CRI} info >/dev/null",
+                      sudo=True, timeout=300.0, step=step)
+        if res.exit_code != 0:
+            raise _failure(node, "restarting containerd", res)
+        return {"backup": "saved" in backup.stdout}
+
+    def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
+        restore = (f"mv {ctd.CONFIG_PATH}.labtui-bak {ctd.CONFIG_PATH}" if data.get("backup")
+                   else f"rm -f {ctd.CONFIG_PATH}")
+        return f"{restore} && systemctl restart containerd"
+
+
+# --------------------------------------------------------------------------- packages
+
+
+@register
+class Packages(FanOut):
+    kind = "kube.packages"
+    what = "kubeadm, kubelet, kubectl"
+
+    def node_done(self, ctx: Any, node: str, action: Any) -> bool:
+        res = _ssh(ctx).run(node, apt.installed_check(action.data["minor"]), sudo=True, timeout=60.0, stream=False)
+        return res.exit_code == 0
+
+    def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
+        res = _ssh(ctx).run(node, apt.install_script(action.data["minor"]), sudo=True, timeout=1200.0,
+                            step=action.data.get("step"))
+        if res.exit_code != 0:
+            raise _failure(node, f"installing kubeadm, kubelet and kubectl {action.data['minor']}", res)
+        return {}
+
+    def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
+        return apt.remove_script()
+
+
+# --------------------------------------------------------------------------- kubeadm init / reset
+
+INIT_STATUS = (f"ls /etc/kubernetes/manifests 2>/dev/null | tr '\\n' ' '; echo; "
+               f"[ -f {ADMIN} ] && echo admin; "
+               f"[ -f {ADMIN} ] && {KUBECTL} get nodes -o name >/dev/null 2>&1 && echo api")
+
+
+def control_plane_state(ctx: Any, node: str) -> str:
+    """'ready' (init done, API answers), 'half' (files of an init but no API), 'fresh'."""
+    res = _ssh(ctx).run(node, INIT_STATUS, sudo=True, timeout=60.0, stream=False)
+    lines = res.stdout.splitlines()
+    manifests = lines[0].split() if lines else []
+    if "api" in lines:
+        return "ready"
+    if manifests or "admin" in lines:
+        return "half"
+    return "fresh"
+
+
+@register
+class Init(ChangeKind):
+    kind = "kube.init"
+    layer = "kube"
+
+    def applied(self, ctx: Any, action: Any) -> bool | None:
+        return control_plane_state(ctx, action.data["node"]) == "ready"
+
+    def run(self, ctx: Any, action: Any) -> Applied:
+        ssh = _ssh(ctx)
+        node = action.data["node"]
+        ssh.run(node, "mkdir -p /etc/kubernetes", sudo=True, timeout=60.0, stream=False).check("mkdir /etc/kubernetes")
+        ssh.put(node, action.data["config"], kadm.CONFIG_PATH, mode=0o600, sudo=True)
+        res = ssh.run(node, f"kubeadm init --config {kadm.CONFIG_PATH}", sudo=True, timeout=1200.0,
+                      step=action.data.get("step"))
+        if res.exit_code != 0:
+            raise _failure(node, "kubeadm init", res)
+        join = kadm.worker_join(res.stdout)
+        return Applied(True, revert_data={"node": node}, target=node,
+                       result={"endpoint": join.endpoint if join else None,
+                               "discovery_hash": join.ca_hash if join else None})
+
+    def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
+        if control_plane_state(ctx, action.data["node"]) != "ready":
+            return f"{action.data['node']}: kubeadm init finished but the API does not answer `kubectl get nodes`"
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        node = (change.revert_data or {}).get("node") or change.target
+        _ssh(ctx).run(node, "kubeadm reset -f", sudo=True, timeout=600.0).check("kubeadm reset")
+        return f"kubeadm reset on {node}"
+
+
+@register
+class Reset(ChangeKind):
+    """`kubeadm reset -f` on a node a previous init or join left half-done (confirmed: destructive)."""
+
+    kind = "kube.reset"
+    layer = "kube"
+    revertible = False
+
+    def applied(self, ctx: Any, action: Any) -> bool | None:
+        return control_plane_state(ctx, action.data["node"]) == "fresh"
+
+    def run(self, ctx: Any, action: Any) -> Applied:
+        node = action.data["node"]
+        res = _ssh(ctx).run(node, "kubeadm reset -f", sudo=True, timeout=600.0, step=action.data.get("step"))
+        if res.exit_code != 0:
+            raise _failure(node, "kubeadm reset", res)
+        return Applied(True, target=node, note="the node's cluster state was wiped")
+
+    def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        raise LabError(f"change #{change.id} (kubeadm reset on {change.target}) cannot be undone",
+                       "run kubeadm init again (the Kubernetes stage does)", code="no-revert")
+
+
+# --------------------------------------------------------------------------- join
+
+_JOIN_LOCK = threading.Lock()
+_EXPIRED_MARKERS = ("could not find a JWS signature", "token id", "has expired", "invalid bootstrap token")
+
+
+def cluster_nodes(ctx: Any, cp: str) -> dict[str, bool]:
+    """{node name: Ready} as the control plane's kubectl sees them."""
+    res = _ssh(ctx).run(cp, f"{KUBECTL} get nodes -o json", sudo=True, timeout=60.0, stream=False)
+    if res.exit_code != 0:
+        raise _failure(cp, "kubectl get nodes", res)
+    try:
+        items = json.loads(res.stdout).get("items", [])
+    except ValueError:
+        raise LabError(f"{cp}: kubectl get nodes printed no JSON", "look at the control plane", code="kubectl") from None
+    out = {}
+    for it in items:
+        conds = {c.get("type"): c.get("status") for c in it.get("status", {}).get("conditions", [])}
+        out[it["metadata"]["name"]] = conds.get("Ready") == "True"
+    return out
+
+
+def _join_cache(ctx: Any) -> dict[str, Any]:
+    """The join command, in memory for this run only (it holds the token)."""
+    with _JOIN_LOCK:
+        return ctx.memo.__dict__.setdefault("kube_join", {})
+
+
+def join_command(ctx: Any, cp: str, *, fresh: bool = False) -> kadm.JoinCommand:
+    cache = _join_cache(ctx)
+    with _JOIN_LOCK:
+        if not fresh and cache.get("join"):
+            return cache["join"]
+        res = _ssh(ctx).run(cp, "kubeadm token create --print-join-command", sudo=True, timeout=120.0, stream=False)
+        if res.exit_code != 0:
+            raise _failure(cp, "kubeadm token create", res)
+        join = kadm.worker_join(res.stdout)
+        if join is None:
+            raise LabError(f"{cp}: kubeadm token create printed no join command", "run it by hand to see why",
+                           code="kubeadm")
+        cache["join"] = join
+        return join
+
+
+@register
+class Join(FanOut):
+    kind = "kube.join"
+    what = "join"
+
+    def applied(self, ctx: Any, action: Any) -> bool | None:
+        registered = cluster_nodes(ctx, action.data["control_plane"])
+        return all(n in registered for n in action.data["nodes"])
+
+    def node_done(self, ctx: Any, node: str, action: Any) -> bool:
+        return node in cluster_nodes(ctx, action.data["control_plane"])
+
+    def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
+        ssh = _ssh(ctx)
+        cp = action.data["control_plane"]
+        join = join_command(ctx, cp)
+        for attempt in (1, 2):
+            ctx.info(f"$ ssh {node} sudo {join.shown()} --node-name {node}", node=node, step=action.data.get("step"))
+            res = ssh.run(node, join.command() + f" --node-name {shlex.quote(node)}", sudo=True, timeout=900.0,
+                          step=action.data.get("step"))
+            if res.exit_code == 0:
+                return {}
+            text = (res.stdout + res.stderr).lower()
+            if attempt == 1 and any(m.lower() in text for m in _EXPIRED_MARKERS):
+                ctx.warn(f"{node}: the bootstrap token was refused (expired or deleted): creating a new one",
+                         node=node, step=action.data.get("step"))
+                join = join_command(ctx, cp, fresh=True)
+                continue
+            raise _failure(node, "kubeadm join", res)
+        raise AssertionError("unreachable")
+
+    def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
+        return "kubeadm reset -f"
+
+
+# --------------------------------------------------------------------------- Calico
+
+
+@register
+class CalicoInstall(ChangeKind):
+    """Calico through the operator (tigera-operator + Installation) or as calico.yaml, applied with
+    the control plane's kubectl. The files go to CALICO_DIR on the control plane: downloaded there
+    from Calico's release URL, or uploaded from the user's file."""
+
+    kind = "kube.calico-install"
+    layer = "calico"
+
+    def applied(self, ctx: Any, action: Any) -> bool | None:
+        return calico_installed(ctx, action.data["node"]) is not None
+
+    def run(self, ctx: Any, action: Any) -> Applied:
+        ssh = _ssh(ctx)
+        d = action.data
+        node, step = d["node"], d.get("step")
+        ssh.run(node, f"mkdir -p {CALICO_DIR}", sudo=True, timeout=60.0, stream=False).check("mkdir " + CALICO_DIR)
+        files: list[str] = []
+        for item in d["files"]:
+            dest = f"{CALICO_DIR}/{item['name']}"
+            if item.get("content") is not None:
+                ssh.put(node, item["content"], dest, mode=0o644, sudo=True)
+            elif item.get("local"):
+                from pathlib import Path
+
+                ssh.put(node, Path(item["local"]), dest, mode=0o644, sudo=True)
+            else:
+                res = ssh.run(node, f"curl -fsSL {shlex.quote(item['url'])} -o {dest}", sudo=True, timeout=300.0, step=step)
+                if res.exit_code != 0:
+                    raise LabError(f"{node}: cannot download {item['url']}: {redact(res.stderr.strip()[-200:])}",
+                                   "a control plane without internet: give the file with --calico-manifest FILE "
+                                   "(labtui uploads it)", code="download")
+            if item.get("edit"):
+                from labtui.build.calico import edit_manifest
+
+                raw = ssh.get(node, dest, sudo=True)
+                ssh.put(node, edit_manifest(raw.decode(), d["pod_cidr"], d["encapsulation"]), dest, mode=0o644, sudo=True)
+            files.append(dest)
+        for dest in files:
+            verb = "create" if d["mode"] == "operator" else "apply"
+            res = ssh.run(node, f"{KUBECTL} {verb} -f {dest}", sudo=True, timeout=300.0, step=step)
+            if res.exit_code != 0 and "AlreadyExists" not in res.stderr:
+                raise _failure(node, f"kubectl {verb} -f {dest}", res)
+        return Applied(True, revert_data={"node": node, "files": files}, target=node,
+                       revert_command=f"ssh {node} sudo sh -c '" + "; ".join(
+                           f"{KUBECTL} delete -f {f}" for f in reversed(files)) + "'")
+
+    def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
+        if calico_installed(ctx, action.data["node"]) is None:
+            return "Calico's objects are not in the cluster after kubectl create"
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        data = change.revert_data or {}
+        ssh = _ssh(ctx)
+        for f in reversed(data.get("files") or []):
+            ssh.run(data["node"], f"{KUBECTL} delete --ignore-not-found -f {f}", sudo=True, timeout=300.0)
+        return "Calico's objects deleted"
+
+
+def calico_installed(ctx: Any, cp: str) -> str | None:
+    """'operator' / 'manifest' when Calico is installed (as the control plane's kubectl sees it), else None."""
+    res = _ssh(ctx).run(cp, f"{KUBECTL} get installation default -o json >/dev/null 2>&1 && echo operator; "
+                            f"{KUBECTL} get daemonset calico-node -n kube-system -o json >/dev/null 2>&1 && echo manifest",
+                        sudo=True, timeout=60.0, stream=False)
+    words = res.stdout.split()
+    return "operator" if "operator" in words else ("manifest" if "manifest" in words else None)
+
+
+def calico_pods(ctx: Any, cp: str) -> list[dict[str, Any]]:
+    """calico-node pods: [{node, ready, reason, message}]."""
+    res = _ssh(ctx).run(cp, f"{KUBECTL} get pods -A -l k8s-app=calico-node -o json", sudo=True, timeout=60.0, stream=False)
+    if res.exit_code != 0:
+        raise _failure(cp, "kubectl get pods", res)
+    try:
+        items = json.loads(res.stdout).get("items", [])
+    except ValueError:
+        raise LabError(f"{cp}: kubectl get pods printed no JSON", "look at the control plane", code="kubectl") from None
+    out = []
+    for it in items:
+        status = it.get("status", {})
+        reason = message = ""
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+        for cs in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
+            waiting = (cs.get("state") or {}).get("waiting")
+            if waiting:
+                reason, message = waiting.get("reason", ""), waiting.get("message", "")
+                break
+        out.append({"pod": it["metadata"]["name"], "namespace": it["metadata"].get("namespace"),
+                    "node": it.get("spec", {}).get("nodeName"), "ready": ready, "reason": reason, "message": message})
+    return out

@@ -1,0 +1,395 @@
+"""The Kubernetes stage: from nodes that answer over SSH to a kubeadm cluster whose nodes are all
+registered. Runtime preflight, containerd, kubeadm/kubelet/kubectl, kubeadm init, join, admin.conf.
+
+Every step's check reads the nodes (over SSH, through the control plane's kubectl), so a re-run, a
+resume or a half-built cluster is handled; the changes are catalogue kinds (labtui.changes.kube)
+that the executor runs, records and can revert. Cheap to import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labtui import events as ev
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
+
+
+def _plan(ctx: StepContext):
+    from labtui.stages.nodes import _plan as plan_of
+
+    try:
+        return plan_of(ctx)
+    except ValueError as exc:  # pydantic's ValidationError: a saved plan that no longer validates
+        raise LabError(f"this lab's saved plan is not valid: {exc}".splitlines()[0],
+                       "open the plan stage and fix it", code="plan") from None
+
+
+def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
+    """Stored node facts (gathered when missing or when `refresh`)."""
+    from labtui.nodes.facts import load_facts
+    from labtui.stages.nodes import gather_and_store
+
+    plan = _plan(ctx)
+    stored = load_facts(ctx.store, ctx.session.id)
+    missing = [n.name for n in plan.nodes if n.name not in stored]
+    if refresh or missing:
+        results = gather_and_store(ctx, None if refresh else missing, step="runtime-preflight")
+        bad = [r for r in results.values() if not r.ok]
+        if bad:
+            raise LabError("; ".join(r.message for r in bad), "check that the nodes answer (Nodes stage)", code="unreachable")
+        stored = load_facts(ctx.store, ctx.session.id)
+    return {n.name: stored[n.name] for n in plan.nodes if n.name in stored}
+
+
+def _fan(ctx: StepContext, nodes: list[str], fn) -> tuple[dict[str, Any], dict[str, str]]:
+    """fn(node) on every node in parallel -> ({node: value}, {node: error})."""
+    from labtui.adapters.ssh import session_ssh
+
+    res = session_ssh(ctx).fan_out(nodes, fn)
+    return ({n: r.value for n, r in res.items() if r.ok}, {n: r.error.render() if r.error else "failed"
+                                                             for n, r in res.items() if not r.ok})
+
+
+def _shown_script(nodes: list[str], script: str, note: str = "") -> str:
+    target = nodes[0] if len(nodes) == 1 else "{" + ",".join(nodes) + "}"
+    return (f"ssh {target} sudo sh -s <<'EOF'" + (f"   # {note}" if note else "") + f"\n{script.strip()}\nEOF")
+
+
+class RuntimePreflightStep(Step):
+    id = "runtime-preflight"
+    title = "Runtime preflight"
+    why = (
+        "Before anything is installed: a supported OS (Ubuntu 22.04/24.04, Debian 12/13), systemd,\n"
+        "cgroup v2 (the kubelet of Kubernetes 1.35+ refuses cgroup v1 by default), kubeadm's ports free\n"
+        "(6443, 10250, 2379-2380...), a containerd the plan's minor supports (2.x from 1.36), enough CPU\n"
+        "and memory for each role, and a unique product_uuid and MAC per node. Nothing is changed."
+    )
+    hint = "fix what each finding says on the node (or pick another image or flavor), then run the step again"
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        from labtui.nodes.preflight import runtime_preflight
+
+        facts = _facts(ctx, refresh=True)
+        findings = runtime_preflight(_plan(ctx), facts)
+        for f in findings:
+            if f.severity in ("error", "warning"):
+                ctx.emit(Event(ev.WARN, f"{f.severity}: {f.title}. {f.why}".strip(), step=self.id, node=f.node))
+        errors = [f for f in findings if f.severity == "error"]
+        data = {"findings": [f.__dict__ for f in findings]}
+        if errors:
+            return CheckResult(False, f"{len(errors)} problem(s): " + "; ".join(
+                (f"{f.node}: " if f.node else "") + f"{f.title} ({f.why})" for f in errors), data)
+        warnings = sum(1 for f in findings if f.severity == "warning")
+        return CheckResult(True, "the nodes can take a container runtime and kubeadm"
+                           + (f" ({warnings} warning(s))" if warnings else ""), data)
+
+
+class ContainerdStep(Step):
+    id = "containerd"
+    title = "Container runtime (containerd)"
+    why = (
+        "kubeadm needs a CRI runtime. labtui installs containerd (the distribution's when it is new\n"
+        "enough for the plan's Kubernetes, else containerd.io from Docker's repository), writes its\n"
+        "config from the node's own `containerd config default` with SystemdCgroup = true in the runc\n"
+        "options table (config version 2 for containerd 1.x, 3 for 2.x) and the pause image kubeadm\n"
+        "expects, restarts it and checks that the CRI socket answers."
+    )
+    hint = "the command log shows each node's output; fix the node and run the step again"
+
+    def _status(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
+        from labtui.build.kubeadm import pause_image
+        from labtui.changes.kube import containerd_problems
+
+        plan = _plan(ctx)
+        pause = pause_image(plan.kubernetes)
+        ok, failed = _fan(ctx, [n.name for n in plan.nodes],
+                          lambda n: containerd_problems(ctx, n, plan.kubernetes, pause))
+        todo = [n for n, problems in ok.items() if problems]
+        for n in todo:
+            ctx.info(f"{n}: " + "; ".join(ok[n]), node=n, step=self.id)
+        return todo, failed
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        todo, failed = self._status(ctx)
+        if failed:
+            return CheckResult(False, "; ".join(failed.values()))
+        if todo:
+            return CheckResult(False, "containerd to install or configure on " + ", ".join(todo))
+        return CheckResult(True, "containerd ready (SystemdCgroup, CRI socket answers) on every node")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from labtui.build import apt, containerd as ctd
+        from labtui.build.kubeadm import pause_image
+
+        plan = _plan(ctx)
+        todo, failed = self._status(ctx)
+        if failed:
+            raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
+        if not todo:
+            return []
+        facts = _facts(ctx)
+        pause = pause_image(plan.kubernetes)
+        sources = {n: {"source": apt.containerd_source(facts[n].os_id, facts[n].os_version, plan.kubernetes),
+                       "os_id": facts[n].os_id} for n in todo}
+        shown = []
+        for n in todo:
+            shown.append(_shown_script([n], apt.containerd_install_script(sources[n]["source"], sources[n]["os_id"]),
+                                       "only when containerd is missing or too old"))
+        shown.append(f"ssh <node> containerd config default > config.toml   # the node's own defaults, then labtui "
+                     f"sets SystemdCgroup = true in the runc options table and the sandbox image {pause}")
+        shown.append(f"ssh <node> sudo tee {ctd.CONFIG_PATH} < config.toml && "
+                     f"ssh <node> sudo systemctl restart containerd && ssh <node> sudo crictl info")
+        return [Action(id="containerd", title="containerd on " + ", ".join(todo), kind="ssh", target=", ".join(todo),
+                       risk=Risk.CHANGE, change="kube.containerd", command="\n".join(shown),
+                       revert=f"restore {ctd.CONFIG_PATH}.labtui-bak (or remove the file) and restart containerd",
+                       data={"nodes": todo, "minor": plan.kubernetes, "pause": pause, "sources": sources,
+                             "step": self.id})]
+
+
+class PackagesStep(Step):
+    id = "kube-packages"
+    title = "kubeadm, kubelet, kubectl"
+    why = (
+        "The three Kubernetes tools come from pkgs.k8s.io, one repository per minor: labtui adds its\n"
+        "signing key and source, installs the plan's minor, holds the packages (`apt-mark hold`) so an\n"
+        "upgrade never moves them by surprise, and enables the kubelet (it restarts in a loop until\n"
+        "kubeadm init or join gives it a configuration: that is normal)."
+    )
+    hint = "the command log shows each node's apt output; fix the node and run the step again"
+
+    def _todo(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
+        from labtui.adapters.ssh import session_ssh
+        from labtui.build import apt
+
+        plan = _plan(ctx)
+        check = apt.installed_check(plan.kubernetes)
+        ok, failed = _fan(ctx, [n.name for n in plan.nodes],
+                          lambda n: session_ssh(ctx).run(n, check, sudo=True, timeout=60.0, stream=False).exit_code == 0)
+        return [n for n, done in ok.items() if not done], failed
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        todo, failed = self._todo(ctx)
+        if failed:
+            return CheckResult(False, "; ".join(failed.values()))
+        if todo:
+            return CheckResult(False, "to install on " + ", ".join(todo))
+        return CheckResult(True, f"kubeadm, kubelet and kubectl {_plan(ctx).kubernetes} installed and held on every node")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from labtui.build import apt
+
+        plan = _plan(ctx)
+        todo, failed = self._todo(ctx)
+        if failed:
+            raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
+        if not todo:
+            return []
+        return [Action(id="kube-packages", title=f"kubeadm, kubelet, kubectl {plan.kubernetes} on " + ", ".join(todo),
+                       kind="ssh", target=", ".join(todo), risk=Risk.CHANGE, change="kube.packages",
+                       command=_shown_script(todo, apt.install_script(plan.kubernetes), "on each node, in parallel"),
+                       revert=_shown_script(todo, apt.remove_script()),
+                       data={"nodes": todo, "minor": plan.kubernetes, "step": self.id})]
+
+
+def init_config(ctx: StepContext) -> str:
+    """The kubeadm config file for this lab's control plane."""
+    from labtui.build.kubeadm import kubeadm_config
+
+    plan = _plan(ctx)
+    cp = plan.control_plane
+    facts = _facts(ctx)
+    f = facts.get(cp.name)
+    address = (f.address if f and f.address else cp.address)
+    sans = [s for s in (ctx.inputs.get("api_floating_ip"), cp.address) if s and s != address]
+    version = (f.kubeadm if f and f.kubeadm and f.kubeadm.startswith(plan.kubernetes + ".") else None)
+    return kubeadm_config(node_name=cp.name, advertise_address=address,
+                          kubernetes_version=version or f"stable-{plan.kubernetes}",
+                          pod_subnet=plan.pod_cidr, service_subnet=plan.service_cidr, cert_sans=sans)
+
+
+class InitStep(Step):
+    id = "kubeadm-init"
+    title = "kubeadm init (control plane)"
+    why = (
+        "`kubeadm init` makes the control plane: certificates, etcd, the API server, the scheduler and\n"
+        "the controller manager as static pods. labtui writes its configuration (shown in full: the\n"
+        "pod and service subnets of the plan, the API address and SANs, the systemd cgroup driver) and\n"
+        "streams kubeadm's output. Each preflight [ERROR ...] kubeadm prints is explained with its fix.\n"
+        "A half-done earlier init is recognised and `kubeadm reset -f` is offered first."
+    )
+    hint = "fix what kubeadm's preflight said (each error is explained above), then run the step again"
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        from labtui.changes.kube import control_plane_state
+
+        cp = _plan(ctx).control_plane.name
+        try:
+            state = control_plane_state(ctx, cp)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        if state == "ready":
+            return CheckResult(True, f"the control plane {cp} answers (kubectl get nodes)")
+        if state == "half":
+            return CheckResult(False, f"{cp}: a previous kubeadm init stopped half-way (its files exist, the API "
+                                      "does not answer)", {"half": True})
+        return CheckResult(False, f"no control plane on {cp} yet")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from labtui.build.kubeadm import CONFIG_PATH
+        from labtui.changes.kube import control_plane_state
+
+        cp = _plan(ctx).control_plane.name
+        config = init_config(ctx)
+        actions = []
+        if control_plane_state(ctx, cp) == "half":
+            actions.append(Action(
+                id="kubeadm-reset", title=f"kubeadm reset -f on {cp} (wipes the half-done control plane)", kind="ssh",
+                target=cp, risk=Risk.DESTRUCTIVE, change="kube.reset", command=f"ssh {cp} 'sudo kubeadm reset -f'",
+                data={"node": cp, "step": self.id}))
+        actions.append(Action(
+            id="kubeadm-init", title=f"kubeadm init on {cp}", kind="ssh", target=cp, risk=Risk.CHANGE, change="kube.init",
+            command=(f"ssh {cp} sudo tee {CONFIG_PATH} <<'EOF'\n{config.strip()}\nEOF\n"
+                     f"ssh {cp} 'sudo kubeadm init --config {CONFIG_PATH}'"),
+            revert=f"ssh {cp} 'sudo kubeadm reset -f'",
+            data={"node": cp, "config": config, "step": self.id}))
+        return actions
+
+
+class JoinStep(Step):
+    id = "join"
+    title = "Join the workers"
+    why = (
+        "Each worker joins with the command `kubeadm token create --print-join-command` prints on the\n"
+        "control plane: a bootstrap token (a secret: labtui never stores or shows it) and the hash of\n"
+        "the cluster CA, which lets the worker trust the API server. The workers join in parallel; one\n"
+        "failing does not stop the others, and a re-run retries only the failed ones. An expired token\n"
+        "is replaced by a new one."
+    )
+    hint = "fix the failed worker (the message says why), then run the step again: only it is retried"
+
+    def _missing(self, ctx: StepContext) -> list[str]:
+        from labtui.changes.kube import cluster_nodes
+
+        plan = _plan(ctx)
+        registered = cluster_nodes(ctx, plan.control_plane.name)
+        return [w.name for w in plan.workers if w.name not in registered]
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        plan = _plan(ctx)
+        if not plan.workers:
+            return CheckResult(False, "this plan has no workers", skip=True)
+        try:
+            missing = self._missing(ctx)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        if missing:
+            return CheckResult(False, "not in the cluster yet: " + ", ".join(missing))
+        return CheckResult(True, f"all {len(plan.workers)} worker(s) are in the cluster")
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        plan = _plan(ctx)
+        missing = self._missing(ctx)
+        if not missing:
+            return []
+        cp = plan.control_plane.name
+        return [Action(
+            id="join", title="kubeadm join " + ", ".join(missing), kind="ssh", target=", ".join(missing),
+            risk=Risk.CHANGE, change="kube.join",
+            command=(f"ssh {cp} 'sudo kubeadm token create --print-join-command'   # output kept in memory, not shown\n"
+                     + "\n".join(f"ssh {w} 'sudo kubeadm join {cp}:6443 --token <token> "
+                                 f"--discovery-token-ca-cert-hash sha256:<hash> --node-name {w}'" for w in missing)),
+            revert="\n".join(f"ssh {w} 'sudo kubeadm reset -f'" for w in missing),
+            data={"nodes": missing, "control_plane": cp, "step": self.id})]
+
+
+class AdminConfStep(Step):
+    id = "admin-conf"
+    title = "The cluster's admin kubeconfig"
+    why = (
+        "The control plane's /etc/kubernetes/admin.conf gives cluster-admin rights. labtui copies it\n"
+        "into this lab's directory (a 0600 file, never the database or the log) for the next stages,\n"
+        "and shows `kubectl get nodes`. The nodes stay NotReady until Calico runs: that is next."
+    )
+    fields = [InputField("write_kubeconfig", "Also write a kubeconfig for you at (empty: no)", kind="path",
+                         required=False, help="e.g. ~/.kube/labtui-config (0600)")]
+
+    def _dest(self, ctx: StepContext):
+        from labtui.paths import session_dir
+
+        return session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        from labtui.changes.kube import cluster_nodes
+
+        plan = _plan(ctx)
+        dest = self._dest(ctx)
+        try:
+            nodes = cluster_nodes(ctx, plan.control_plane.name)
+        except LabError as exc:
+            return CheckResult(False, exc.render())
+        missing = [n.name for n in plan.nodes if n.name not in nodes]
+        if missing:
+            return CheckResult(False, "not in the cluster: " + ", ".join(missing))
+        if not dest.exists():
+            return CheckResult(False, f"admin.conf not fetched yet ({len(nodes)} node(s) registered)")
+        wanted = ctx.inputs.get("write_kubeconfig")
+        if wanted:
+            from pathlib import Path
+
+            p = Path(wanted).expanduser()
+            if not p.exists() or p.read_bytes() != dest.read_bytes():
+                return CheckResult(False, f"the kubeconfig for you is not written at {p} yet")
+        ready = sum(1 for r in nodes.values() if r)
+        return CheckResult(True, f"{len(nodes)} node(s) registered, {ready} Ready; admin.conf in {dest} (0600)",
+                           {"nodes": sorted(nodes), "kubeconfig": str(dest)})
+
+    def plan(self, ctx: StepContext) -> list[Action]:
+        from labtui.adapters.ssh import kube_shell, session_ssh
+        from labtui.changes.kube import KUBECTL
+
+        plan = _plan(ctx)
+        cp = plan.control_plane.name
+        dest = self._dest(ctx)
+
+        def fetch(c: StepContext, a: Action) -> dict[str, Any]:
+            from labtui.adapters.kube import fetch_admin_conf
+
+            fetch_admin_conf(kube_shell(c, cp), dest, c.emit)
+            res = session_ssh(c).run(cp, f"{KUBECTL} get nodes -o wide", sudo=True, timeout=60.0, step=self.id)
+            res.check("kubectl get nodes")
+            wanted = c.inputs.get("write_kubeconfig")
+            if wanted:
+                write_user_kubeconfig(c, wanted)
+            return {"kubeconfig": str(dest)}
+
+        return [Action(id="fetch-admin-conf", title="Fetch admin.conf and show the nodes", kind="ssh", target=cp,
+                       risk=Risk.LOCAL, run=fetch,
+                       command=(f"ssh {cp} 'sudo cat /etc/kubernetes/admin.conf' > {dest}   # 0600, not shown\n"
+                                f"ssh {cp} 'sudo {KUBECTL} get nodes -o wide'"))]
+
+
+def write_user_kubeconfig(ctx: StepContext, path: str) -> str:
+    """Copy the lab's admin.conf to `path` (0600) when the user asked for it."""
+    from pathlib import Path
+
+    from labtui.paths import session_dir, write_private
+
+    src = session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
+    if not src.exists():
+        raise LabError("this lab has no admin.conf yet", "run the Kubernetes stage's last step first", code="kubeconfig")
+    dest = Path(path).expanduser()
+    if dest.is_dir():
+        raise LabError(f"{dest} is a directory", "give a file path, e.g. ~/.kube/labtui-config", code="kubeconfig")
+    try:
+        write_private(dest, src.read_bytes())
+    except OSError as exc:
+        raise LabError(f"cannot write {dest}: {exc.strerror or exc}", "choose a path you can write", code="kubeconfig") from None
+    ctx.info(f"wrote the cluster's kubeconfig to {dest} (0600): export KUBECONFIG={dest}")
+    return str(dest)
+
+
+def build() -> Wizard:
+    return Wizard("kubernetes", "Kubernetes", [RuntimePreflightStep(), ContainerdStep(), PackagesStep(), InitStep(),
+                                               JoinStep(), AdminConfStep()])

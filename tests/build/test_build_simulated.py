@@ -1,0 +1,76 @@
+"""The Kubernetes stage and Calico's install end to end on four real sshd nodes, with the SIMULATED
+cluster tools (tests/build/simulation) on the nodes' PATH: apt-get, systemctl, containerd, crictl,
+kubeadm, kubelet, kubectl replay the real tools' output and keep state on the nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+
+import pytest
+
+from labtui.steps import StepState
+from tests.build.conftest import all_text, reset_nodes, run_stage
+from tests.build.simulation import tools
+
+pytestmark = pytest.mark.root
+
+TOKEN = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+
+
+def _states(outcomes):
+    return {o.step: o.state for o in outcomes}
+
+
+
+def test_four_fresh_nodes_to_a_cluster_then_nothing_to_do(fresh_nodes, open_lab, store, lab_home):
+    lab = fresh_nodes
+    lab_session, events = open_lab(lab)
+    outcomes = run_stage(lab_session, "kubernetes")
+    assert _states(outcomes) == {s: StepState.DONE for s in
+                                 ("runtime-preflight", "containerd", "kube-packages", "kubeadm-init", "join", "admin-conf")}, \
+        [o.detail for o in outcomes]
+    cluster = tools.cluster_state(lab)
+    assert sorted(cluster["nodes"]) == ["kcp", "kw1", "kw2", "kw3"]
+    # each node: containerd 2.x configured with SystemdCgroup in the version-3 table, packages held
+    for node in lab.nodes:
+        config = lab.node_exec(node, ["cat", "/etc/containerd/config.toml"]).stdout
+        assert "SystemdCgroup = true" in config and "sandbox = 'registry.k8s.io/pause:3.10.1'" in config
+        held = lab.node_exec(node, ["apt-mark", "showhold"]).stdout.split()
+        assert held == ["kubeadm", "kubectl", "kubelet"]
+    # the kubeadm config on the control plane, as shown before init
+    config = lab.node_exec(lab.nodes[0], ["cat", "/etc/kubernetes/labtui-kubeadm.yaml"]).stdout
+    assert "podSubnet: 172.16.0.0/16" in config and f"advertiseAddress: {lab.nodes[0].address}" in config
+    # admin.conf: 0600 in the session directory, never in the database
+    conf = lab_home / "sessions" / "k8s" / "admin.conf"
+    assert stat.S_IMODE(os.stat(conf).st_mode) == 0o600
+    assert "client-key-data" in conf.read_text()
+    # Calico through the operator, with the plan's pool
+    outcomes = run_stage(lab_session, "calico", until="calico-install")
+    assert outcomes[0].step == "calico-install" and outcomes[0].state == StepState.DONE, outcomes[0].detail
+    inst = tools.cluster_state(lab)["objects"]["Installation/default"]
+    assert inst["encapsulation"] == "IPIP" and inst["cidr"] == "172.16.0.0/16"
+    recorded = store.changes(lab_session.record.id)
+    kinds = sorted(c.kind for c in recorded)
+    assert kinds == ["kube.calico-install", "kube.containerd", "kube.init", "kube.join", "kube.packages"]
+    assert {c.target for c in recorded if c.kind == "kube.join"} == {"kw1, kw2, kw3"}
+
+    # the same again: every check sees what is there; nothing applied, nothing recorded
+    before = len(events)
+    outcomes = run_stage(lab_session, "kubernetes") + run_stage(lab_session, "calico", until="calico-install")
+    assert all(o.state == StepState.DONE for o in outcomes), [o.detail for o in outcomes]
+    assert len(store.changes(lab_session.record.id)) == len(recorded)
+    acted = [e.message for e in events[before:]
+             if e.kind == "change" or (e.kind == "action.start" and "labtui-facts.sh" not in e.message)]
+    assert acted == []  # only the read-only facts script ran
+    print("\n".join(f"{o.step}: {o.detail}" for o in outcomes))
+
+    # secrets: no bootstrap token anywhere labtui writes or prints (the discovery hash may be)
+    lab_session.close()
+    text = all_text(store, lab_home, events)
+    assert not TOKEN.search(text), TOKEN.search(text)
+    tokens = list(tools.cluster_state(lab)["tokens"])
+    assert tokens and not any(t in text for t in tokens)
+    assert "sha256:" in text or True
