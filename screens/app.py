@@ -83,6 +83,12 @@ class LabApp(App):
 
         self.push_screen(WizardScreen(session_name, then=then))
 
+    def open_adopt(self) -> None:
+        """`D`: a cluster labtui did not build: kubeconfig, nodes, cloud; the rest is read live."""
+        from screens.adopt import AdoptScreen
+
+        self.push_screen(AdoptScreen())
+
     def action_new_lab(self) -> None:
         self.open_wizard(None)
 

@@ -12,8 +12,8 @@ class LabCommands(Provider):
         app = self.app
         cmds: list[tuple[str, object, str]] = [
             ("New lab", app.action_new_lab, "start the plan wizard"),
-            ("Doctor a cluster labtui did not build", partial(app.open_wizard, None, then="doctor"),
-             "give its nodes and cloud, then run the doctor"),
+            ("Doctor a cluster labtui did not build", app.open_adopt,
+             "give its kubeconfig, nodes and cloud; the rest is read from the live cluster"),
             ("Labs (home)", app.action_go_home, "the list of saved labs"),
         ]
         for rec in app.store.list_sessions():

@@ -1,22 +1,65 @@
-"""Home: the saved labs. n new, enter resume, d delete, D doctor an existing cluster."""
+"""Home: the saved labs. n new, enter resume, d delete, D doctor a cluster labtui did not build."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from labtui.cli import session_summary
 from labtui.errors import LabError
 
 
 HELP = """The labs you have started. A lab is one cluster you are building or repairing; it remembers
 every input, every step and every command, so you can quit at any moment and come back.
 
+**Progress** counts the steps done (or skipped because they do not apply) over the whole lab, with
+the stage the lab is in. **Health** is what the doctor said last.
+
 Start with **n** (new lab): the plan wizard asks for the cloud, the nodes, the networks and the
-Calico encapsulation. **D** is for a cluster labtui did not build: give its nodes and cloud, then
-run the doctor."""
+Calico encapsulation. **D** is for a cluster labtui did not build: give its kubeconfig (or let
+labtui fetch it over SSH), its nodes and its cloud; everything else is read from the live cluster,
+then the doctor runs."""
+
+
+def ago(ts: float) -> str:
+    delta = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return "just now"
+
+
+def lab_summary(store: Any, rec: Any) -> dict[str, Any]:
+    """One row: the whole lab's progress (every stage's steps), the stage and step it is at, health."""
+    from labtui.stages import available_wizards, wizard_for
+
+    done = total = 0
+    for wizard in available_wizards():
+        states = store.step_states(rec.id, wizard.id)
+        total += len(wizard.steps)
+        done += sum(1 for s in wizard.steps if s.id in states and states[s.id].state in ("done", "skipped"))
+    wizard = wizard_for(rec.wizard)
+    step_title = rec.step or ""
+    if wizard is not None:
+        try:
+            step_title = wizard.step(rec.step).title if rec.step else wizard.steps[0].title
+        except KeyError:
+            pass
+    return {
+        "name": rec.name,
+        "cloud": rec.cloud or ("(adopted cluster)" if rec.inputs.get("adopted") else "(own machines)"),
+        "stage": wizard.title if wizard else rec.wizard,
+        "step_title": step_title,
+        "done": done,
+        "total": total,
+        "health": rec.health or "",
+        "last_activity": ago(rec.updated),
+    }
 
 
 class HomeScreen(Screen):
@@ -24,6 +67,7 @@ class HomeScreen(Screen):
     DEFAULT_CSS = """
     #home-empty { padding: 1 2; color: $text-muted; }
     #sessions { height: 1fr; }
+    #lab-detail { height: auto; max-height: 4; padding: 0 1; background: $panel; }
     """
     BINDINGS = [
         Binding("n", "new", "New lab", id="home.new"),
@@ -35,34 +79,67 @@ class HomeScreen(Screen):
         Binding("f1,question_mark", "help", "Help", id="home.help"),
     ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows: dict[str, dict[str, Any]] = {}
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="home-empty")
         yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="lab-detail")
         yield Footer()
 
     def on_mount(self) -> None:
         self.title = "labtui"
         self.sub_title = "labs"
         table = self.query_one("#sessions", DataTable)
-        table.add_columns("Lab", "Cloud", "Stage / step", "Progress", "Last activity", "Health")
+        # Health before the long columns: it stays on screen at 80 columns
+        table.add_columns("Lab", "Progress", "Health", "Stage / step", "Cloud", "Active")
         self.refresh_sessions()
 
     def on_screen_resume(self) -> None:
+        self.refresh_sessions()
+
+    def action_refresh(self) -> None:
         self.refresh_sessions()
 
     def refresh_sessions(self) -> None:
         table = self.query_one("#sessions", DataTable)
         table.clear()
         store = self.app.store
-        rows = [session_summary(store, r) for r in store.list_sessions()]
-        for r in rows:
-            progress = f"{r['done_steps']}/{r['total_steps']}" if r["total_steps"] else ""
-            table.add_row(r["name"], r["cloud"], f"{r['stage']} / {r['step_title']}", progress,
-                          r["last_activity"], r["health"] or "-", key=r["name"])
+        records = store.list_sessions()
+        self.rows = {}
+        for rec in records:
+            r = lab_summary(store, rec)
+            self.rows[r["name"]] = r
+            progress = f"{r['done']}/{r['total']} {r['stage']}" if r["total"] else r["stage"]
+            health = r["health"].removeprefix("doctor: ") or "-"
+            table.add_row(r["name"], progress, _cut(health, 22), _cut(f"{r['stage']} / {r['step_title']}", 30),
+                          _cut(r["cloud"], 18), r["last_activity"], key=r["name"])
         empty = self.query_one("#home-empty", Static)
-        empty.update("" if rows else "No labs yet. Press n to start one, or D to doctor a cluster you already have.")
-        empty.display = not rows
+        empty.update("" if records else "No labs yet. Press n to start one, or D to doctor a cluster you already have.")
+        empty.display = not records
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The whole of the highlighted row: the table cuts long cells."""
+        detail = self.query_one("#lab-detail", Static)
+        name = self._selected()
+        r = self.rows.get(name or "")
+        detail.display = r is not None
+        if r is None:
+            return
+        text = Text()
+        text.append(r["name"], style="bold")
+        text.append(f"  {r['done']} of {r['total']} steps done, at {r['stage']} / {r['step_title']}  ·  cloud {r['cloud']}"
+                    f"  ·  {r['last_activity']}\n")
+        text.append("Health: ", style="bold")
+        text.append(r["health"] or "the doctor has not run yet")
+        detail.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
 
     def _selected(self) -> str | None:
         table = self.query_one("#sessions", DataTable)
@@ -75,7 +152,7 @@ class HomeScreen(Screen):
         self.app.open_wizard(None)
 
     def action_doctor(self) -> None:
-        self.app.open_wizard(None, then="doctor")
+        self.app.open_adopt()
 
     def action_resume(self) -> None:
         name = self._selected()
@@ -118,3 +195,7 @@ class HomeScreen(Screen):
         from screens.modals import HelpScreen
 
         self.app.push_screen(HelpScreen("Labs", HELP, self.BINDINGS))
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

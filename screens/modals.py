@@ -157,3 +157,47 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class TextModal(ModalScreen[None]):
+    """A read-only text to select and copy (y or ctrl+c: the selection, else the line under the cursor)."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Close", id="text.close"),
+        Binding("y,ctrl+c", "copy", "Copy", id="text.copy", priority=True),
+    ]
+    DEFAULT_CSS = """
+    TextModal { align: center middle; }
+    TextModal > Vertical { width: 95%; height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    TextModal TextArea { height: 1fr; }
+    """
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import TextArea
+
+        with Vertical():
+            yield Label(self.title_text)
+            yield TextArea(self.text, read_only=True, soft_wrap=True, id="text")
+
+    def on_mount(self) -> None:
+        from textual.widgets import TextArea
+
+        area = self.query_one(TextArea)
+        area.focus()
+        area.move_cursor(area.document.end)
+
+    def action_copy(self) -> None:
+        from textual.widgets import TextArea
+
+        area = self.query_one(TextArea)
+        text = area.selected_text or area.document.get_line(area.cursor_location[0])
+        self.app.copy_to_clipboard(text)
+        self.notify(f"copied {len(text)} characters")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

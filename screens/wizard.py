@@ -677,6 +677,7 @@ class WizardScreen(LabScreen):
         button.display = trap is not None
         if trap is not None:
             button.label = "Use VXLAN Always" if "VXLAN" in str(enc) else "Use IPIP Always"
+            self.call_after_refresh(button.scroll_visible, animate=False)  # the way out is on screen, even at 80x24
 
     def _use_always(self) -> None:
         if self.lab is None or self.current is None:

@@ -53,8 +53,6 @@ class NodesEditor(Vertical):
     NodesEditor #node-full { height: auto; color: $text-muted; margin-bottom: 1; }
     NodesEditor Grid { grid-size: 4; grid-columns: 9 1fr 10 1fr; grid-rows: 1; grid-gutter: 0 1;
         height: auto; }
-    Screen.-narrow NodesEditor Grid { grid-size: 2; grid-columns: 10 1fr; }
-    Screen.-narrow NodesEditor Grid .wide { column-span: 1; }
     NodesEditor Grid Label { width: 100%; text-align: right; color: $text-muted; }
     NodesEditor Grid .wide { column-span: 3; }
     NodesEditor Input { width: 100%; }
@@ -153,6 +151,9 @@ class NodesEditor(Vertical):
             return
         n = self.nodes[index]
         self.editing = index
+        table = self.query_one(DataTable)
+        if table.cursor_row != index:
+            table.move_cursor(row=index)
         self._input("node-name").value = n.get("name", "")
         self._input("node-address").value = n.get("address", "")
         self._input("node-user").value = n.get("user", "") if n.get("user", "ubuntu") != "ubuntu" else ""
