@@ -119,6 +119,15 @@ def keys_as_pressed(app, binding) -> str:
     return " / ".join(dict.fromkeys(shown))
 
 
+def _keymap_path() -> str:
+    from screens.settings import KEYMAP_FILE, config_dir
+
+    try:
+        return str(config_dir() / KEYMAP_FILE)
+    except Exception:  # noqa: BLE001
+        return KEYMAP_FILE
+
+
 class HelpScreen(ModalScreen[None]):
     """F1 / ?: what this screen is for, its keys as the user presses them, and the terms on screen."""
 
@@ -140,12 +149,15 @@ class HelpScreen(ModalScreen[None]):
     def markdown(self) -> str:
         keys = "\n".join(f"| `{keys_as_pressed(self.app, b)}` | {b.description} |"
                          for b in self.bindings if b.description)
+        if self.bindings and "(id " not in keys:
+            keys += "\n\nBinding ids (for the keymap): " + ", ".join(f"`{b.id}`" for b in self.bindings if b.id)
         table = f"\n\n| key | what it does |\n|---|---|\n{keys}" if keys else ""
         common = (
             "\n\n**Everywhere:** `^p` command palette (labs, steps, screens, every action of this screen, themes), "
             "`F1` / `?` this help, `esc` back, `^q` quit. Every command labtui runs is in the command log: "
             "select text with the mouse to copy it (over SSH too), or press `c` in the log to copy the last command. "
-            "Keys can be changed in `keymap.toml` in labtui's config directory (`labtui info` shows where)."
+            f"Keys can be changed by their id in `{_keymap_path()}` (a `[keymap]` table, e.g. "
+            '`"wizard.run" = "ctrl+r"`); the theme you pick in the palette is remembered.'
         )
         return f"# {self.help_title}\n\n{self.text}{table}{self.extra}{common}"
 
