@@ -3,7 +3,7 @@
 Each node gets, inside its own mount namespace (nothing on the test machine changes):
 - a private overlay over /etc (so /etc/containerd, /etc/kubernetes and /etc/apt written by labtui
   are the node's own), with the harness's per-node files bound again on top;
-- cgroup v2 mounted on /sys/fs/cgroup (a current cloud image), unless `cgroup_v1`;
+- cgroup v2 mounted on /sys/fs/cgroup (a current cloud image), or a cgroup v1 layout for `cgroup_v1`;
 - the simulated tools in its /usr/local/bin, before /usr/bin on PATH, with the scenario in
   labtui-build-sim.json and the recorded outputs they replay.
 The cluster's shared state (what the API server would hold) is `lab.dir / "sim-cluster"`.
@@ -37,8 +37,12 @@ def prepare_node(lab, node, *, cgroup_v1: bool = False) -> None:
         if src.exists():
             lines.append(f"  mount --bind {src} /etc/{name}")
     lines.append("fi")
+    # `ip netns exec` gave the node a fresh /sys without cgroup mounts: mount the hierarchy a node has
     if not cgroup_v1:
         lines.append("grep -q ' /sys/fs/cgroup cgroup2 ' /proc/self/mounts || mount -t cgroup2 labtui-cgroup2 /sys/fs/cgroup")
+    else:  # a cgroup v1 host: a tmpfs with one v1 controller hierarchy under it (as on older images)
+        lines.append("grep -q ' /sys/fs/cgroup tmpfs ' /proc/self/mounts || { mount -t tmpfs labtui-cgroup /sys/fs/cgroup && "
+                     "mkdir -p /sys/fs/cgroup/pids && { mount -t cgroup -o pids labtui-pids /sys/fs/cgroup/pids || true; }; }")
     lab.node_exec(node, ["sh", "-c", "\n".join(lines)])
 
 
