@@ -450,6 +450,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
     bird = bird_runs(facts)
     no_sec = [n.name for n in facts.nodes if n.port and not n.port.port_security]
     keys: dict[int, tuple] = {}
+    after_ids: dict[int, set[str]] = {}
     for number in (1, 2, 3, 4):
         key, title, summary, why, trade = OPTION_TEXT[number]
         modes = _target_modes(facts, number)
@@ -498,11 +499,13 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
                                           f"{_plural(len(left), 'path')} blocked: "
                                           f"{first.blocks[0].detail if first.blocks else first.pair}")
         opt.expected = _expected(after, left, new_errors)
+        after_ids[number] = {f.id for f in after.findings}
         keys[number] = (not opt.available, len(left), opt.discouraged, bool(new_errors), len(opt.actions),
                         disruption(facts, opt), number)
         options.append(opt)
     for rank, o in enumerate(sorted(options, key=lambda o: keys[o.number]), 1):
         o.rank = rank
+    diag._after_ids = after_ids  # what each simulated plan leaves, for _link_fixes (not serialised)
     first_ok = min((o for o in options if o.available and not o.discouraged), key=lambda o: o.rank, default=None)
     if first_ok:
         first_ok.recommended = True
@@ -529,11 +532,13 @@ def _link_fixes(diag: Diagnosis) -> None:
     """Which options clear which finding (by simulating each option)."""
     from labtui.doctor.reason import diagnose
 
+    known: dict[int, set[str]] = getattr(diag, "_after_ids", {})
     for opt in diag.options:
         if not opt.available:
             continue
-        after = diagnose(simulate(diag.facts, opt.actions), with_options=False)
-        still = {f.id for f in after.findings}
+        still = known.get(opt.number)
+        if still is None:
+            still = {f.id for f in diagnose(simulate(diag.facts, opt.actions), with_options=False).findings}
         for f in diag.findings:
             if f.severity in (ERROR, WARNING) and f.id not in still:
                 f.fixes.append(opt.number)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+from functools import lru_cache
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -332,6 +333,7 @@ def proto_number(protocol: str | int | None) -> int | None:
     return _PROTO_NAMES.get(text, -1)
 
 
+@lru_cache(maxsize=4096)
 def _addr(cidr: str | None) -> str | None:
     if not cidr:
         return None
@@ -341,6 +343,7 @@ def _addr(cidr: str | None) -> str | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def _net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     if not text:
         return None
@@ -353,6 +356,7 @@ def _net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
             return None
 
 
+@lru_cache(maxsize=4096)
 def _ip(text: str | None):
     if not text:
         return None
@@ -362,6 +366,7 @@ def _ip(text: str | None):
         return None
 
 
+@lru_cache(maxsize=4096)
 def _covers(prefix: str | None, target: str | None) -> bool:
     """Does `prefix` (IP or CIDR) cover the whole of `target` (IP or CIDR)?"""
     p, t = _net(prefix), _net(target)

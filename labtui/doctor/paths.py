@@ -197,6 +197,8 @@ def _join_near(near: list[str]) -> str:
 def _reply_blocks(facts: DoctorFacts, a: Node, b: Node, proto: int, dport: PortSpec) -> list[Block]:
     """The replies of a connection from a to b, as stateless groups see them: a packet from b back to a's
     ephemeral port, which needs its own egress rule on b and ingress rule on a."""
+    if not (stateless(facts, a.port) or stateless(facts, b.port)):
+        return []
     out = []
     for blk in _flow(facts, b, a, proto, dport, b.ip, a.ip, direct=False):
         if blk.code == "sg-ingress" and stateless(facts, a.port) or blk.code == "sg-egress" and stateless(facts, b.port):
