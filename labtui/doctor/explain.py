@@ -434,18 +434,26 @@ def _group_has(facts: DoctorFacts, gids: list[str], proto: str, port: int | None
 
 
 def _explain_direct_sg(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
-    v = vs[0]
-    b = facts.node(v.dst)
-    gids = b.port.security_groups if b.port else []
+    blocks = [b for v in vs for b in v.blocks if b.code in ("sg-ingress", "sg-egress")]
+    egress = bool(blocks) and all(b.code == "sg-egress" for b in blocks)
+    blocking = facts.node(blocks[0].node if blocks else vs[0].dst)
+    gids = blocking.port.security_groups if blocking.port else []
     gnames = _join(facts.groups[g].label if g in facts.groups else g for g in gids) or "(none)"
-    title = f"Security group {gnames} does not let pod addresses in (direct pod traffic in pool {pool.name})"
+    gref = facts.groups[gids[0]].label if gids and gids[0] in facts.groups else "SG"
+    word, where = ("out", "out of the sending node") if egress else ("in", "into the destination node")
+    title = f"Security group {gnames} does not let pod addresses {word} (direct pod traffic in pool {pool.name})"
     text = (
         f"Pod traffic in pool {pool.name} ({pool.cidr}, {pool.modes}) travels unencapsulated for "
         f"{_pairs_text([x.pair for x in vs], len(facts.nodes))}. The ports allow the pod addresses (no anti-spoofing "
-        f"drop), but the ingress rules of {gnames} do not cover sources in {pool.cidr} for every protocol, so "
-        f"Neutron drops the packets on the way into the destination node. Allow the pod CIDR in: "
-        f"`openstack security group rule create --remote-ip {pool.cidr} {facts.groups[gids[0]].label if gids and gids[0] in facts.groups else 'SG'}`."
-    )
+        f"drop), but the {'egress' if egress else 'ingress'} rules of {gnames} do not cover "
+        f"{'destinations' if egress else 'sources'} in {pool.cidr} for every protocol, so Neutron drops the packets "
+        f"on the way {where}.")
+    causes_list = causes(facts, vs, pool)
+    if len(causes_list) > 1:
+        text += "\n\n" + _causes_text(facts, vs, pool)
+    cmd = shlex.join(["openstack", "security", "group", "rule", "create"] + (["--egress"] if egress else [])
+                     + ["--remote-ip", pool.cidr, gref])
+    text += f" Allow the pod CIDR {word}: `{cmd}`."
     return title, text
 
 
