@@ -24,6 +24,7 @@ from labtui.doctor.model import (
     Pool,
     Unchecked,
     active_pools,
+    bird_runs,
     node_subnet,
     pool_path,
 )
@@ -294,7 +295,7 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
             text += "\n\n" + _causes_text(facts, vs, pool)
         text += (
             f"\n\nSwitching Calico to direct routing (no encapsulation) would fail for the same reason."
-            f"{_vxlan_note(facts, pool) or _ipip_note(facts)} "
+            f"{_vxlan_note(facts, pool) or _ipip_note(facts, pool)} "
             f"The fix is either to encapsulate every cross-node packet, so the outer source is the node's own address "
             f"(IPIP Always with IP protocol 4 allowed between the nodes, or VXLAN Always with UDP "
             f"{facts.calico.vxlan_udp_port}), or to let the ports send pod addresses (the pod CIDR as an "
@@ -335,8 +336,9 @@ def _vxlan_note(facts: DoctorFacts, pool: Pool) -> str:
             f"vxlanMode Always is enough.")
 
 
-def _ipip_note(facts: DoctorFacts) -> str:
-    """The incident's second part: would IPIP pass the security groups today?"""
+def _ipip_note(facts: DoctorFacts, pool: Pool | None = None) -> str:
+    """The incident's second part: would IPIP pass the security groups today? (If it would, and the pool
+    is IPIP CrossSubnet with BGP on, one mode change is the whole fix: say so.)"""
     from labtui.doctor.fixes import _node_group
 
     home = _node_group(facts)
@@ -350,6 +352,12 @@ def _ipip_note(facts: DoctorFacts) -> str:
         return (f" And switching to IPIP Always alone is not enough either: security group "
                 f"{g.label if g else home} has no rule that lets IP protocol 4 in from the other nodes, so the "
                 f"encapsulated packets would be dropped on the way in.")
+    every = all(x.port is not None and y.port is not None
+                and _allowing_rule(facts, y.port, "ingress", IPIP_PROTO, None, x.port, x.ip) is not None
+                for x in facts.nodes for y in facts.nodes if x is not y)
+    if every and pool is not None and pool.ipip_mode == "CrossSubnet" and bird_runs(facts) is not False:
+        return (" The security groups already let IP protocol 4 in between the nodes, so setting the pool to "
+                "ipipMode Always is enough.")
     return ""
 
 
