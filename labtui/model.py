@@ -190,6 +190,28 @@ class NodeSpec(BaseModel):
         return v
 
 
+class ProvisionSpec(BaseModel):
+    """How labtui provisions the lab's machines on the plan's cloud (the Provision stage).
+
+    A plan with a `provision` block gets its servers from labtui; without one the lab adopts
+    machines that exist already (the stage is skipped with that reason). The plan's node
+    addresses are the fixed IPs the servers' ports get on the node subnet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = None  # name or id; None: the best Ubuntu 24.04 / 22.04 / Debian 12 image
+    login_user: str | None = None  # None: guessed from the image's metadata or name
+    flavor_control_plane: str | None = None  # None: the smallest flavor kubeadm accepts
+    flavor_worker: str | None = None
+    network: str | None = None  # an existing tenant network (name or id); None: labtui creates one
+    external_network: str | None = None  # router gateway + floating IP on the control plane
+    floating_ip: bool = True  # only with an external network
+    ssh_cidr: str | None = None  # SSH 22 from here; None: your own address as the cloud sees it
+    keypair: str | None = None  # an existing keypair; None: import public_key_file
+    public_key_file: str = "~/.ssh/id_ed25519.pub"
+    availability_zone: str | None = None
+
+
 class Plan(BaseModel):
     """A lab plan. Construct through `Plan.parse(...)` to get field-named, actionable errors."""
 
@@ -204,6 +226,7 @@ class Plan(BaseModel):
     kubernetes: str = DEFAULT_KUBERNETES
     calico: str = DEFAULT_CALICO
     encapsulation: Encapsulation = Encapsulation.IPIP
+    provision: ProvisionSpec | None = None  # None: adopt existing machines
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Plan":

@@ -1,0 +1,482 @@
+"""The cloud resources the Provision stage creates, as change kinds.
+
+Each kind renders the exact `openstack ...` command and the API call (on the Action), tells
+whether its resource already exists *created by this lab* (by the lab's tag, else the lab's
+description for a resource killed between its create and its tag; a keypair by its public key),
+creates it, and reverts by deleting it (404 = already gone).
+
+A resource with the lab's name that this lab did not create is refused, never adopted: the
+message names it and what to do. A resource of this lab that exists but is not in the lab's
+record (the previous run was killed after the create) is recorded on the next run instead of
+being created a second time.
+
+Action.data: lab, tag, name, `attrs` (the create body without the ids of other resources) and
+`refs` ({attr: [kind, name]}: ids looked up at run time, since the network or the group may be
+created earlier in the same run).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from typing import Any
+
+from labtui.changes import Applied, ChangeKind, register
+from labtui.errors import LabError
+from labtui.provision_plan import DESCRIPTION
+from labtui.steps import Action, Risk
+
+TITLES = {"network": "network", "subnet": "subnet", "router": "router", "security-group": "security group",
+          "port": "port", "server": "server", "floating-ip": "floating IP", "keypair": "keypair",
+          "sg-rule": "security-group rule", "router-interface": "router interface"}
+
+
+def _conn(ctx: Any):
+    from labtui.stages.cloud import service
+
+    return service(ctx)
+
+
+def _cache(ctx: Any) -> dict[tuple[str, str], str]:
+    cache = getattr(ctx.memo, "provision_ids", None)
+    if cache is None:
+        cache = {}
+        ctx.memo.provision_ids = cache  # per-run: names -> ids of this lab's resources
+    return cache
+
+
+def ours(info: dict[str, Any], tag: str, lab: str) -> bool:
+    """Created by this lab: its tag, or (killed between create and tag) the lab's description."""
+    return tag in (info.get("tags") or []) or (info.get("description") or "") == DESCRIPTION.format(lab=lab)
+
+
+def clash(kind: str, name: str, rid: str, cloud: str, lab: str) -> LabError:
+    noun = TITLES.get(kind, kind)
+    return LabError(f"cloud {cloud}: a {noun} named {name} ({rid}) already exists and was not created by lab {lab}",
+                    f"labtui never adopts or changes it: rename or delete it yourself (`openstack {noun} show {rid}`), "
+                    "or give this lab another name", code="name-clash")
+
+
+def recorded_ids(ctx: Any, kind: str) -> set[str]:
+    return {str((c.revert_data or {}).get("id")) for c in ctx.store.changes(ctx.session.id)
+            if c.kind == kind and not c.reverted}
+
+
+def resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
+    """The id of this lab's resource `name` (created earlier in this run or before)."""
+    from labtui.adapters import provision as p
+
+    cache = _cache(ctx)
+    if (kind, name) in cache:
+        return cache[(kind, name)]
+    c = _conn(ctx)
+    found = [o for o in p.find(c, kind, name=name) if ours(o, tag, lab)]
+    if not found:
+        raise LabError(f"cloud {c.name}: the lab's {TITLES[kind]} {name} does not exist",
+                       "run the Provision stage from its first step (labtui provision NAME)", code="missing-resource")
+    cache[(kind, name)] = found[0]["id"]
+    return found[0]["id"]
+
+
+class CloudResource(ChangeKind):
+    """A named, tagged resource of the lab's project."""
+
+    layer = "cloud"
+    res: str = ""  # adapters.provision.KINDS key
+    taggable = True
+
+    # -- finding
+    def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
+        """This lab's resource, or None; raises the name clash for someone else's."""
+        from labtui.adapters import provision as p
+
+        d = action.data
+        c = _conn(ctx)
+        for o in p.find(c, self.res, name=d["name"]):
+            if not ours(o, d["tag"], d["lab"]):
+                raise clash(self.res, d["name"], o["id"], c.name, d["lab"])
+            return o
+        return None
+
+    def applied(self, ctx: Any, action: Action) -> bool | None:
+        info = self.existing(ctx, action)
+        if info is None:
+            return False
+        if info["id"] not in recorded_ids(ctx, self.kind):
+            return None  # ours but not recorded (the last run was killed): run() records it
+        _cache(ctx)[(self.res, action.data["name"])] = info["id"]
+        return True
+
+    def body(self, ctx: Any, action: Action) -> dict[str, Any]:
+        d = action.data
+        attrs = dict(d.get("attrs") or {})
+        for attr, (kind, name) in (d.get("refs") or {}).items():
+            rid = resolve(ctx, kind, name, d["lab"], d["tag"])
+            attrs[attr] = [rid] if attr in (d.get("list_refs") or ()) else rid
+        return attrs
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        from labtui.adapters import provision as p
+
+        d = action.data
+        c = _conn(ctx)
+        info = self.existing(ctx, action)
+        note = ""
+        if info is not None:
+            if info["id"] in recorded_ids(ctx, self.kind):
+                _cache(ctx)[(self.res, d["name"])] = info["id"]
+                return Applied(False, note="exists, created by this lab", result=info)
+            note = "found from an interrupted run: recorded now, not created again"
+        else:
+            info = p.create(c, self.res, self.body(ctx, action), api=action.api or "", command=action.command)
+        if self.taggable and d["tag"] not in (info.get("tags") or []):
+            p.tag(c, self.res, info["id"], sorted(set(info.get("tags") or []) | {d["tag"]}))
+        _cache(ctx)[(self.res, d["name"])] = info["id"]
+        return Applied(True, {"id": info["id"], "name": d["name"], "lab": d["lab"], "tag": d["tag"]}, result=info,
+                       revert_command=self.delete_command(info["id"]), target=d["name"], note=note)
+
+    def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
+        return None  # the create returned the resource; the stage's check reads them all again
+
+    def delete_command(self, rid: str) -> str:
+        return f"openstack {TITLES[self.res]} delete {rid}"
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        from labtui.adapters import provision as p
+
+        data = change.revert_data or {}
+        rid = data.get("id")
+        if not rid:
+            raise LabError(f"change #{change.id} ({change.description}) has no resource id", "delete it by hand",
+                           code="no-revert")
+        c = _conn(ctx)
+        info = p.get(c, self.res, rid)
+        if info is None:
+            return "already gone"
+        if self.taggable and not ours(info, data.get("tag", ""), data.get("lab", "")):
+            raise LabError(f"cloud {c.name}: {TITLES[self.res]} {rid} no longer carries lab {data.get('lab')}'s tag",
+                           "labtui deletes only what this lab created; delete it by hand if it is yours",
+                           code="not-ours")
+        self.before_delete(ctx, c, rid, info)
+        if not p.delete(c, self.res, rid, command=change.revert_command):
+            return "already gone"
+        self.after_delete(ctx, c, rid)
+        return f"deleted {TITLES[self.res]} {info.get('name') or rid}"
+
+    def before_delete(self, ctx: Any, c: Any, rid: str, info: dict[str, Any]) -> None:
+        pass
+
+    def after_delete(self, ctx: Any, c: Any, rid: str) -> None:
+        pass
+
+
+@register
+class Network(CloudResource):
+    kind = "cloud.network"
+    res = "network"
+
+
+@register
+class Subnet(CloudResource):
+    kind = "cloud.subnet"
+    res = "subnet"
+
+
+@register
+class Router(CloudResource):
+    kind = "cloud.router"
+    res = "router"
+
+    def before_delete(self, ctx: Any, c: Any, rid: str, info: dict[str, Any]) -> None:
+        # interfaces on the lab's own subnets (an interrupted run may not have recorded them)
+        from labtui.adapters import provision as p
+
+        ports = c.call("list the router's ports", f"GET /v2.0/ports?device_id={rid}",
+                       lambda: list(c.conn.network.ports(device_id=rid)))
+        tag = _tag_of(info)
+        mine = {s["id"] for s in p.find(c, "subnet", tag=tag)} if tag else set()
+        for port in ports:
+            if (port.device_owner or "").startswith("network:router_interface"):
+                for f in port.fixed_ips or []:
+                    if f.get("subnet_id") in mine:
+                        p.remove_router_interface(c, rid, f["subnet_id"])
+
+
+def _tag_of(info: dict[str, Any]) -> str | None:
+    from labtui.provision_plan import TAG_PREFIX
+
+    return next((t for t in info.get("tags") or [] if t.startswith(TAG_PREFIX)), None)
+
+
+@register
+class SecurityGroup(CloudResource):
+    kind = "cloud.security-group"
+    res = "security-group"
+
+
+@register
+class Port(CloudResource):
+    kind = "cloud.port"
+    res = "port"
+
+
+@register
+class FloatingIP(CloudResource):
+    """A floating IP on a node's port; found by the lab's tag and the port it serves."""
+
+    kind = "cloud.floating-ip"
+    res = "floating-ip"
+
+    def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
+        from labtui.adapters import provision as p
+
+        d = action.data
+        c = _conn(ctx)
+        port_id = resolve(ctx, "port", d["port_name"], d["lab"], d["tag"])
+        for o in p.find(c, "floating-ip", tag=d["tag"]):
+            if o.get("port_id") == port_id:
+                return o
+        return None
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        applied = super().run(ctx, action)
+        if applied.changed:
+            applied.target = action.data["name"]
+            applied.note = (applied.note + "; " if applied.note else "") + f"address {applied.result.get('address')}"
+        return applied
+
+    def delete_command(self, rid: str) -> str:
+        return f"openstack floating ip delete {rid}"
+
+
+@register
+class Server(CloudResource):
+    """One server per plan node. run() only asks for it (POST): the stage waits for all the
+    servers together, so four servers build in parallel. A server of this lab in ERROR is
+    deleted and asked for again (its old record marked reverted): the retry recreates only it."""
+
+    kind = "cloud.server"
+    res = "server"
+    taggable = False  # Nova takes the tags in the create (microversion 2.52)
+
+    def applied(self, ctx: Any, action: Action) -> bool | None:
+        info = self.existing(ctx, action)
+        if info is not None and info.get("status") == "ERROR":
+            return False
+        return super().applied(ctx, action)
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        from labtui.adapters import provision as p
+
+        info = self.existing(ctx, action)
+        if info is not None and info.get("status") == "ERROR":
+            c = _conn(ctx)
+            ctx.warn(f"server {info['name']} is in ERROR ({info.get('fault') or 'no fault given'}): deleting it to "
+                     "create it again", node=action.target)
+            p.delete(c, "server", info["id"])
+            p.wait_gone(c, "server", info["id"])
+            for ch in ctx.store.changes(ctx.session.id):
+                if ch.kind == self.kind and not ch.reverted and (ch.revert_data or {}).get("id") == info["id"]:
+                    ctx.store.mark_reverted(ch.id)
+        return super().run(ctx, action)
+
+    def body(self, ctx: Any, action: Action) -> dict[str, Any]:
+        d = action.data
+        attrs = dict(d["attrs"])
+        port_id = resolve(ctx, "port", d["port_name"], d["lab"], d["tag"])
+        attrs["networks"] = [{"port": port_id}]
+        attrs["tags"] = [d["tag"]]
+        attrs["description"] = DESCRIPTION.format(lab=d["lab"])
+        return attrs
+
+    def before_delete(self, ctx: Any, c: Any, rid: str, info: dict[str, Any]) -> None:
+        pass
+
+    def after_delete(self, ctx: Any, c: Any, rid: str) -> None:
+        from labtui.adapters import provision as p
+
+        p.wait_gone(c, "server", rid)  # the group and the network can go only after the server
+
+
+@register
+class Keypair(CloudResource):
+    """An imported public key (never a private key). Ours when the key in the cloud is the user's."""
+
+    kind = "cloud.keypair"
+    res = "keypair"
+    taggable = False
+
+    def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
+        from labtui.adapters import provision as p
+
+        d = action.data
+        c = _conn(ctx)
+        for o in p.find(c, "keypair", name=d["name"]):
+            if (o.get("public_key") or "").split()[:2] != d["attrs"]["public_key"].split()[:2]:
+                raise LabError(f"cloud {c.name}: a keypair named {d['name']} already exists with another public key",
+                               f"labtui never replaces it: delete it (`openstack keypair delete {d['name']}`) if it is "
+                               "an old one of this lab, or name an existing keypair in the plan (provision.keypair)",
+                               code="name-clash")
+            return o
+        return None
+
+    def body(self, ctx: Any, action: Action) -> dict[str, Any]:
+        return dict(action.data["attrs"])
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        applied = super().run(ctx, action)
+        if applied.changed:
+            applied.revert_data["public_key"] = action.data["attrs"]["public_key"]
+        return applied
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        from labtui.adapters import provision as p
+
+        data = change.revert_data or {}
+        c = _conn(ctx)
+        found = p.find(c, "keypair", name=data.get("name") or data.get("id"))
+        if not found:
+            return "already gone"
+        if (found[0].get("public_key") or "").split()[:2] != (data.get("public_key") or "").split()[:2]:
+            raise LabError(f"cloud {c.name}: keypair {data.get('name')} now holds another public key",
+                           "labtui deletes only the key it imported; delete it by hand if it is yours", code="not-ours")
+        p.delete(c, "keypair", data.get("name") or data["id"], command=change.revert_command)
+        return f"deleted keypair {data.get('name')}"
+
+
+@register
+class SGRule(ChangeKind):
+    """A rule of the lab's own new group (from the requirements engine). Exists = the same rule
+    is in the group (HTTP 409 counts as done); deleting the group deletes its rules."""
+
+    kind = "cloud.sg-rule"
+    layer = "cloud"
+
+    def _group(self, ctx: Any, action: Action) -> str:
+        d = action.data
+        return resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
+
+    def _attrs(self, ctx: Any, action: Action) -> dict[str, Any]:
+        from labtui.provision_plan import RuleSpec
+
+        return RuleSpec(**action.data["rule"]).attrs(self._group(ctx, action))
+
+    def _find(self, ctx: Any, action: Action) -> str | None:
+        c = _conn(ctx)
+        attrs = self._attrs(ctx, action)
+        gid = attrs["security_group_id"]
+        rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
+                       lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
+        for r in rules:
+            if (r.direction, r.ether_type, r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id,
+                    r.remote_ip_prefix) == ("ingress", "IPv4", attrs.get("protocol"), attrs.get("port_range_min"),
+                                            attrs.get("port_range_max"), attrs.get("remote_group_id"),
+                                            attrs.get("remote_ip_prefix")):
+                return r.id
+        return None
+
+    def applied(self, ctx: Any, action: Action) -> bool | None:
+        return self._find(ctx, action) is not None
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        from labtui.adapters import provision as p
+        from labtui.adapters.openstack import _Expected
+
+        c = _conn(ctx)
+        attrs = self._attrs(ctx, action)
+        try:
+            info = c.call("create the rule", action.api or "POST /v2.0/security-group-rules",
+                          lambda: c.conn.network.create_security_group_rule(**attrs), command=action.command,
+                          ok_codes=(409,))
+        except _Expected:
+            return Applied(False, note="the group has this rule already (HTTP 409)")
+        rid = info.id
+        return Applied(True, {"id": rid, "group_id": attrs["security_group_id"], "lab": action.data["lab"]},
+                       result={"id": rid, "protocol": info.protocol}, target=action.data["group"],
+                       revert_command=f"openstack security group rule delete {rid}")
+
+    def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        from labtui.adapters import provision as p
+
+        rid = (change.revert_data or {}).get("id")
+        c = _conn(ctx)
+        if not rid or not p.delete(c, "sg-rule", rid, command=change.revert_command):
+            return "already gone"
+        return f"deleted rule {rid}"
+
+
+@register
+class RouterInterface(ChangeKind):
+    kind = "cloud.router-interface"
+    layer = "cloud"
+
+    def _ids(self, ctx: Any, action: Action) -> tuple[str, str]:
+        d = action.data
+        return (resolve(ctx, "router", d["router"], d["lab"], d["tag"]),
+                resolve(ctx, "subnet", d["subnet"], d["lab"], d["tag"]))
+
+    def applied(self, ctx: Any, action: Action) -> bool | None:
+        from labtui.adapters import provision as p
+
+        router, subnet = self._ids(ctx, action)
+        return bool(p.router_has_interface(_conn(ctx), router, subnet))
+
+    def run(self, ctx: Any, action: Action) -> Applied:
+        from labtui.adapters import provision as p
+
+        router, subnet = self._ids(ctx, action)
+        c = _conn(ctx)
+        if p.router_has_interface(c, router, subnet):
+            return Applied(False, note="the router has this subnet already")
+        p.add_router_interface(c, router, subnet)
+        return Applied(True, {"router": router, "subnet": subnet}, target=action.data["router"],
+                       revert_command=f"openstack router remove subnet {router} {subnet}")
+
+    def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
+        return None
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        from labtui.adapters import provision as p
+
+        d = change.revert_data or {}
+        if not p.remove_router_interface(_conn(ctx), d["router"], d["subnet"]):
+            return "already gone"
+        return "removed the subnet from the router"
+
+
+# ----------------------------------------------------------------------------- building actions
+
+
+def resource_action(res: str, *, lab: str, tag: str, name: str, title: str, command: str, attrs: dict[str, Any],
+                    refs: dict[str, list[str]] | None = None, target: str | None = None, **extra: Any) -> Action:
+    """An Action that creates one of this lab's resources (kind `cloud.<res>`)."""
+    from labtui.adapters.provision import KINDS
+
+    body = dict(attrs)
+    for attr, (kind, rname) in (refs or {}).items():
+        body[attr] = f"<id of {TITLES[kind]} {rname}>"
+    api = f"POST {KINDS[res][2]} " + json.dumps({res.replace('-', '_'): _api_body(body)}, sort_keys=True, default=str)
+    if res in ("network", "subnet", "router", "security-group", "port", "floating-ip"):
+        api += f", then PUT {KINDS[res][2]}/<id>/tags {{\"tags\": [\"{tag}\"]}}"
+    kind_name = f"cloud.{res}"
+    return Action(id=f"{res}:{name}", title=title, command=command, kind="openstack", target=target or name,
+                  risk=Risk.CHANGE, change=kind_name, api=api,
+                  revert=f"openstack {TITLES[res]} delete {shlex.quote(name)}",
+                  data={"lab": lab, "tag": tag, "name": name, "attrs": attrs, "refs": refs or {}, **extra})
+
+
+def _api_body(body: dict[str, Any]) -> dict[str, Any]:
+    out = dict(body)
+    if "user_data" in out:
+        out["user_data"] = f"<cloud-config, {len(out['user_data'])} bytes, base64>"
+    if "public_key" in out:
+        out["public_key"] = out["public_key"].split()[0] + " ..."
+    return out
+
+
+def wait_note(start: float) -> str:
+    return f"{time.monotonic() - start:.1f}s"

@@ -1,0 +1,82 @@
+"""`labtui provision` / `labtui teardown` against the real OpenStack API (Keystone, Neutron, Nova
+with the fake virt driver, Glance, Placement), in a project of this module's own."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.provision.conftest import EXT_NET, NODE_SUBNET, NODES
+
+pytestmark = [pytest.mark.openstack, pytest.mark.timeout(600)]
+
+
+def cloud_changes(store, lab):
+    rec = store.get_session(lab)
+    return [c for c in store.changes(rec.id) if c.kind.startswith("cloud.")]
+
+
+def test_provision_from_an_empty_project_then_the_cloud_check_is_clean(make_lab, labtui, store, empty):
+    lab = make_lab("lab1")
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    assert code == 0, err[-3000:]
+    data = json.loads(out)
+    assert [s["state"] for s in data["steps"]] == ["done"] * 7 or data["steps"][-1]["step"] == "host-keys"
+    conn = empty.conn()
+    pid = conn.current_project_id
+    nets = [n for n in conn.network.networks(project_id=pid) if n.name == "labtui-lab1-net"]
+    assert len(nets) == 1 and "labtui-lab:lab1" in nets[0].tags
+    subnet = next(conn.network.subnets(network_id=nets[0].id))
+    assert subnet.cidr == NODE_SUBNET
+    router = next(r for r in conn.network.routers(project_id=pid) if r.name == "labtui-lab1-router")
+    assert router.external_gateway_info["network_id"] == conn.network.find_network(EXT_NET).id
+    assert any(f.get("subnet_id") == subnet.id for p in conn.network.ports(device_id=router.id) for f in p.fixed_ips)
+    group = conn.network.find_security_group("labtui-lab1", project_id=pid)
+    rules = [r for r in conn.network.security_group_rules(security_group_id=group.id) if r.direction == "ingress"]
+    by_proto = {(r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id, r.remote_ip_prefix) for r in rules}
+    assert ("4", None, None, group.id, None) in by_proto  # IP protocol 4 from the group itself
+    assert not any(r.protocol == "ipip" for r in rules)
+    assert ("tcp", 179, 179, group.id, None) in by_proto  # BGP
+    assert ("tcp", 6443, 6443, group.id, None) in by_proto
+    assert ("tcp", 10250, 10250, group.id, None) in by_proto
+    assert ("tcp", 30000, 32767, group.id, None) in by_proto
+    assert ("tcp", 22, 22, None, "198.51.100.7/32") in by_proto
+    kp = conn.compute.get_keypair("labtui-lab1")
+    assert kp.public_key.split()[1] in (empty.clouds_yaml.parent.parent.glob("*") and kp.public_key)
+    servers = {s.name: s for s in conn.compute.servers(details=True)}
+    assert sorted(servers) == sorted(f"labtui-lab1-{n['name']}" for n in NODES)
+    adm = empty.admin()
+    for n in NODES:
+        s = servers[f"labtui-lab1-{n['name']}"]
+        assert s.status == "ACTIVE"
+        assert "labtui-lab:lab1" in s.tags
+        ips = {a["addr"] for v in s.addresses.values() for a in v}
+        assert n["address"] in ips
+        full = adm.compute.get_server(s.id)
+        user_data = base64.b64decode(full.user_data).decode()
+        assert user_data.startswith("#cloud-config") and "br_netfilter" in user_data and "swapoff -a" in user_data
+        assert f"hostname: {n['name']}" in user_data
+    fips = [ip for ip in conn.network.ips(project_id=pid) if "labtui-lab:lab1" in (ip.tags or [])]
+    cp_port = next(conn.network.ports(project_id=pid, name="labtui-lab1-cp1"))
+    assert len(fips) == 1 and fips[0].port_id == cp_port.id
+    # the plan's nodes: login user from the image metadata
+    plan = store.get_session(lab).plan
+    assert {n["user"] for n in plan["nodes"]} == {"ubuntu"}
+    # the cloud check finds nothing missing (the same requirements engine)
+    code, out, err = labtui("cloud", "check", lab, "--json")
+    report = json.loads(out)
+    assert code == 0, [r for r in report["requirements"] if r["status"] != "satisfied"]
+    # every created resource is recorded with its delete
+    kinds = sorted({c.kind for c in cloud_changes(store, lab)})
+    assert {"cloud.network", "cloud.subnet", "cloud.router", "cloud.router-interface", "cloud.security-group",
+            "cloud.sg-rule", "cloud.keypair", "cloud.port", "cloud.server", "cloud.floating-ip"} <= set(kinds)
+
+    # (2) a second run creates nothing and records nothing
+    before = len(cloud_changes(store, lab))
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    assert code == 0, err[-3000:]
+    assert len(cloud_changes(store, lab)) == before
+    assert len(list(conn.compute.servers())) == 4
+    assert "POST /v2.0/networks" not in err and "POST /compute/v2.1/servers " not in err
