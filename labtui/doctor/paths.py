@@ -37,6 +37,7 @@ from labtui.doctor.model import (
     pool_path,
     same_subnet,
 )
+from labtui.net.check import ports_cover, protocol_admits
 
 # Linux's default net.ipv4.ip_local_port_range: where the replies of a TCP connection come back to
 EPHEMERAL = (32768, 60999)
@@ -68,23 +69,22 @@ def stateless(facts: DoctorFacts, port: Port | None) -> bool:
     return any(not g.stateful for g in _groups_of(facts, port))
 
 
-def _ports_ok(rule: Rule, dport: PortSpec) -> bool:
-    if rule.port_min is None:
-        return True
-    hi = rule.port_max if rule.port_max is not None else rule.port_min
-    if dport is None:
-        return rule.port_min <= 1 and hi >= 65535
-    lo_w, hi_w = dport if isinstance(dport, tuple) else (dport, dport)
-    return rule.port_min <= lo_w and hi_w <= hi
+# the doctor's protocol numbers as the one rule evaluator (labtui.net.check) names them
+_WANTED = {IPIP_PROTO: "4", TCP: "tcp", UDP: "udp", ICMP: "icmp"}
 
 
 def _proto_ok(rule: Rule, proto: int | None, dport: PortSpec) -> bool:
-    rp = rule.proto_number()
-    if rp is None:
-        return True
-    if proto is None or rp != proto:
+    """Does the rule carry this protocol and port? Through labtui.net.check's `protocol_admits` and
+    `ports_cover`, the tests the cloud check uses (a rule named 'ipip' counts as 4 here; the doctor
+    flags it apart). `dport` None for TCP/UDP means every port."""
+    wanted = None if proto is None else _WANTED.get(proto, str(proto))
+    how = protocol_admits(rule.protocol, wanted)
+    if how is None:
         return False
-    return proto not in (TCP, UDP) or _ports_ok(rule, dport)
+    if how == "any" or proto not in (TCP, UDP):
+        return True
+    lo, hi = dport if isinstance(dport, tuple) else ((1, 65535) if dport is None else (dport, dport))
+    return ports_cover(rule.port_min, rule.port_max, lo, hi)
 
 
 def _rule_matches(rule: Rule, proto: int | None, dport: PortSpec, src_port: Port | None,

@@ -708,6 +708,23 @@ def _net(cidr: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
         return None
 
 
+def protocol_admits(rule_protocol: str | None, wanted: str | None) -> str | None:
+    """The one protocol test, shared by the cloud check and the doctor: does a rule with this protocol
+    carry `wanted` ("4", "tcp", "udp", "icmp", a number, or None for every protocol)? None if not, else
+    "any" (an any-protocol rule), "exact", or "ipip-name" (the name 'ipip', which Neutron maps to 4 but
+    old iptables drivers render as 94)."""
+    return _proto_match(rule_protocol, wanted)
+
+
+def ports_cover(rule_min: int | None, rule_max: int | None, want_min: int | None, want_max: int | None) -> bool:
+    """The one port-range test: a rule without ports covers every port; a wanted range without ports
+    (protocol 4) is covered by any rule; otherwise the rule's range holds the whole wanted range."""
+    if want_min is None or rule_min is None:
+        return True
+    hi = rule_max if rule_max is not None else rule_min
+    return rule_min <= want_min and hi >= (want_max if want_max is not None else want_min)
+
+
 def _proto_match(rule_proto: str | None, wanted: str | None) -> str | None:
     """None if the rule does not carry the protocol, else "any" / "exact" / "ipip-name"."""
     if rule_proto is None:
@@ -1007,10 +1024,7 @@ class _Eval:
 
 
 def _rule_ports_ok(rule: SGRule, req: Requirement, pm: str) -> bool:
-    if req.port_min is None or rule.port_range_min is None:
-        return True
-    hi = rule.port_range_max if rule.port_range_max is not None else rule.port_range_min
-    return rule.port_range_min <= req.port_min and hi >= (req.port_max if req.port_max is not None else req.port_min)
+    return ports_cover(rule.port_range_min, rule.port_range_max, req.port_min, req.port_max)
 
 
 def _pair_covers(port: NodePort, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
