@@ -19,8 +19,6 @@ import subprocess
 import sys
 import time
 
-import yaml
-
 BIN = os.path.dirname(os.path.abspath(__file__))
 CONF = json.load(open(os.path.join(BIN, "labtui-build-sim.json")))
 NODE_STATE = "/tmp/labtui-sim/node.json"
@@ -551,6 +549,8 @@ def kubectl():
         if args[:1] in (["create"], ["apply"]):
             files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
             for f in files:
+                import yaml  # only here: every other call starts faster
+
                 text = open(f).read() if f != "-" else sys.stdin.read()
                 for doc in yaml.safe_load_all(text):
                     if not doc:

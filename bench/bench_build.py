@@ -1,0 +1,107 @@
+"""Preparing nodes for kubeadm in parallel: container runtime + Kubernetes packages on four real
+sshd nodes with the SIMULATED tools of tests/build/simulation (fixed delays stand for apt's
+downloads and service restarts).
+
+Target: wall time of the four nodes together <= 1.2 x the slowest node alone.
+
+For each node alone (a one-node plan, the node as its control plane), then for the four nodes
+together: fresh nodes (sshd restarted: new /tmp and /etc overlay, tools reinstalled), then the
+Kubernetes stage's 'containerd' and 'kube-packages' steps through the Runner (check, plan, the
+executor, verify), timed from the first check to the last verify. Runs alternate; medians compared.
+
+Needs root (network namespaces, sshd):
+
+    .venv/bin/python bench/bench_build.py [--runs 3] [--apt-update 0.3] [--apt-install 0.6] [--restart 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NAMES = ["bcp", "bw1", "bw2", "bw3"]
+
+
+def prepare(lab, nodes, store, name: str, delays: dict) -> float:
+    """Seconds for containerd + packages on `nodes` (a list of LabNode) from fresh."""
+    from labtui.adapters.ssh import configure_session_ssh
+    from labtui.session import LabSession
+    from labtui.stages import wizard_for
+    from labtui.steps import StepState
+    from tests.build.conftest import ADMIN_CONF
+    from tests.build.simulation import tools
+
+    for node in lab.nodes:
+        lab.restart_node(node)
+    tools.install(lab, admin_conf=ADMIN_CONF.format(address=lab.nodes[0].address), delays=delays)
+    specs = [s for s in lab.node_specs() if s["name"] in {n.name for n in nodes}]
+    for i, s in enumerate(specs):
+        s["role"] = "control-plane" if i == 0 else "worker"
+    plan = dict(lab.plan_data(name), nodes=specs, kubernetes="1.36")
+    store.create_session(name, cloud=None, wizard="kubernetes", plan=plan)
+    with LabSession(store, name, confirm=lambda actions: True) as lab_session:
+        configure_session_ssh(lab_session.ctx, user_known_hosts=[lab.known_hosts], headless=True, connect_timeout=5.0,
+                              look_for_keys=False)
+        wizard = wizard_for("kubernetes")
+        runner = lab_session.runner(wizard)
+        started = time.monotonic()
+        for step_id in ("containerd", "kube-packages"):
+            out = runner.run_step(wizard.step(step_id))
+            if out.state != StepState.DONE:
+                raise SystemExit(f"{name}: {step_id} failed: {out.detail}")
+        return time.monotonic() - started
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--apt-update", type=float, default=0.3)
+    ap.add_argument("--apt-install", type=float, default=0.6)
+    ap.add_argument("--restart", type=float, default=0.2)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, sshd)", file=sys.stderr)
+        return 2
+    delays = {"apt-update": args.apt_update, "apt-install": args.apt_install, "restart": args.restart,
+              "download": 0.05}
+    home = tempfile.mkdtemp(prefix="labtui-bench-build-")
+    os.environ["LABTUI_HOME"] = home
+    from labtui.store import Store
+    from tests.harness.sshnodes import SSHNodes
+
+    alone: dict[str, list[float]] = {n: [] for n in NAMES}
+    together: list[float] = []
+    store = Store()
+    with SSHNodes(4, names=NAMES) as lab:
+        for run in range(args.runs):
+            for node in lab.nodes:
+                alone[node.name].append(prepare(lab, [node], store, f"alone-{node.name}-{run}", delays))
+            together.append(prepare(lab, lab.nodes, store, f"together-{run}", delays))
+    store.close()
+    medians = {n: statistics.median(v) for n, v in alone.items()}
+    slowest = max(medians.values())
+    wall = statistics.median(together)
+    ratio = wall / slowest
+    result = {
+        "nodes": len(NAMES), "runs": args.runs, "delays_s": delays,
+        "alone_median_s": {n: round(v, 3) for n, v in medians.items()},
+        "slowest_alone_s": round(slowest, 3), "four_together_s": round(wall, 3),
+        "four_together_runs_s": [round(x, 3) for x in together],
+        "ratio": round(ratio, 3), "target": 1.2, "ok": ratio <= 1.2,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(json.dumps(result, indent=2))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
