@@ -30,7 +30,7 @@ def _print_event(event) -> None:
         return
     if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error"):
         eprint(f"  {event.line()}")
-    elif event.kind == "info" and (event.message.startswith("live proof") or event.message.startswith("doctor: facts")):
+    elif event.kind == "info" and event.message.startswith(("live proof", "doctor: facts", "live cluster")):
         eprint(f"  {event.line()}")
 
 
