@@ -369,16 +369,20 @@ def reconcile_live(ctx: StepContext, live: dict[str, Any]) -> list[str]:
         for key, value in values.items():
             if key == "node_subnet" and "," in str(value):
                 continue  # several subnets: the plan keeps the covering one
-            new[key] = value
-        try:
-            parsed = Plan.parse(new).model_dump(mode="json")
-        except (LabError, ValueError) as exc:
-            notes.append(f"the live values do not make a valid plan ({getattr(exc, 'message', exc)}); the plan is "
-                         f"kept, the live values are stored beside it")
-        else:
-            if parsed != plan:
-                ctx.store.update_session(ctx.session.name, plan=parsed)
-                updated = True
+            new[key] = ".".join(str(value).split(".")[:2]) if key == "kubernetes" else value  # a plan holds the minor
+        parsed = None
+        for drop in ((), ("kubernetes", "calico")):  # versions labtui does not offer stay as they were
+            try:
+                parsed = Plan.parse({**new, **{k: plan.get(k) for k in drop if k in plan}}).model_dump(mode="json")
+                break
+            except (LabError, ValueError) as exc:
+                why = getattr(exc, "message", None) or str(exc)
+        if parsed is None:
+            notes.append(f"the live values do not make a valid plan ({why}); the plan is kept, the live values are "
+                         f"stored beside it")
+        elif parsed != plan:
+            ctx.store.update_session(ctx.session.name, plan=parsed)
+            updated = True
     for line in notes:
         ctx.emit(Event(ev.INFO if adopted else ev.WARN, f"live cluster: {line}"))
     ctx.store.put_facts(ctx.session.id, LIVE_SCOPE, {"live": {"values": values, "sources": sources,
