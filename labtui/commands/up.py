@@ -80,7 +80,7 @@ def plan_yaml(store, name: str) -> str:
     """The lab's plan as a plan file (or a template with the defaults for a lab not created yet)."""
     import yaml
 
-    from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation
+    from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation, Plan
 
     if store.has_session(name):
         rec = store.get_session(name)
@@ -94,6 +94,10 @@ def plan_yaml(store, name: str) -> str:
                           {"name": "w1", "address": "10.0.0.21", "role": "worker", "user": "ubuntu"}],
                 "node_subnet": "10.0.0.0/24", "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16",
                 "kubernetes": DEFAULT_KUBERNETES, "calico": DEFAULT_CALICO, "encapsulation": Encapsulation.IPIP.value}
+    order = list(Plan.model_fields)
+    data = {k: data[k] for k in sorted(data, key=lambda k: order.index(k) if k in order else len(order))
+            if not (data[k] is None and k not in ("cloud",))}
+    data["nodes"] = [{k: v for k, v in n.items() if v not in (None, "")} for n in data.get("nodes") or []]
     head = ("# labtui plan file: `labtui up NAME --plan FILE` creates or updates the lab from it.\n"
             "# cloud: a cloud in clouds.yaml, or null to adopt machines you already have.\n"
             "# encapsulation: IPIP | IPIPCrossSubnet | VXLAN | VXLANCrossSubnet | None (IPIP Always is the safe\n"

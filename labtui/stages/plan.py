@@ -82,6 +82,10 @@ class InputStep(Step):
     keys: tuple[str, ...] = ()
 
     def check(self, ctx: StepContext) -> CheckResult:
+        saved = ctx.session.plan or {}
+        if saved and all(k not in ctx.inputs for k in self.keys) and all(k in saved for k in self.keys):
+            # a plan saved without the wizard (adopted with `labtui doctor --adopt`, or a plan file)
+            return CheckResult(True, "from the saved plan")
         values = {k: ctx.inputs.get(k) for k in self.keys}
         if any(k not in ctx.inputs for k in self.keys):
             return CheckResult(False, "waiting for input")
@@ -169,7 +173,7 @@ class NetworksStep(InputStep):
         "Three address ranges must never overlap: the subnet your VMs sit on, the pod CIDR that\n"
         "Calico hands out to pods, and the service CIDR for ClusterIPs. An overlap makes some\n"
         "addresses unreachable in ways that are very hard to debug. (kubeadm's default service CIDR\n"
-        "10.96.0.0/12 covers 10.96-10.111.x.x: the incident's 10.100.200.0/24 subnet is inside it.)"
+        "10.96.0.0/12 covers 10.96-10.111.x.x: a 10.100.200.0/24 node subnet is inside it.)"
     )
     keys = ("node_subnet", "pod_cidr", "service_cidr")
     expect = "Three ranges that do not overlap, e.g. nodes 10.100.200.0/24, pods 172.16.0.0/16, services 172.20.0.0/16."
@@ -233,8 +237,10 @@ class ReviewStep(Step):
     )
 
     def _data(self, ctx: StepContext) -> dict[str, Any]:
-        keys = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico", "encapsulation")
-        data = {k: ctx.inputs[k] for k in keys if k in ctx.inputs}
+        keys = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico", "encapsulation",
+                "provision")
+        saved = ctx.session.plan or {}
+        data = {k: ctx.inputs[k] if k in ctx.inputs else saved[k] for k in keys if k in ctx.inputs or k in saved}
         data["name"] = ctx.session.name
         data["cloud"] = data.get("cloud") or None
         return data

@@ -213,11 +213,15 @@ def build_incident_layout(
             fixed = {"fixed_ips": [{"subnet_id": subnet.id, "ip_address": ip}]} if ip else {}
             port = net.create_port(network_id=network.id, name=port_name, security_groups=[sg.id], **fixed)
         ip = ip or port.fixed_ips[0]["ip_address"]
-        server = conn.compute.find_server(node_name, ignore_missing=True)
-        if server is not None and (server.status == "ERROR" or port.device_id != server.id):
-            conn.compute.delete_server(server)
-            conn.compute.wait_for_delete(server, wait=120)
-            server = None
+        # exact-name matches (find_server matches by regex and refuses duplicates); a duplicate left by an
+        # interrupted run, a server in ERROR or one not on this port is replaced
+        same = [s for s in conn.compute.servers(name=f"^{node_name}$") if s.name == node_name]
+        keep = next((s for s in same if s.status != "ERROR" and port.device_id == s.id), None)
+        for s in same:
+            if s is not keep:
+                conn.compute.delete_server(s)
+                conn.compute.wait_for_delete(s, wait=120)
+        server = keep
         if server is None:
             server = conn.compute.create_server(name=node_name, image_id=image_obj.id, flavor_id=flavor_obj.id,
                                                 networks=[{"port": port.id}])

@@ -1,0 +1,118 @@
+"""`labtui up` and plan files without backends: the template, validation with the wizard's rules and
+labels, bad files, stage names; and the CLI's edges (a closed pipe, a failing --cloud)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labtui.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_template_round_trips_into_a_lab(lab_home, capsys, tmp_path):
+    code, out, _ = _run(capsys, "show", "walk", "--plan-yaml")
+    assert code == 0 and out.startswith("# labtui plan file")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(out)
+    # a dry run on a lab that does not exist yet validates the file and creates nothing
+    code, out, err = _run(capsys, "up", "walk", "--plan", str(plan), "--dry-run")
+    assert code == 0 and "valid (2 nodes, IPIP)" in out
+    from labtui.store import Store
+
+    assert not Store().has_session("walk")
+    # the plan stage alone: the lab is created, the plan saved, the stage done
+    code, out, err = _run(capsys, "up", "walk", "--plan", str(plan), "--until", "plan")
+    assert code == 0, out + err
+    assert "Every stage of walk is done." in out
+    store = Store()
+    rec = store.get_session("walk")
+    assert rec.plan["encapsulation"] == "IPIP" and [n["name"] for n in rec.plan["nodes"]] == ["cp1", "w1"]
+    # the saved plan prints back as the same file
+    import yaml
+
+    from labtui.model import Plan
+
+    code, again, _ = _run(capsys, "show", "walk", "--plan-yaml")
+    assert Plan.parse(yaml.safe_load(again)) == Plan.parse(yaml.safe_load(plan.read_text()))
+    assert again.index("\nname:") < again.index("\nnodes:") < again.index("\nencapsulation:")
+    # and a second run changes nothing
+    code, out, err = _run(capsys, "up", "walk", "--plan", str(plan), "--until", "plan")
+    assert code == 0 and "saved from" not in err
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda t: t.replace("pod_cidr: 172.16.0.0/16", "pod_cidr: 172.16.0.0/33"), "Pod CIDR: '172.16.0.0/33' is not a valid CIDR"),
+    (lambda t: t.replace("name: walk", "name: other"), "is for the lab 'other', not 'walk'"),
+    (lambda t: t + "colour: blue\n", "unknown field(s) colour"),
+    (lambda t: t.replace("nodes:", "nodes: [", 1), "is not valid YAML (line"),
+    (lambda t: "- just\n- a list\n", "must be a mapping of plan fields"),
+])
+def test_a_bad_plan_file_is_refused_and_saves_nothing(lab_home, capsys, tmp_path, edit, needle):
+    _, template, _ = _run(capsys, "show", "walk", "--plan-yaml")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(edit(template))
+    code, out, err = _run(capsys, "up", "walk", "--plan", str(plan))
+    assert code == 2
+    assert needle in err, err
+    assert "Traceback" not in err
+    from labtui.store import Store
+
+    assert not Store().has_session("walk")
+
+
+def test_stage_names_and_missing_lab(lab_home, capsys):
+    code, _, err = _run(capsys, "up", "nolab")
+    assert code == 2 and "there is no lab named 'nolab'" in err and "--plan-yaml" in err
+    code, _, err = _run(capsys, "up", "nolab", "--from", "nowhere")
+    assert code == 2 and "--from nowhere: there is no such stage" in err and "plan" in err
+    code, _, err = _run(capsys, "up", "nolab", "--from", "doctor", "--until", "plan")
+    assert code == 2 and "comes after" in err
+
+
+def test_a_closed_pipe_prints_no_traceback(lab_home):
+    from labtui.store import Store
+
+    store = Store()
+    for i in range(400):
+        store.create_session(f"lab-{i:03d}")
+    store.close()
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "labtui", "sessions", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.read(64)  # read only the first bytes, then close the pipe, like `| head -c 64`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert first.startswith(b"[")
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert proc.returncode in (0, 141)
+
+
+def test_a_failing_cloud_option_saves_nothing(lab_home, capsys, tmp_path, monkeypatch):
+    """`labtui cloud check NAME --cloud nope` fails and leaves the lab's cloud as it was."""
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  real:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    from labtui.store import Store
+
+    store = Store()
+    store.create_session("c1", cloud="real", plan={"name": "c1", "cloud": "real", "nodes": [
+        {"name": "cp1", "address": "10.0.0.11", "role": "control-plane"}]})
+    store.save_inputs("c1", {"cloud": "real"})
+    code, out, err = _run(capsys, "cloud", "check", "c1", "--cloud", "nope")
+    assert code == 2 and "nope" in err and "Traceback" not in err
+    rec = Store().get_session("c1")
+    assert rec.cloud == "real" and rec.inputs.get("cloud") == "real"
+    code, out, _ = _run(capsys, "show", "c1")
+    assert "cloud: real" in out
