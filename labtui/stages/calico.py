@@ -49,6 +49,9 @@ def target_encapsulation(ctx: StepContext) -> Encapsulation:
 class KubeAccessStep(Step):
     id = "kube-access"
     title = "Reach the Kubernetes API"
+    expect = "Kubernetes v1.xx at https://ADDRESS:6443, reached directly or through an SSH tunnel."
+    by_hand = "ssh CONTROL_PLANE sudo cat /etc/kubernetes/admin.conf > admin.conf && chmod 600 admin.conf\nkubectl --kubeconfig admin.conf version"
+    glossary = ("kubeconfig",)
     why = (
         "labtui reads and changes Calico through the Kubernetes API, with the cluster's admin kubeconfig.\n"
         "It fetches /etc/kubernetes/admin.conf from the control plane over SSH (kept as a 0600 file in\n"
@@ -85,6 +88,9 @@ class KubeAccessStep(Step):
 class CalicoReadStep(Step):
     id = "calico-read"
     title = "Read Calico's state"
+    expect = "Calico 3.x, operator or manifest install, and each IP pool with its ipipMode and vxlanMode."
+    by_hand = "kubectl get installation default -o yaml   # operator installs\nkubectl get ippools -o wide   # or: calicoctl get ippool -o wide"
+    glossary = ("IP pool", "CrossSubnet", "BGP")
     why = (
         "How Calico was installed decides how to change it safely: an operator install is changed through\n"
         "its Installation (the operator reverts direct edits of its pools), a manifest install through the\n"
@@ -128,8 +134,11 @@ class EncapsulationStep(Step):
         "On OpenStack, Neutron drops packets whose source is not the port's own address. Pod traffic\n"
         "must therefore be encapsulated between the nodes (IPIP Always: protocol 4; VXLAN Always: UDP\n"
         "4789), or every port must allow the pod CIDR. CrossSubnet encapsulates only between subnets:\n"
-        "with all nodes on one subnet it sends everything unencapsulated, which is the incident."
+        "with all nodes on one subnet it sends everything unencapsulated, and anti-spoofing drops it."
     )
+    expect = "Every enabled IPv4 pool shows IPIPMODE Always (or the mode you chose) and VXLANMODE Never."
+    by_hand = "calicoctl get ippool -o wide\ncalicoctl patch ippool default-ipv4-ippool -p '{\"spec\": {\"ipipMode\": \"Always\", \"vxlanMode\": \"Never\"}}'"
+    glossary = ("IPIP", "VXLAN", "CrossSubnet", "anti-spoofing", "IP pool")
     fields = [
         InputField("calico_encapsulation", "Encapsulation", kind="choice", default=Encapsulation.IPIP.value,
                    choices=[(c.value.value, c.label) for c in ENCAPSULATION_CHOICES],
@@ -167,6 +176,9 @@ class EncapsulationStep(Step):
 class CalicoReadyStep(Step):
     id = "calico-ready"
     title = "calico-node Ready on every node"
+    expect = "calico-node Ready on every node (READY 1/1 in kubectl get pods)."
+    by_hand = "kubectl get pods -n calico-system -l k8s-app=calico-node -o wide   # kube-system for manifest installs"
+    glossary = ()
     why = (
         "calico-node programs the routes and tunnels on each node. A node without a Ready calico-node\n"
         "cannot reach pods elsewhere, whatever the encapsulation."

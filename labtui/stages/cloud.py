@@ -113,6 +113,9 @@ def plan_fixes(report: Report, only: list[str] | None = None, port_security: lis
 class ConnectStep(Step):
     id = "connect"
     title = "Connect and find the nodes"
+    expect = "Every node found among the cloud's servers, with its port, fixed IP and security groups."
+    by_hand = "openstack server list\nopenstack port list --server SERVER --long"
+    glossary = ("security group", "anti-spoofing")
     why = (
         "labtui logs in to your cloud with the clouds.yaml entry you chose (it never stores the password),\n"
         "then finds each node of the plan among the cloud's servers (by name, else by address) and reads\n"
@@ -133,6 +136,9 @@ class ConnectStep(Step):
 class CheckStep(Step):
     id = "check"
     title = "Check groups and ports"
+    expect = "Every flow allowed, or what is missing (e.g. IP protocol 4 between the nodes): the next step fixes it."
+    by_hand = "openstack security group rule list GROUP --long\nopenstack port show PORT -c allowed_address_pairs -c port_security_enabled"
+    glossary = ("security group", "IPIP", "VXLAN", "BGP", "allowed-address-pairs")
     why = (
         "From the encapsulation, BGP, Typha and the node roles labtui derives every flow the cloud must\n"
         "let through (IP protocol 4 for IPIP, UDP 4789 for VXLAN, TCP 179 for BGP, the Kubernetes ports,\n"
@@ -157,6 +163,9 @@ class CheckStep(Step):
 class FixStep(Step):
     id = "fix"
     title = "Fix rules and ports"
+    expect = "The missing rules created (protocol 4 from the group itself), and the check passing."
+    by_hand = "openstack security group rule create --ingress --ethertype IPv4 --protocol 4 --remote-group GROUP GROUP"
+    glossary = ("security group", "IPIP", "allowed-address-pairs", "anti-spoofing")
     why = (
         "Each fix is shown as the exact `openstack ...` command and the API call before it runs, and is\n"
         "recorded with its revert: missing rules are created in the nodes' group from the group itself\n"

@@ -40,9 +40,18 @@ class DiagnoseStep(Step):
     fields = [
         InputField("doctor_fix", "Fix to apply when something is wrong", kind="choice", default="",
                    choices=FIX_CHOICES, required=False,
-                   help="the doctor explains every option; IPIP Always + protocol 4 is the incident's fix"),
+                   help="the doctor explains every option; IPIP Always + protocol 4 is the usual one on OpenStack"),
         InputField("doctor_live", "Prove it with probe pods and a capture", kind="bool", default=True, required=False),
     ]
+    expect = ("Diagnosis: healthy, every pod path passing. Before a fix: the finding (e.g. pod traffic leaving "
+              "unencapsulated and dropped by anti-spoofing), why, and the fix options with their exact commands.")
+    by_hand = ("calicoctl get ippool -o wide   # the pool's IPIPMODE / VXLANMODE\n"
+               "openstack port show PORT -c security_group_ids -c port_security_enabled -c allowed_address_pairs\n"
+               "openstack security group rule list GROUP   # is IP protocol 4 allowed from the group?\n"
+               "tcpdump -ni any 'ip proto 4'   # on a node, while pinging a pod on another node")
+    glossary = ("IPIP", "VXLAN", "CrossSubnet", "anti-spoofing", "allowed-address-pairs", "security group", "pod CIDR",
+                "IP pool")
+    hint = "read the findings above; choose a fix option in the field above, or fix it by hand and run the step again"
 
     def check(self, ctx: StepContext, live: bool = False) -> CheckResult:
         try:
@@ -84,8 +93,10 @@ class ReportStep(Step):
     why = (
         "A Markdown record of this lab: the plan, every step, what the doctor found with its explanation\n"
         "and evidence, and every change labtui made with the command that reverts it. Share it with your\n"
-        "study group (the incident that started labtui was such a report, written by hand)."
+        "study group."
     )
+    expect = "A report.md in the lab's directory: the plan, each step, the findings and every change with its revert."
+    by_hand = "labtui report LAB -o report.md"
 
     def _path(self, ctx: StepContext):
         from labtui.paths import session_dir

@@ -46,6 +46,9 @@ def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str
 class FactsStep(Step):
     id = "facts"
     title = "Node facts"
+    expect = "One line per node: OS, kernel, CPUs, memory, swap, runtime and the interface with its subnet."
+    by_hand = "ssh NODE 'uname -r; nproc; free -m; swapon --show; lsmod | grep -E \"overlay|br_netfilter|ipip\"; ip -4 -o addr'"
+    glossary = ("host key", "node subnet")
     why = (
         "labtui logs in to every node over SSH (your ~/.ssh/config, agent and keys; host keys are\n"
         "checked, never accepted silently) and reads what kubeadm and Calico depend on: OS and kernel,\n"
@@ -73,6 +76,9 @@ class FactsStep(Step):
 class PreflightStep(Step):
     id = "preflight"
     title = "Preflight checks"
+    expect = "ready for kubeadm, or each problem with why it matters and the command that fixes it."
+    by_hand = "sudo swapoff -a\nsudo modprobe br_netfilter overlay ipip\nsudo sysctl -w net.ipv4.ip_forward=1"
+    glossary = ("preflight",)
     why = (
         "What the facts mean before kubeadm runs: swap must be off, IPv4 forwarding on, the\n"
         "br_netfilter and overlay modules present, ipip for an IPIP pool, 2 CPUs and 1.7 GiB on the\n"
