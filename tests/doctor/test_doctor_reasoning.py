@@ -19,7 +19,7 @@ from labtui.doctor.reason import (
     same_subnet,
     simulate,
 )
-from tests.doctor.scenarios import PROTO4, SG, VXLAN4789, incident, with_rule
+from tests.doctor.scenarios import PROTO4, SG, incident, with_rule
 
 
 def _ids(diag):
@@ -128,14 +128,9 @@ def test_operator_pool_is_fixed_through_the_installation():
 
 
 # ------------------------------------------------------------------ the other scenarios of the issue
+# (most of them are cases as data now: tests/doctor/cases/*.yaml)
 
 
-def test_two_subnets_crosssubnet_with_proto4_is_healthy():
-    facts = with_rule(incident(subnets=["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24", "10.4.0.0/24"]), PROTO4)
-    diag = diagnose(facts)
-    assert diag.exit_code == 0, render_text(diag)
-    assert all(v.path == "ipip" and v.same_subnet is False for v in diag.verdicts)
-    assert not diag.options
 
 
 def test_two_subnets_pairs_mixed_paths():
@@ -153,72 +148,22 @@ def test_two_subnets_pairs_mixed_paths():
     assert diagnose(simulate(facts, opt3.actions)).exit_code == 0
 
 
-def test_vxlan_without_udp_4789_is_found_and_option_2_is_just_the_rule():
-    diag = diagnose(incident(ipip="Never", vxlan="Always"))
-    assert diag.findings[0].id == "vxlan-blocked"
-    assert "UDP 4789" in diag.findings[0].explanation and "k8s" in diag.findings[0].explanation
-    assert len(diag.findings[0].pairs) == 12
-    best = diag.options[0]
-    assert best.number == 2 and best.recommended
-    assert [a.kind for a in best.actions] == ["sg-rule"]  # the pool is already VXLAN Always
-    assert diagnose(simulate(diag.facts, best.actions)).exit_code == 0
 
 
-def test_vxlan_with_udp_4789_is_healthy():
-    assert diagnose(with_rule(incident(ipip="Never", vxlan="Always"), VXLAN4789)).exit_code == 0
 
 
-def test_ipip_always_without_proto4_is_found():
-    diag = diagnose(incident(ipip="Always"))
-    f = diag.findings[0]
-    assert f.id == "ipip-blocked"
-    assert "IP protocol 4" in f.explanation and "--protocol 4 --remote-group k8s k8s" in f.explanation
-    assert diag.options[0].number == 1 and [a.kind for a in diag.options[0].actions] == ["sg-rule"]
 
 
-def test_port_security_off_direct_traffic_is_healthy():
-    diag = diagnose(incident(ipip="Never", port_security=False))
-    assert diag.exit_code == 0, render_text(diag)
-    assert all(v.path == "direct" and v.ok for v in diag.verdicts)
 
 
-def test_pairs_on_every_port_with_any_from_group_is_healthy():
-    facts = incident(ipip="Never", pairs={i: ["172.16.0.0/16"] for i in range(4)})
-    with_rule(facts, Rule("r-all", "ingress", "IPv4", None, remote_group_id=SG))
-    assert diagnose(facts).exit_code == 0
 
 
-def test_pairs_but_group_does_not_let_pods_in():
-    facts = incident(ipip="Never", pairs={i: ["172.16.0.0/16"] for i in range(4)})
-    diag = diagnose(facts)
-    assert diag.findings[0].id == "direct-sg-blocked"
-    assert "172.16.0.0/16" in diag.findings[0].explanation
 
 
-def test_ipip_named_rule_is_flagged():
-    facts = with_rule(incident(ipip="Always"), Rule("r-named", "ingress", "IPv4", "ipip", remote_group_id=SG))
-    diag = diagnose(facts)
-    f = diag.finding("ipip-rule-by-name")
-    assert f.severity == "warning" and "94" in f.explanation
-    assert diag.exit_code == 1
 
 
-def test_bgp_blocked_with_bird():
-    rules = [r for r in incident().groups[SG].rules if r.id != "r-bgp"]
-    facts = with_rule(incident(ipip="Always", rules=rules), PROTO4)
-    diag = diagnose(facts)
-    f = diag.finding("bgp-blocked")
-    assert f.severity == ERROR and len(f.pairs) == 6
-    opt = diag.option(1)
-    assert any(a.params.get("port_range_min") == 179 for a in opt.actions)
-    assert diagnose(simulate(facts, opt.actions)).exit_code == 0
 
 
-def test_ipip_unavailable_without_bird():
-    diag = diagnose(incident(ipip="CrossSubnet", backend="vxlan"))
-    assert not diag.option(1).available and "BGP" in diag.option(1).unavailable_reason
-    assert diag.options[0].number != 1
-    assert diag.finding("ipip-without-bgp").severity == ERROR
 
 
 def test_calico_node_not_ready_and_module():
@@ -381,6 +326,12 @@ def test_reasoning_case(path):
         assert diag.status == exp["status"], report
     if "findings" in exp:
         assert [f.id for f in diag.findings] == exp["findings"], report
+    if "paths" in exp:  # {"ipip ok": 12, "direct blocked": 4}: the per-pair verdicts by path and outcome
+        got: dict[str, int] = {}
+        for v in diag.verdicts:
+            key = f"{v.path} {'ok' if v.ok else 'blocked' if v.ok is False else 'unknown'}"
+            got[key] = got.get(key, 0) + 1
+        assert got == exp["paths"], report
     for fid, fexp in (exp.get("finding") or {}).items():
         f = diag.finding(fid)
         if "severity" in fexp:
