@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
 from labtui.store import Store
@@ -17,14 +18,20 @@ async def no_blink(pilot) -> None:
     await pilot.pause()
 
 
-def test_home_snapshot(lab_home, snap_compare):
+SIZES = pytest.mark.parametrize("size", [(80, 24), (140, 42)], ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+@SIZES
+def test_home_snapshot(lab_home, snap_compare, size):
     store = Store()
     store.create_session("incident", cloud="study")
     store.create_session("study-lab")
-    assert snap_compare(LabApp(store=store), terminal_size=(120, 30), run_before=no_blink)
+    store.update_session("incident", health="doctor: 1 finding(s): Pod traffic between nodes on one subnet leaves")
+    assert snap_compare(LabApp(store=store), terminal_size=size, run_before=no_blink)
 
 
-def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch):
+@SIZES
+def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch, size):
     # the footer lists the session screens that exist; keep the picture independent of them
     from screens.registry import ScreenEntry
 
@@ -61,4 +68,4 @@ def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch):
         pilot.app.screen.query_one("#log").display = False
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(130, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
