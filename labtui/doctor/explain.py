@@ -374,18 +374,19 @@ def _explain_sg(kind: str, pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]
     gnames = _join(facts.groups[g].label if g in facts.groups else g for g in gids) or "(none)"
     vport = facts.calico.vxlan_udp_port
     if kind == "ipip":
-        proto, rule_args = "IP protocol 4", ["--protocol", "4"]
+        proto = "IP protocol 4"
         mode = (f"pool {pool.name} ({pool.cidr}) has ipipMode {pool.ipip_mode}, so pod traffic from {a.name} to "
                 f"{b.name} is wrapped in IP-in-IP: an outer packet of IP protocol 4 from {a.ip} to {b.ip}")
     else:
-        proto, rule_args = f"UDP {vport}", ["--protocol", "udp", "--dst-port", str(vport)]
+        proto = f"UDP {vport}"
         src = (f" (Felix's VXLAN port, from {facts.calico.vxlan_port_source or 'its configuration'})"
                if facts.calico.vxlan_port and facts.calico.vxlan_port != 4789 else "")
         mode = (f"pool {pool.name} ({pool.cidr}) has vxlanMode {pool.vxlan_mode}, so pod traffic from {a.name} to "
                 f"{b.name} is wrapped in VXLAN: an outer UDP packet to port {vport}{src} from {a.ip} to {b.ip}")
-    direction = "egress" if egress else "ingress"
+    all_gids = list(dict.fromkeys(g for x in blocks for g in x.groups))
+    all_names = _join(facts.groups[g].label if g in facts.groups else g for g in all_gids) or gnames
     title = (f"{'IP-in-IP (protocol 4)' if kind == 'ipip' else f'VXLAN (UDP {vport})'} between the nodes is not "
-             f"allowed {'out' if egress else 'in'} by security group {gnames}")
+             f"allowed {'out' if egress else 'in'} by security group {all_names}")
     if end and end[0] == "start" and not egress:
         lead = (f"every failing pair starts at {end[1]}: the receiving ports' groups ({gnames}) let {proto} in from "
                 f"the other nodes but not from {_port_ref(facts, end[1])}")
@@ -400,29 +401,39 @@ def _explain_sg(kind: str, pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]
     text = (
         f"Pods on different nodes cannot reach each other: {_pairs_text([x.pair for x in vs], len(facts.nodes))} are affected.\n\n"
         f"The {mode}. The outer source is {a.name}'s own address, so Neutron's anti-spoofing lets it out, but {lead}.")
-    if near:
+    causes_list = causes(facts, vs, pool)
+    if near and len(causes_list) == 1:
         text += f" The existing rule {_join_near(near)} does not cover these senders (a remote group covers only its members' ports)."
-    if kind == "vxlan" and vport != 4789 and _group_has(facts, gids, "udp", 4789):
+    if kind == "vxlan" and vport != 4789 and _group_has(facts, all_gids, "udp", 4789):
         text += (f" The group does allow UDP 4789, the standard VXLAN port, but Felix on this cluster sends VXLAN to "
                  f"UDP {vport}.")
-    causes_list = causes(facts, vs, pool)
     if len(causes_list) > 1:
         text += "\n\n" + _causes_text(facts, vs, pool)
-    sg = gids[0] if gids else "SG"
-    sgname = facts.groups[sg].label if sg in facts.groups else sg
-    src_port = facts.node(a.name).port
-    remote = sg if src_port and sg in src_port.security_groups else (src_port.security_groups[0] if src_port and src_port.security_groups else None)
-    exists = _group_has(facts, [sg], rule_args[1], vport if kind == "vxlan" else None, remote, direction)
-    if exists or remote is None:
-        cmd_remote = ["--remote-ip", f"{a.ip}/32"]
-    else:
-        cmd_remote = ["--remote-group", facts.groups[remote].label if remote in facts.groups else remote]
-    cmd = shlex.join(["openstack", "security", "group", "rule", "create"] + (["--egress"] if egress else [])
-                     + rule_args + cmd_remote + [sgname])
-    text += (f"\n\nThe fix: allow {proto} {'out to' if egress else 'from'} the nodes"
-             f"{' (their own group)' if '--remote-group' in cmd_remote else ''}, e.g. `{cmd}`"
+    cmds = _missing_rule_commands(facts, kind)
+    text += (f"\n\nThe fix: allow {proto} between the nodes, {'with' if len(cmds) > 1 else 'e.g.'} "
+             + _join(f"`{c}`" for c in cmds)
              + (" (use the protocol number 4: some clouds translate the name 'ipip' to protocol 94)." if kind == "ipip" else "."))
     return title, text
+
+
+def _missing_rule_commands(facts: DoctorFacts, kind: str) -> list[str]:
+    """The rules the fix options would add for this tunnel in the current mode (so the explanation and
+    the options agree, and a rule the group has is never suggested), as short commands."""
+    from labtui.doctor.fixes import _network_actions
+
+    proto = "4" if kind == "ipip" else "udp"
+    out = []
+    for act in _network_actions(facts, 1 if kind == "ipip" else 2):
+        p = act.params
+        if act.kind != "sg-rule" or p["protocol"] != proto:
+            continue
+        parts = ["openstack", "security", "group", "rule", "create"] + (["--egress"] if p["direction"] == "egress" else [])
+        parts += ["--protocol", proto] + (["--dst-port", str(p["port_range_min"])] if p["port_range_min"] else [])
+        remote = p["remote_group_id"]
+        parts += (["--remote-group", facts.groups[remote].label if remote in facts.groups else remote] if remote
+                  else ["--remote-ip", p["remote_ip_prefix"] or "0.0.0.0/0"])
+        out.append(shlex.join(parts + [p["group_name"]]))
+    return out or ["openstack security group rule create ..."]
 
 
 def _group_has(facts: DoctorFacts, gids: list[str], proto: str, port: int | None, remote_group: str | None = None,
