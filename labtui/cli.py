@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "labtui.commands.calico",
     "labtui.commands.doctor",
     "labtui.commands.up",
+    "labtui.commands.kubernetes",
     "labtui.commands.provision",
 ]
 

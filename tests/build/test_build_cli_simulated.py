@@ -1,0 +1,90 @@
+"""Headless: `labtui up NAME --from kubernetes --until kubernetes --yes --json` builds the cluster on
+four real sshd nodes (SIMULATED cluster tools); Calico's install step uploads calico.yaml from the
+user's file (a control plane without internet: downloads fail there); `labtui kubernetes NAME
+--write-kubeconfig PATH`. No bootstrap token in the JSON, on stderr, in the database or the log.
+
+(The rest of the Calico stage reads the cluster through the Kubernetes API, which the simulation
+does not serve: those steps are tested against kmock in tests/kube.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from labtui.cli import main
+from tests.build.conftest import reset_nodes
+from tests.build.simulation import tools
+
+pytestmark = pytest.mark.root
+
+TOKEN = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
+DATA = Path(__file__).parent / "data"
+
+
+def test_up_headless_with_an_uploaded_calico_manifest(kubelab, store, lab_home, tmp_path, capsys):
+    events = []
+    lab = reset_nodes(kubelab)
+    plan = dict(lab.plan_data("cli"), kubernetes="1.36", encapsulation="VXLAN")
+    store.create_session("cli", cloud=None, wizard="kubernetes", plan=plan)
+    manifest = tmp_path / "calico.yaml"
+    manifest.write_text((DATA / "calico-excerpt.yaml").read_text())
+    assert main(["kubernetes", "cli", "--calico-manifest", str(manifest), "--calico-install", "manifest",
+                 "--write-kubeconfig", str(tmp_path / "kc")]) == 0
+    out = capsys.readouterr().out
+    assert "calico_install: manifest" in out and "not built yet" in out
+
+    rc = main(["up", "cli", "--from", "kubernetes", "--until", "kubernetes", "--yes", "--json",
+               "--accept-new-host-keys"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert rc == 0, json.dumps(report, indent=1)[-3000:]
+    steps = {s["step"]: s["state"] for st in report["stages"] for s in st["steps"]}
+    assert steps == {s: "done" for s in ("runtime-preflight", "containerd", "kube-packages", "kubeadm-init", "join",
+                                         "admin-conf")}
+
+    # Calico's install step, with the nodes offline: the file is uploaded, edited for the plan
+    for node in lab.nodes:
+        tools.update_scenario(lab, node, offline=True)
+    from labtui.adapters.ssh import configure_session_ssh
+    from labtui.session import LabSession
+    from labtui.stages import wizard_for
+
+    with LabSession(store, "cli", emit=events.append, confirm=lambda actions: True) as lab_session:
+        configure_session_ssh(lab_session.ctx, user_known_hosts=[lab.known_hosts], headless=True, look_for_keys=False)
+        wizard = wizard_for("calico")
+        out = lab_session.runner(wizard).run_step(wizard.step("calico-install"))
+    assert out.state.value == "done", out.detail
+    ds = tools.cluster_state(lab)["objects"]["DaemonSet/calico-node"]
+    assert ds["env"]["CALICO_IPV4POOL_CIDR"] == "172.16.0.0/16"
+    assert (ds["env"]["CALICO_IPV4POOL_IPIP"], ds["env"]["CALICO_IPV4POOL_VXLAN"]) == ("Never", "Always")
+    kc = tmp_path / "kc"
+    assert stat.S_IMODE(os.stat(kc).st_mode) == 0o600 and "client-key-data" in kc.read_text()
+
+    text = captured.out + captured.err + "\n".join(e.message for e in events)
+    for p in lab_home.rglob("*"):
+        if p.is_file() and p.name != "admin.conf":
+            text += p.read_bytes().decode("utf-8", errors="replace")
+    assert not TOKEN.search(text), TOKEN.search(text)
+    assert not any(t in text for t in tools.cluster_state(lab)["tokens"])
+    assert "client-key-data: U0lN" not in text  # admin.conf's key never leaves its 0600 files
+
+    # again: nothing to do
+    assert main(["up", "cli", "--from", "kubernetes", "--until", "kubernetes", "--yes", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert all(s["state"] in ("done", "skipped") for st in again["stages"] for s in st["steps"])
+
+
+def test_kubernetes_command_bad_input(store, capsys):
+    store.create_session("k", cloud=None, wizard="kubernetes", plan={})
+    assert main(["kubernetes", "k", "--calico-manifest", "/nonexistent/calico.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "Traceback" not in err
+    assert main(["kubernetes", "k", "--api-floating-ip", "nope"]) == 2
+    assert "not an IP address" in capsys.readouterr().err
+    assert main(["kubernetes", "k", "--api-floating-ip", "203.0.113.7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["api_floating_ip"] == "203.0.113.7"
