@@ -154,7 +154,8 @@ class CheckStep(Step):
             return CheckResult(True, report.summary(), {"summary": report.summary()})
         fixable = plan_fixes(report)
         if fixable:  # the check did its work: what it found is the next step's
-            return CheckResult(True, f"{report.summary()}: the next step fixes {len(fixable)} of them",
+            n = len(fixable)
+            return CheckResult(True, f"{report.summary()}: the next step fixes it with {n} change{'s' if n != 1 else ''}",
                                {"summary": report.summary(), "to_fix": [a.title for a in fixable]})
         return CheckResult(False, f"{report.summary()}, and labtui has no automatic fix for it",
                            {"summary": report.summary()})

@@ -31,7 +31,7 @@ def test_cloud_stage_connects_checks_and_fixes_with_confirmation(incident, make_
         out = runner.run_step(wizard.step("check"))
         # the check did its job: what it found is the next step's work, said in words, not a failure
         assert out.state == StepState.DONE and "1 missing (ipip)" in out.detail
-        assert "the next step fixes 1 of them" in out.detail
+        assert "the next step fixes it with 1 change" in out.detail
         assert not runner.stage_done()  # the fix step is still to do
 
         # not confirmed: nothing changes, the step waits

@@ -74,19 +74,20 @@ def test_up_on_the_adopted_incident(sshlab, kube_nodes, layout, store, tmp_path,
         assert (pool["ipipMode"], pool["vxlanMode"]) == ("CrossSubnet", "Never")
         assert store.changes(rec.id) == before_changes
 
-        # --yes: every stage done, the doctor healthy (the simulation is told the network carries IPIP
-        # once the rule and the pool are changed)
-        tools.set_scenario(sshlab, tools.scenario(sshlab, reach="all", wire="ipip"))
+        # --yes: every stage done, the doctor healthy. The adopted lab's plan carries the live pool mode
+        # (IPIPCrossSubnet), so the cloud stage makes the network fit it: the pod CIDR as an
+        # allowed-address-pair on every port and a rule accepting it (the simulation is told the wire then
+        # carries the pods' packets directly)
+        tools.set_scenario(sshlab, tools.scenario(sshlab, reach="all", wire="direct"))
         code, out, err = _run(capsys, "up", "incident", "--yes")
         assert code == 0, out + err
         assert "Every stage of incident is done." in out
-        assert [r for r in layout.rules() if r.protocol == "4"]
-        pool = cluster.pool("default-ipv4-ippool")["spec"]
-        assert (pool["ipipMode"], pool["vxlanMode"]) == ("Always", "Never")
+        recorded = store.changes(rec.id)
+        kinds = [c.kind for c in recorded[len(before_changes):]]
+        assert kinds.count("openstack.port-pairs") == 4 and "openstack.sg-rule" in kinds, kinds
+        assert all(c.revert_command for c in recorded)
         health = store.get_session("incident").health
         assert "healthy" in health, health
-        recorded = store.changes(rec.id)
-        assert len(recorded) > len(before_changes)
 
         # run again: nothing applied, nothing recorded
         cluster.clear_requests()
@@ -94,3 +95,9 @@ def test_up_on_the_adopted_incident(sshlab, kube_nodes, layout, store, tmp_path,
         assert code == 0, out + err
         assert store.changes(rec.id) == recorded
         assert [w for w in cluster.writes() if "ippools" in w.path or "installations" in w.path] == []
+        assert "already" in out or "nothing" in out or "done" in out
+
+        # and revert all of it: nodes, cloud and Calico alike, newest first
+        code, out, err = _run(capsys, "doctor", "incident", "--revert", "all", "--yes", "--no-live")
+        assert code == 0, out + err
+        assert all(c.reverted for c in store.changes(rec.id))
