@@ -18,7 +18,22 @@ def cloud_changes(store, lab):
     return [c for c in store.changes(rec.id) if c.kind.startswith("cloud.")]
 
 
-def test_provision_from_an_empty_project_then_the_cloud_check_is_clean(make_lab, labtui, store, empty):
+def preexisting(conn):
+    """A network, group and server of the same project that the lab did not create."""
+    net = conn.network.create_network(name="keep-net")
+    conn.network.create_subnet(network_id=net.id, cidr="10.70.0.0/24", ip_version=4, name="keep-subnet")
+    group = conn.network.create_security_group(name="keep-group")
+    image = conn.image.find_image("ubuntu-24.04-prov")
+    flavor = conn.compute.find_flavor("prov.small")
+    server = conn.compute.create_server(name="keep-server", image_id=image.id, flavor_id=flavor.id,
+                                        networks=[{"uuid": net.id}], security_groups=[{"name": "keep-group"}])
+    conn.compute.wait_for_server(server, wait=300)
+    return net.id, group.id, server.id
+
+
+def test_provision_from_an_empty_project_second_run_and_teardown(make_lab, labtui, store, empty):
+    conn = empty.conn()
+    keep_net, keep_group, keep_server = preexisting(conn)
     lab = make_lab("lab1")
     code, out, err = labtui("provision", lab, "--yes", "--json")
     assert code == 0, err[-3000:]
@@ -80,3 +95,33 @@ def test_provision_from_an_empty_project_then_the_cloud_check_is_clean(make_lab,
     assert len(cloud_changes(store, lab)) == before
     assert len(list(conn.compute.servers())) == 4
     assert "POST /v2.0/networks" not in err and "POST /compute/v2.1/servers " not in err
+
+    # (3) teardown: a dry run lists, in order, exactly what the lab created; nothing is deleted
+    code, out, err = labtui("teardown", lab, "--dry-run", "--json")
+    assert code == 0, err
+    listing = json.loads(out)["would_delete"]
+    kinds = [x["kind"] for x in listing]
+    assert kinds[0] == "cloud.floating-ip" and kinds[-1] == "cloud.network"
+    assert kinds.index("cloud.server") < kinds.index("cloud.port") < kinds.index("cloud.security-group") \
+        < kinds.index("cloud.router-interface") < kinds.index("cloud.router") < kinds.index("cloud.subnet")
+    assert len(list(conn.compute.servers())) == 5
+    # without --yes (no terminal) nothing is deleted
+    code, out, err = labtui("teardown", lab)
+    assert code == 1 and "--yes" in err
+    assert len(list(conn.compute.servers())) == 5
+    code, out, err = labtui("teardown", lab, "--yes", "--json")
+    assert code == 0, err[-3000:]
+    result = json.loads(out)
+    assert result["failed"] == [] and len(result["deleted"]) == len(listing)
+    # only the lab's resources are gone
+    assert [s.id for s in conn.compute.servers()] == [keep_server]
+    assert {n.id for n in conn.network.networks(project_id=pid)} == {keep_net}
+    assert {g.id for g in conn.network.security_groups(project_id=pid) if g.name != "default"} == {keep_group}
+    assert not list(conn.network.routers(project_id=pid))
+    assert not list(conn.network.ips(project_id=pid))
+    assert conn.compute.find_keypair("labtui-lab1", ignore_missing=True) is None
+    assert all(c.reverted for c in cloud_changes(store, lab))
+    assert store.get_session(lab).health == "torn down"
+    # a second teardown has nothing to do
+    code, out, err = labtui("teardown", lab, "--yes")
+    assert code == 0 and "Nothing to tear down" in out
