@@ -27,6 +27,8 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
     try:
         if not store.has_session(args.name):
             raise LabError(f"there is no lab named {args.name!r}", "list the labs with: labtui sessions", code="not-found")
+        if args.revert:
+            return _revert(store, args)
         values: dict[str, Any] = {}
         if args.calico_manifest is not None:
             if args.calico_manifest == "":
@@ -81,6 +83,35 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _revert(store, args: argparse.Namespace) -> int:
+    """Undo the cluster build's recorded changes (kube.*), newest first, naming what cannot be undone."""
+    from labtui.commands.common import confirmer, print_event
+    from labtui.execute import Executor
+    from labtui.session import LabSession
+
+    with LabSession(store, args.name, emit=print_event) as lab:
+        changes = [c for c in store.changes(lab.record.id) if c.kind.startswith("kube.") and not c.reverted]
+        if args.revert == "last":
+            changes = changes[-1:]
+        if not changes:
+            print(f"The lab {args.name} has no cluster-build change to revert.")
+            return 0
+        if (lab.ctx.session.plan or {}).get("nodes"):
+            from labtui.adapters.ssh import configure_session_ssh
+
+            configure_session_ssh(lab.ctx, headless=True, connect_timeout=8.0)
+        done, failed = Executor(lab.ctx, step="revert", confirm=confirmer(args.yes, verb="Revert")).revert(
+            changes, keep_going=True)
+    if not done and failed and all(why == "not confirmed" for _, why in failed):
+        print("Nothing was reverted (not confirmed).")
+        return 1
+    for c in done:
+        print(f"reverted #{c.id}: {c.description}")
+    for c, why in failed:
+        print(f"not reverted #{c.id}: {c.description}: {why}")
+    return 0 if not failed else 1
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("kubernetes", help="the Kubernetes stage's options for a lab; write a kubeconfig for you",
                        description="Sets what the Kubernetes and Calico-install steps cannot guess; the stages run "
@@ -93,5 +124,8 @@ def register(sub: Any) -> None:
     p.add_argument("--calico-install", choices=["operator", "manifest"], help="install Calico through the operator "
                                                                              "(default) or as calico.yaml")
     p.add_argument("--api-floating-ip", metavar="IP", help="an address the API certificate must also be valid for")
+    p.add_argument("--revert", choices=["last", "all"], help="undo the cluster build's recorded changes, newest "
+                                                            "first (Calico deleted, kubeadm reset, packages removed...)")
+    p.add_argument("--yes", action="store_true", help="with --revert: do it without asking")
     p.add_argument("--json", action="store_true", help="the result as JSON")
     p.set_defaults(func=cmd_kubernetes)

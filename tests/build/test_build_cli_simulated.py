@@ -88,3 +88,28 @@ def test_kubernetes_command_bad_input(store, capsys):
     assert "not an IP address" in capsys.readouterr().err
     assert main(["kubernetes", "k", "--api-floating-ip", "203.0.113.7", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["options"]["api_floating_ip"] == "203.0.113.7"
+
+
+def test_revert_all_undoes_the_build_newest_first(kubelab, store, capsys):
+    lab = reset_nodes(kubelab)
+    store.create_session("rv", cloud=None, wizard="kubernetes", plan=dict(lab.plan_data("rv"), kubernetes="1.36"))
+    assert main(["up", "rv", "--from", "kubernetes", "--until", "kubernetes", "--yes", "--accept-new-host-keys",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert sorted(tools.cluster_state(lab)["nodes"]) == ["kcp", "kw1", "kw2", "kw3"]
+    assert main(["kubernetes", "rv", "--revert", "all"]) == 1  # not a terminal, no --yes: shown, refused
+    out = capsys.readouterr().out
+    assert "Re-run with --yes" in out and "Nothing was reverted" in out and tools.cluster_state(lab)["initialized"]
+    before = {n.name: lab.node_exec(n, ["cat", "/etc/containerd/config.toml"], check=False).stdout for n in lab.nodes}
+    assert main(["kubernetes", "rv", "--revert", "all", "--yes"]) == 0
+    out = capsys.readouterr().out
+    reverted = [ln for ln in out.splitlines() if ln.startswith("reverted #")]
+    assert [ln.split(": ", 1)[1].split(" ")[0] for ln in reverted] == ["kubeadm", "kubeadm", "kubeadm,", "containerd"]
+    state = tools.cluster_state(lab)
+    assert not state["initialized"] and state["nodes"] == {}
+    for node in lab.nodes:
+        assert lab.node_exec(node, ["apt-mark", "showhold"]).stdout.split() == []
+        # the config the node had before labtui (the image's own) is back
+        restored = lab.node_exec(node, ["cat", "/etc/containerd/config.toml"], check=False).stdout
+        assert restored == Path("/etc/containerd/config.toml").read_text() != before[node.name]
+    assert all(c.reverted for c in store.changes(store.get_session("rv").id))
