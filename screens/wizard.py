@@ -66,7 +66,7 @@ class WizardScreen(LabScreen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
-        Binding("ctrl+s", "run", "Do it", id="wizard.run", priority=True),
+        Binding("ctrl+s", "run", "Do it", id="wizard.run"),  # not priority: typed keys reach the input first
         Binding("f2", "show_how", "Show me how", id="wizard.how"),
         Binding("ctrl+up", "prev_step", "Prev step", id="wizard.prev", show=False),
         Binding("ctrl+down", "next_step", "Next step", id="wizard.next", show=False),
@@ -361,6 +361,7 @@ class WizardScreen(LabScreen):
         for w in self.query_one("#step-form", Vertical).query("Input, Select, Switch"):
             if w.focusable and not w.disabled:
                 w.focus()
+                self.call_after_refresh(w.scroll_visible, animate=False)  # at 80x24 the form is below the why
                 return
 
     def _fields(self, step: Step) -> list[InputField]:
