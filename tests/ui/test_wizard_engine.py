@@ -51,6 +51,11 @@ async def test_calico_read_step_passes_on_a_cluster_that_has_calico(lab_home, tm
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot, 8)
             screen = app.screen
+            # the Reach-the-API step renders its kubeconfig field (a `path` field) with the saved value
+            screen._show(screen.current[0], screen.current[0].step("kube-access"))
+            await settle(app, pilot, 6)
+            assert screen.query_one("#f-kubeconfig").value == str(kc)
+            assert "exists" in str(screen.query_one("#note-kubeconfig").render())
             screen._show(screen.current[0], screen.current[0].step("calico-read"))
             await settle(app, pilot, 6)
             # before anything runs, the step says what its check found
@@ -131,3 +136,27 @@ async def test_unknown_host_key_in_node_facts_asks_and_continues(lab_home, tmp_p
             await settle(app, pilot, 8)
             assert not isinstance(app.screen, HostKeyModal)  # accepted keys are stored: no second question
             assert _state(store, "nodes", "facts") == "done"
+
+
+async def test_step_list_reads_again_when_another_screen_was_used(lab_home, incident_plan_data):
+    """What another screen (Doctor, Security, Calico) applied shows in the step list on return."""
+    from textual.screen import Screen
+
+    store = Store()
+    store.create_session("incident", wizard="doctor", plan=incident_plan_data)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 6)
+        wizard = app.screen
+        assert "○" in next(str(i.query_one("Label").render()) for i in wizard.query(StepItem)
+                           if i.step is not None and i.step.id == "report")
+        app.push_screen(Screen())  # another screen; meanwhile the lab moves on
+        await settle(app, pilot)
+        rec = store.get_session("incident")
+        store.record_step(rec.id, "doctor", "report", "done", "written")
+        app.pop_screen()
+        await settle(app, pilot)
+        assert "●" in next(str(i.query_one("Label").render()) for i in wizard.query(StepItem)
+                           if i.step is not None and i.step.id == "report")
