@@ -52,12 +52,37 @@ def _fan(ctx: StepContext, nodes: list[str], fn) -> tuple[dict[str, Any], dict[s
                                                              for n, r in res.items() if not r.ok})
 
 
+def adopted(ctx: StepContext) -> str | None:
+    """Why the stage does not apply: the lab uses a cluster the user already has (a kubeconfig
+    named for it), so labtui builds nothing on its nodes."""
+    kc = ctx.inputs.get("kubeconfig")
+    if kc:
+        return f"this lab uses a cluster you already have (kubeconfig {kc}): labtui does not build one"
+    return None
+
+
+class BuildStep(Step):
+    """A step of this stage: skipped with the reason on an adopted cluster, else `build_check`."""
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        why = adopted(ctx)
+        if why:
+            return CheckResult(False, why, skip=True)
+        return self.build_check(ctx)
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        return self.build_check(ctx)
+
+    def build_check(self, ctx: StepContext) -> CheckResult:
+        raise NotImplementedError
+
+
 def _shown_script(nodes: list[str], script: str, note: str = "") -> str:
     target = nodes[0] if len(nodes) == 1 else "{" + ",".join(nodes) + "}"
     return (f"ssh {target} sudo sh -s <<'EOF'" + (f"   # {note}" if note else "") + f"\n{script.strip()}\nEOF")
 
 
-class RuntimePreflightStep(Step):
+class RuntimePreflightStep(BuildStep):
     id = "runtime-preflight"
     title = "Runtime preflight"
     why = (
@@ -68,7 +93,7 @@ class RuntimePreflightStep(Step):
     )
     hint = "fix what each finding says on the node (or pick another image or flavor), then run the step again"
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         from labtui.nodes.preflight import runtime_preflight
 
         facts = _facts(ctx, refresh=True)
@@ -86,7 +111,7 @@ class RuntimePreflightStep(Step):
                            + (f" ({warnings} warning(s))" if warnings else ""), data)
 
 
-class ContainerdStep(Step):
+class ContainerdStep(BuildStep):
     id = "containerd"
     title = "Container runtime (containerd)"
     why = (
@@ -111,7 +136,7 @@ class ContainerdStep(Step):
             ctx.info(f"{n}: " + "; ".join(ok[n]), node=n, step=self.id)
         return todo, failed
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         todo, failed = self._status(ctx)
         if failed:
             return CheckResult(False, "; ".join(failed.values()))
@@ -148,7 +173,7 @@ class ContainerdStep(Step):
                              "step": self.id})]
 
 
-class PackagesStep(Step):
+class PackagesStep(BuildStep):
     id = "kube-packages"
     title = "kubeadm, kubelet, kubectl"
     why = (
@@ -169,7 +194,7 @@ class PackagesStep(Step):
                           lambda n: session_ssh(ctx).run(n, check, sudo=True, timeout=60.0, stream=False).exit_code == 0)
         return [n for n, done in ok.items() if not done], failed
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         todo, failed = self._todo(ctx)
         if failed:
             return CheckResult(False, "; ".join(failed.values()))
@@ -209,7 +234,7 @@ def init_config(ctx: StepContext) -> str:
                           pod_subnet=plan.pod_cidr, service_subnet=plan.service_cidr, cert_sans=sans)
 
 
-class InitStep(Step):
+class InitStep(BuildStep):
     id = "kubeadm-init"
     title = "kubeadm init (control plane)"
     why = (
@@ -221,7 +246,7 @@ class InitStep(Step):
     )
     hint = "fix what kubeadm's preflight said (each error is explained above), then run the step again"
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         from labtui.changes.kube import control_plane_state
 
         cp = _plan(ctx).control_plane.name
@@ -257,7 +282,7 @@ class InitStep(Step):
         return actions
 
 
-class JoinStep(Step):
+class JoinStep(BuildStep):
     id = "join"
     title = "Join the workers"
     why = (
@@ -276,7 +301,7 @@ class JoinStep(Step):
         registered = cluster_nodes(ctx, plan.control_plane.name)
         return [w.name for w in plan.workers if w.name not in registered]
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         plan = _plan(ctx)
         if not plan.workers:
             return CheckResult(False, "this plan has no workers", skip=True)
@@ -304,7 +329,7 @@ class JoinStep(Step):
             data={"nodes": missing, "control_plane": cp, "step": self.id})]
 
 
-class AdminConfStep(Step):
+class AdminConfStep(BuildStep):
     id = "admin-conf"
     title = "The cluster's admin kubeconfig"
     why = (
@@ -320,7 +345,7 @@ class AdminConfStep(Step):
 
         return session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def build_check(self, ctx: StepContext) -> CheckResult:
         from labtui.changes.kube import cluster_nodes
 
         plan = _plan(ctx)

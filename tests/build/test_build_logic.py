@@ -204,3 +204,26 @@ def test_calico_manifest_edit(enc, ipip, vxlan, backend):
     assert calico.edit_manifest(out, "172.16.0.0/16", enc) == out
     with pytest.raises(LabError, match="not Calico's calico.yaml"):
         calico.edit_manifest("kind: ConfigMap\n", "172.16.0.0/16", enc)
+
+
+def test_stage_skips_an_adopted_cluster(store):
+    """A lab that names its own kubeconfig (a cluster the user already has): every step of the
+    Kubernetes stage is skipped with the reason, nothing is read over SSH, Calico's install too."""
+    from labtui.session import LabSession
+    from labtui.stages import wizard_for
+    from labtui.steps import StepState
+
+    plan = {"name": "adopted", "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"}],
+            "node_subnet": "10.100.200.0/24", "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16"}
+    store.create_session("adopted", cloud=None, wizard="kubernetes", plan=plan)
+    store.save_inputs("adopted", {"kubeconfig": "/somewhere/admin.conf"})
+    with LabSession(store, "adopted") as lab:
+        for wid in ("kubernetes", "calico"):
+            wizard = wizard_for(wid)
+            runner = lab.runner(wizard)
+            step = wizard.steps[0]
+            out = runner.run_step(step)
+            assert out.state == StepState.SKIPPED and ("already have" in out.detail or "not built by" in out.detail)
+        runner = lab.runner(wizard_for("kubernetes"))
+        assert all(runner.run_step(s).state == StepState.SKIPPED for s in wizard_for("kubernetes").steps)
+        assert runner.stage_done()
