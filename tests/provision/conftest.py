@@ -79,11 +79,18 @@ def _admin_setup(adm) -> None:
 def empty_project(conn) -> None:
     """Delete everything in the project (servers first, the default group stays)."""
     pid = conn.current_project_id
-    servers = list(conn.compute.servers())
-    for s in servers:
-        conn.compute.delete_server(s, ignore_missing=True)
-    for s in servers:
-        conn.compute.wait_for_delete(s, wait=120)
+    import time
+
+    for _attempt in range(3):  # a delete Nova lost (e.g. while nova-compute restarted) is asked again
+        servers = list(conn.compute.servers())
+        if not servers:
+            break
+        for s in servers:
+            conn.compute.delete_server(s, ignore_missing=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and list(conn.compute.servers()):
+            time.sleep(0.5)
+    assert not list(conn.compute.servers()), "servers of the test project would not delete"
     for ip in conn.network.ips(project_id=pid):
         conn.network.delete_ip(ip, ignore_missing=True)
     for r in conn.network.routers(project_id=pid):
@@ -163,10 +170,12 @@ def make_lab(store, empty, pubkey, monkeypatch):
 
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(empty.clouds_yaml))
 
-    def make(name: str = "lab1", nodes=None, **provision) -> str:
+    def make(name: str = "lab1", nodes=None, node_subnet: str | None = None, **provision) -> str:
         data = plan_data(name, empty.name, pubkey, **provision)
         if nodes is not None:
             data["nodes"] = nodes
+        if node_subnet is not None:
+            data["node_subnet"] = node_subnet
         plan = Plan.parse(data).model_dump(mode="json")
         store.create_session(name, cloud=empty.name, wizard="provision", plan=plan)
         return name

@@ -1,0 +1,121 @@
+"""The Provision stage's pure logic (labtui.provision_plan): image and flavor choice, quotas, the
+group's rules from the requirements engine, cloud-init user-data, console fingerprints."""
+
+from __future__ import annotations
+
+import base64
+
+from labtui.model import Encapsulation
+from labtui.net.check import CalicoNetworking, NodeRef, derive_requirements
+from labtui.provision_plan import (FlavorInfo, ImageInfo, Names, choose_flavor, console_host_keys, fingerprint_of,
+                                   flavor_problem, guess_login_user, lab_tag, pairs_cidr, quota_shortfalls,
+                                   render_user_data, rules_for, shortfall_hint, ssh_cidr_problem, usable_images)
+
+NODES = [NodeRef("cp1", "control-plane", "10.60.0.10", "10.60.0.0/24"), NodeRef("w1", "worker", "10.60.0.11", "10.60.0.0/24"),
+         NodeRef("w2", "worker", "10.60.0.12", "10.60.0.0/24")]
+
+
+def test_images_prefer_ubuntu_2404_then_2204_then_debian_12():
+    imgs = [ImageInfo("1", "cirros-0.6.2"), ImageInfo("2", "debian-12-genericcloud"),
+            ImageInfo("3", "Ubuntu 22.04 jammy"), ImageInfo("4", "noble", properties={"os_distro": "ubuntu",
+                                                                                    "os_version": "24.04"}),
+            ImageInfo("5", "ubuntu-24.04-broken", status="queued")]
+    assert [i.id for i in usable_images(imgs)] == ["4", "3", "2", "1"]
+    assert guess_login_user(imgs[1]) == "debian" and guess_login_user(imgs[3]) == "ubuntu"
+    assert guess_login_user(ImageInfo("6", "x", properties={"os_admin_user": "cloud"})) == "cloud"
+    assert guess_login_user(imgs[0]) == "cirros"
+
+
+def test_flavors_too_small_are_refused_with_kubeadms_reason():
+    tiny = FlavorInfo("a", "m1.tiny", 1, 512)
+    small = FlavorInfo("b", "m1.small", 1, 2048)
+    medium = FlavorInfo("c", "m1.medium", 2, 4096)
+    cp = FlavorInfo("d", "c2r2", 2, 2048)
+    assert "the number of available CPUs 1 is less than the required 2" in flavor_problem(small, "control-plane")
+    assert "the system RAM (512 MB) is less than the minimum 1024 MB" in flavor_problem(tiny, "worker")
+    assert flavor_problem(small, "worker") is None
+    assert choose_flavor([tiny, small, medium, cp], "control-plane") == cp
+    assert choose_flavor([tiny, small, medium, cp], "worker") == small
+    assert choose_flavor([tiny], "worker") is None
+
+
+def test_quota_shortfall_names_the_quota_need_and_left():
+    short = quota_shortfalls({"instances": 4, "cores": 5, "ram": 5120, "ports": 4},
+                             {"instances": 2, "cores": 20, "ram": None, "ports": 1})
+    assert [s.message() for s in short] == ["quota instances (servers): the plan needs 4 more, 2 left",
+                                           "quota ports (ports): the plan needs 4 more, 1 left"]
+    hint = shortfall_hint(short)
+    assert "fewer workers" in hint and "cloud admin" in hint
+
+
+def test_rules_come_from_the_requirements_engine_protocol_4_from_the_group():
+    reqs = derive_requirements(CalicoNetworking.for_encapsulation(Encapsulation.IPIP, pod_cidr="172.16.0.0/16"), NODES)
+    rules = rules_for(reqs, "198.51.100.7/32", "172.16.0.0/16")
+    keys = {(r.protocol, r.port_min, r.remote, r.cidr) for r in rules}
+    assert ("4", None, "group", None) in keys
+    assert ("tcp", 179, "group", None) in keys and ("tcp", 6443, "group", None) in keys
+    assert ("tcp", 22, "cidr", "198.51.100.7/32") in keys
+    assert not any(r.protocol == "ipip" for r in rules)
+    assert not any(r.port_min == 2379 for r in rules)  # one control plane: etcd stays on it
+    ipip = next(r for r in rules if r.protocol == "4")
+    assert ipip.attrs("G")["protocol"] == "4" and ipip.attrs("G")["remote_group_id"] == "G"
+    assert "--protocol 4 --remote-group labtui-x" in ipip.command("labtui-x")
+    assert pairs_cidr(reqs) is None
+
+
+def test_vxlan_and_crosssubnet_rules():
+    vx = rules_for(derive_requirements(CalicoNetworking.for_encapsulation("VXLAN"), NODES), "10.0.0.1/32", None)
+    assert ("udp", 4789) in {(r.protocol, r.port_min) for r in vx}
+    assert not any(r.protocol in ("4", "ipip") for r in vx) and not any(r.port_min == 179 for r in vx)
+    reqs = derive_requirements(CalicoNetworking.for_encapsulation("IPIPCrossSubnet", pod_cidr="172.16.0.0/16"), NODES)
+    cross = rules_for(reqs, "10.0.0.1/32", "172.16.0.0/16")
+    assert any(r.protocol is None and r.cidr == "172.16.0.0/16" for r in cross)  # unencapsulated pod traffic
+    assert pairs_cidr(reqs) == "172.16.0.0/16"
+
+
+def test_ssh_from_anywhere_warns():
+    assert ssh_cidr_problem("0.0.0.0/0")[1].startswith("SSH from 0.0.0.0/0")
+    assert ssh_cidr_problem("203.0.113.7/32") == (None, None)
+    assert "not a CIDR" in ssh_cidr_problem("nope")[0]
+
+
+def test_user_data_prepares_the_node_for_kubeadm():
+    text = render_user_data("lab1", "cp1", kubernetes="1.36", packages=True)
+    assert text.startswith("#cloud-config\n")
+    for piece in ("hostname: cp1", "swapoff -a", "br_netfilter", "overlay", "net.ipv4.ip_forward = 1",
+                  "emit_keys_to_console: true", "pkgs.k8s.io/core:/stable:/v1.36/deb/", "kubeadm", "containerd"):
+        assert piece in text
+    assert "install -y kubelet kubeadm kubectl" not in render_user_data("lab1", "w1", kubernetes="1.36", packages=False)
+    import yaml
+
+    assert yaml.safe_load(text)["runcmd"][0] == "swapoff -a"
+
+
+def test_console_fingerprints_and_keys_from_cloud_init_output():
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    fp = fingerprint_of(key)
+    console = "\n".join([
+        "[   10.1] cloud-init[800]: old boot",
+        "-----BEGIN SSH HOST KEY FINGERPRINTS-----",
+        "256 SHA256:oldoldoldoldoldoldoldoldoldoldoldoldoldoldo root@cp1 (ED25519)",
+        "-----END SSH HOST KEY FINGERPRINTS-----",
+        "ci-info: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
+        f"ci-info: 256 {fp} root@cp1 (ED25519)",
+        "ci-info: 256 SHA256:AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/abcde root@cp1 (ECDSA)",
+        "ci-info: -----END SSH HOST KEY FINGERPRINTS-----",
+        "-----BEGIN SSH HOST KEY KEYS-----",
+        f"ssh-ed25519 {key} root@cp1",
+        "-----END SSH HOST KEY KEYS-----",
+    ])
+    keys = {k.key_type: k for k in console_host_keys(console)}
+    assert keys["ssh-ed25519"].fingerprint == fp and keys["ssh-ed25519"].key_base64 == key  # the last boot wins
+    assert keys["ecdsa-sha2-nistp256"].fingerprint.startswith("SHA256:AbCd") and keys["ecdsa-sha2-nistp256"].key_base64 is None
+    assert console_host_keys("FAKE CONSOLE OUTPUT\nANOTHER\nLAST LINE") == []
+    assert base64.b64decode(key)
+
+
+def test_names_and_tag():
+    n = Names("lab1")
+    assert (n.network, n.subnet, n.router, n.group, n.keypair, n.server("cp1")) == (
+        "labtui-lab1-net", "labtui-lab1-subnet", "labtui-lab1-router", "labtui-lab1", "labtui-lab1", "labtui-lab1-cp1")
+    assert lab_tag("lab1") == "labtui-lab:lab1" and len(lab_tag("x" * 80)) == 60
