@@ -59,6 +59,7 @@ class PodNet:
     vxlan_mac: str
     pid: int = 0  # a process in the pod's namespace (for nsenter from inside the node)
     proc: Any = field(default=None, repr=False)
+    listener: Any = field(default=None, repr=False)  # busybox nc on TCP 8080, like the probe pod's
 
 
 class Dataplane:
@@ -94,13 +95,18 @@ class Dataplane:
             pod.proc = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "infinity"],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             pod.pid = pod.proc.pid
+            # the probe pod's TCP listener (labtui.doctor.probe): the real busybox nc, answering one line
+            pod.listener = subprocess.Popen(["ip", "netns", "exec", pod.netns, "busybox", "nc", "-ll", "-p", "8080",
+                                             "-e", "echo", "labtui-probe-ok"], stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
     def stop(self) -> None:
         for pod in self.pods.values():
-            if pod.proc is not None and pod.proc.poll() is None:
-                pod.proc.kill()
-                pod.proc.wait(timeout=5)
+            for proc in (pod.proc, pod.listener):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=5)
             _run(["ip", "netns", "del", pod.netns], check=False)
         _run(["ip", "netns", "exec", self.lab.cloud_ns, "nft", "delete", "table", "bridge", self.table], check=False)
         for n in self.lab.nodes:

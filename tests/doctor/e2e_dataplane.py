@@ -11,6 +11,7 @@ incident's IPIP CrossSubnet."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -70,3 +71,59 @@ def test_real_packets_dropped_then_fixed(option, wire, sshlab, kube_nodes, layou
         cap = diag["captures"][0]
         assert cap["lines"] and cap["lines"][0].startswith(wire)
         assert any("echo reply" in line for line in cap["lines"])
+
+
+def test_single_port_lacking_the_pairs_fixed_on_that_port(sshlab, kube_nodes, layout, dataplane, store, tmp_path,
+                                                          capsys):
+    """No encapsulation; every node port but dw3's already has the pod CIDR as an allowed-address-pair
+    and the group lets pod addresses in. Over the real data plane dw3's pod packets are dropped (its
+    replies too, so pings towards dw3 fail as well); the doctor recommends the one change, the pair
+    on dw3's port, and after it (and a re-sync) every pair passes for real."""
+    net = layout.conn.network
+    cidr = dataplane.pool_cidr
+    for n in layout.nodes:
+        if n.name != "dw3":
+            net.update_port(n.port_id, allowed_address_pairs=[{"ip_address": cidr}])
+    net.create_security_group_rule(security_group_id=layout.security_group_id, direction="ingress",
+                                   ether_type="IPv4", remote_ip_prefix=cidr)
+    tools.install_dataplane(sshlab, dataplane)
+    with v3_cluster(nodes=kube_nodes, ipip="Never", vxlan="CrossSubnet") as cluster:
+        mode, _rules = dataplane.sync(layout, cluster)
+        assert mode == "direct"
+        kc = cluster.write_kubeconfig(tmp_path / "admin.conf")
+        nodes = ",".join(f"{n.name}={n.address}" for n in sshlab.nodes)
+        code, out, err = _doctor(capsys, "doctor", "dp1", "--adopt", "--nodes", nodes, "--user", "root", "--key",
+                                 str(sshlab.client_key), "--cloud", layout.cloud, "--kubeconfig", str(kc),
+                                 "--accept-new-host-keys", "--json")
+        assert code == 1, err
+        data = json.loads(out)
+        cross = {(c["src"], c["dst"]): c for c in data["cells"] if c["scope"] == "cross" and c["check"] == "icmp"}
+        assert len(cross) == 12
+        assert all(not c["ok"] for (a, b), c in cross.items() if "dw3" in (a, b)), cross
+        tcp = {(c["src"], c["dst"]): c for c in data["cells"] if c["scope"] == "cross" and c["check"] == "tcp"}
+        assert all(c["ok"] == ("dw3" not in (a, b)) for (a, b), c in tcp.items()), tcp
+        assert all(c["ok"] for (a, b), c in cross.items() if "dw3" not in (a, b)), cross
+        assert dataplane.spoof_drops() > 0
+        rec = next(o for o in data["options"] if o["recommended"])
+        # the smallest fix: one change, the pair on dw3's port
+        assert [a["kind"] for a in rec["actions"]] == ["port-pairs"], rec
+        dw3_port = layout.node("dw3").port_id
+        assert dw3_port in rec["actions"][0]["command"] or "dw3" in rec["actions"][0]["command"], rec
+
+        code, out, err = _doctor(capsys, "doctor", "dp1", "--fix", str(rec["number"]), "--yes", "--no-live")
+        assert code == 0, out + err
+        pairs = [a["ip_address"] for a in net.get_port(dw3_port).allowed_address_pairs]
+        assert pairs == [cidr]
+        dataplane.sync(layout, cluster)  # Neutron's agent applies what the API now says
+        code, out, err = _doctor(capsys, "doctor", "dp1", "--json")
+        assert code == 0, out + err
+        data = json.loads(out)
+        assert all(c["ok"] for c in data["cells"] if c["scope"] == "cross" and c["check"] == "icmp")
+        # the nodes themselves reach every pod over the same real data plane (hostNetwork probe pods)
+        host = [c for c in data["cells"] if c["scope"] == "host"]
+        assert len(host) == 16 * 3, host
+        assert all(c["ok"] for c in host), [(c["id"], c["detail"]) for c in host if not c["ok"]]
+        # TCP and the DF ping at the path MTU over the real data plane too
+        assert all(c["ok"] for c in data["cells"] if c["scope"] == "cross"), \
+            [(c["id"], c["detail"]) for c in data["cells"] if c["scope"] == "cross" and not c["ok"]]
+        assert len(data["matrix"]) == 12 and all(m["ok"] for m in data["matrix"])

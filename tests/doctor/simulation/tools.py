@@ -41,7 +41,10 @@ def install_dataplane(lab, dp) -> dict:
     """Data-plane mode: the simulated kubectl runs the real busybox ping inside the pods' namespaces;
     tcpdump is the real one (the replaying script is removed)."""
     sc = scenario(lab)
-    sc["dataplane"] = {name: {"ip": p.ip, "pid": p.pid} for name, p in dp.pods.items()}
+    # host -> pod cells: the hostNetwork probe pod is the node's own namespace (its sshd's pid)
+    nodes = {n.name: n for n in lab.nodes}
+    sc["dataplane"] = {name: {"ip": p.ip, "pid": p.pid, "host": nodes[name].address, "host_pid": nodes[name].pid}
+                       for name, p in dp.pods.items()}
     for node in lab.nodes:
         lab.install_script(node, "labtui-sim.json", json.dumps(sc), mode=0o644)
         lab.remove_script(node, "tcpdump")
