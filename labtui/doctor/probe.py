@@ -769,6 +769,10 @@ def attach_causes(diag: Any, cells: list[Cell]) -> list[Cell]:
                      f"(`kubectl -n kube-system logs -l k8s-app=calico-node`) and the pod's routes")
         else:
             cause = pair_cause(c.src, c.dst)
+            if not cause and c.scope == "cross" and c.check in ("icmp", "tcp"):
+                back = pair_cause(c.dst, c.src)  # a ping or a connect needs its answer to come back
+                if back:
+                    cause = f"the answers from {c.dst} to {c.src} are dropped: {back}"
             if c.scope == "host" and not cause:
                 cause = ("the node itself cannot reach the pod: its tunnel or route to the pod CIDR is missing, or "
                          "the security group blocks the encapsulated traffic")

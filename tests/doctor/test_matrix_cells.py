@@ -114,6 +114,14 @@ def test_causes_from_the_reasoning():
              Cell("icmp", "cross", "b", "a", True, B, A, "2/2 replies"),
              Cell("tcp", "same", "a", "a", False, A, A_PEER, "timed out"),
              Cell("icmp", "same", "a", "a", True, A, A_PEER, "2/2 replies")]
+    cells.append(Cell("tcp", "cross", "b", "a", False, B, A, "timed out"))
+    cells.append(Cell("tcp", "cross", "a", "b", True, A, B, "connected"))
+    cells[2] = Cell("icmp", "cross", "b", "a", False, B, A, "0/2 replies")
+    attach_causes(_diag(), cells)
+    # b -> a is allowed, but a's answers are dropped (the reasoning's a -> b verdict)
+    assert cells[2].cause.startswith("the answers from a to b are dropped: Pod traffic leaves unencapsulated")
+    assert cells[5].cause.startswith("the answers from a to b are dropped") and cells[6].cause == ""
+    cells[2] = Cell("icmp", "cross", "b", "a", True, B, A, "2/2 replies")
     attach_causes(_diag(), cells)
     assert cells[0].cause.startswith("Pod traffic leaves unencapsulated and OpenStack drops it. blocked at the port of a")
     assert "pod MTU is larger than the path allows" in cells[1].cause
