@@ -452,10 +452,11 @@ def parse_matrix_output(text: str, node_of_ip: dict[str, str], pod_ip: dict[str,
 
 
 _IP = r"(\d{1,3}(?:\.\d{1,3}){3})"
-_IPIP_RE = re.compile(rf"(?:IP |length \d+: ){_IP} > {_IP}: (?:IP )?{_IP} > {_IP}: (.*)")
+_PORT = r"(?:\.\d+)?"  # TCP/UDP packets: tcpdump writes ADDRESS.PORT
+_IPIP_RE = re.compile(rf"(?:IP |length \d+: ){_IP} > {_IP}: (?:IP )?{_IP}{_PORT} > {_IP}{_PORT}: (.*)")
 _VXLAN_RE = re.compile(rf"(?:IP |length \d+: ){_IP}\.\d+ > {_IP}\.4789: VXLAN")
-_DIRECT_RE = re.compile(rf"(?:IP |length \d+: ){_IP} > {_IP}: (ICMP.*|.*)")
-_INNER_RE = re.compile(rf"(?:IP |length \d+: ){_IP} > {_IP}: (.*)")
+_DIRECT_RE = re.compile(rf"(?:IP |length \d+: ){_IP}{_PORT} > {_IP}{_PORT}: (ICMP.*|.*)")
+_INNER_RE = re.compile(rf"(?:IP |length \d+: ){_IP}{_PORT} > {_IP}{_PORT}: (.*)")
 
 
 def parse_tcpdump(text: str, pod_cidr: str | None = None) -> tuple[list[str], list[str]]:
@@ -501,9 +502,11 @@ def parse_tcpdump(text: str, pod_cidr: str | None = None) -> tuple[list[str], li
 
 
 def capture_filter(pod_cidr: str | None) -> str:
+    """IPIP, VXLAN, and direct pod-to-pod packets (not the host -> pod cells' own packets, which
+    carry the node's address and would use up the capture's count)."""
     parts = ["ip proto 4", "udp port 4789"]
     if pod_cidr:
-        parts.append(f"net {pod_cidr}")
+        parts.append(f"src net {pod_cidr} and dst net {pod_cidr}")
     return " or ".join(f"({p})" for p in parts)
 
 

@@ -100,6 +100,12 @@ def test_single_port_lacking_the_pairs_fixed_on_that_port(sshlab, kube_nodes, la
         cross = {(c["src"], c["dst"]): c for c in data["cells"] if c["scope"] == "cross" and c["check"] == "icmp"}
         assert len(cross) == 12
         assert all(not c["ok"] for (a, b), c in cross.items() if "dw3" in (a, b)), cross
+        # each failing cell's cause names dw3's port; towards dw3, the answers are what is dropped
+        for (a, b), c in cross.items():
+            if a == "dw3":
+                assert "dw3" in c["cause"], c
+            elif b == "dw3":
+                assert c["cause"].startswith("the answers from dw3 to"), c
         tcp = {(c["src"], c["dst"]): c for c in data["cells"] if c["scope"] == "cross" and c["check"] == "tcp"}
         assert all(c["ok"] == ("dw3" not in (a, b)) for (a, b), c in tcp.items()), tcp
         assert all(c["ok"] for (a, b), c in cross.items() if "dw3" not in (a, b)), cross

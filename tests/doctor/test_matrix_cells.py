@@ -148,3 +148,18 @@ def test_junit_parses_with_a_real_xml_parser_and_render():
     rows = [ln.split() for ln in text.splitlines()]
     assert ["a", "(pod)", "-", "FAIL"] in rows and ["a", "(host)", "-", "ok"] in rows
     assert "1 of 2 cells fail" in text and "cause: anti-spoofing" in text
+
+
+def test_capture_recognises_tcp_and_leaves_host_packets_out():
+    from labtui.doctor.probe import capture_filter, parse_tcpdump
+
+    line = ("01:00:00.1 fa:16:3e:00:00:04 > fa:16:3e:00:00:21, ethertype IPv4 (0x0800), length 74: "
+            "172.16.200.10.39312 > 172.16.110.11.8080: Flags [S], seq 1, win 64240, length 0")
+    assert parse_tcpdump(line, "172.16.0.0/16") == (["direct"], [
+        "direct (unencapsulated) 172.16.200.10 > 172.16.110.11: Flags [S]"])
+    ipip = ("01:00:00.1 IP 10.0.0.1 > 10.0.0.2: IP 172.16.1.1.40000 > 172.16.2.2.8080: Flags [S], seq 1, length 0 "
+            "(ipip-proto-4)")
+    assert parse_tcpdump(ipip)[0] == ["ipip"]
+    f = capture_filter("172.16.0.0/16")
+    assert f == "(ip proto 4) or (udp port 4789) or (src net 172.16.0.0/16 and dst net 172.16.0.0/16)"
+    assert subprocess.run(["tcpdump", "-d", f], capture_output=True).returncode == 0  # the real tcpdump compiles it
