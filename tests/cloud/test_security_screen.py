@@ -77,7 +77,7 @@ async def test_security_screen_shows_the_incident_and_fixes_it_through_the_modal
         [rule] = [r for r in incident.rules() if r.protocol == "4"]
         assert rule.remote_group_id == incident.security_group_id
         assert "all 10 requirements are met" in text_of(screen, "#sec-summary")
-        log = "\n".join(str(line.text) for line in screen.query_one("#log").lines)
+        log = "\n".join(screen.query_one("#log").plain)  # the log wraps: its text, line by line
         assert "POST /v2.0/security-group-rules" in log and "GET /v2.0/security-groups?id=" in log
 
         # u reverts it after a confirmation
