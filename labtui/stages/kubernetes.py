@@ -228,7 +228,16 @@ def init_config(ctx: StepContext) -> str:
     f = facts.get(cp.name)
     address = (f.address if f and f.address else cp.address)
     sans = [s for s in (ctx.inputs.get("api_floating_ip"), cp.address) if s and s != address]
-    version = (f.kubeadm if f and f.kubeadm and f.kubeadm.startswith(plan.kubernetes + ".") else None)
+    version = None  # the installed kubeadm's own version (a "stable-1.36" label needs dl.k8s.io)
+    try:
+        from labtui.adapters.ssh import session_ssh
+
+        res = session_ssh(ctx).run(cp.name, "kubeadm version -o short", timeout=60.0, stream=False)
+        found = res.stdout.strip().lstrip("v")
+        if res.exit_code == 0 and found.startswith(plan.kubernetes + "."):
+            version = found
+    except LabError:
+        pass
     return kubeadm_config(node_name=cp.name, advertise_address=address,
                           kubernetes_version=version or f"stable-{plan.kubernetes}",
                           pod_subnet=plan.pod_cidr, service_subnet=plan.service_cidr, cert_sans=sans)

@@ -48,7 +48,8 @@ def reset_nodes(lab, **scenario):
 
     for node in lab.nodes:
         lab.restart_node(node)
-    tools.install(lab, admin_conf=ADMIN_CONF.format(address=lab.nodes[0].address), **scenario)
+    scenario.setdefault("admin_conf", ADMIN_CONF.format(address=lab.nodes[0].address))
+    tools.install(lab, **scenario)
     return lab
 
 

@@ -43,6 +43,7 @@ def test_four_fresh_nodes_to_a_cluster_then_nothing_to_do(fresh_nodes, open_lab,
     # the kubeadm config on the control plane, as shown before init
     config = lab.node_exec(lab.nodes[0], ["cat", "/etc/kubernetes/labtui-kubeadm.yaml"]).stdout
     assert "podSubnet: 172.16.0.0/16" in config and f"advertiseAddress: {lab.nodes[0].address}" in config
+    assert "kubernetesVersion: v1.36.2" in config  # the installed kubeadm's version
     # admin.conf: 0600 in the session directory, never in the database
     conf = lab_home / "sessions" / "k8s" / "admin.conf"
     assert stat.S_IMODE(os.stat(conf).st_mode) == 0o600
@@ -74,3 +75,27 @@ def test_four_fresh_nodes_to_a_cluster_then_nothing_to_do(fresh_nodes, open_lab,
     tokens = list(tools.cluster_state(lab)["tokens"])
     assert tokens and not any(t in text for t in tokens)
     assert "--discovery-token-ca-cert-hash sha256:<hash>" in text  # shown, with the token masked
+
+
+def test_built_cluster_is_what_the_calico_stage_reads(kubelab, open_lab, store):
+    """After the build and Calico's install, the rest of the Calico stage (API reached with the
+    fetched admin.conf, Calico read, the pool's encapsulation, calico-node Ready) finds the plan's
+    IPIP Always pool: nothing to change. The API server is kmock loaded with the simulated cluster's
+    state (tools.mirror_to_api)."""
+    from tests.harness.kube import FakeCluster, kubeconfig_text
+
+    with FakeCluster(host=kubelab.gateway) as api:
+        lab = reset_nodes(kubelab, admin_conf=kubeconfig_text(api.url))
+        lab_session, events = open_lab(lab)
+        out = run_stage(lab_session, "kubernetes") + run_stage(lab_session, "calico", until="calico-install")
+        assert all(o.state == StepState.DONE for o in out), [o.detail for o in out]
+        tools.mirror_to_api(lab, api)
+        api.clear_requests()
+        out = run_stage(lab_session, "calico")
+        assert {o.step: o.state for o in out} == {s: StepState.DONE for s in
+                                                  ("calico-install", "kube-access", "calico-read", "encapsulation",
+                                                   "calico-ready")}, [o.detail for o in out]
+        assert "every enabled IPv4 pool is IPIP" in out[3].detail
+        assert api.writes() == []  # the pool already had the plan's encapsulation
+        kinds = [c.kind for c in store.changes(lab_session.record.id)]
+        assert not any(k.startswith("calico.") for k in kinds)

@@ -94,3 +94,31 @@ def expire_tokens(lab) -> None:
     data = json.loads(path.read_text())
     data["tokens"] = {}
     path.write_text(json.dumps(data))
+
+
+def mirror_to_api(lab, cluster) -> None:
+    """SIMULATION of the API server's view: load `cluster` (a tests.harness.kube.FakeCluster, kmock)
+    with what the simulated kubeadm and kubectl left in the shared cluster state: the registered
+    nodes, and for an operator install the Installation, its operator-owned pool, tigera-operator
+    and calico-node Ready on every node (the pods the simulated kubectl reports)."""
+    from tests.harness import kube as k
+
+    state = cluster_state(lab)
+    nodes = state.get("nodes", {})
+    inst = state.get("objects", {}).get("Installation/default")
+    for i, (name, n) in enumerate(sorted(nodes.items(), key=lambda kv: kv[1]["role"] != "control-plane")):
+        cluster.add("v1/nodes", k.k8s_node(name, n["address"], control_plane=n["role"] == "control-plane",
+                                           pod_cidr=f"172.16.{i}.0/24", ready=inst is not None,
+                                           tunnel=f"172.16.{[200, 110, 45, 7][i % 4]}.0" if inst else None))
+    cluster.add("v1/configmaps", k.kubeadm_config())
+    if inst:
+        ipip, vxlan = k.ENC_MODES[inst["encapsulation"]]
+        cluster.add("operator.tigera.io/v1/installations",
+                    k.installation([k.installation_pool("default-ipv4-ippool", inst["cidr"], inst["encapsulation"])],
+                                   bgp="Disabled" if inst["encapsulation"].startswith("VXLAN") else "Enabled"))
+        cluster.add("apps/v1/deployments", k.operator_deployment())
+        cluster.add("apps/v1/daemonsets", k.calico_node_daemonset("calico-system", ipip=ipip, vxlan=vxlan,
+                                                                 registry="quay.io/calico"))
+        for name in nodes:
+            cluster.add("v1/pods", k.calico_node_pod(name, "calico-system", registry="quay.io/calico", suffix=name))
+        cluster.add_pool(k.ippool("default-ipv4-ippool", inst["cidr"], ipip=ipip, vxlan=vxlan, operator=True))
