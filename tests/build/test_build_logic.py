@@ -227,3 +227,102 @@ def test_stage_skips_an_adopted_cluster(store):
         runner = lab.runner(wizard_for("kubernetes"))
         assert all(runner.run_step(s).state == StepState.SKIPPED for s in wizard_for("kubernetes").steps)
         assert runner.stage_done()
+
+
+FACTS_OUT = """@@hostname
+cp1
+@@os
+ID=ubuntu
+VERSION_ID="24.04"
+PRETTY_NAME="Ubuntu 24.04.1 LTS"
+@@cgroup
+cgroup2fs
+@@machine
+0123456789abcdef0123456789abcdef
+@@product_uuid
+4c4c4544-0042-3510-8051-b3c04f4e4d32
+@@systemd
+degraded
+@@listen
+0.0.0.0:22
+127.0.0.1:10248
+[::]:10250
+*:6443
+@@containerd
+containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da
+@@link
+2: ens3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc fq_codel state UP mode DEFAULT group default qlen 1000\\    link/ether fa:16:3e:12:34:56 brd ff:ff:ff:ff:ff:ff
+@@addr
+2: ens3    inet 10.100.200.4/24 metric 100 brd 10.100.200.255 scope global dynamic ens3
+@@end
+"""
+
+
+def test_facts_fill_the_runtime_fields():
+    from labtui.nodes.facts import parse_facts
+
+    f = parse_facts("cp1", FACTS_OUT)
+    assert (f.cgroup, f.systemd, f.product_uuid) == ("v2", "degraded", "4c4c4544-0042-3510-8051-b3c04f4e4d32")
+    assert f.ports_in_use == [6443, 10250]  # 10248 (kubelet healthz, loopback) is not one kubeadm checks
+    assert (f.runtime, f.runtime_version) == ("containerd", "1.7.27")
+    assert f.mac == "fa:16:3e:12:34:56"
+
+
+def _facts(name, **kw):
+    from labtui.nodes.facts import NodeFacts
+
+    base = dict(node=name, os_id="ubuntu", os_version="24.04", os_pretty="Ubuntu 24.04.1 LTS", cgroup="v2",
+                systemd="running", cpus=2, memory_mb=3900, mac=f"fa:16:3e:00:00:{len(name):02x}{name[-1]}")
+    base.update(kw)
+    return NodeFacts(**base)
+
+
+def _plan(minor="1.36"):
+    from labtui.model import Plan
+
+    return Plan.model_validate({
+        "name": "p", "kubernetes": minor, "node_subnet": "10.100.200.0/24", "pod_cidr": "172.16.0.0/16",
+        "service_cidr": "172.20.0.0/16",
+        "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"},
+                  {"name": "w1", "address": "10.100.200.5"}, {"name": "w2", "address": "10.100.200.6"}]})
+
+
+def test_runtime_preflight_findings():
+    from labtui.nodes.preflight import runtime_preflight
+
+    facts = {
+        "cp1": _facts("cp1", ports_in_use=[6443], cpus=1),
+        "w1": _facts("w1", os_id="centos", os_version="9", os_pretty="CentOS Stream 9", systemd="offline",
+                     cgroup="v1", runtime="containerd", runtime_version="1.7.24"),
+        "w2": _facts("w2", os_id="debian", os_version="12", runtime="containerd", runtime_version="1.6.20",
+                     mac="fa:16:3e:00:00:99", memory_mb=900),
+    }
+    facts["w1"].mac = "fa:16:3e:00:00:99"
+    found = {(f.node, f.check): f for f in runtime_preflight(_plan(), facts)}
+    errors = sorted((k[0] or "", k[1]) for k, f in found.items() if f.severity == "error")
+    assert errors == [("", "unique-mac"), ("cp1", "cpus"), ("cp1", "ports"), ("w1", "cgroup-v1"), ("w1", "os"),
+                      ("w1", "systemd")]
+    assert "6443 (the Kubernetes API server)" in found["cp1", "ports"].title
+    assert "refuses cgroup v1" in found["w1", "cgroup-v1"].why
+    assert found["w2", "containerd-version"].severity == "warning"
+    assert "Docker's repository" in found["w2", "containerd-version"].why  # Debian 12's containerd is 1.6
+    assert found["w2", "memory"].severity == "warning"
+    # the same ports on a node that already runs a kubelet: a cluster is there, the kubeadm steps decide
+    facts = {"cp1": _facts("cp1", ports_in_use=[6443, 10250], kubelet="1.36.2", kubeadm="1.36.2")}
+    [ports] = [f for f in runtime_preflight(_plan(), facts) if f.check == "ports"]
+    assert ports.severity == "info"
+    # cgroup v1 with Kubernetes 1.35+: an error (the plan's minors are all >= 1.35)
+    assert [f.severity for f in runtime_preflight(_plan("1.35"), {"w1": _facts("w1", cgroup="v1")})
+            if f.check == "cgroup-v1"] == ["error"]
+
+
+def test_containerd_source_by_distribution_and_minor():
+    from labtui.build import apt
+
+    assert apt.containerd_source("ubuntu", "24.04", "1.36") == "distribution"  # noble-updates has 2.2
+    assert apt.containerd_source("ubuntu", "22.04", "1.36") == "docker"
+    assert apt.containerd_source("debian", "12", "1.35") == "docker"  # 1.6 is too old even for 1.35's 1.7 floor
+    assert apt.containerd_source("debian", "13", "1.35") == "distribution"
+    script = apt.containerd_install_script("docker", "debian")
+    assert "https://download.docker.com/linux/debian" in script and "containerd.io" in script
+    assert "$(. /etc/os-release && echo $VERSION_CODENAME)" in script
