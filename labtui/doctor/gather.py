@@ -285,38 +285,55 @@ def backend_from_agents(agent_types: list[str] | None) -> str | None:
     return next(iter(seen)) if len(seen) == 1 else None
 
 
-def read_cloud_support(conn: Any, lab: Any) -> dict[str, Any]:
-    """What the cloud supports and how it filters, for the lab's ports and groups, in parallel:
-    the extensions (allowed-address-pairs, port-security), the network agents (the ML2 backend; a
-    refusal leaves it unknown), the networks' MTU and the groups' statefulness. Through
-    labtui.adapters.openstack's CloudConnection (`conn.call` announces and translates)."""
+def read_cloud_support(conn: Any, lab: Any = None, prefetched: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the cloud supports and how it filters, in parallel: the extensions (allowed-address-pairs,
+    port-security), the network agents (the ML2 backend; a refusal leaves it unknown), the networks' MTU
+    and the groups' statefulness. Through labtui.adapters.openstack's CloudConnection (`conn.call`
+    announces and translates).
+
+    Without `lab` (the prefetch, run while the ports are looked up) only the extensions and the agents
+    are read; with `lab`, the networks and groups of its ports, by id, and what `prefetched` lacks. (Listing
+    every network and group of the project beside the look-up was slower on a busy Neutron than this.)"""
     sdk = conn.conn
-    ports = [p for n in (_get(lab, "nodes", default=[]) or []) for p in (_get(n, "ports", default=[]) or [])]
-    net_ids = sorted({_get(p, "network_id") for p in ports if _get(p, "network_id")})
-    group_ids = sorted({_get(g, "id") for g in (_get(lab, "groups", default=[]) or [])})
-    jobs: dict[str, Callable[[], Any]] = {
-        "extensions": lambda: conn.call("list the Neutron extensions", "GET /v2.0/extensions",
-                                        lambda: sorted(e.alias for e in sdk.network.extensions())),
-        "agents": lambda: conn.call("list the network agents (the ML2 backend)", "GET /v2.0/agents",
-                                    lambda: [a.agent_type for a in sdk.network.agents()]),
-    }
-    if net_ids:
-        jobs["mtu"] = lambda: conn.call("read the networks' MTU", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in net_ids),
-                                        lambda: {n.id: n.mtu for n in sdk.network.networks(id=net_ids)})
-    if group_ids:
-        jobs["stateful"] = lambda: conn.call(
-            "read the groups' statefulness", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
-            lambda: {g.id: g.stateful for g in sdk.network.security_groups(id=group_ids)})
-    out: dict[str, Any] = {"errors": {}}
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-neutron") as pool:
-        futures = {k: pool.submit(fn) for k, fn in jobs.items()}
-        for key, fut in futures.items():
-            try:
-                out[key] = fut.result()
-            except LabError as exc:
-                out["errors"][key] = exc.message
-    types = out.get("agents")
-    out["backend"] = backend_from_agents(types)
+    out: dict[str, Any] = {"errors": {}, "mtu": {}, "stateful": {}}
+    if prefetched:
+        out.update({k: (dict(v) if isinstance(v, dict) else v) for k, v in prefetched.items()})
+    jobs: dict[str, Callable[[], Any]] = {}
+    if "extensions" not in out:
+        jobs["extensions"] = lambda: conn.call("list the Neutron extensions", "GET /v2.0/extensions",
+                                               lambda: sorted(e.alias for e in sdk.network.extensions()))
+    if "agents" not in out and "agents" not in out["errors"]:
+        jobs["agents"] = lambda: conn.call("list the network agents (the ML2 backend)", "GET /v2.0/agents",
+                                           lambda: [a.agent_type for a in sdk.network.agents()])
+    if lab is not None:
+        ports = [p for n in (_get(lab, "nodes", default=[]) or []) for p in (_get(n, "ports", default=[]) or [])]
+        groups = _get(lab, "groups", default=[]) or []
+        # what the look-up already read (NodePort.network_mtu, SecurityGroup.stateful) is not read again
+        out["mtu"].update({_get(p, "network_id"): _get(p, "network_mtu") for p in ports if _get(p, "network_mtu")})
+        out["stateful"].update({_get(g, "id"): _get(g, "stateful") for g in groups if _get(g, "stateful") is not None})
+        net_ids = sorted({_get(p, "network_id") for p in ports if _get(p, "network_id")} - set(out["mtu"]))
+        group_ids = sorted({_get(g, "id") for g in groups} - set(out["stateful"]))
+        if net_ids:
+            jobs["mtu"] = lambda: conn.call("read the networks' MTU", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in net_ids),
+                                            lambda: {n.id: n.mtu for n in sdk.network.networks(id=net_ids)})
+        if group_ids:
+            jobs["stateful"] = lambda: conn.call(
+                "read the groups' statefulness", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
+                lambda: {g.id: g.stateful for g in sdk.network.security_groups(id=group_ids)})
+    if jobs:
+        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-neutron") as pool:
+            futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+            for key, fut in futures.items():
+                try:
+                    got = fut.result()
+                except LabError as exc:
+                    out["errors"][key] = exc.message
+                    continue
+                if key in ("mtu", "stateful"):
+                    out[key].update(got)
+                else:
+                    out[key] = got
+    out["backend"] = backend_from_agents(out.get("agents"))
     out["backend_source"] = "network agents" if out["backend"] else ""
     return out
 
@@ -337,17 +354,24 @@ def calico_settings_reader(ctx: Any, kubeconfig: str | None = None) -> Callable[
     return read
 
 
-def cloud_support_reader(ctx: Any) -> Callable[[Any], dict[str, Any]] | None:
-    """For `gather(read_cloud_support=...)`: runs in the cloud job, after the ports were found."""
+def cloud_support_reader(ctx: Any) -> Callable[..., dict[str, Any]] | None:
+    """For `gather(read_cloud_support=...)`: `read(lab, prefetched)` runs in the cloud job after the ports
+    were found; `read.prefetch()`, called first in that job (it connects, once, in that thread), returns
+    the reads that need no port, which gather runs while the ports are looked up."""
     from labtui.doctor.run import cloud_name, cloud_service
 
     name = cloud_name(ctx)
     if not name:
         return None
 
-    def read(lab: Any) -> dict[str, Any]:
-        return read_cloud_support(cloud_service(ctx, name), lab)
+    def read(lab: Any, prefetched: dict[str, Any] | None = None) -> dict[str, Any]:
+        return read_cloud_support(cloud_service(ctx, name), lab, prefetched)
 
+    def prefetch() -> Callable[[], dict[str, Any]]:
+        conn = cloud_service(ctx, name)
+        return lambda: read_cloud_support(conn, None)
+
+    read.prefetch = prefetch  # type: ignore[attr-defined]
     return read
 
 
@@ -508,6 +532,34 @@ def gather(
             return value
         return run
 
+    def cloud_then(nodes: list[Any]) -> Callable[[], Any]:
+        """The cloud job: the support reads that need no port run beside the port look-up."""
+        def run() -> Any:
+            prefetch = getattr(read_cloud_support, "prefetch", None)
+            side = fut = None
+            if prefetch is not None:
+                start = prefetch()
+                side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doctor-neutron-pre")
+                fut = side.submit(start)
+            try:
+                lab = read_cloud(nodes)
+            finally:
+                if side is not None:
+                    side.shutdown(wait=False)
+            if read_cloud_support is not None:
+                try:
+                    pre = None
+                    if fut is not None:
+                        try:
+                            pre = fut.result()
+                        except Exception:  # noqa: BLE001 - read it again by id below
+                            pre = None
+                    extras["cloud"] = read_cloud_support(lab, pre) if pre is not None else read_cloud_support(lab)
+                except Exception as exc:  # noqa: BLE001 - these facts are optional
+                    extras["cloud-error"] = exc
+            return lab
+        return run
+
     jobs: dict[str, Callable[[], Any]] = {}
     if read_cluster is not None:
         jobs["kube"] = timed("kube", then("kube", read_cluster, read_cluster_extras))
@@ -516,7 +568,7 @@ def gather(
                                    "pass --kubeconfig FILE, or let labtui fetch admin.conf from the control plane"))
     cloud_after_kube = read_cloud is not None and not plan_nodes
     if read_cloud is not None and plan_nodes:
-        jobs["cloud"] = timed("cloud", then("cloud", read_cloud, read_cloud_support, plan_nodes))
+        jobs["cloud"] = timed("cloud", cloud_then(plan_nodes))
     elif read_cloud is None and cloud_name is None:
         unchecked.append(Unchecked("cloud", "the security groups and ports", "no cloud is set for this lab",
                                    "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
@@ -544,7 +596,7 @@ def gather(
                   for n in getattr(results.get("kube"), "nodes", []) or []]
         if knodes:
             try:
-                results["cloud"] = timed("cloud", then("cloud", read_cloud, read_cloud_support, knodes))()
+                results["cloud"] = timed("cloud", cloud_then(knodes))()
                 sources["cloud"] = True
             except Exception as exc:  # noqa: BLE001
                 sources["cloud"] = False

@@ -153,6 +153,10 @@ def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
         jobs["groups"] = lambda: conn.call("read the security groups",
                                            "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
                                            lambda: list(sdk.network.security_groups(id=group_ids)))
+    network_ids = sorted({p.network_id for p in chosen.values() if p.network_id})
+    if network_ids:  # their MTU, for the doctor's MTU check (same wave: no extra wait)
+        jobs["networks"] = lambda: conn.call("read the networks", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in network_ids),
+                                             lambda: list(sdk.network.networks(id=network_ids)))
     if missing:
         jobs["discover"] = lambda: cloud.discover(conn, missing, include_rules=True)
     res: dict[str, Any] = {}
@@ -161,6 +165,7 @@ def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
             futs = {k: pool.submit(fn) for k, fn in jobs.items()}
             res = {k: f.result() for k, f in futs.items()}
     subnets = {s.id: s for s in res.get("subnets", [])}
+    mtus = {n.id: n.mtu for n in res.get("networks", [])}
     lab = LabNetwork(cloud=conn.name, project_id=conn.project_id)
     slow = {n.name: n for n in (res["discover"].nodes if "discover" in res else [])}
     for name, addr, role in plan:
@@ -178,12 +183,13 @@ def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
             subnet_name=getattr(sub, "name", None), security_group_ids=list(p.security_group_ids or []),
             port_security_enabled=p.is_port_security_enabled is not False,
             allowed_address_pairs=[{k: v for k, v in dict(a).items() if v} for a in (p.allowed_address_pairs or [])],
-            device_id=p.device_id, device_owner=p.device_owner, project_id=p.project_id)
+            device_id=p.device_id, device_owner=p.device_owner, project_id=p.project_id,
+            network_mtu=mtus.get(p.network_id))
         lab.nodes.append(LabNode(name=name, role=role, address=addr or None, found=True, matched_by="port",
                                  server_id=p.device_id or None, ports=[port]))
     for g in res.get("groups", []):
         lab.groups.append(SecurityGroup(g.id, g.name or "", [SGRule.from_api(r, g.id) for r in (g.security_group_rules or [])],
-                                        g.project_id))
+                                        g.project_id, stateful=getattr(g, "stateful", None)))
     if "discover" in res:
         have = {g.id for g in lab.groups}
         lab.groups.extend(g for g in res["discover"].groups if g.id not in have)

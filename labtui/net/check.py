@@ -113,6 +113,7 @@ class SecurityGroup:
     name: str = ""
     rules: list[SGRule] = field(default_factory=list)
     project_id: str | None = None
+    stateful: bool | None = None  # False: no connection tracking, replies need rules (None: not read)
 
     @property
     def label(self) -> str:
@@ -138,6 +139,7 @@ class NodePort:
     device_id: str | None = None
     device_owner: str | None = None
     project_id: str | None = None
+    network_mtu: int | None = None  # the MTU of the port's network (None: not read)
 
     @property
     def ips(self) -> list[str]:

@@ -92,6 +92,25 @@ def test_cloud_support_read_from_the_real_neutron(incident):
     assert support["stateful"] == {incident.security_group_id: True}
     # the test cloud runs no agents: the backend stays unknown, and the doctor says it assumes OVN
     assert support["backend"] is None
+    # the prefetch (run beside the port look-up) reads what needs no port; the rest comes by id after
+    pre = read_cloud_support(conn, None)
+    assert pre["extensions"] == support["extensions"] and pre["mtu"] == {} and pre["stateful"] == {}
+    both = read_cloud_support(conn, lab, pre)
+    assert (both["mtu"][incident.network_id], both["stateful"][incident.security_group_id]) == (net.mtu, True)
+    # the doctor's own look-up (by address) reads the networks in its second wave and keeps the groups'
+    # statefulness: after it, nothing but the prefetched extensions and agents is left to read
+    from labtui.doctor.run import discover_by_address
+
+    quick = discover_by_address(conn, incident.plan()["nodes"])
+    assert {p.network_mtu for n in quick.nodes for p in n.ports} == {net.mtu}
+    assert {g.stateful for g in quick.groups} == {True}
+    calls, emit = [], conn.emit
+    conn.emit = calls.append
+    try:
+        again = read_cloud_support(conn, quick, pre)
+    finally:
+        conn.emit = emit
+    assert calls == [] and again["mtu"] == {incident.network_id: net.mtu}
     ports, groups = facts_from_cloud(lab, support)
     assert all(p.mtu == net.mtu for p in ports.values())
     facts = gather(plan_nodes=incident.plan()["nodes"], read_cloud=lambda nodes: discover(conn, nodes),
