@@ -679,6 +679,8 @@ def render_matrix(facts: DoctorFacts) -> str:
 
 
 def _wrap(text: str, indent: str, width: int = 100) -> str:
-    return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+    # never split a word or a command at its hyphens (`--remote-group`, `kube-system`)
+    return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent,
+                                   break_on_hyphens=False, break_long_words=False)
                      for line in text.splitlines() if line.strip())
 

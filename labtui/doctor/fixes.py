@@ -499,7 +499,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
                                           f"{_plural(len(left), 'path')} blocked: "
                                           f"{first.blocks[0].detail if first.blocks else first.pair}")
         opt.expected = _expected(after, left, new_errors)
-        after_ids[number] = {f.id for f in after.findings}
+        after_ids[number] = {f.id for f in after.findings if f.severity in (ERROR, WARNING)}
         keys[number] = (not opt.available, len(left), opt.discouraged, bool(new_errors), len(opt.actions),
                         disruption(facts, opt), number)
         options.append(opt)
@@ -538,7 +538,8 @@ def _link_fixes(diag: Diagnosis) -> None:
             continue
         still = known.get(opt.number)
         if still is None:
-            still = {f.id for f in diagnose(simulate(diag.facts, opt.actions), with_options=False).findings}
+            still = {f.id for f in diagnose(simulate(diag.facts, opt.actions), with_options=False).findings
+                     if f.severity in (ERROR, WARNING)}
         for f in diag.findings:
             if f.severity in (ERROR, WARNING) and f.id not in still:
                 f.fixes.append(opt.number)

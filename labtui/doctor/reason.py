@@ -226,9 +226,8 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
                    if depends else
                    "VXLAN does not need BGP routes, but calico-node's readiness check includes bird, so calico-node "
                    "stays not ready. ")
-                + ("Allow TCP 179 from the nodes' own group." if any(b.code != "sg-reply" for v in bad for b in v.blocks)
-                   else "TCP 179 itself is allowed, but the groups are stateless and nothing lets the replies in "
-                        "(see the stateless-group finding)."))
+                + ("Allow TCP 179 from the nodes' own group." if not replies
+                   else "The fix is a rule for the replies (see the stateless-group finding)."))
             ev = _group_evidence(facts, gids)
             for v in bad:
                 for n in (v.src, v.dst):

@@ -342,6 +342,8 @@ def test_reasoning_case(path):
         _has_all(f.title + "\n" + f.explanation, fexp.get("says"), f"finding {fid}")
         _has_none(f.title + "\n" + f.explanation, fexp.get("never_says"), f"finding {fid}")
         _has_all("\n".join(e.text for e in f.evidence), fexp.get("evidence"), f"evidence of {fid}")
+        if "fixed_by" in fexp:
+            assert f.fixes == fexp["fixed_by"], f.fixes
     if "options" in exp:
         assert [o.number for o in diag.options] == exp["options"], report
     if "recommended" in exp:
@@ -362,6 +364,8 @@ def test_reasoning_case(path):
         if oexp.get("heals"):
             after = diagnose(simulate(diag.facts, o.actions))
             assert after.exit_code == 0, render_text(after)
+    # the text report never cuts a word or a command at a hyphen
+    assert not [line for line in report.splitlines() if line.rstrip().endswith("-") and not line.strip() == "-"], report
     # the rules of every case: an option never claims every path passes while naming a blocked one, a
     # plan never holds a rule its group already has, and an available plan leaves no path blocked
     for o in diag.options:
