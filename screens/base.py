@@ -25,6 +25,29 @@ class LabScreen(Screen):
     a long burst of UI work."""
 
     lab: LabSession | None = None
+    # binding ids (or id prefixes) left out of the footer when the terminal is narrower than
+    # NARROW_WIDTH, so no footer label is cut at 80 columns; the keys still work and the help and
+    # the palette list them
+    FOOTER_NARROW_HIDE: tuple[str, ...] = ()
+    NARROW_WIDTH = 110
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # -short: a 24-row terminal
+
+    @property
+    def active_bindings(self):  # type: ignore[override]
+        bindings = super().active_bindings
+        if not self.FOOTER_NARROW_HIDE or self.size.width >= self.NARROW_WIDTH:
+            return bindings
+        from dataclasses import replace
+
+        def hidden(b) -> bool:
+            return bool(b.id) and any(b.id == h or (h.endswith(".") and b.id.startswith(h))
+                                      for h in self.FOOTER_NARROW_HIDE)
+
+        return {key: (ab._replace(binding=replace(ab.binding, show=False)) if hidden(ab.binding) else ab)
+                for key, ab in bindings.items()}
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()
 
     def open_lab(self, name: str, *, confirm: Callable[[list], bool] | None = None) -> LabSession:
         from screens.nodes import prompts_for  # a host-key question inside any step gets the Nodes screen's dialog

@@ -114,6 +114,7 @@ class CalicoScreen(LabScreen):
         Binding("escape", "back", "Back", id="calico.back"),
         Binding("f1,question_mark", "help", "Help", id="calico.help"),
     ]
+    FOOTER_NARROW_HIDE = ("calico.refresh",)  # r: in the help and the palette at 80 columns
     DEFAULT_CSS = """
     CalicoScreen #calico-summary { height: auto; padding: 0 1; }
     CalicoScreen #pools { height: auto; max-height: 10; }

@@ -82,7 +82,9 @@ class DoctorScreen(LabScreen):
         Binding("escape", "back", "Back", id="doctor.back"),
         Binding("f1,question_mark", "help", "Help", id="doctor.help"),
     ]
+    FOOTER_NARROW_HIDE = ("doctor.live", "doctor.report")
     DEFAULT_CSS = """
+    DoctorScreen.-short CommandLog { height: 5; }
     DoctorScreen #doctor-summary { height: auto; padding: 0 1; }
     DoctorScreen #doctor-body { height: 1fr; min-height: 10; }
     DoctorScreen #findings { width: 38%; min-width: 30; border: round $panel; }

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -71,7 +72,11 @@ class SecurityScreen(LabScreen):
         Binding("escape", "back", "Back", id="security.back"),
         Binding("f1,question_mark", "help", "Help", id="security.help"),
     ]
+    FOOTER_NARROW_HIDE = ("security.refresh", "security.port_security")
     DEFAULT_CSS = """
+    SecurityScreen #sec-body { height: 1fr; }
+    SecurityScreen CommandLog { height: 8; }
+    SecurityScreen.-short CommandLog { height: 5; }
     SecurityScreen #sec-summary { height: auto; padding: 0 1; }
     SecurityScreen #sec-nodes { height: auto; max-height: 8; }
     SecurityScreen #sec-reqs { height: auto; max-height: 15; }
@@ -90,14 +95,15 @@ class SecurityScreen(LabScreen):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("connecting to the cloud...", id="sec-summary")
-        yield Static("Nodes and ports", classes="section")
-        yield DataTable(id="sec-nodes", cursor_type="row", zebra_stripes=True)
-        yield Static("Requirements", classes="section")
-        yield DataTable(id="sec-reqs", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="sec-detail")
-        yield Static("Rules of the nodes' groups", classes="section")
-        yield DataTable(id="sec-rules", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll(id="sec-body"):  # the log and the footer stay on screen at 80x24
+            yield Static("connecting to the cloud...", id="sec-summary")
+            yield Static("Nodes and ports", classes="section")
+            yield DataTable(id="sec-nodes", cursor_type="row", zebra_stripes=True)
+            yield Static("Requirements", classes="section")
+            yield DataTable(id="sec-reqs", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="sec-detail")
+            yield Static("Rules of the nodes' groups", classes="section")
+            yield DataTable(id="sec-rules", cursor_type="row", zebra_stripes=True)
         yield CommandLog(id="log")
         yield Footer()
 

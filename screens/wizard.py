@@ -64,6 +64,8 @@ def field_widget_id(field: str) -> str | None:
 class WizardScreen(LabScreen):
     CSS_PATH = "wizard.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
+    FOOTER_NARROW_HIDE = ("wizard.screen.",)  # N S C D: in the help and the palette at 80 columns
+    NARROW_WIDTH = NARROW
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     BINDINGS = [
         Binding("ctrl+s", "run", "Do it", id="wizard.run"),  # not priority: typed keys reach the input first
@@ -125,21 +127,6 @@ class WizardScreen(LabScreen):
             self._fill_step_list()
             self._show(wizard_for("plan"), wizard_for("plan").steps[0])
 
-    def on_resize(self) -> None:
-        self.refresh_bindings()
-
-    @property
-    def active_bindings(self):  # type: ignore[override]
-        """Below NARROW columns the screen keys (N S C D) leave the footer so no label is cut; they
-        still work, and the help and the palette list them."""
-        bindings = super().active_bindings
-        if self.size.width >= NARROW:
-            return bindings
-        from dataclasses import replace
-
-        return {key: (ab._replace(binding=replace(ab.binding, show=False))
-                      if (ab.binding.id or "").startswith("wizard.screen.") else ab)
-                for key, ab in bindings.items()}
 
     def on_screen_resume(self) -> None:
         """Back from the Doctor, Security, Calico or Nodes screen: what they applied shows here."""
@@ -318,7 +305,8 @@ class WizardScreen(LabScreen):
             self.query_one("#step-status", Static).update(self._last_run_text(wizard, step))
         self.call_later(self._rebuild_form, step)
         has_inputs = bool(self._fields(step))
-        self.query_one("#step-run", Button).label = "Save & continue" if has_inputs else "Do it for me"
+        self.query_one("#step-run", Button).label = (
+            "Save the plan" if isinstance(step, ReviewStep) else "Save & continue" if has_inputs else "Do it for me")
         self._select_current()
         if isinstance(step, ReviewStep):
             self._show_review()
@@ -664,7 +652,11 @@ class WizardScreen(LabScreen):
                         f"{n.get('user', 'ubuntu')})\n")
         text.append(f"Nodes {data.get('node_subnet')}\nPods {data.get('pod_cidr')}\nServices {data.get('service_cidr')}\n")
         enc = data.get("encapsulation")
-        text.append(f"Kubernetes {data.get('kubernetes')}, Calico {data.get('calico')}, encapsulation {enc}\n")
+        from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES
+
+        enc = enc or "IPIP"
+        text.append(f"Kubernetes {data.get('kubernetes') or DEFAULT_KUBERNETES}, Calico {data.get('calico') or DEFAULT_CALICO}, "
+                    f"encapsulation {enc}\n")
         if enc:
             try:
                 text.append("Needs from the cloud: " + encapsulation_choice(enc).needs + "\n", style="cyan")

@@ -84,3 +84,24 @@ async def test_home_fits_and_counts_the_whole_lab(lab_home, incident_inputs, siz
         assert row[2].startswith("healthy")
         detail = str(screen.query_one("#lab-detail").render())
         assert "healthy: 12 of 12 pod paths pass" in detail and f"4 of {total} steps done" in detail
+
+
+@pytest.mark.parametrize("screen_id", ["nodes", "security", "calico", "doctor"])
+async def test_session_screens_footer_fits_at_80x24(lab_home, screen_id):
+    """The lab's other screens keep every footer label whole at 80 columns (the keys left out of
+    the footer still work; the help and the palette list them)."""
+    store = Store()
+    store.create_session("adopted")  # no cloud, no cluster: the screens say so, the layout is under test
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_session_screen(screen_id, "adopted")
+        await settle(app, pilot, 10)
+        screen = app.screen
+        assert footer_cut(screen) == []
+        hidden = getattr(screen, "FOOTER_NARROW_HIDE", ())
+        if hidden:
+            titles = [c.title for c in app.get_system_commands(screen)]
+            for b in screen.BINDINGS:
+                if b.id in hidden:
+                    assert b.description in titles  # still reachable from the palette
