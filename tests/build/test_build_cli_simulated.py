@@ -93,6 +93,16 @@ def test_kubernetes_command_bad_input(store, capsys):
 def test_revert_all_undoes_the_build_newest_first(kubelab, store, capsys):
     lab = reset_nodes(kubelab)
     store.create_session("rv", cloud=None, wizard="kubernetes", plan=dict(lab.plan_data("rv"), kubernetes="1.36"))
+    # --dry-run first: every command it would run, nothing changed on the nodes, nothing recorded
+    assert main(["up", "rv", "--from", "kubernetes", "--until", "kubernetes", "--dry-run", "--json",
+                 "--accept-new-host-keys", "--quiet"]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    would = {st["step"]: [a["command"] for a in st.get("actions", [])] for s in dry["stages"] for st in s["steps"]}
+    assert any("apt-get install -y -q containerd" in c for c in would["containerd"])
+    assert any("kubeadm=1.36.*" in c for c in would["kube-packages"])
+    assert tools.cluster_state(lab) == {} and store.changes(store.get_session("rv").id) == []
+    for node in lab.nodes:
+        assert lab.node_exec(node, ["test", "-e", "/tmp/labtui-sim/node.json"], check=False).returncode == 1
     assert main(["up", "rv", "--from", "kubernetes", "--until", "kubernetes", "--yes", "--accept-new-host-keys",
                  "--quiet"]) == 0
     capsys.readouterr()
