@@ -109,8 +109,10 @@ class Dataplane:
                     proc.wait(timeout=5)
             _run(["ip", "netns", "del", pod.netns], check=False)
         _run(["ip", "netns", "exec", self.lab.cloud_ns, "nft", "delete", "table", "bridge", self.table], check=False)
-        for n in self.lab.nodes:
+        for i, n in enumerate(self.lab.nodes, start=1):
             _ip(n.netns, "link", "del", "vxlan.calico", check=False)
+            # the pod namespace goes away asynchronously: remove the node's end of the veth now
+            _ip(n.netns, "link", "del", f"cali{i}", check=False)
 
     # ------------------------------------------------------------------ Felix's part
     def program_calico(self, ipip_mode: str, vxlan_mode: str) -> str:
