@@ -27,6 +27,8 @@ from labtui.errors import LabError
 from labtui.provision_plan import DESCRIPTION
 from labtui.steps import Action, Risk
 
+SEEN_SECONDS = 20.0
+
 TITLES = {"network": "network", "subnet": "subnet", "router": "router", "security-group": "security group",
           "port": "port", "server": "server", "floating-ip": "floating IP", "keypair": "keypair",
           "sg-rule": "security-group rule", "router-interface": "router interface"}
@@ -88,7 +90,25 @@ class CloudResource(ChangeKind):
 
     # -- finding
     def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
-        """This lab's resource, or None; raises the name clash for someone else's."""
+        """This lab's resource, or None; raises the name clash for someone else's. A lookup made in
+        the last seconds of this run (the step's check, the executor's pass) is not made again;
+        run() forgets it, so what follows a create reads the cloud afresh."""
+        seen = getattr(ctx.memo, "provision_seen", None)
+        if seen is None:
+            seen = ctx.memo.provision_seen = {}
+        hit = seen.get(action.id)
+        if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
+            return hit[1]
+        info = self.lookup(ctx, action)
+        seen[action.id] = (time.monotonic(), info)
+        return info
+
+    def forget(self, ctx: Any, action: Action) -> None:
+        seen = getattr(ctx.memo, "provision_seen", None)
+        if seen:
+            seen.pop(action.id, None)
+
+    def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
         from labtui.adapters import provision as p
 
         d = action.data
@@ -122,6 +142,7 @@ class CloudResource(ChangeKind):
         d = action.data
         c = _conn(ctx)
         info = self.existing(ctx, action)
+        self.forget(ctx, action)
         note = ""
         if info is not None:
             if info["id"] in recorded_ids(ctx, self.kind):
@@ -228,7 +249,7 @@ class FloatingIP(CloudResource):
     kind = "cloud.floating-ip"
     res = "floating-ip"
 
-    def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
+    def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
         from labtui.adapters import provision as p
 
         d = action.data
@@ -271,6 +292,7 @@ class Server(CloudResource):
 
         info = self.existing(ctx, action)
         if info is not None and info.get("status") == "ERROR":
+            self.forget(ctx, action)
             c = _conn(ctx)
             ctx.warn(f"server {info['name']} is in ERROR ({info.get('fault') or 'no fault given'}): deleting it to "
                      "create it again", node=action.target)
@@ -307,7 +329,7 @@ class Keypair(CloudResource):
     res = "keypair"
     taggable = False
 
-    def existing(self, ctx: Any, action: Action) -> dict[str, Any] | None:
+    def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
         from labtui.adapters import provision as p
 
         d = action.data

@@ -317,7 +317,11 @@ def _base_python() -> str:
 def _install_plugins() -> None:
     """Place the fake virt driver in nova.virt and register the fake ML2 mechanism driver."""
     site = _site_packages()
-    _copy_if_changed(SERVICE_FILES / "labtui_fake_virt.py", site / "nova" / "virt" / "labtui_fake.py")
+    if _copy_if_changed(SERVICE_FILES / "labtui_fake_virt.py", site / "nova" / "virt" / "labtui_fake.py") \
+            and _alive("nova-compute"):  # a running compute still has the old driver loaded
+        log("restarting nova-compute: its fake virt driver changed")
+        _stop("nova-compute", timeout=10)
+        start_nova_daemon("nova-compute")
     _copy_if_changed(SERVICE_FILES / "labtui_fake_mech.py", site / "labtui_fake_mech.py")
     dist = site / "labtui_fake_mech-1.0.dist-info"
     dist.mkdir(exist_ok=True)
@@ -334,9 +338,11 @@ def _install_plugins() -> None:
             p.write_text(text)
 
 
-def _copy_if_changed(src: Path, dst: Path) -> None:
+def _copy_if_changed(src: Path, dst: Path) -> bool:
     if not dst.exists() or dst.read_bytes() != src.read_bytes():
         shutil.copyfile(src, dst)
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------- configuration

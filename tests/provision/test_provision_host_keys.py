@@ -1,0 +1,111 @@
+"""Host keys from the console: before its first SSH connection labtui reads each new server's
+console log, takes the fingerprints cloud-init printed and pins the matching keys.
+
+SIMULATION at the process boundary: the fake virt driver has no VM, so the console log of each
+server is what cloud-init would print for the sshd node that stands in for that VM (same
+address, its real host key's fingerprint): tests/harness/openstack/services/labtui_fake_virt.py
+returns <state>/consoles/<server name>.log. The sshd nodes are real (tests/harness/sshnodes.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.harness.sshnodes import SSHNodes, generate_ed25519, fingerprint
+
+pytestmark = [pytest.mark.openstack, pytest.mark.root, pytest.mark.timeout(900),
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (sshd nodes in network namespaces)")]
+
+
+def cloud_init_console(server: str, fps: list[tuple[str, str]]) -> str:
+    """The console text cloud-init's keys-to-console module prints (cc_keys_to_console)."""
+    lines = [f"[   12.345678] cloud-init[812]: Cloud-init v. 24.1 running 'modules:final' for {server}",
+             "ci-info: no authorized SSH keys fingerprints found for user ubuntu.",
+             "<14>Dec  2 01:00:00 cloud-init: #############################################################",
+             "-----BEGIN SSH HOST KEY FINGERPRINTS-----"]
+    for fp, kind in fps:
+        lines.append(f"256 {fp} root@{server} ({kind})")
+    lines += ["-----END SSH HOST KEY FINGERPRINTS-----",
+              "<14>Dec  2 01:00:00 cloud-init: #############################################################",
+              f"Cloud-init v. 24.1 finished. Datasource DataSourceOpenStackLocal.  Up 14.02 seconds"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def sshlab():
+    with SSHNodes(2, names=["cp1", "w1"], trust_hosts=False) as lab:
+        yield lab
+
+
+@pytest.fixture
+def consoles(openstack_stack):
+    d = openstack_stack.state_dir / "consoles"
+    d.mkdir(exist_ok=True)
+    written = []
+
+    def write(server: str, text: str) -> None:
+        (d / f"{server}.log").write_text(text)
+        written.append(d / f"{server}.log")
+
+    yield write
+    for p in written:
+        p.unlink(missing_ok=True)
+
+
+def ssh_lab_plan(make_lab, sshlab, tmp_path, name="keys"):
+    pub = tmp_path / "client.pub"
+    pub.write_text(sshlab.client_pubkey + "\n")
+    nodes = [{"name": n.name, "address": n.address, "role": "control-plane" if i == 0 else "worker",
+              "user": "root", "key_file": str(sshlab.client_key)} for i, n in enumerate(sshlab.nodes)]
+    return make_lab(name, nodes=nodes, node_subnet=str(sshlab.subnet), login_user="root",
+                    public_key_file=str(pub), external_network=None)
+
+
+def test_console_fingerprints_are_pinned_and_accepted_without_a_prompt(make_lab, sshlab, consoles, labtui, store,
+                                                                       tmp_path, lab_home):
+    lab = ssh_lab_plan(make_lab, sshlab, tmp_path)
+    for n in sshlab.nodes:
+        consoles(f"labtui-{lab}-{n.name}", cloud_init_console(f"labtui-{lab}-{n.name}", [(n.fingerprint, "ED25519")]))
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    assert code == 0, err[-3000:]
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    assert steps["host-keys"]["state"] == "done" and "pinned" in steps["host-keys"]["detail"]
+    known = (lab_home / "known_hosts").read_text()
+    for n in sshlab.nodes:
+        assert n.known_hosts_line() in known
+    # the first real connection (headless: an unknown key would be refused) goes through without a prompt
+    from labtui.adapters.ssh import session_ssh
+    from labtui.session import LabSession
+
+    with LabSession(store, lab) as s:
+        ssh = session_ssh(s.ctx)
+        for n in sshlab.nodes:
+            assert ssh.run(n.name, "hostname", sudo=False, timeout=30).stdout.strip() == n.name
+
+
+def test_a_key_that_differs_from_the_console_is_refused(make_lab, sshlab, consoles, labtui, tmp_path, lab_home):
+    lab = ssh_lab_plan(make_lab, sshlab, tmp_path, name="keys")
+    other_fp = fingerprint(generate_ed25519("someone-else")[1])
+    cp, w1 = sshlab.nodes
+    consoles(f"labtui-{lab}-{cp.name}", cloud_init_console(f"labtui-{lab}-{cp.name}", [(cp.fingerprint, "ED25519")]))
+    consoles(f"labtui-{lab}-{w1.name}", cloud_init_console(f"labtui-{lab}-{w1.name}", [(other_fp, "ED25519")]))
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    assert code == 1
+    step = next(s for s in json.loads(out)["steps"] if s["state"] == "failed")
+    assert step["step"] == "host-keys"
+    assert f"is NOT one the console of labtui-{lab}-{w1.name} printed ({other_fp}): refused" in step["detail"]
+    known = (lab_home / "known_hosts").read_text() if (lab_home / "known_hosts").exists() else ""
+    assert w1.address + " " not in known
+
+
+def test_no_fingerprints_on_the_console_falls_back_to_asking(make_lab, sshlab, consoles, labtui, tmp_path, lab_home):
+    lab = ssh_lab_plan(make_lab, sshlab, tmp_path, name="keys")  # no console files: the fake driver's canned text
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    assert code == 0, err[-3000:]
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    assert "no fingerprints on the console, labtui asks at first contact" in steps["host-keys"]["detail"]
+    assert "holds no SSH host key fingerprints" in err
+    assert not (lab_home / "known_hosts").exists() or sshlab.nodes[0].address not in (lab_home / "known_hosts").read_text()
