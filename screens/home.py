@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -105,13 +106,29 @@ class HomeScreen(Screen):
         self.refresh_sessions()
 
     def refresh_sessions(self) -> None:
-        table = self.query_one("#sessions", DataTable)
-        table.clear()
+        """The rows are computed in a thread (the stage modules import pydantic): the first frame and
+        the keys never wait for them."""
+        self._load_rows()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="home-rows")
+    def _load_rows(self) -> None:
         store = self.app.store
-        records = store.list_sessions()
+        try:
+            records = store.list_sessions()
+            rows = [lab_summary(store, rec) for rec in records]
+        except Exception as exc:  # noqa: BLE001 - the list must never take the screen down
+            msg = exc.render() if isinstance(exc, LabError) else f"could not read the labs: {exc!r}"
+            self.app.call_from_thread(self.notify, msg, severity="error")
+            return
+        self.app.call_from_thread(self._fill, rows)
+
+    def _fill(self, rows: list[dict[str, Any]]) -> None:
+        table = self.query_one("#sessions", DataTable)
+        selected = self._selected()
+        table.clear()
+        records = rows
         self.rows = {}
-        for rec in records:
-            r = lab_summary(store, rec)
+        for r in rows:
             self.rows[r["name"]] = r
             progress = f"{r['done']}/{r['total']} {r['stage']}" if r["total"] else r["stage"]
             health = r["health"].removeprefix("doctor: ") or "-"
@@ -120,6 +137,8 @@ class HomeScreen(Screen):
         empty = self.query_one("#home-empty", Static)
         empty.update("" if records else "No labs yet. Press n to start one, or D to doctor a cluster you already have.")
         empty.display = not records
+        if selected in self.rows:
+            table.move_cursor(row=list(self.rows).index(selected))
         self._show_detail()
 
     def _show_detail(self) -> None:
