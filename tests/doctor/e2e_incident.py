@@ -81,8 +81,9 @@ def test_incident_found_explained_fixed_by_option_1_and_reverted(sshlab, kube_no
         assert all(c.revert_command for c in changes)
         code, out, _ = _run(capsys, "report", "incident")
         assert code == 0
-        for needle in ("# Lab report: incident", "## Doctor, first run: findings", "## Doctor, last run: healthy",
-                       "openstack security group rule delete", "## Changes", "| dcp | - | ok | ok | ok |"):
+        for needle in ("# Lab report: incident", "## Symptom", "## The cause", "## The change", "### Before (",
+                       ", findings)", "### After (", ", healthy)", "openstack security group rule delete",
+                       "| dcp | ok | **FAIL** | **FAIL** | **FAIL** |", "| dcp | ok | ok | ok | ok |"):
             assert needle in out, needle
 
         # revert all: the Calico switch first, then the rule
