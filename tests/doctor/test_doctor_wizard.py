@@ -54,7 +54,7 @@ def test_doctor_stage_fixes_with_confirmation_then_writes_the_report(store, monk
     rec = store.get_session("w")
     assert rec.health.startswith("doctor: healthy")
     text = session_report(store, "w")
-    assert "## Doctor, first run: findings" in text and "## Doctor, last run: healthy" in text
+    assert "### Before (" in text and ", findings)" in text and "### After (" in text and ", healthy)" in text
     assert "Pod traffic between nodes on one subnet leaves unencapsulated" in text
     assert "| doctor | doctor | done |" in text
 
