@@ -598,12 +598,17 @@ def run_live_proof(
         if proof.leftovers:
             emit(Event(WARN, f"live proof: removed {len(proof.leftovers)} probe pod(s) left by an earlier run "
                              f"({', '.join(p.split('/')[-1] for p in proof.leftovers)})"))
-        created = rc == 0 or "created" in out
+        created = rc == 0 or "created" in out or "configured" in out
+        apply_error = ""
         if rc != 0:
-            proof.unchecked.append(Unchecked("matrix", "pod-to-pod connectivity", f"`kubectl apply` on {shell.node} "
-                                             f"failed: {(err or out).strip()[:200]}",
-                                             "is kubectl on the control plane, and may this user run it with sudo?"))
-            return proof
+            apply_error = _short((err or out).strip(), 200)
+            if not created:
+                proof.unchecked.append(Unchecked("matrix", "pod-to-pod connectivity",
+                                                 f"`kubectl apply` on {shell.node} failed: {apply_error}",
+                                                 "is kubectl on the control plane, and may this user run it with sudo?"))
+                return proof
+            # some pods were refused (e.g. a Pod Security admission that forbids hostNetwork): go on
+            # with the others; the cells that needed the refused ones say why below
         mine = shlex.quote(f"{RUN_LABEL}={run_id}")
         rc, out, err = run(f"{kubectl} wait -n {ns} --for=condition=Ready pod -l {mine} "
                            f"--timeout={int(ready_timeout)}s", ready_timeout + 15)
@@ -622,7 +627,7 @@ def run_live_proof(
                         ips[(node, role)] = ip
             except (ValueError, AttributeError):
                 pass
-        why = (err or out).strip()[:200] if rc != 0 else "not ready in time"
+        why = apply_error or (_short((err or out).strip(), 200) if rc != 0 else "not ready in time")
         missing = [n for n in pod_nodes if "" in roles[n] and (n, "") not in ips]
         if missing:
             proof.unchecked.append(Unchecked("matrix", f"pods on {', '.join(missing)}",

@@ -269,3 +269,20 @@ def test_lost_ssh_connection_watchdog_deletes_the_pods(sshlab, kube_nodes, open_
     assert proof.cells == [] and any("watchdog" in e.message for e in events)
     assert len(_pods_on_cp(sshlab)) == 4 * 3  # main, peer and host pod on each node, still there
     assert _wait(lambda: _pods_on_cp(sshlab) == {}, 20), "the watchdog did not delete the probe pods"
+
+
+def test_host_pods_refused_by_pod_security_the_rest_of_the_matrix_runs(sshlab, kube_nodes, open_lab, tmp_path):
+    """A namespace whose Pod Security admission forbids hostNetwork: `kubectl apply` refuses the host
+    probe pods (and exits 1); the other cells still run, the host -> pod cells say why they are missing."""
+    sc = tools.scenario(sshlab, reach="all", wire="ipip")
+    sc["pod_security"] = "baseline"
+    tools.install(sshlab, sc)
+    with incident_cluster(nodes=kube_nodes, ipip="Always") as cluster:
+        kc = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        lab, _ = open_lab("e2e-psa", plan=sshlab.plan_data("e2e-psa"), kubeconfig=kc, known_hosts=sshlab.known_hosts)
+        diag = run_doctor(lab.ctx)
+    scopes = {c.scope for c in diag.cells}
+    assert scopes == {"cross", "same"} and len(diag.cells) == (12 + 4) * 3 and all(c.ok for c in diag.cells)
+    u = next(u for u in diag.unchecked if "host -> pod" in u.what)
+    assert 'violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)' in u.reason
+    assert _pods_on_cp(sshlab) == {}

@@ -76,10 +76,17 @@ def main(argv):
     if verb == "apply":
         data = json.load(sys.stdin)
         state = pods()
+        refused = 0
         for item in data.get("items", [data]):
             name = item["metadata"]["name"]
             node = item["spec"]["nodeName"]
             role = "host" if item["spec"].get("hostNetwork") else role_of(name, node)
+            if role == "host" and sc.get("pod_security") == "baseline":
+                # kubectl's wording when Pod Security admission enforces "baseline" on the namespace
+                print(f'Error from server (Forbidden): error when creating "STDIN": pods "{name}" is forbidden: '
+                      f'violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)', file=sys.stderr)
+                refused += 1
+                continue
             ready = node not in sc.get("not_ready", [])
             if sc.get("dataplane"):
                 dp = sc["dataplane"][node]
@@ -92,7 +99,7 @@ def main(argv):
                            "run": item["metadata"]["labels"].get("labtui.io/probe-run", "")}
             print(f"pod/{name} created")
         save(state)
-        return 0
+        return 1 if refused else 0
     if verb == "wait":
         match = selector(args)
         mine = {n: p for n, p in pods().items() if match(p)}
