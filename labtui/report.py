@@ -201,6 +201,7 @@ def session_report_data(store: Store, name: str, *, log_lines: int = 0) -> dict[
                 "stage": f"{rec.wizard} / {rec.step or 'start'}", "adopted": bool(rec.inputs.get("adopted")),
                 "health": rec.health or (history[-1]["summary"] if history else None)},
         "setup": {"values": values, "sources": sources, "disagree": live.get("disagree") or {},
+                  "replaced": live.get("replaced") or {},
                   "live_read_at": _when(live.get("read_at")), "nodes": _node_rows(latest, plan)},
         "symptom": _symptom(first),
         "cause": cause,
@@ -289,11 +290,13 @@ def session_report(store: Store, name: str, *, log_lines: int = 0) -> str:
         if v:
             src = setup["sources"].get(key)
             lines.append(f"- {title}: {v}" + (f" (read from {src})" if src else ""))
-    for key, pair in setup["disagree"].items():
-        title = dict(SETUP_NAMES).get(key, key)
-        if lab["adopted"]:
+    if lab["adopted"]:
+        for key, pair in setup["replaced"].items():
+            title = dict(SETUP_NAMES).get(key, key)
             lines.append(f"- {title}: the plan's default was {pair['plan']}, the live cluster says {pair['live']}")
-        else:
+    else:
+        for key, pair in setup["disagree"].items():
+            title = dict(SETUP_NAMES).get(key, key)
             lines.append(f"- **{title} disagrees:** the plan says {pair['plan']}, the live cluster {pair['live']}")
     cloud_cols = any(n["port"] for n in setup["nodes"]) or bool(lab["cloud"])
     if setup["nodes"]:

@@ -279,6 +279,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if args.json:
             data = diag.to_dict()
             data["cells"] = [c.to_dict() for c in cells]
+            live = lab.store.facts(lab.record.id, "live").get("live", {}).get("live")
+            if live:  # what the live cluster says about the plan's values, and where they disagree
+                data["live"] = {k: live.get(k) for k in ("values", "sources", "disagree", "plan_updated")}
             print(json.dumps(redact_data(data), indent=2, sort_keys=True, default=str))
         else:
             text = render_text(diag)

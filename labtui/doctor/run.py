@@ -391,9 +391,15 @@ def reconcile_live(ctx: StepContext, live: dict[str, Any]) -> list[str]:
             updated = True
     for line in notes:
         ctx.emit(Event(ev.INFO if adopted else ev.WARN, f"live cluster: {line}"))
+    # an adopted plan's defaults replaced by live values: kept across runs (the report tells them)
+    before = ctx.store.facts(ctx.session.id, LIVE_SCOPE).get(LIVE_SCOPE, {}).get(LIVE_SCOPE) or {}
+    replaced = dict(before.get("replaced") or {})
+    if updated:
+        replaced.update({k: v for k, v in disagree.items() if k not in replaced})
     ctx.store.put_facts(ctx.session.id, LIVE_SCOPE, {"live": {"values": values, "sources": sources,
                                                               "disagree": disagree, "adopted": adopted,
-                                                              "plan_updated": updated, "read_at": time.time()}})
+                                                              "replaced": replaced, "plan_updated": updated,
+                                                              "read_at": time.time()}})
     if updated:
         ctx.reload()
     return notes

@@ -38,6 +38,11 @@ def test_adopted_cluster_takes_the_live_values_and_the_cloud_check_asks_for_the_
         assert plan["calico"] == "3.32.2" and plan["node_subnet"] == str(sshlab.subnet)
         # the doctor's own diagnosis uses the live pool, not the default
         assert "10.244.0.0/16" in out.out and "172.16.0.0/16" not in out.out
+        # --json carries the live values and where they came from
+        assert main(["doctor", "adopted", "--no-live", "--json"]) == 1
+        live = json.loads(capsys.readouterr().out)["live"]
+        assert live["values"]["service_cidr"] == "10.32.0.0/16" and live["plan_updated"] is False  # already taken
+        assert live["sources"]["pod_cidr"] == "IP pool default-ipv4-ippool"
 
     # the cloud check asks for the live pod CIDR as allowed-address-pairs (no cluster needed now)
     code = main(["cloud", "check", "adopted", "--json"])
