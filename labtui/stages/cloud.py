@@ -38,7 +38,7 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
     defaults of the stock installs."""
     plan = ctx.session.plan or {}
     # an adopted lab's plan started from defaults: what the doctor read from the live cluster wins
-    live = (ctx.store.facts(ctx.session.id, "live").get("live", {}).get("values") or {}) \
+    live = (ctx.store.facts(ctx.session.id, "live").get("live", {}).get("live", {}).get("values") or {}) \
         if ctx.inputs.get("adopted") else {}
     enc = encapsulation or ctx.inputs.get("calico_encapsulation") or live.get("encapsulation") \
         or plan.get("encapsulation") or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value

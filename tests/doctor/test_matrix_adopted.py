@@ -72,3 +72,24 @@ def test_a_built_lab_keeps_its_plan_and_hears_the_disagreement(sshlab, kube_node
     said = [e.message for e in events if e.message.startswith("live cluster:")]
     assert ("live cluster: the plan says pod CIDR 172.16.0.0/16, the live cluster 10.244.0.0/16 (from IP pool "
             "default-ipv4-ippool)") in said
+
+
+def test_cloud_networking_of_an_adopted_lab_prefers_the_live_values(store):
+    """Even when the live values could not go into the plan (an invalid plan), the cloud check of an
+    adopted lab asks for the live pod CIDR and encapsulation the doctor stored."""
+    from labtui.session import LabSession
+    from labtui.stages.cloud import networking
+
+    store.create_session("ad", wizard="doctor", plan={"pod_cidr": "172.16.0.0/16", "encapsulation": "IPIP"},
+                         inputs={"adopted": True})
+    store.put_facts(store.get_session("ad").id, "live",
+                    {"live": {"values": {"pod_cidr": "10.244.0.0/16", "encapsulation": "VXLANCrossSubnet"}}})
+    lab = LabSession(store, "ad")
+    try:
+        net = networking(lab.ctx)
+        assert net.pod_cidr == "10.244.0.0/16" and net.encapsulation.value == "VXLANCrossSubnet"
+        store.save_inputs("ad", {"adopted": False})
+        lab.ctx.reload()
+        assert networking(lab.ctx).pod_cidr == "172.16.0.0/16"  # a lab labtui built keeps its plan
+    finally:
+        lab.close()
