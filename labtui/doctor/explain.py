@@ -243,8 +243,9 @@ def _backend_sentence(facts: DoctorFacts) -> str:
         name = "ML2/OVS" if nb.backend == "ovs" else "ML2/linuxbridge"
         return (f"This cloud runs {name}" + (f" (seen in its {nb.backend_source})" if nb.backend_source else "")
                 + ": only the sending port checks the source address.")
-    return ("The cloud does not show its Neutron backend; the doctor assumes OVN's stricter behaviour (the "
-            "receiving port also drops packets to addresses it does not own; ML2/OVS checks only the sender).")
+    return ("The cloud does not show its Neutron backend; the doctor assumes ML2/OVS, where only the sending "
+            "port checks the source address (a ping towards these nodes still fails: its answers are dropped). On "
+            "OVN the receiving port also drops packets to pod addresses it does not own; the fix is the same.")
 
 
 def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:

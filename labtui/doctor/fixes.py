@@ -373,8 +373,10 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
 
 
 def simulate(facts: DoctorFacts, actions: Iterable[FixAction]) -> DoctorFacts:
-    """The facts as they would be after the actions (used to check a plan before offering it)."""
+    """The facts as they would be after the actions (used to check a plan before offering it). The live
+    proof (matrix, capture) is of the facts before: it is left out, not carried into the simulation."""
     f = facts.copy()
+    f.matrix, f.captures = None, []
     ports = {n.port.id: n.port for n in f.nodes if n.port}
     for act in actions:
         p = act.params

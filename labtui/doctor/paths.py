@@ -168,8 +168,7 @@ def _flow(facts: DoctorFacts, a: Node, b: Node, proto: int | None, dport: PortSp
                             f"so a packet with a source in {src_addr} is dropped as spoofed when it leaves {a.name}",
                             a.name, pa.id, list(pa.security_groups)))
     if direct and dst_addr and facts.neutron.checks_destination and not _antispoof_ok(pb, dst_addr):
-        how = ("this cloud runs OVN, which" if facts.neutron.backend == "ovn"
-               else "on OVN (the doctor assumes it: the cloud does not show its backend) the receiving port")
+        how = "this cloud runs OVN, which"
         blocks.append(Block("antispoof-dst", f"port {pb.label}",
                             f"port {pb.label} of {b.name} has no allowed-address-pair for {dst_addr}: {how} also "
                             "drops packets to addresses the port does not own",

@@ -200,7 +200,7 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         if code == "direct-antispoofing":
             nb = facts.neutron
             ev.append(Evidence("neutron", f"Neutron backend: {nb.backend} ({nb.backend_source or 'seen'})" if nb.backend
-                               else "Neutron backend: not shown by the cloud (assumed OVN: both ends check addresses)"))
+                               else "Neutron backend: not shown by the cloud (assumed ML2/OVS: the sending port checks)"))
         ev += _probe_evidence(vs)
         ev += _capture_evidence(facts)
         findings.append(Finding(fid, ERROR, title, text, [v.pair for v in vs], ev, pool=pool.name, nodes=names))
@@ -336,7 +336,9 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         order = {n.name: i for i, n in enumerate(facts.nodes)}
         matrix = sorted(facts.matrix, key=lambda p: (order.get(p.src, 99), order.get(p.dst, 99)))
         facts.matrix[:] = matrix
-        unexplained = [p for p in matrix if not p.ok and all(v.ok is not False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
+        # a ping (or a TCP connect) needs its answer too: a failure is explained by either direction
+        unexplained = [p for p in matrix if not p.ok and all(
+            v.ok is not False for v in by_pair.get(f"{p.src}->{p.dst}", []) + by_pair.get(f"{p.dst}->{p.src}", []))]
         contradicted = [p for p in matrix if p.ok and any(v.ok is False for v in by_pair.get(f"{p.src}->{p.dst}", []))]
         if unexplained:
             unknown = [v for p in unexplained for v in by_pair.get(f"{p.src}->{p.dst}", []) if v.ok is None]
