@@ -215,8 +215,8 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
             sev = ERROR if depends else WARNING
             replies = all(b.code == "sg-reply" for v in bad for b in v.blocks)
             text = (
-                f"Calico runs BGP (bird) between the nodes to tell each node where the other nodes' pod addresses "
-                f"are. BGP is a TCP connection to port 179 between the node addresses, and "
+                "Calico runs BGP (bird) between the nodes to tell each node where the other nodes' pod addresses "
+                "are. BGP is a TCP connection to port 179 between the node addresses, and "
                 + (f"the security groups ({gnames}) are stateless: they let TCP 179 in, but not the replies that come "
                    f"back to the connecting node's ephemeral port, so no session comes up for "
                    f"{_plural(len(bad), 'node pair')}. " if replies else
