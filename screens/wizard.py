@@ -696,8 +696,12 @@ class WizardScreen(LabScreen):
         ctx = self.lab.ctx
         result: CheckResult | None = None
         extra = None
+        from textual.worker import get_current_worker
+
         try:
             with self._engine:
+                if get_current_worker().is_cancelled:
+                    return  # the user moved on while another check ran: do not read this step for nothing
                 ctx.reload()
                 try:
                     result = step.check(ctx)

@@ -8,11 +8,27 @@ import pytest
 SIZES = [(80, 24), (140, 42)]
 
 
+async def _wait_workers(app) -> None:
+    """Wait for the running workers; a preview the screen replaced (exclusive workers) is cancelled,
+    which is not a failure."""
+    from textual.worker import WorkerCancelled, WorkerFailed
+
+    for _ in range(100):
+        workers = list(app.workers)
+        for worker in workers:
+            try:
+                await worker.wait()
+            except (WorkerCancelled, WorkerFailed):
+                pass
+        if not any(w.is_running for w in app.workers):
+            return
+
+
 async def settle(app, pilot, rounds: int = 4) -> None:
-    await app.workers.wait_for_complete()
+    await _wait_workers(app)
     for _ in range(rounds):
         await pilot.pause(0.05)
-    await app.workers.wait_for_complete()
+    await _wait_workers(app)
 
 
 def footer_cut(screen) -> list[str]:
