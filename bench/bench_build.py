@@ -12,6 +12,11 @@ executor, verify), timed from the first check to the last verify. Runs alternate
 Needs root (network namespaces, sshd):
 
     .venv/bin/python bench/bench_build.py [--runs 3] [--apt-update 0.3] [--apt-install 0.6] [--restart 0.2]
+                                          [--node-nice 19]
+
+The four nodes share this machine's CPUs (every simulated tool is a Python process): on a machine
+with few cores their own CPU work cannot run in parallel as it would on four VMs, which the
+fixed delays (apt's downloads, restarts) do. The machine's core count and load are in the result.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ def main() -> int:
     ap.add_argument("--apt-update", type=float, default=0.3)
     ap.add_argument("--apt-install", type=float, default=0.6)
     ap.add_argument("--restart", type=float, default=0.2)
+    ap.add_argument("--node-nice", type=int, default=19,
+                    help="the nodes' nice level: they stand for other machines (as in bench_ssh.py)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, sshd)", file=sys.stderr)
@@ -81,7 +88,7 @@ def main() -> int:
     alone: dict[str, list[float]] = {n: [] for n in NAMES}
     together: list[float] = []
     store = Store()
-    with SSHNodes(4, names=NAMES) as lab:
+    with SSHNodes(4, names=NAMES, nice=args.node_nice) as lab:
         for run in range(args.runs):
             for node in lab.nodes:
                 alone[node.name].append(prepare(lab, [node], store, f"alone-{node.name}-{run}", delays))
@@ -92,7 +99,8 @@ def main() -> int:
     wall = statistics.median(together)
     ratio = wall / slowest
     result = {
-        "nodes": len(NAMES), "runs": args.runs, "delays_s": delays,
+        "nodes": len(NAMES), "runs": args.runs, "delays_s": delays, "node_nice": args.node_nice,
+        "cpus": os.cpu_count(),
         "alone_median_s": {n: round(v, 3) for n, v in medians.items()},
         "slowest_alone_s": round(slowest, 3), "four_together_s": round(wall, 3),
         "four_together_runs_s": [round(x, 3) for x in together],

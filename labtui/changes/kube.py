@@ -49,6 +49,15 @@ def _failure(node: str, what: str, res: Any) -> LabError:
                     "the command's output is in the command log", code="command-failed")
 
 
+def _seen(ctx: Any, action: Any) -> dict[str, tuple[float, bool]]:
+    """This run's per-node check results for one action: {node: (monotonic time, done)}."""
+    with _SEEN_LOCK:
+        return ctx.memo.__dict__.setdefault("kube_seen", {}).setdefault(id(action), {})
+
+
+_SEEN_LOCK = threading.Lock()
+
+
 class FanOut(ChangeKind):
     """A change made on several nodes in parallel (see the module's doc)."""
 
@@ -64,8 +73,21 @@ class FanOut(ChangeKind):
     def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
         return None
 
+    # A node's check, read once for `applied()` (which the executor asks just before `run`) and
+    # reused by `run` when it is that fresh: each check is an SSH round trip and several commands.
+    FRESH = 5.0
+
     def _states(self, ctx: Any, action: Any) -> dict[str, Any]:
-        return _ssh(ctx).fan_out(action.data["nodes"], lambda n: self.node_done(ctx, n, action))
+        import time
+
+        seen = _seen(ctx, action)
+
+        def one(n: str) -> bool:
+            done = self.node_done(ctx, n, action)
+            seen[n] = (time.monotonic(), done)
+            return done
+
+        return _ssh(ctx).fan_out(action.data["nodes"], one)
 
     def applied(self, ctx: Any, action: Any) -> bool | None:
         states = self._states(ctx, action)
@@ -74,10 +96,16 @@ class FanOut(ChangeKind):
         return all(r.value for r in states.values())
 
     def run(self, ctx: Any, action: Any) -> Applied:
+        import time
+
         ssh = _ssh(ctx)
+        seen = _seen(ctx, action)
 
         def one(node: str) -> dict[str, Any] | None:
-            if self.node_done(ctx, node, action):
+            at, done = seen.pop(node, (0.0, False))
+            if time.monotonic() - at > self.FRESH:
+                done = self.node_done(ctx, node, action)
+            if done:
                 return None
             return self.node_run(ctx, node, action)
 
@@ -168,14 +196,20 @@ class Containerd(FanOut):
     what = "container runtime"
 
     def node_done(self, ctx: Any, node: str, action: Any) -> bool:
-        return not containerd_problems(ctx, node, action.data["minor"], action.data["pause"])
+        problems = containerd_problems(ctx, node, action.data["minor"], action.data["pause"])
+        with _SEEN_LOCK:
+            ctx.memo.__dict__.setdefault("kube_containerd", {})[node] = problems
+        return not problems
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
         ssh = _ssh(ctx)
         d = action.data
         step = d.get("step")
         src = d["sources"][node]
-        problems = containerd_problems(ctx, node, d["minor"], d["pause"])
+        with _SEEN_LOCK:
+            problems = ctx.memo.__dict__.get("kube_containerd", {}).pop(node, None)
+        if problems is None:
+            problems = containerd_problems(ctx, node, d["minor"], d["pause"])
         if any("not installed" in p or "too old" in p for p in problems):
             res = ssh.run(node, apt.containerd_install_script(src["source"], src["os_id"]), sudo=True,
                           timeout=900.0, step=step)

@@ -77,6 +77,23 @@ class BuildStep(Step):
         raise NotImplementedError
 
 
+def _recent(ctx: StepContext, key: str, compute, max_age: float = 5.0):
+    """`compute()` once for a check and the plan that follows it (reality re-read after 5 s)."""
+    import time
+
+    memo = ctx.memo.__dict__.setdefault("kube_recent", {})
+    hit = memo.get(key)
+    if hit and time.monotonic() - hit[0] < max_age:
+        return hit[1]
+    value = compute()
+    memo[key] = (time.monotonic(), value)
+    return value
+
+
+def _forget(ctx: StepContext, key: str) -> None:
+    ctx.memo.__dict__.setdefault("kube_recent", {}).pop(key, None)
+
+
 def _shown_script(nodes: list[str], script: str, note: str = "") -> str:
     target = nodes[0] if len(nodes) == 1 else "{" + ",".join(nodes) + "}"
     return (f"ssh {target} sudo sh -s <<'EOF'" + (f"   # {note}" if note else "") + f"\n{script.strip()}\nEOF")
@@ -123,7 +140,16 @@ class ContainerdStep(BuildStep):
     )
     hint = "the command log shows each node's output; fix the node and run the step again"
 
-    def _status(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
+    def _status(self, ctx: StepContext, fresh: bool = False) -> tuple[list[str], dict[str, str]]:
+        if fresh:
+            _forget(ctx, "containerd")
+        return _recent(ctx, "containerd", lambda: self._read(ctx))
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        _forget(ctx, "containerd")
+        return self.build_check(ctx)
+
+    def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
         from labtui.build.kubeadm import pause_image
         from labtui.changes.kube import containerd_problems
 
@@ -185,6 +211,13 @@ class PackagesStep(BuildStep):
     hint = "the command log shows each node's apt output; fix the node and run the step again"
 
     def _todo(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
+        return _recent(ctx, "packages", lambda: self._read(ctx))
+
+    def verify(self, ctx: StepContext) -> CheckResult:
+        _forget(ctx, "packages")
+        return self.build_check(ctx)
+
+    def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
         from labtui.adapters.ssh import session_ssh
         from labtui.build import apt
 

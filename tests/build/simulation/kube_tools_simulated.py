@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -S
 # SIMULATED cluster-build tools for labtui's tests (tests/build): one script installed on a test
 # node's PATH (/usr/local/bin) under the names of the tools that cannot run here: apt-get, apt-mark,
 # systemctl, containerd, crictl, curl, gpg, kubeadm, kubelet, kubectl. It replays the real tools'
@@ -9,13 +9,12 @@
 #     the tests put on a per-node overlay of /etc;
 #   - for the cluster (what the API server's etcd would hold): cluster.json in a directory all the
 #     nodes of the lab share (tokens, registered nodes, applied Calico objects).
-# The scenario comes from /usr/local/bin/labtui-build-sim.json.
+# The scenario comes from /usr/local/bin/labtui-build-sim.json. (`python3 -S`, few imports: these run
+# dozens of times per node.)
 import fcntl
 import json
 import os
 import re
-import secrets
-import subprocess
 import sys
 import time
 
@@ -309,6 +308,8 @@ def kubelet():
 
 
 def _listening(port):
+    import subprocess
+
     try:
         text = subprocess.run(["ss", "-Htln"], capture_output=True, text=True).stdout
     except OSError:
@@ -324,6 +325,8 @@ def _swap_on():
 
 
 def _cgroup_v1():
+    import subprocess
+
     try:
         return subprocess.run(["stat", "-fc", "%T", "/sys/fs/cgroup"], capture_output=True, text=True).stdout.strip() != "cgroup2fs"
     except OSError:
@@ -362,6 +365,8 @@ def _preflight(ports, files, control_plane):
 
 
 def _new_token(cl, ttl=86400):
+    import secrets
+
     token = secrets.token_hex(3)[:6] + "." + secrets.token_hex(8)[:16]
     cl["tokens"][token] = time.time() + ttl
     return token
@@ -429,6 +434,8 @@ def kubeadm_init():
         sys.exit(1)
     with cluster() as cl:
         token = _new_token(cl)
+        import secrets
+
         cl.update(initialized=True, endpoint=endpoint, ca_hash="sha256:" + secrets.token_hex(32), control_plane=node)
         cl["nodes"][node] = {"role": "control-plane", "address": address}
         ca_hash = cl["ca_hash"]
@@ -549,6 +556,7 @@ def kubectl():
         if args[:1] in (["create"], ["apply"]):
             files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
             for f in files:
+                sys.path.append("/usr/lib/python3/dist-packages")  # -S: no site-packages by default
                 import yaml  # only here: every other call starts faster
 
                 text = open(f).read() if f != "-" else sys.stdin.read()
