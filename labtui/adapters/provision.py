@@ -69,19 +69,34 @@ def my_address(c: Any) -> str | None:
 def offer(c: Any) -> dict[str, Any]:
     """Images, flavors, networks (own and shared), external networks, routers, keypairs and
     availability zones, as plain data."""
+    from concurrent.futures import ThreadPoolExecutor
+
     sdk = c.conn
     pid = c.project_id
-    images = c.call("list the images", "GET /v2/images", lambda: list(sdk.image.images()))
-    flavors = c.call("list the flavors", "GET /compute/v2.1/flavors/detail", lambda: list(sdk.compute.flavors(details=True)))
-    nets = c.call("list the networks", "GET /v2.0/networks", lambda: list(sdk.network.networks()))
-    routers = c.call("list the routers", f"GET /v2.0/routers?project_id={pid}",
-                     lambda: list(sdk.network.routers(project_id=pid)))
-    keypairs = c.call("list the keypairs", "GET /compute/v2.1/os-keypairs", lambda: list(sdk.compute.keypairs()))
-    try:
-        azs = c.call("list the availability zones", "GET /compute/v2.1/os-availability-zone",
-                     lambda: [z.name for z in sdk.compute.availability_zones()])
-    except LabError:
-        azs = []
+
+    def azs_or_none() -> list[str]:
+        try:
+            return c.call("list the availability zones", "GET /compute/v2.1/os-availability-zone",
+                          lambda: [z.name for z in sdk.compute.availability_zones()])
+        except LabError:
+            return []
+
+    reads = {  # independent reads: made together
+        "images": lambda: c.call("list the images", "GET /v2/images", lambda: list(sdk.image.images())),
+        "flavors": lambda: c.call("list the flavors", "GET /compute/v2.1/flavors/detail",
+                                  lambda: list(sdk.compute.flavors(details=True))),
+        "nets": lambda: c.call("list the networks", "GET /v2.0/networks", lambda: list(sdk.network.networks())),
+        "routers": lambda: c.call("list the routers", f"GET /v2.0/routers?project_id={pid}",
+                                  lambda: list(sdk.network.routers(project_id=pid))),
+        "keypairs": lambda: c.call("list the keypairs", "GET /compute/v2.1/os-keypairs",
+                                   lambda: list(sdk.compute.keypairs())),
+        "azs": azs_or_none,
+    }
+    with ThreadPoolExecutor(len(reads)) as pool:
+        futures = {k: pool.submit(fn) for k, fn in reads.items()}
+        got = {k: f.result() for k, f in futures.items()}
+    images, flavors, nets, routers, keypairs, azs = (got[k] for k in ("images", "flavors", "nets", "routers",
+                                                                      "keypairs", "azs"))
     return {
         "images": [ImageInfo(i.id, i.name or i.id, i.status or "", dict(getattr(i, "properties", None) or {}) |
                              {k: getattr(i, k) for k in ("os_distro", "os_version", "os_admin_user")

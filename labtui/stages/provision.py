@@ -410,11 +410,25 @@ def quota_needs(ctx: StepContext) -> dict[str, int]:
     c = _conn(ctx)
     lab, tag, n = ctx.session.name, lab_tag_of(ctx), lab_names(ctx)
 
+    lookups = [("security-group", n.group)]
+    if not ch["network"]["existing"]:
+        lookups += [("network", n.network), ("subnet", n.subnet)] + ([("router", n.router)] if ch["external"] else [])
+    for node in _nodes(ctx):
+        lookups += [("port", n.port(node["name"])), ("server", n.server(node["name"]))]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:  # reads only, made together
+        found_all = dict(zip(lookups, pool.map(lambda kn: p.find(c, kn[0], name=kn[1]), lookups)))
+    seen = getattr(ctx.memo, "provision_seen", None)
+    if seen is None:
+        seen = ctx.memo.provision_seen = {}
+
     def missing(kind: str, name: str) -> bool:
-        found = p.find(c, kind, name=name)
+        found = found_all[(kind, name)]
         for o in found:
             if not ours(o, tag, lab):
                 raise clash(kind, name, o["id"], c.name, lab)
+        seen[f"{kind}:{name}"] = (time.monotonic(), found[0] if found else None)  # the actions' own lookup
         return not found
 
     needs = {k: 0 for k in ("instances", "cores", "ram", "ports", "networks", "subnets", "routers",

@@ -25,8 +25,9 @@ def preexisting(conn):
     group = conn.network.create_security_group(name="keep-group")
     image = conn.image.find_image("ubuntu-24.04-prov")
     flavor = conn.compute.find_flavor("prov.small")
+    port = conn.network.create_port(network_id=net.id, name="keep-port", security_group_ids=[group.id])
     server = conn.compute.create_server(name="keep-server", image_id=image.id, flavor_id=flavor.id,
-                                        networks=[{"uuid": net.id}], security_groups=[{"name": "keep-group"}])
+                                        networks=[{"port": port.id}])
     conn.compute.wait_for_server(server, wait=300)
     return net.id, group.id, server.id
 
