@@ -10,7 +10,9 @@ from screens.app import LabApp
 
 
 async def no_blink(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    from tests.ui.conftest import _wait_workers
+
+    await _wait_workers(pilot.app)
     for _ in range(4):
         await pilot.pause(0.05)
     for inp in pilot.app.screen.query(Input):

@@ -13,7 +13,9 @@ SIZE = (140, 45)
 
 
 async def settle(app, pilot, rounds: int = 4) -> None:
-    await app.workers.wait_for_complete()
+    from tests.ui.conftest import _wait_workers  # a replaced preview is cancelled, not failed
+
+    await _wait_workers(app)
     for _ in range(rounds):
         await pilot.pause(0.05)
 

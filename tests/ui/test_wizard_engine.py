@@ -12,7 +12,6 @@ import os
 
 import pytest
 
-from labtui.steps import StepState
 from labtui.store import Store
 from screens.app import LabApp
 from screens.modals import ConfirmModal
