@@ -16,6 +16,19 @@ FLUSH_SECONDS = 0.1
 MAX_LINES_PER_FLUSH = 400
 
 
+def row_in_full(table, row_key) -> "Text":
+    """Every cell of a table row with its column name, uncut (a table cuts long cells)."""
+    from rich.text import Text
+
+    text = Text()
+    for column, cell in zip(table.columns.values(), table.get_row(row_key)):
+        value = cell.plain if isinstance(cell, Text) else str(cell)
+        if value:
+            text.append(f"{column.label.plain}: ", style="bold")
+            text.append(value + "   ")
+    return text
+
+
 class LabScreen(Screen):
     """Opens the lab's LabSession, shows its engine events in the screen's CommandLog and closes
     the session when the screen goes away.

@@ -228,6 +228,14 @@ class CalicoScreen(LabScreen):
     def _pool_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_meaning()
 
+    @on(DataTable.RowHighlighted, "#nodes")
+    def _node_in_full(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted node in full (the table cuts long cells at 80 columns)."""
+        from screens.base import row_in_full
+
+        if event.data_table.has_focus:
+            self.query_one("#pool-meaning", Static).update(row_in_full(event.data_table, event.row_key))
+
     # ------------------------------------------------------------------ actions
     def action_refresh(self) -> None:
         self.query_one("#calico-summary", Static).update("reading the cluster...")

@@ -210,6 +210,15 @@ class SecurityScreen(LabScreen):
             text.append(f"\nnot checked (not in this cloud): {', '.join(s.unknown)}", style="yellow")
         widget.update(text)
 
+    @on(DataTable.RowHighlighted, "#sec-nodes")
+    @on(DataTable.RowHighlighted, "#sec-rules")
+    def _row_in_full(self, event: DataTable.RowHighlighted) -> None:
+        """The highlighted node or rule in full under the tables (their cells are cut at 80 columns)."""
+        from screens.base import row_in_full
+
+        if event.data_table.has_focus:
+            self.query_one("#sec-detail", Static).update(row_in_full(event.data_table, event.row_key))
+
     @on(DataTable.RowHighlighted, "#sec-reqs")
     def _req_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

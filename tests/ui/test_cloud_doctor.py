@@ -79,6 +79,21 @@ async def test_cloud_check_says_the_next_step_fixes_the_missing_rule(incident, l
         await pilot.press("ctrl+s")
         await settle(app, pilot, 10)
         assert screen.stage_done(screen.current[0]) or screen.current[0].id != "cloud"
+        # the Security screen at 80 columns: the highlighted node's row in full under the tables
+        from screens.security import SecurityScreen
+
+        await pilot.resize_terminal(80, 24)
+        app.open_session_screen("security", "incident")
+        await settle(app, pilot, 12)
+        security = app.screen
+        assert isinstance(security, SecurityScreen)
+        nodes = security.query_one("#sec-nodes")
+        nodes.focus()
+        await pilot.press("down")
+        await settle(app, pilot)
+        detail = str(security.query_one("#sec-detail").render())
+        row = [str(c) for c in nodes.get_row_at(nodes.cursor_row)]
+        assert f"Fixed IP: {row[4]}" in detail and f"Groups: {row[7]}" in detail
 
 
 async def test_doctor_step_explains_before_it_asks_and_proposes_nothing_once_healthy(
