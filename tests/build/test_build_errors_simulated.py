@@ -123,3 +123,29 @@ def test_calico_pod_in_image_pull_backoff_is_reported(kubelab, open_lab):
     assert "calico-node cannot start: kw2: calico-system/calico-node-kw2 ImagePullBackOff" in out[0].detail
     assert "quay.io" in out[0].detail  # the pull error's reason
     assert "registry mirror" in out[0].detail  # the hint
+
+
+def test_calico_manifest_download_offline_then_online(kubelab, open_lab, store):
+    """calico.yaml downloaded on the control plane: without internet the step says to give the file;
+    with it, the downloaded manifest is edited for the plan (pod CIDR, IPIP Always, bird) and applied."""
+    lab = reset_nodes(kubelab)
+    store.create_session("dl", cloud=None, wizard="kubernetes",
+                         plan=dict(lab.plan_data("dl"), kubernetes="1.36", encapsulation="IPIP"))
+    store.save_inputs("dl", {"calico_install": "manifest"})
+    lab_session, events = open_lab(lab, "dl")
+    out = run_stage(lab_session, "kubernetes")
+    assert out[-1].step == "admin-conf" and out[-1].state == StepState.DONE, [o.detail for o in out]
+    tools.update_scenario(lab, lab.nodes[0], offline=True)
+    out = run_stage(lab_session, "calico", until="calico-install")
+    assert out[0].state == StepState.FAILED
+    assert "cannot download https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/calico.yaml" in out[0].detail
+    assert "--calico-manifest FILE" in out[0].detail
+    assert store.changes(lab_session.record.id)[-1].kind == "kube.join"  # nothing recorded for Calico
+    tools.update_scenario(lab, lab.nodes[0], offline=False)
+    out = run_stage(lab_session, "calico", until="calico-install")
+    assert out[0].state == StepState.DONE, out[0].detail
+    ds = tools.cluster_state(lab)["objects"]["DaemonSet/calico-node"]
+    assert ds["env"]["CALICO_IPV4POOL_CIDR"] == "172.16.0.0/16"
+    assert (ds["env"]["CALICO_IPV4POOL_IPIP"], ds["env"]["CALICO_IPV4POOL_VXLAN"]) == ("Always", "Never")
+    edited = lab.node_exec(lab.nodes[0], ["cat", "/etc/kubernetes/labtui-calico/calico.yaml"]).stdout
+    assert 'calico_backend: "bird"' in edited and "# - name: CALICO_IPV4POOL_CIDR" not in edited
