@@ -401,7 +401,7 @@ class Join(FanOut):
             res = ssh.run(node, join.command() + f" --node-name {shlex.quote(node)}", sudo=True, timeout=900.0,
                           step=action.data.get("step"))
             if res.exit_code == 0:
-                return {}
+                return {"control_plane": cp}
             text = (res.stdout + res.stderr).lower()
             if attempt == 1 and any(m.lower() in text for m in _EXPIRED_MARKERS):
                 ctx.warn(f"{node}: the bootstrap token was refused (expired or deleted): creating a new one",
@@ -413,6 +413,21 @@ class Join(FanOut):
 
     def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
         return "kubeadm reset -f"
+
+    def revert(self, ctx: Any, change: Any) -> str:
+        """`kubeadm reset -f` on each worker, then its Node object deleted on the control plane."""
+        said = super().revert(ctx, change)
+        data = change.revert_data or {}
+        nodes = data.get("nodes") or []
+        cp = next((data[n].get("control_plane") for n in nodes if isinstance(data.get(n), dict)), None)
+        if cp and nodes:
+            res = _ssh(ctx).run(cp, f"{KUBECTL} delete node --ignore-not-found " + " ".join(map(shlex.quote, nodes)),
+                                sudo=True, timeout=120.0)
+            if res.exit_code != 0:
+                ctx.warn(f"{cp}: could not delete the Node objects of {', '.join(nodes)}: {redact(res.stderr.strip())}")
+            else:
+                said += f"; their Node objects deleted on {cp}"
+        return said
 
 
 # --------------------------------------------------------------------------- Calico

@@ -112,9 +112,11 @@ def test_revert_all_undoes_the_build_newest_first(kubelab, store, capsys):
     assert "Re-run with --yes" in out and "Nothing was reverted" in out and tools.cluster_state(lab)["initialized"]
     before = {n.name: lab.node_exec(n, ["cat", "/etc/containerd/config.toml"], check=False).stdout for n in lab.nodes}
     assert main(["kubernetes", "rv", "--revert", "all", "--yes"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     reverted = [ln for ln in out.splitlines() if ln.startswith("reverted #")]
     assert [ln.split(": ", 1)[1].split(" ")[0] for ln in reverted] == ["kubeadm", "kubeadm", "kubeadm,", "containerd"]
+    assert "their Node objects deleted on kcp" in captured.err  # the revert's progress line
     state = tools.cluster_state(lab)
     assert not state["initialized"] and state["nodes"] == {}
     for node in lab.nodes:

@@ -614,6 +614,11 @@ def kubectl():
                 return
             err(f'Error from server (NotFound): {args[1]} "{args[2]}" not found')
             sys.exit(1)
+        if args[:2] == ["delete", "node"]:
+            for name in [a for a in args[2:] if not a.startswith("-")]:
+                if cl["nodes"].pop(name, None) is not None:
+                    out(f'node "{name}" deleted')
+            return
         if args[:1] == ["delete"]:
             files = [args[i + 1] for i, a in enumerate(args) if a == "-f"]
             for f in files:
