@@ -273,35 +273,71 @@ class FloatingIP(CloudResource):
 
 @register
 class Server(CloudResource):
-    """One server per plan node. run() only asks for it (POST): the stage waits for all the
-    servers together, so four servers build in parallel. A server of this lab in ERROR is
-    deleted and asked for again (its old record marked reverted): the retry recreates only it."""
+    """One server per plan node. run() asks for it (the POST goes to a small pool, so the four
+    servers' POSTs overlap) and returns at once; the stage then waits for every POST and for all
+    servers to become ACTIVE together (`join`). The record names the server (lab tag + name): the
+    id is known only after the POST, and the record exists before the server does, so a run killed
+    mid-POST leaves nothing untracked. A server of this lab in ERROR is deleted and asked for again
+    (its old record marked reverted): the retry recreates only it."""
 
     kind = "cloud.server"
     res = "server"
     taggable = False  # Nova takes the tags in the create (microversion 2.52)
 
+    def recorded(self, ctx: Any, info: dict[str, Any]) -> bool:
+        for c in ctx.store.changes(ctx.session.id):
+            d = c.revert_data or {}
+            if c.kind == self.kind and not c.reverted and (d.get("id") == info["id"] or
+                                                           (not d.get("id") and d.get("name") == info["name"])):
+                return True
+        return False
+
     def applied(self, ctx: Any, action: Action) -> bool | None:
         info = self.existing(ctx, action)
-        if info is not None and info.get("status") == "ERROR":
+        if info is None or info.get("status") == "ERROR":
             return False
-        return super().applied(ctx, action)
+        return True if self.recorded(ctx, info) else None
 
     def run(self, ctx: Any, action: Action) -> Applied:
         from labtui.adapters import provision as p
 
+        d = action.data
+        c = _conn(ctx)
         info = self.existing(ctx, action)
+        self.forget(ctx, action)
         if info is not None and info.get("status") == "ERROR":
-            self.forget(ctx, action)
-            c = _conn(ctx)
             ctx.warn(f"server {info['name']} is in ERROR ({info.get('fault') or 'no fault given'}): deleting it to "
                      "create it again", node=action.target)
             p.delete(c, "server", info["id"])
             p.wait_gone(c, "server", info["id"])
             for ch in ctx.store.changes(ctx.session.id):
-                if ch.kind == self.kind and not ch.reverted and (ch.revert_data or {}).get("id") == info["id"]:
+                rd = ch.revert_data or {}
+                if ch.kind == self.kind and not ch.reverted and (rd.get("id") == info["id"] or
+                                                                 (not rd.get("id") and rd.get("name") == info["name"])):
                     ctx.store.mark_reverted(ch.id)
-        return super().run(ctx, action)
+            info = None
+        revert = {"id": None, "name": d["name"], "lab": d["lab"], "tag": d["tag"]}
+        delete = f"openstack server delete {shlex.quote(d['name'])}"
+        if info is not None:
+            if self.recorded(ctx, info):
+                return Applied(False, note="exists, created by this lab", result=info)
+            return Applied(True, dict(revert, id=info["id"]), result=info, target=d["name"], revert_command=delete,
+                           note="found from an interrupted run: recorded now, not created again")
+        for ch in ctx.store.changes(ctx.session.id):  # a record of a POST a killed run never made
+            rd = ch.revert_data or {}
+            if ch.kind == self.kind and not ch.reverted and not rd.get("id") and rd.get("name") == d["name"]:
+                ctx.store.mark_reverted(ch.id)
+        body = self.body(ctx, action)
+        pool = getattr(ctx.memo, "provision_pool", None)
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ctx.memo.provision_pool = ThreadPoolExecutor(8, thread_name_prefix="labtui-server")
+            ctx.memo.provision_posts = {}
+        ctx.memo.provision_posts[d["name"]] = pool.submit(p.create, c, "server", body, api=action.api or "",
+                                                         command=action.command)
+        return Applied(True, revert, target=d["name"], revert_command=delete,
+                       note="asked for; labtui waits for all the servers together")
 
     def body(self, ctx: Any, action: Action) -> dict[str, Any]:
         d = action.data
@@ -312,13 +348,42 @@ class Server(CloudResource):
         attrs["description"] = DESCRIPTION.format(lab=d["lab"])
         return attrs
 
-    def before_delete(self, ctx: Any, c: Any, rid: str, info: dict[str, Any]) -> None:
-        pass
-
-    def after_delete(self, ctx: Any, c: Any, rid: str) -> None:
+    def revert(self, ctx: Any, change: Any) -> str:
         from labtui.adapters import provision as p
 
-        p.wait_gone(c, "server", rid)  # the group and the network can go only after the server
+        data = change.revert_data or {}
+        c = _conn(ctx)
+        if data.get("id"):
+            targets = [x for x in [p.get(c, "server", data["id"])] if x is not None]
+        else:
+            targets = p.find(c, "server", name=data.get("name"))
+        targets = [x for x in targets if ours(x, data.get("tag", ""), data.get("lab", ""))]
+        if not targets:
+            return "already gone"
+        for x in targets:
+            p.delete(c, "server", x["id"], command=change.revert_command)
+        for x in targets:
+            p.wait_gone(c, "server", x["id"])  # the group and the network can go only after the server
+        return f"deleted server {data.get('name') or data.get('id')}"
+
+
+def join_server_posts(ctx: Any) -> dict[str, str]:
+    """Wait for the server POSTs asked for in this run: {server name: why it failed}."""
+    posts = getattr(ctx.memo, "provision_posts", None) or {}
+    failed: dict[str, str] = {}
+    for name, fut in list(posts.items()):
+        try:
+            fut.result()
+        except LabError as exc:
+            failed[name] = exc.render()
+        except Exception as exc:  # noqa: BLE001 - a bug must still be reported, not lost in a thread
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    posts.clear()
+    pool = getattr(ctx.memo, "provision_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=True)
+        ctx.memo.provision_pool = None
+    return failed
 
 
 @register

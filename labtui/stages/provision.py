@@ -640,9 +640,15 @@ def server_states(ctx: StepContext) -> dict[str, dict[str, Any]]:
 def wait_for_servers(ctx: StepContext) -> dict[str, dict[str, Any]]:
     """Wait for every server of the lab together; progress per server; write the plan's nodes."""
     from labtui.adapters import provision as p
+    from labtui.changes.cloud import join_server_posts
 
     c = _conn(ctx)
     n = lab_names(ctx)
+    post_failed = join_server_posts(ctx)
+    if post_failed:
+        raise LabError(f"cloud {c.name}: could not create " + "; ".join(f"server {k}: {v}" for k, v in post_failed.items()),
+                       "the servers asked for before it are recorded (teardown removes them); fix the cause and run "
+                       "provision again: it creates only what is missing", code="server-create")
     found = {o["name"]: o for o in p.find(c, "server", tag=lab_tag_of(ctx))}
     ids = {node["name"]: found[n.server(node["name"])]["id"] for node in _nodes(ctx) if n.server(node["name"]) in found}
     started = time.monotonic()
@@ -720,8 +726,8 @@ class HostKeysStep(ProvisionStep):
             return CheckResult(False, f"not pinned yet: {', '.join(todo)}")
         detail = "every node's host key is pinned"
         if asked:
-            detail = f"pinned where the console had fingerprints; {', '.join(asked)}: no fingerprints on the " \
-                     "console, labtui asks at first contact"
+            detail = (f"{', '.join(asked)}: no fingerprints on the console, labtui asks at first contact"
+                      + ("; the others are pinned" if len(asked) < len(_nodes(ctx)) else ""))
         return CheckResult(True, detail)
 
     def plan(self, ctx: StepContext) -> list[Action]:
@@ -806,6 +812,7 @@ def teardown_plan(ctx: StepContext) -> list:
     lab, tag = ctx.session.name, lab_tag_of(ctx)
     recorded = [c for c in ctx.store.changes(ctx.session.id) if c.kind in TEARDOWN_ORDER and not c.reverted]
     known = {(c.kind, str((c.revert_data or {}).get("id"))) for c in recorded}
+    named = {(c.kind, (c.revert_data or {}).get("name")) for c in recorded if not (c.revert_data or {}).get("id")}
     extra: list[Change] = []
     try:
         c = _conn(ctx)
@@ -813,7 +820,7 @@ def teardown_plan(ctx: StepContext) -> list:
         raise
     for kind, res in _TAGGED.items():
         for o in p.find(c, res, tag=tag):
-            if (kind, o["id"]) in known:
+            if (kind, o["id"]) in known or (kind, o.get("name")) in named:
                 continue
             noun = TITLES[res]
             extra.append(Change(kind=kind, target=o.get("name") or o["id"],
