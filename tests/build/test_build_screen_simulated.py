@@ -3,7 +3,6 @@ tools: the containerd step asks once with the exact commands, applies on "y", an
 
 from __future__ import annotations
 
-
 import pytest
 
 from labtui.store import Store
