@@ -50,8 +50,10 @@ def test_backend_from_the_agents():
     assert backend_from_agents(["Open vSwitch agent", "DHCP agent", "L3 agent"]) == "ovs"
     assert backend_from_agents(["OVN Controller Gateway agent", "OVN Metadata agent"]) == "ovn"
     assert backend_from_agents([]) is None and backend_from_agents(None) is None
-    assert neutron_from({"extensions": ["port-security"], "backend": None}).checks_destination is True
+    # unknown: assumed ML2/OVS (only the sender checks); OVN also checks the destination
+    assert neutron_from({"extensions": ["port-security"], "backend": None}).checks_destination is False
     assert neutron_from({"backend": "ovs"}).checks_destination is False
+    assert neutron_from({"backend": "ovn"}).checks_destination is True
 
 
 def test_gather_merges_the_extras_and_a_failing_extra_only_leaves_them_unknown():
