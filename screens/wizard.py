@@ -704,7 +704,12 @@ class WizardScreen(LabScreen):
                     return  # the user moved on while another check ran: do not read this step for nothing
                 ctx.reload()
                 try:
-                    result = step.check(ctx)
+                    if step.id == "doctor" and wizard.id == "doctor":
+                        # the Doctor step's preview is the diagnosis the learner reads before anything is
+                        # proposed: with the live proof (probe pods, the matrix) unless its switch is off
+                        result = step.check(ctx, live=bool(ctx.inputs.get("doctor_live", True)))
+                    else:
+                        result = step.check(ctx)
                 except LabError as exc:
                     result = CheckResult(False, exc.render())
                 if step.id == "doctor" and ctx.memo.doctor_diag is not None:

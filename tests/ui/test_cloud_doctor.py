@@ -129,6 +129,7 @@ async def test_doctor_step_explains_before_it_asks_and_proposes_nothing_once_hea
             assert "anti-spoofing" in shown
             assert "1. IPIP Always + IP protocol 4 between the nodes  [recommended]" in shown
             assert "--protocol 4" in shown
+            assert "Pod to pod, live" in shown and "FAIL" in shown  # the live proof's matrix
             assert "not done yet" in str(screen.query_one("#step-status").render())
             assert store.changes(store.get_session("incident").id) == []
 
