@@ -140,8 +140,12 @@ class Memo(_Slots):
     node_facts: Any = None  # (monotonic time, results)
 
     def clear(self) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, None)
+        """Forget everything, the declared caches and any a stage added for its own run."""
+        for name in list(vars(self)):
+            if name in self.__dataclass_fields__:
+                setattr(self, name, None)
+            else:
+                delattr(self, name)
 
 
 @dataclass

@@ -35,7 +35,7 @@ def test_option_3_sets_the_pairs_on_every_node_port(sshlab, kube_nodes, layout, 
         diag = run_doctor(lab.ctx, live=False)
         assert diag.findings[0].id == "crosssubnet-antispoofing" and 3 in diag.findings[0].fixes
         acts, after = apply_fix(lab.ctx, diag, 3, confirm=lambda a: True, live=False)
-        assert [a.data["fix"] for a in acts] == ["sg-rule"] + ["port-pairs"] * 4  # the group, then the ports
+        assert [a.change for a in acts] == ["openstack.sg-rule"] + ["openstack.port-pairs"] * 4  # the group, then the ports
         for node in layout.nodes:
             pairs = [p["ip_address"] for p in layout.port(node.name).allowed_address_pairs]
             assert "172.16.0.0/16" in pairs, node.name

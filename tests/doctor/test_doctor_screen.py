@@ -10,6 +10,7 @@ from screens.app import LabApp
 from screens.doctor import DoctorScreen
 from screens.modals import ConfirmModal
 from tests.doctor.scenarios import incident
+from tests.doctor import stand_ins
 
 SIZE = (150, 50)
 
@@ -32,16 +33,7 @@ async def test_doctor_screen_shows_the_incident_and_applies_fix_1(lab_home, monk
     state = {"facts": _matrix(incident(), False)}
     ran: list[str] = []
     monkeypatch.setattr(dr, "gather_session", lambda ctx, **kw: state["facts"].copy())
-    monkeypatch.setattr(dr, "_calico_change", lambda ctx, diag, fa: None)
-
-    def run_cloud(ctx, action):
-        ran.append(action.data["fix"])
-
-    def run_calico(ctx, action, accept):
-        ran.append("pool-mode")
-
-    monkeypatch.setattr(dr, "_run_cloud", run_cloud)
-    monkeypatch.setattr(dr, "_run_calico", run_calico)
+    stand_ins.install(monkeypatch, ran)
 
     store = Store()
     store.create_session("incident", wizard="doctor")

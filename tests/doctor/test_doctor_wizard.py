@@ -8,6 +8,7 @@ from labtui.report import session_report
 from labtui.session import LabSession
 from labtui.steps import StepState
 from labtui.stages import wizard_for
+from tests.doctor import stand_ins
 from tests.doctor.scenarios import incident
 
 
@@ -17,18 +18,11 @@ def test_doctor_stage_fixes_with_confirmation_then_writes_the_report(store, monk
     state = {"facts": incident()}
     ran: list[str] = []
     monkeypatch.setattr(dr, "gather_session", lambda ctx, **kw: state["facts"].copy())
-    monkeypatch.setattr(dr, "_calico_change", lambda ctx, diag, fa: None)
 
-    def run_cloud(ctx, action):
-        ran.append(action.data["fix"])
-
-    def run_calico(ctx, action, accept):
-        ran.append("pool-mode")
-        # the cluster and the cloud now look like the fix says
+    def after_calico(ctx, action):  # the cluster and the cloud now look like the fix says
         state["facts"] = simulate(state["facts"], [a for a in ctx.memo.doctor_option.actions])
 
-    monkeypatch.setattr(dr, "_run_cloud", run_cloud)
-    monkeypatch.setattr(dr, "_run_calico", run_calico)
+    stand_ins.install(monkeypatch, ran, after_calico)
 
     wizard = wizard_for("doctor")
     assert [s.id for s in wizard.steps] == ["doctor", "report"]
