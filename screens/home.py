@@ -107,7 +107,10 @@ class HomeScreen(Screen):
 
     def refresh_sessions(self) -> None:
         """The rows are computed in a thread (the stage modules import pydantic): the first frame and
-        the keys never wait for them."""
+        the keys never wait for them. No labs: the empty list is drawn at once."""
+        if not self.app.store.list_sessions():
+            self._fill([])
+            return
         self._load_rows()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="home-rows")
