@@ -1,0 +1,185 @@
+"""The fixes the rule evaluator proposes (a rule to create, a CIDR to merge into a port's
+allowed-address-pairs, port security off), each with its exact `openstack ...` command, API request
+and revert. The change catalogue (labtui.changes.openstack) runs them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from labtui.net.model import SGRule
+
+
+
+
+@dataclass(frozen=True)
+class RuleFix:
+    """Create one security-group rule (protocol "4" as a string for IPIP, never "ipip")."""
+
+    security_group_id: str
+    security_group_name: str
+    protocol: str | None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_group_id: str | None = None
+    remote_group_name: str | None = None
+    remote_ip_prefix: str | None = None
+    direction: str = "ingress"
+    ether_type: str = "IPv4"
+    description: str = ""
+    requirement: str = ""
+    kind: str = "sg-rule"
+    # rules with protocol "ipip" that Neutron counts as this same rule (HTTP 409): deleted first
+    replaces: tuple[SGRule, ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.security_group_id, self.direction, self.ether_type, self.protocol,
+                self.port_range_min, self.port_range_max, self.remote_group_id, self.remote_ip_prefix)
+
+    @property
+    def title(self) -> str:
+        what = {"4": "IP protocol 4", None: "any protocol"}.get(self.protocol, (self.protocol or "").upper())
+        if self.port_range_min is not None:
+            hi = self.port_range_max
+            what += f" {self.port_range_min}" + (f"-{hi}" if hi not in (None, self.port_range_min) else "")
+        src = f"group {self.remote_group_name or self.remote_group_id}" if self.remote_group_id else \
+            (self.remote_ip_prefix or "anywhere")
+        if self.direction == "egress":
+            return f"{self.security_group_name}: allow {what} egress to {src}"
+        return f"{self.security_group_name}: allow {what} from {src}"
+
+    def attrs(self) -> dict[str, Any]:
+        """openstacksdk `create_security_group_rule(**attrs)`."""
+        out: dict[str, Any] = {"security_group_id": self.security_group_id, "direction": self.direction,
+                               "ether_type": self.ether_type}
+        if self.protocol is not None:
+            out["protocol"] = str(self.protocol)
+        if self.port_range_min is not None:
+            out["port_range_min"] = self.port_range_min
+            out["port_range_max"] = self.port_range_max if self.port_range_max is not None else self.port_range_min
+        if self.remote_group_id:
+            out["remote_group_id"] = self.remote_group_id
+        elif self.remote_ip_prefix:
+            out["remote_ip_prefix"] = self.remote_ip_prefix
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def command(self) -> str:
+        q = shlex.quote
+        parts = ["openstack security group rule create", f"--{self.direction}", f"--ethertype {self.ether_type}"]
+        parts.append(f"--protocol {q(self.protocol)}" if self.protocol is not None else "--protocol any")
+        if self.port_range_min is not None:
+            hi = self.port_range_max if self.port_range_max is not None else self.port_range_min
+            parts.append(f"--dst-port {self.port_range_min}" + (f":{hi}" if hi != self.port_range_min else ""))
+        if self.remote_group_id:
+            parts.append(f"--remote-group {q(self.remote_group_name or self.remote_group_id)}")
+        elif self.remote_ip_prefix:
+            parts.append(f"--remote-ip {q(self.remote_ip_prefix)}")
+        if self.description:
+            parts.append(f"--description {q(self.description)}")
+        parts.append(q(self.security_group_name or self.security_group_id))
+        deletes = [f"openstack security group rule delete {r.id} && " for r in self.replaces]
+        return "".join(deletes) + " ".join(parts)
+
+    def api(self) -> str:
+        body = {k if k != "ether_type" else "ethertype": v for k, v in self.attrs().items()}
+        deletes = "".join(f"DELETE /v2.0/security-group-rules/{r.id}, then " for r in self.replaces)
+        return deletes + "POST /v2.0/security-group-rules " + json.dumps({"security_group_rule": body}, sort_keys=True)
+
+    def revert_command(self, rule_id: str | None = None) -> str:
+        cmd = f"openstack security group rule delete {rule_id or '<new rule id>'}"
+        for r in self.replaces:
+            cmd += " && " + rule_create_command(r, self.security_group_name, self.remote_group_name)
+        return cmd
+
+
+def rule_create_command(rule: SGRule, group_name: str, remote_group_name: str | None = None) -> str:
+    """The `openstack security group rule create` that makes `rule` again (e.g. to revert)."""
+    fix = RuleFix(rule.security_group_id, group_name, rule.protocol, rule.port_range_min, rule.port_range_max,
+                  rule.remote_group_id, remote_group_name if rule.remote_group_id else None, rule.remote_ip_prefix,
+                  rule.direction, rule.ether_type, rule.description)
+    return fix.command()
+
+
+@dataclass(frozen=True)
+class PairsFix:
+    """Add one CIDR to a port's allowed-address-pairs, merged with the pairs already there."""
+
+    port_id: str
+    port_name: str
+    node: str
+    cidr: str
+    existing: tuple[str, ...] = ()  # ip_address of the pairs already on the port (for the preview)
+    requirement: str = "pod-cidr-pairs"
+    kind: str = "port-pairs"
+    blocked: str | None = None  # why it cannot be applied (quota)
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.port_id, self.cidr)
+
+    @property
+    def title(self) -> str:
+        return f"{self.node}: allow {self.cidr} as a source on port {self.port_name or self.port_id[:8]}"
+
+    def command(self) -> str:
+        return f"openstack port set --allowed-address ip-address={shlex.quote(self.cidr)} {shlex.quote(self.port_name or self.port_id)}"
+
+    def api(self) -> str:
+        pairs = [{"ip_address": ip} for ip in self.existing] + [{"ip_address": self.cidr}]
+        return f"PUT /v2.0/ports/{self.port_id} " + json.dumps({"port": {"allowed_address_pairs": pairs}})
+
+    def revert_command(self) -> str:
+        return f"openstack port unset --allowed-address ip-address={shlex.quote(self.cidr)} {shlex.quote(self.port_name or self.port_id)}"
+
+
+@dataclass(frozen=True)
+class PortSecurityFix:
+    """Turn port security off on one port (removes its groups and pairs). Offered last."""
+
+    port_id: str
+    port_name: str
+    node: str
+    security_group_ids: tuple[str, ...] = ()
+    security_group_names: tuple[str, ...] = ()
+    allowed_address_pairs: tuple[tuple[str, str | None], ...] = ()  # (ip_address, mac_address)
+    kind: str = "port-security-off"
+    requirement: str = "port-security"
+
+    COST = ("Port security off removes anti-spoofing AND every security group from the port: the "
+            "node accepts any traffic from anywhere its network reaches, and it can send with any "
+            "source address. Use it only on an isolated lab network, and prefer IPIP Always with a "
+            "protocol-4 rule.")
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.port_id)
+
+    @property
+    def title(self) -> str:
+        return f"{self.node}: disable port security on port {self.port_name or self.port_id[:8]}"
+
+    def command(self) -> str:
+        return ("openstack port set --no-security-group --no-allowed-address --disable-port-security "
+                + shlex.quote(self.port_name or self.port_id))
+
+    def api(self) -> str:
+        return f"PUT /v2.0/ports/{self.port_id} " + json.dumps(
+            {"port": {"port_security_enabled": False, "security_groups": [], "allowed_address_pairs": []}})
+
+    def revert_command(self) -> str:
+        parts = ["openstack port set --enable-port-security"]
+        parts += [f"--security-group {shlex.quote(n)}" for n in (self.security_group_names or self.security_group_ids)]
+        parts += [f"--allowed-address ip-address={shlex.quote(ip)}" + (f",mac-address={mac}" if mac else "")
+                  for ip, mac in self.allowed_address_pairs]
+        parts.append(shlex.quote(self.port_name or self.port_id))
+        return " ".join(parts)
+
+
+Fix = RuleFix | PairsFix | PortSecurityFix
+
+
