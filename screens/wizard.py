@@ -291,7 +291,8 @@ class WizardScreen(LabScreen):
         self._preview_actions = []
         self._problems = []
         self.query_one("#step-title", Static).update(Text(f"{wizard.title} / {step.title}", style="bold"))
-        self.query_one("#step-why", Static).update(Text(step.why.replace("\n", " ") if step.why else "", style="italic"))
+        why = (step.why or "").replace("-\n", "-").replace("\n", " ")  # one paragraph that wraps to the pane
+        self.query_one("#step-why", Static).update(Text(why, style="italic"))
         expect = getattr(step, "expect", "")
         self.query_one("#step-expect", Static).update(
             Text.assemble(("What you should see: ", "bold"), expect) if expect else "")
@@ -766,7 +767,7 @@ class WizardScreen(LabScreen):
         how.display = self._show_how
         if self._show_how:
             self._render_how(self.current[1])
-            self.query_one("#step-pane", VerticalScroll).scroll_to_widget(how)
+            self.call_after_refresh(how.scroll_visible, animate=False)
 
     def _render_how(self, step: Step) -> None:
         text = Text()
@@ -778,8 +779,12 @@ class WizardScreen(LabScreen):
         for c in commands:
             text.append(f"{c}\n")
         if not by_hand and not commands:
-            text.append("This step only checks: read its explanation above; the command log shows what it read.\n",
-                        style="dim")
+            if self._fields(step):
+                text.append("Nothing to type here by hand: this step records your choices; the stages after the "
+                            "plan turn them into commands, shown there.\n", style="dim")
+            else:
+                text.append("This step only reads: its explanation above says what; the command log shows each "
+                            "command it ran.\n", style="dim")
         if step.hint:
             text.append(f"Hint: {step.hint}\n", style="italic")
         text.append("Select the text with the mouse to copy it, or press c in the command log for the last command.",
