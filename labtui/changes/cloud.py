@@ -453,8 +453,16 @@ class SGRule(ChangeKind):
         c = _conn(ctx)
         attrs = self._attrs(ctx, action)
         gid = attrs["security_group_id"]
-        rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
-                       lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
+        cache = getattr(ctx.memo, "provision_rules", None)
+        if cache is None:
+            cache = ctx.memo.provision_rules = {}
+        hit = cache.get(gid)
+        if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
+            rules = hit[1]
+        else:  # one read of the group's rules serves every rule's check (dropped when a rule is made)
+            rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
+                           lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
+            cache[gid] = (time.monotonic(), rules)
         for r in rules:
             if (r.direction, r.ether_type, r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id,
                     r.remote_ip_prefix) == ("ingress", "IPv4", attrs.get("protocol"), attrs.get("port_range_min"),
@@ -472,6 +480,7 @@ class SGRule(ChangeKind):
 
         c = _conn(ctx)
         attrs = self._attrs(ctx, action)
+        (getattr(ctx.memo, "provision_rules", None) or {}).pop(attrs["security_group_id"], None)
         try:
             info = c.call("create the rule", action.api or "POST /v2.0/security-group-rules",
                           lambda: c.conn.network.create_security_group_rule(**attrs), command=action.command,

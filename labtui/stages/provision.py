@@ -626,6 +626,15 @@ class MachinesStep(_ActionsStep):
     def after_apply(self, ctx: StepContext, execution: Any) -> None:
         wait_for_servers(ctx)
 
+    def verify(self, ctx: StepContext) -> CheckResult:
+        # the executor just ran (and verified) each action; what is left to prove is every server ACTIVE
+        states = server_states(ctx)
+        bad = {k: v for k, v in states.items() if v.get("status") != "ACTIVE"}
+        if bad:
+            return CheckResult(False, "; ".join(f"{k}: {v.get('status')}" for k, v in bad.items()))
+        return CheckResult(True, f"{len(states)} servers ACTIVE",
+                           {"servers": {k: {"id": v["id"], "status": v["status"]} for k, v in states.items()}})
+
 
 def server_states(ctx: StepContext) -> dict[str, dict[str, Any]]:
     from labtui.adapters import provision as p
@@ -732,13 +741,13 @@ class HostKeysStep(ProvisionStep):
 
     def plan(self, ctx: StepContext) -> list[Action]:
         n = lab_names(ctx)
-        return [Action(id=f"host-key:{node['name']}", title=f"pin {node['name']}'s host key from its console log",
-                       command=f"openstack console log show {n.server(node['name'])} | grep -A6 'SSH HOST KEY'",
-                       kind="local", target=node["name"], risk=Risk.LOCAL, run=_pin_action,
-                       api=f"POST /compute/v2.1/servers/<id of {n.server(node['name'])}>/action "
-                           "{\"os-getConsoleOutput\": {}}",
-                       data={"node": node["name"], "server": n.server(node["name"])})
-                for node in _nodes(ctx)]
+        nodes = [node["name"] for node in _nodes(ctx)]
+        return [Action(id="host-keys", title=f"pin the host keys of {', '.join(nodes)} from their console logs",
+                       command="; ".join(f"openstack console log show {n.server(x)} | grep -A6 'SSH HOST KEY'"
+                                         for x in nodes),
+                       kind="local", target=", ".join(nodes), risk=Risk.LOCAL, run=_pin_all,
+                       api="POST /compute/v2.1/servers/<id>/action {\"os-getConsoleOutput\": {}} (each server)",
+                       data={"nodes": nodes})]
 
 
 def _host_key_name(node: dict[str, Any]) -> str:
@@ -746,22 +755,31 @@ def _host_key_name(node: dict[str, Any]) -> str:
     return node["address"] if port == 22 else f"[{node['address']}]:{port}"
 
 
-def _pin_action(ctx: StepContext, action: Action) -> dict[str, Any]:
-    return pin_host_key(ctx, action.data["node"], action.data["server"])
+def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
+    """Read every server's console together, then pin node by node (the first refusal stops)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-
-def pin_host_key(ctx: StepContext, node: str, server_name: str) -> dict[str, Any]:
-    """Read the console, pin the node's key when its fingerprint is there; refuse a different key."""
     from labtui.adapters import provision as p
+
+    c = _conn(ctx)
+    n = lab_names(ctx)
+    servers = {o["name"]: o for o in p.find(c, "server", tag=lab_tag_of(ctx))}
+    nodes = action.data["nodes"]
+    missing = [x for x in nodes if n.server(x) not in servers]
+    if missing:
+        raise LabError(f"cloud {c.name}: the servers of {', '.join(missing)} do not exist",
+                       "run the Machines step first", code="missing-resource")
+    with ThreadPoolExecutor(min(8, len(nodes))) as pool:
+        consoles = dict(zip(nodes, pool.map(lambda x: p.console_output(c, servers[n.server(x)]["id"]), nodes)))
+    return {x: pin_host_key(ctx, x, n.server(x), consoles[x]) for x in nodes}
+
+
+def pin_host_key(ctx: StepContext, node: str, server_name: str, console: str) -> dict[str, Any]:
+    """Pin the node's key when its fingerprint is on the console; refuse a different key."""
     from labtui.adapters.ssh import HostKeyInfo, session_ssh
     from labtui.provision_plan import console_host_keys
 
-    c = _conn(ctx)
-    found = [o for o in p.find(c, "server", name=server_name) if lab_tag_of(ctx) in (o.get("tags") or [])]
-    if not found:
-        raise LabError(f"cloud {c.name}: server {server_name} of this lab does not exist",
-                       "run the Machines step first", code="missing-resource")
-    keys = console_host_keys(p.console_output(c, found[0]["id"]))
+    keys = console_host_keys(console)
     ssh = session_ssh(ctx)
     facts = ctx.store.facts(ctx.session.id, SCOPE).get(SCOPE, {}).get("host_keys") or {}
     if not keys:
