@@ -35,11 +35,10 @@ def config_dir() -> Path:
 
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """{binding id: keys} from keymap.toml; no file: {}. A broken file is a LabError naming it."""
-    import tomllib
-
     path = path or config_dir() / KEYMAP_FILE
     if not path.exists():
         return {}
+    import tomllib  # only when there is a keymap: the first frame does not pay for it
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
