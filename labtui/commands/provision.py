@@ -142,8 +142,11 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     with _open(args.name, args.yes, "Teardown") as lab:
         ctx = lab.ctx
         if not (ctx.session.plan or {}).get("cloud") and not ctx.session.cloud:
-            raise LabError(f"lab {args.name} has no cloud: it adopted its machines, labtui created none",
-                           "nothing to tear down", code="no-cloud")
+            if args.json:
+                print(json.dumps({"lab": args.name, "deleted": [], "failed": [], "nothing": True}, indent=2))
+            else:
+                print(f"Nothing to tear down: lab {args.name} adopted its machines (no cloud); labtui created none.")
+            return 0
         items = prov.teardown_plan(ctx)
         listing = [{"kind": c.kind, "target": c.target, "description": c.description, "command": c.revert_command,
                     "recorded": c.id is not None} for c in items]
