@@ -331,7 +331,8 @@ class Runner:
             post = step.verify(ctx)
             if not post.done:
                 raise LabError(f"{step.title}: still not done after {execution.summary()}: {post.detail}",
-                               getattr(step, "hint", "") or "the command log shows each command and its output",
+                               getattr(step, "hint", "") or "what is still wrong is said above; fix it (Show me how lists the "
+                               "commands to run by hand) and run the step again",
                                code="step-not-verified")
             outputs.update(post.data)
             detail = post.detail
