@@ -51,37 +51,10 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _ago(ts: float) -> str:
-    delta = max(0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if delta >= size:
-            return f"{int(delta // size)}{unit} ago"
-    return "just now"
-
-
 def session_summary(store, rec) -> dict[str, Any]:
-    from labtui.stages import wizard_for
+    from labtui.session import lab_summary
 
-    wizard = wizard_for(rec.wizard)
-    states = store.step_states(rec.id, rec.wizard)
-    step_title = rec.step or ""
-    if wizard is not None:
-        try:
-            step_title = wizard.step(rec.step).title if rec.step else wizard.steps[0].title
-        except KeyError:
-            pass
-    return {
-        "name": rec.name,
-        "cloud": rec.cloud or "(adopted machines)",
-        "stage": wizard.title if wizard else rec.wizard,
-        "step": rec.step,
-        "step_title": step_title,
-        "done_steps": sum(1 for s in states.values() if s.state == "done"),
-        "total_steps": len(wizard.steps) if wizard else 0,
-        "health": rec.health,
-        "updated": rec.updated,
-        "last_activity": _ago(rec.updated),
-    }
+    return lab_summary(store, rec)
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:

@@ -470,6 +470,25 @@ def guess_subnet(addresses: Iterable[str]) -> str | None:
     return None
 
 
+def covering_subnet(addresses: Iterable[str]) -> str | None:
+    """The smallest /24-or-wider network holding every IPv4 address (a starting value for a cluster
+    labtui did not build; the doctor reads the real subnets)."""
+    ips = []
+    for a in addresses:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        if ip.version == 4:
+            ips.append(ip)
+    if not ips:
+        return None
+    net = ipaddress.ip_network(f"{ips[0]}/24", strict=False)
+    while not all(ip in net for ip in ips) and net.prefixlen > 8:
+        net = net.supernet()
+    return str(net)
+
+
 def encapsulation_choice(value: Encapsulation | str) -> EncapsulationChoice:
     value = Encapsulation(value)
     return next(c for c in ENCAPSULATION_CHOICES if c.value == value)

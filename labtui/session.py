@@ -16,6 +16,51 @@ from labtui.steps import Action, Prompts, Runner, StepContext, Wizard
 from labtui.store import SessionRecord, Store
 
 
+def ago(ts: float) -> str:
+    delta = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{int(delta // size)}{unit} ago"
+    return "just now"
+
+
+def lab_summary(store: Store, rec: SessionRecord) -> dict[str, Any]:
+    """One lab at a glance (`labtui sessions`, the home screen): the whole lab's progress (every
+    stage's steps done or skipped), the stage and step it is at, its health."""
+    from labtui.stages import available_wizards, wizard_for
+
+    done = total = 0
+    stage_done = stage_total = 0
+    for wizard in available_wizards():
+        states = store.step_states(rec.id, wizard.id)
+        finished = sum(1 for s in wizard.steps if s.id in states and states[s.id].state in ("done", "skipped"))
+        total += len(wizard.steps)
+        done += finished
+        if wizard.id == rec.wizard:
+            stage_done, stage_total = finished, len(wizard.steps)
+    wizard = wizard_for(rec.wizard)
+    step_title = rec.step or ""
+    if wizard is not None:
+        try:
+            step_title = wizard.step(rec.step).title if rec.step else wizard.steps[0].title
+        except KeyError:
+            pass
+    return {
+        "name": rec.name,
+        "cloud": rec.cloud or ("(adopted cluster)" if rec.inputs.get("adopted") else "(own machines)"),
+        "stage": wizard.title if wizard else rec.wizard,
+        "step": rec.step,
+        "step_title": step_title,
+        "done": done,
+        "total": total,
+        "done_steps": stage_done,  # in the current stage
+        "total_steps": stage_total,
+        "health": rec.health or "",
+        "updated": rec.updated,
+        "last_activity": ago(rec.updated),
+    }
+
+
 class LabSession:
     """Open with `LabSession(store, name, emit=print_event)`; close when done (flushes the log)."""
 

@@ -5,7 +5,6 @@ the live cluster by the doctor. Then the lab opens on its Doctor stage."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any
 
@@ -17,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from labtui.errors import LabError
-from labtui.model import NAME_RE, Problem
+from labtui.model import NAME_RE, Problem, covering_subnet
 
 from screens.modals import HelpScreen
 from screens.widgets.nodes_editor import NodesEditor
@@ -36,25 +35,6 @@ Then the Doctor stage opens: it reads the pool mode, the subnets, the security g
 and explains what it finds before it proposes anything."""
 
 NO_CLOUD = ""
-
-
-def covering_subnet(addresses: list[str]) -> str | None:
-    """The smallest /24-or-wider network holding every IPv4 address (a starting value; the doctor
-    reads the real subnets)."""
-    ips = []
-    for a in addresses:
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        if ip.version == 4:
-            ips.append(ip)
-    if not ips:
-        return None
-    net = ipaddress.ip_network(f"{ips[0]}/24", strict=False)
-    while not all(ip in net for ip in ips) and net.prefixlen > 8:
-        net = net.supernet()
-    return str(net)
 
 
 def adopt_problems(name: str, kubeconfig: str, nodes: list[dict[str, Any]], cloud: str, taken: bool) -> list[Problem]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.text import Text
@@ -25,42 +24,6 @@ Start with **n** (new lab): the plan wizard asks for the cloud, the nodes, the n
 Calico encapsulation. **D** is for a cluster labtui did not build: give its kubeconfig (or let
 labtui fetch it over SSH), its nodes and its cloud; everything else is read from the live cluster,
 then the doctor runs."""
-
-
-def ago(ts: float) -> str:
-    delta = max(0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if delta >= size:
-            return f"{int(delta // size)}{unit} ago"
-    return "just now"
-
-
-def lab_summary(store: Any, rec: Any) -> dict[str, Any]:
-    """One row: the whole lab's progress (every stage's steps), the stage and step it is at, health."""
-    from labtui.stages import available_wizards, wizard_for
-
-    done = total = 0
-    for wizard in available_wizards():
-        states = store.step_states(rec.id, wizard.id)
-        total += len(wizard.steps)
-        done += sum(1 for s in wizard.steps if s.id in states and states[s.id].state in ("done", "skipped"))
-    wizard = wizard_for(rec.wizard)
-    step_title = rec.step or ""
-    if wizard is not None:
-        try:
-            step_title = wizard.step(rec.step).title if rec.step else wizard.steps[0].title
-        except KeyError:
-            pass
-    return {
-        "name": rec.name,
-        "cloud": rec.cloud or ("(adopted cluster)" if rec.inputs.get("adopted") else "(own machines)"),
-        "stage": wizard.title if wizard else rec.wizard,
-        "step_title": step_title,
-        "done": done,
-        "total": total,
-        "health": rec.health or "",
-        "last_activity": ago(rec.updated),
-    }
 
 
 class HomeScreen(Screen):
@@ -117,6 +80,8 @@ class HomeScreen(Screen):
     def _load_rows(self) -> None:
         store = self.app.store
         try:
+            from labtui.session import lab_summary  # in this thread: the stage modules import pydantic
+
             records = store.list_sessions()
             rows = [lab_summary(store, rec) for rec in records]
         except Exception as exc:  # noqa: BLE001 - the list must never take the screen down

@@ -13,7 +13,6 @@ Exit codes of `doctor`: 0 healthy, 1 findings, 2 could not check (or an error).
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -104,23 +103,6 @@ def _finish_nodes(nodes: list[dict[str, Any]], control_plane: str | None, user: 
     return nodes
 
 
-def covering_subnet(addresses: list[str]) -> str | None:
-    ips = []
-    for a in addresses:
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        if ip.version == 4:
-            ips.append(ip)
-    if not ips:
-        return None
-    net = ipaddress.ip_network(f"{ips[0]}/24", strict=False)
-    while not all(ip in net for ip in ips) and net.prefixlen > 8:
-        net = net.supernet()
-    return str(net)
-
-
 def adopt(store, args: argparse.Namespace) -> None:
     """Create a lab for a cluster labtui did not build: nodes (optional), cloud, kubeconfig."""
     from labtui.model import Plan
@@ -140,6 +122,8 @@ def adopt(store, args: argparse.Namespace) -> None:
                        "give the nodes (--nodes or --inventory), a --kubeconfig and/or a --cloud")
     plan: dict[str, Any] = {}
     if nodes:
+        from labtui.model import covering_subnet
+
         subnet = covering_subnet([n["address"] for n in nodes]) or "10.0.0.0/8"
         plan = Plan.parse({"name": args.name, "cloud": args.cloud, "nodes": nodes, "node_subnet": subnet}).model_dump(mode="json")
     inputs: dict[str, Any] = {"adopted": True}

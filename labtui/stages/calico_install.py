@@ -16,14 +16,7 @@ from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContex
 STUCK = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName")
 
 
-def _plan(ctx: StepContext):
-    from labtui.stages.nodes import _plan as plan_of
-
-    try:
-        return plan_of(ctx)
-    except ValueError as exc:  # pydantic's ValidationError: a saved plan that no longer validates
-        raise LabError(f"this lab's saved plan is not valid: {exc}".splitlines()[0],
-                       "open the plan stage and fix it", code="plan") from None
+from labtui.stages.nodes import saved_plan as _plan  # noqa: E402
 
 
 def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:

@@ -10,20 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from labtui import events as ev
 from labtui.errors import LabError
-from labtui.events import Event
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 
-def _plan(ctx: StepContext):
-    from labtui.stages.nodes import _plan as plan_of
-
-    try:
-        return plan_of(ctx)
-    except ValueError as exc:  # pydantic's ValidationError: a saved plan that no longer validates
-        raise LabError(f"this lab's saved plan is not valid: {exc}".splitlines()[0],
-                       "open the plan stage and fix it", code="plan") from None
+from labtui.stages.nodes import findings_result, saved_plan as _plan  # noqa: E402
 
 
 def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
@@ -115,17 +106,8 @@ class RuntimePreflightStep(BuildStep):
 
         facts = _facts(ctx, refresh=True)
         findings = runtime_preflight(_plan(ctx), facts)
-        for f in findings:
-            if f.severity in ("error", "warning"):
-                ctx.emit(Event(ev.WARN, f"{f.severity}: {f.title}. {f.why}".strip(), step=self.id, node=f.node))
-        errors = [f for f in findings if f.severity == "error"]
-        data = {"findings": [f.__dict__ for f in findings]}
-        if errors:
-            return CheckResult(False, f"{len(errors)} problem(s): " + "; ".join(
-                (f"{f.node}: " if f.node else "") + f"{f.title} ({f.why})" for f in errors), data)
-        warnings = sum(1 for f in findings if f.severity == "warning")
-        return CheckResult(True, "the nodes can take a container runtime and kubeadm"
-                           + (f" ({warnings} warning(s))" if warnings else ""), data)
+        return findings_result(ctx, self.id, findings, "the nodes can take a container runtime and kubeadm",
+                               with_why=True)
 
 
 class ContainerdStep(BuildStep):

@@ -9,19 +9,44 @@ from typing import Any
 from labtui import events as ev
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.steps import Action, CheckResult, Risk, Step, StepContext, Wizard
-from labtui.store import Change
+from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 FACTS_MEMO = "nodes.facts.memo"
 
 
 def _plan(ctx: StepContext):
+    """The lab's saved plan (a clear error when there is none, or when it no longer validates)."""
     from labtui.model import Plan
 
     data = ctx.session.plan
     if not data:
         raise LabError("this lab has no saved plan yet", "finish the plan stage first (nodes, networks, versions)", code="no-plan")
-    return Plan.model_validate(data)
+    try:
+        return Plan.model_validate(data)
+    except ValueError as exc:  # pydantic's ValidationError: a saved plan that no longer validates
+        raise LabError(f"this lab's saved plan is not valid: {exc}".splitlines()[0],
+                       "open the plan stage and fix it", code="plan") from None
+
+
+saved_plan = _plan
+
+
+def findings_result(ctx: StepContext, step: str, findings: list, ok: str, *, with_why: bool = False,
+                    most: int = 4) -> CheckResult:
+    """A preflight's findings as a step's check: each error and warning in the command log, done
+    when there is no error (the warnings counted), else the errors named."""
+    for f in findings:
+        if f.severity in ("error", "warning"):
+            ctx.emit(Event(ev.WARN, f"{f.severity}: {f.title}. {f.why}".strip(), step=step, node=f.node))
+    errors = [f for f in findings if f.severity == "error"]
+    data = {"findings": [f.__dict__ for f in findings]}
+    if errors:
+        shown = errors if with_why else errors[:most]
+        return CheckResult(False, f"{len(errors)} problem(s): " + "; ".join(
+            (f"{f.node}: " if f.node else "") + f.title + (f" ({f.why})" if with_why else "") for f in shown)
+            + (" …" if len(errors) > len(shown) else ""), data)
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    return CheckResult(True, ok + (f" ({warnings} warning(s))" if warnings else ""), data)
 
 
 def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str | None = "facts") -> dict[str, Any]:
@@ -104,16 +129,7 @@ class PreflightStep(Step):
             findings = self.findings(ctx)
         except LabError as exc:
             return CheckResult(False, exc.message)
-        for f in findings:
-            if f.severity in ("error", "warning"):
-                ctx.emit(Event(ev.WARN, f"{f.severity}: {f.title}. {f.why}".strip(), step=self.id, node=f.node))
-        errors = [f for f in findings if f.severity == "error"]
-        data = {"findings": [f.__dict__ for f in findings]}
-        if errors:
-            return CheckResult(False, f"{len(errors)} problem(s): " + "; ".join(
-                (f"{f.node}: " if f.node else "") + f.title for f in errors[:4]) + (" …" if len(errors) > 4 else ""), data)
-        warnings = sum(1 for f in findings if f.severity == "warning")
-        return CheckResult(True, "ready for kubeadm" + (f" ({warnings} warning(s))" if warnings else ""), data)
+        return findings_result(ctx, self.id, findings, "ready for kubeadm")
 
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.nodes.facts import load_facts
