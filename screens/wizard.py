@@ -621,6 +621,8 @@ class WizardScreen(LabScreen):
             if p.hint:
                 text.append(f"    -> {p.hint}\n", style="dim")
         static.update(text)
+        # the marks are what the user must read: bring them into view (at 80x24 they can be below the fold)
+        self.call_after_refresh(static.scroll_visible, animate=False)
 
     def _focus_problem(self, problems: list) -> None:
         """After a failed save the focus goes to the first field in error, never away from it."""

@@ -159,7 +159,10 @@ class NodesStep(InputStep):
 
     def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
         nodes = values.get("nodes") or []
-        return node_problems(nodes, None) + worker_problems(nodes) + key_file_problems(nodes)
+        workers = worker_problems(nodes)  # "no worker node" is an error here, said once
+        said = {(p.field, p.message) for p in workers}
+        return [p for p in node_problems(nodes, None) if (p.field, p.message) not in said] + workers \
+            + key_file_problems(nodes)
 
     @staticmethod
     def import_inventory(path: str) -> list[dict[str, Any]]:
