@@ -26,14 +26,8 @@ from labtui.events import INFO, WARN, Event, null_emit
 
 TUNNEL_IFACES = re.compile(r"^(tunl\d*|vxlan\.calico|vxlan-v6\.calico|cali[0-9a-f]+|wireguard\.cali|docker\d*|cni\d*|kube-ipvs\d*|lo)$")
 
-NODE_PROBE = r"""
-echo @addr; ip -o -4 addr show scope global 2>/dev/null
-echo @route; ip -o -4 route show default 2>/dev/null | head -n 3
-echo @modules; cut -d' ' -f1 /proc/modules 2>/dev/null | grep -E '^(ipip|vxlan|br_netfilter)$'
-echo @sysmodule; for m in ipip vxlan; do [ -d /sys/module/$m ] && echo $m; done
-echo @tools; for t in tcpdump calicoctl kubectl; do command -v $t >/dev/null 2>&1 && echo $t; done
-echo @end
-""".strip()
+# The doctor reads the nodes with the one node-facts script (labtui.nodes.facts.FACTS_SCRIPT): its
+# addr, route, modules, sysmodule and tools sections are what the reasoning needs.
 
 BGP_STATUS = "calicoctl node status 2>&1"
 
@@ -45,8 +39,8 @@ def parse_node_probe(text: str) -> dict[str, Any]:
     sections: dict[str, list[str]] = {}
     cur = None
     for line in text.splitlines():
-        if line.startswith("@"):
-            cur = line[1:].strip()
+        if line.startswith("@"):  # FACTS_SCRIPT's "@@name" sections (a bare "@name" is read too)
+            cur = line.lstrip("@").strip()
             sections.setdefault(cur, [])
         elif cur and line.strip():
             sections[cur].append(line.rstrip())
@@ -507,7 +501,9 @@ def gather(
 
     def do_ssh() -> dict[str, Any]:
         names = node_names or [getattr(s, "name", None) or s["name"] for s in plan_nodes]
-        res = ssh.fan_out(names, lambda n: ssh.run(n, NODE_PROBE, timeout=ssh_timeout, stream=False))
+        from labtui.nodes.facts import FACTS_SCRIPT
+
+        res = ssh.fan_out(names, lambda n: ssh.run(n, FACTS_SCRIPT, timeout=ssh_timeout, stream=False))
         out: dict[str, Any] = {"probe": {}, "errors": {}, "tools": {}}
         for name, r in res.items():
             if r.ok and r.value is not None:

@@ -31,7 +31,7 @@ echo @@cpus; nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo
 echo @@meminfo; grep -E '^(MemTotal|SwapTotal|SwapFree):' /proc/meminfo
 echo @@swaps; tail -n +2 /proc/swaps 2>/dev/null
 echo @@modules; cut -d' ' -f1 /proc/modules 2>/dev/null
-echo @@sysmodule; for m in overlay br_netfilter ipip; do [ -d /sys/module/$m ] && echo $m; done
+echo @@sysmodule; for m in overlay br_netfilter ipip vxlan; do [ -d /sys/module/$m ] && echo $m; done
 echo @@builtin; grep -E '/(overlay|br_netfilter|ipip)\.ko' /lib/modules/$(uname -r)/modules.builtin 2>/dev/null
 echo @@available; for m in overlay br_netfilter ipip; do ls /lib/modules/$(uname -r)/kernel/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/$m.ko* >/dev/null 2>&1 && echo $m; done
 echo @@sysctl; for k in net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables; do printf '%s=%s\n' "$k" "$(cat /proc/sys/$k 2>/dev/null || echo absent)"; done
@@ -49,6 +49,7 @@ echo @@kubectl; command -v kubectl >/dev/null 2>&1 && kubectl version --client 2
 echo @@route; ip -o -4 route show default 2>/dev/null
 echo @@addr; ip -o -4 addr show scope global 2>/dev/null
 echo @@link; ip -o link show 2>/dev/null
+echo @@tools; for t in tcpdump calicoctl kubectl; do command -v $t >/dev/null 2>&1 && echo $t; done
 echo @@end
 """
 
