@@ -75,6 +75,7 @@ class WizardScreen(LabScreen):
         Binding("ctrl+l", "toggle_log", "Log", id="wizard.log"),
         Binding("escape", "back", "Back", id="wizard.back"),
         Binding("f1,question_mark", "help", "Help", id="wizard.help"),
+        Binding("ctrl+t", "teardown", "Teardown", id="wizard.teardown", show=False),
         *[Binding(e.key, f"open_screen('{e.id}')", e.title, id=f"wizard.screen.{e.id}") for e in SESSION_SCREENS],
     ]
 
@@ -829,6 +830,64 @@ class WizardScreen(LabScreen):
             step = self.current[1]
             extra = glossary_markdown(step_terms(step))
         self.app.push_screen(HelpScreen("Wizard", HELP, self.BINDINGS, extra=extra))
+
+    # ------------------------------------------------------------------ teardown
+    def action_teardown(self) -> None:
+        """Delete everything this lab created on the cloud, behind one confirmation listing it."""
+        if self.lab is None:
+            self.notify("start the lab first", severity="warning")
+            return
+        self._teardown_plan()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
+    def _teardown_plan(self) -> None:
+        from labtui.stages.provision import teardown_plan
+
+        ctx = self.lab.ctx
+        try:
+            if not ((ctx.session.plan or {}).get("cloud") or ctx.session.cloud):
+                self.app.call_from_thread(self.notify, "nothing to tear down: this lab adopted its machines; labtui "
+                                                       "created none")
+                return
+            items = teardown_plan(ctx)
+        except LabError as exc:
+            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._confirm_teardown, items)
+
+    def _confirm_teardown(self, items: list) -> None:
+        from screens.modals import ConfirmModal
+
+        if not items:
+            self.notify("nothing to tear down: this lab has no cloud resource left")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._teardown_run(items)
+            else:
+                self.notify("nothing deleted")
+
+        lines = [f"{x.description}\n$ {x.revert_command}" for x in items]
+        self.app.push_screen(ConfirmModal(f"Delete the {len(items)} cloud resource(s) this lab created, in this "
+                                          "order?", lines, confirm_label="Delete", danger=True,
+                                          note="Servers go first; the group and the network once they are gone. "
+                                               "Nothing the lab did not create is touched."), confirmed)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
+    def _teardown_run(self, items: list) -> None:
+        from labtui.stages.provision import teardown
+
+        try:
+            done, failed = teardown(self.lab.ctx, items, confirmed=True)
+        except LabError as exc:
+            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
+            return
+        if failed:
+            msg = f"deleted {len(done)}; not deleted: " + "; ".join(f"{c.description} ({why})" for c, why in failed)
+            self.app.call_from_thread(self.notify, msg, severity="error", timeout=12)
+        else:
+            self.app.call_from_thread(self.notify, f"torn down: {len(done)} resource(s) deleted")
 
     def action_open_screen(self, screen_id: str) -> None:
         if self.lab is None:
