@@ -8,7 +8,6 @@ An Action is one concrete change or command, renderable exactly as the user woul
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
@@ -138,15 +137,22 @@ class Memo(_Slots):
     doctor_diag: Any = None
     doctor_option: Any = None
     node_facts: Any = None  # (monotonic time, results)
+    provision_choices: Any = None  # the cloud's offer as read by the Provision stage
+    provision_seen: Any = None  # resources found by the lab's tag, by kind
+    provision_ids: Any = None  # names -> ids of this lab's resources
+    provision_rules: Any = None  # security group id -> its rules
+    provision_pool: Any = None  # the thread pool posting servers in parallel
+    provision_posts: Any = None  # server name -> its pending create
+    buckets: dict[str, dict] = field(default_factory=dict)  # a stage's own per-run dicts (bucket())
+
+    def bucket(self, name: str) -> dict:
+        """A per-run dict a stage keeps its own caches in (forgotten by clear())."""
+        return self.buckets.setdefault(name, {})
 
     def clear(self) -> None:
-        """Forget everything, the declared caches and any a stage added for its own run."""
-        for name in list(vars(self)):
-            if name in self.__dataclass_fields__:
-                setattr(self, name, None)
-            else:
-                delattr(self, name)
-
+        """Forget everything this run read."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, {} if name == "buckets" else None)
 
 @dataclass
 class Tuning:

@@ -52,7 +52,7 @@ def _failure(node: str, what: str, res: Any) -> LabError:
 def _seen(ctx: Any, action: Any) -> dict[str, tuple[float, bool]]:
     """This run's per-node check results for one action: {node: (monotonic time, done)}."""
     with _SEEN_LOCK:
-        return ctx.memo.__dict__.setdefault("kube_seen", {}).setdefault(id(action), {})
+        return ctx.memo.bucket("kube_seen").setdefault(id(action), {})
 
 
 _SEEN_LOCK = threading.Lock()
@@ -198,7 +198,7 @@ class Containerd(FanOut):
     def node_done(self, ctx: Any, node: str, action: Any) -> bool:
         problems = containerd_problems(ctx, node, action.data["minor"], action.data["pause"])
         with _SEEN_LOCK:
-            ctx.memo.__dict__.setdefault("kube_containerd", {})[node] = problems
+            ctx.memo.bucket("kube_containerd")[node] = problems
         return not problems
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
@@ -207,7 +207,7 @@ class Containerd(FanOut):
         step = d.get("step")
         src = d["sources"][node]
         with _SEEN_LOCK:
-            problems = ctx.memo.__dict__.get("kube_containerd", {}).pop(node, None)
+            problems = ctx.memo.bucket("kube_containerd").pop(node, None)
         if problems is None:
             problems = containerd_problems(ctx, node, d["minor"], d["pause"])
         if any("not installed" in p or "too old" in p for p in problems):
@@ -361,7 +361,7 @@ def cluster_nodes(ctx: Any, cp: str) -> dict[str, bool]:
 def _join_cache(ctx: Any) -> dict[str, Any]:
     """The join command, in memory for this run only (it holds the token)."""
     with _JOIN_LOCK:
-        return ctx.memo.__dict__.setdefault("kube_join", {})
+        return ctx.memo.bucket("kube_join")
 
 
 def join_command(ctx: Any, cp: str, *, fresh: bool = False) -> kadm.JoinCommand:

@@ -72,7 +72,7 @@ def _recent(ctx: StepContext, key: str, compute, max_age: float = 5.0):
     """`compute()` once for a check and the plan that follows it (reality re-read after 5 s)."""
     import time
 
-    memo = ctx.memo.__dict__.setdefault("kube_recent", {})
+    memo = ctx.memo.bucket("kube_recent")
     hit = memo.get(key)
     if hit and time.monotonic() - hit[0] < max_age:
         return hit[1]
@@ -82,7 +82,7 @@ def _recent(ctx: StepContext, key: str, compute, max_age: float = 5.0):
 
 
 def _forget(ctx: StepContext, key: str) -> None:
-    ctx.memo.__dict__.setdefault("kube_recent", {}).pop(key, None)
+    ctx.memo.bucket("kube_recent").pop(key, None)
 
 
 def _shown_script(nodes: list[str], script: str, note: str = "") -> str:
