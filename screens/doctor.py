@@ -70,6 +70,25 @@ class FixPlanned(Message):
         self.error = error
 
 
+CHECK_SHORT = {"icmp": "ping", "tcp": "tcp", "mtu": "DF"}
+
+
+def _cell_text(cells: list | None) -> Text:
+    """One grid cell: "ok" when every check passed, else each check with ✓/✗ (the text, --json and
+    JUnit carry each failing cell's cause)."""
+    if not cells:
+        return Text("-", style="dim")
+    if all(c.ok for c in cells):
+        return Text("ok", style="green")
+    text = Text()
+    for c in sorted(cells, key=lambda c: list(CHECK_SHORT).index(c.check) if c.check in CHECK_SHORT else 9):
+        if text:
+            text.append(" ")
+        text.append(f"{CHECK_SHORT.get(c.check, c.check)}{'✓' if c.ok else '✗'}",
+                    style="green" if c.ok else "bold red")
+    return text
+
+
 class DoctorScreen(LabScreen):
     BINDINGS = [
         Binding("r", "run", "Run again", id="doctor.run"),
@@ -283,17 +302,32 @@ class DoctorScreen(LabScreen):
         table = self.query_one("#matrix", DataTable)
         table.clear(columns=True)
         diag = self.diag
-        if diag is None or diag.facts.matrix is None:
+        cells = list(getattr(diag, "cells", None) or []) if diag is not None else []
+        if diag is None or (diag.facts.matrix is None and not cells):
             table.add_column("no live proof")
             table.add_row("the probe pods did not run (see 'could not check'), or the live proof is off (l)")
             return
         names = [n.name for n in diag.facts.nodes]
-        res = {(m.src, m.dst): m for m in diag.facts.matrix}
         table.add_column("from \\ to", key="from")
         for n in names:
             table.add_column(n, key=n)
+        if cells:  # the whole matrix: ICMP, TCP and the DF ping per cell; same-node on the diagonal; host rows
+            by: dict[tuple[str, str, str], list] = {}
+            for c in cells:
+                by.setdefault((c.scope, c.src, c.dst), []).append(c)
+            for scope, label in (("cross", ""), ("host", " (host)")):
+                if scope == "host" and not any(k[0] == "host" for k in by):
+                    continue
+                for a in names:
+                    row: list[Any] = [Text(a + label, style="bold")]
+                    for b in names:
+                        key = ("same" if a == b and scope == "cross" else scope, a, b)
+                        row.append(_cell_text(by.get(key)))
+                    table.add_row(*row, key=f"{scope}:{a}")
+            return
+        res = {(m.src, m.dst): m for m in diag.facts.matrix}
         for a in names:
-            row: list[Any] = [Text(a, style="bold")]
+            row = [Text(a, style="bold")]
             for b in names:
                 m = res.get((a, b))
                 if a == b:

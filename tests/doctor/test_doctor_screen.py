@@ -99,3 +99,37 @@ async def test_doctor_screen_could_not_check(lab_home, monkeypatch):
         await pilot.press("1")
         await settle(app, pilot)
         assert isinstance(app.screen, DoctorScreen)  # nothing to fix: no modal
+
+
+async def test_doctor_screen_grid_shows_every_check_same_node_and_host_rows(lab_home, monkeypatch):
+    """The grid carries the whole live matrix: ping, TCP and the DF ping per cross-node cell, the
+    same-node cell on the diagonal, and a row per node for host -> pod."""
+    import labtui.doctor.run as dr
+    from labtui.doctor.probe import Cell
+
+    facts = _matrix(incident(), False)
+    names = [n.name for n in facts.nodes]
+    cells = []
+    for a in names:
+        for b in names:
+            if a == b:
+                cells += [Cell(check, "same", a, b, True) for check in ("icmp", "tcp", "mtu")]
+            else:
+                cells += [Cell("icmp", "cross", a, b, False), Cell("tcp", "cross", a, b, False),
+                          Cell("mtu", "cross", a, b, False)]
+            cells += [Cell(check, "host", a, b, True) for check in ("icmp", "tcp")]
+    facts.cells = cells
+    monkeypatch.setattr(dr, "gather_session", lambda ctx, **kw: facts)
+    store = Store()
+    store.create_session("grid", wizard="doctor")
+    app = LabApp(store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        app.push_screen(DoctorScreen("grid"))
+        await settle(app, pilot)
+        grid = app.screen.query_one("#matrix")
+        a, b = names[0], names[1]
+        assert str(grid.get_cell(f"cross:{a}", b)) == "ping✗ tcp✗ DF✗"
+        assert str(grid.get_cell(f"cross:{a}", a)) == "ok"  # same node
+        assert str(grid.get_cell(f"host:{a}", b)) == "ok"  # host -> pod
+        assert grid.row_count == 2 * len(names)
