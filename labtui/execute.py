@@ -24,7 +24,7 @@ from labtui import events as ev
 from labtui.changes import LAYER_ORDER, Applied, AppliedThenFailed, kind, layer_of
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.steps import Action, StepContext
+from labtui.steps import Action, Risk, StepContext
 from labtui.store import Change
 
 APPLIED = "applied"
@@ -229,7 +229,7 @@ class Executor:
         if not confirmed:
             preview = [Action(id=f"revert:{c.id}", title=f"revert #{c.id}: {c.description}",
                               command=c.revert_command or f"(revert change #{c.id})", target=c.target,
-                              risk=_risk_change()) for c in todo]
+                              risk=Risk.CHANGE) for c in todo]
             if self.confirm is None or not self.confirm(preview):
                 ctx.emit(Event(ev.WARN, "not reverted: not confirmed"))
                 return [], [(c, "not confirmed") for c in todo]
@@ -237,8 +237,8 @@ class Executor:
         failed: list[tuple[Change, str]] = []
         for c in todo:
             if ctx.cancel.is_set():
-                failed.extend((x, "stopped by the user") for x in todo if x not in done and all(x is not f[0] for f in failed))
-                break
+                failed.append((c, "stopped by the user"))
+                continue
             ctx.emit(Event(ev.ACTION_START, f"$ {c.revert_command or '(revert change #%s)' % c.id}", step=self.step,
                            node=c.target, data={"revert": c.id}))
             try:
@@ -257,12 +257,6 @@ class Executor:
                            node=c.target, data={"command": c.revert_command, "change": c.id}))
             done.append(c)
         return done, failed
-
-
-def _risk_change():
-    from labtui.steps import Risk
-
-    return Risk.CHANGE
 
 
 def run_actions(ctx: StepContext, actions: list[Action], **kw: Any) -> Execution:

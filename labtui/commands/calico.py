@@ -15,16 +15,10 @@ import json
 import sys
 from typing import Any
 
-from labtui.cli import eprint
+from labtui.commands.common import print_event
 from labtui.errors import LabError
 
 MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insensitive)"
-
-
-def _print_event(event) -> None:
-    # progress goes to stderr: stdout stays clean for --json and for the result
-    if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info"):
-        eprint(f"  {event.line()}")
 
 
 def _open(args: argparse.Namespace):
@@ -39,7 +33,7 @@ def _open(args: argparse.Namespace):
                            "labtui did not build (a lab of that name is then created for it)", code="not-found")
         store.create_session(args.name, wizard="calico")
         print(f"labtui: created the lab {args.name} for the cluster in {args.kubeconfig}", file=sys.stderr)
-    lab = LabSession(store, args.name, emit=_print_event)
+    lab = LabSession(store, args.name, emit=print_event)
     if getattr(args, "context", None):
         store.save_inputs(args.name, {"kube_context": args.context})
         lab.ctx.reload()

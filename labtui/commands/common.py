@@ -35,6 +35,8 @@ def print_actions(actions, heading: str = "Changes:", out: Callable[[str], None]
             out(f"    cost: {a.data['cost']}")
         if a.data.get("blocked"):
             out(f"    cannot be applied: {a.data['blocked']}")
+        if a.data.get("why"):
+            out(f"    why: {a.data['why']}")
 
 
 def confirmer(yes: bool, *, verb: str = "Apply", heading: str = "Changes:",

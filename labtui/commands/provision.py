@@ -20,6 +20,7 @@ import json
 import sys
 from typing import Any
 
+from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError
 
 
@@ -29,36 +30,6 @@ def _eprint(text: str) -> None:
     eprint(text)
 
 
-def _print_event(event) -> None:
-    if event.kind in ("action.start", "action.done", "action.failed", "change", "warn", "error", "info") or \
-            (event.kind == "action.output" and event.stream == "api"):
-        _eprint(f"  {event.line()}")
-
-
-def _confirmer(yes: bool, verb: str):
-    def confirm(actions) -> bool:
-        _eprint(f"{verb}:")
-        for a in actions:
-            _eprint(f"  {a.title}")
-            for line in a.render().splitlines():
-                _eprint(f"    {line}")
-            why = a.data.get("why") if isinstance(a.data, dict) else None
-            if why:
-                _eprint(f"    why: {why}")
-        if yes:
-            return True
-        if sys.stdin.isatty():
-            try:
-                answer = input(f"Apply these {len(actions)} change(s)? [y/N] ")
-            except EOFError:
-                answer = ""
-            return answer.strip().lower() in ("y", "yes")
-        _eprint("Not applied: re-run with --yes to apply exactly these changes.")
-        return False
-
-    return confirm
-
-
 def _open(name: str, yes: bool, verb: str):
     from labtui.session import LabSession
     from labtui.store import Store
@@ -66,7 +37,7 @@ def _open(name: str, yes: bool, verb: str):
     store = Store()
     if not store.has_session(name):
         raise LabError(f"there is no lab named {name!r}", "list them with `labtui sessions`", code="not-found")
-    return LabSession(store, name, emit=_print_event, confirm=_confirmer(yes, verb))
+    return LabSession(store, name, emit=print_event, confirm=confirmer(yes, heading=f"{verb}:", out=_eprint))
 
 
 def cmd_provision(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from labtui.cli import main
-from labtui.doctor.revert import revert_changes
+from labtui.execute import Executor
 from labtui.doctor.run import apply_fix, run_doctor
 from tests.harness.kube import incident_cluster, operator_cluster, unreachable_server
 
@@ -45,7 +45,7 @@ def test_option_3_sets_the_pairs_on_every_node_port(sshlab, kube_nodes, layout, 
         assert after.exit_code == 0
         # revert removes exactly what was added
         changes = lab.store.changes(lab.record.id)
-        revert_changes(lab.ctx, list(reversed(changes)))
+        Executor(lab.ctx).revert(changes, confirmed=True)  # newest first
         assert [p["ip_address"] for p in layout.port("dw2").allowed_address_pairs] == [keep]
         assert all(not layout.port(n.name).allowed_address_pairs for n in layout.nodes if n.name != "dw2")
         assert not any(r.remote_ip_prefix == "172.16.0.0/16" for r in layout.rules())
