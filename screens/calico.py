@@ -73,7 +73,7 @@ class ModeSelect(ModalScreen["Encapsulation | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="calico.mode.cancel")]
     DEFAULT_CSS = """
     ModeSelect { align: center middle; }
-    ModeSelect > Vertical { width: 100; height: auto; max-height: 90%; border: thick $accent;
+    ModeSelect > Vertical { width: 100; max-width: 100%; height: auto; max-height: 90%; border: thick $accent;
         background: $surface; padding: 1 2; }
     ModeSelect OptionList { height: auto; max-height: 30; }
     """

@@ -79,7 +79,7 @@ class PromptModal(ModalScreen["str | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
     DEFAULT_CSS = """
     PromptModal { align: center middle; }
-    PromptModal > Vertical { width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
+    PromptModal > Vertical { width: 80; max-width: 100%; height: auto; border: thick $accent; background: $surface; padding: 1 2; }
     PromptModal Label { margin-bottom: 1; }
     """
 

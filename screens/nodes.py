@@ -90,7 +90,7 @@ class HostKeyModal(ModalScreen[bool]):
     ]
     DEFAULT_CSS = """
     HostKeyModal { align: center middle; }
-    HostKeyModal > Vertical { width: 96; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    HostKeyModal > Vertical { width: 96; max-width: 100%; height: auto; max-height: 100%; border: thick $warning; background: $surface; padding: 1 2; }
     HostKeyModal.-changed > Vertical { border: thick $error; }
     HostKeyModal #hostkey-title { text-style: bold; margin-bottom: 1; }
     HostKeyModal #hostkey-fp { text-style: bold; margin: 1 0; }

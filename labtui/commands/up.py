@@ -259,6 +259,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"lab": args.name, "dry_run": args.dry_run, "exit_code": rc, "done": done,
                           "stages": report}, indent=2, sort_keys=True, default=str))
+    elif done and (args.from_stage or args.until):
+        print(f"Every stage of {args.name} from {stages[0].title} to {stages[-1].title} is done.")
     elif done:
         print(f"Every stage of {args.name} is done.")
     elif args.dry_run:

@@ -24,6 +24,23 @@ def cloud_name(ctx: StepContext) -> str | None:
     return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
 
 
+NO_CLOUD = ("the lab has no cloud (machines of your own): there are no security groups or ports to check; "
+            "your network must let the encapsulation through between the nodes (IP protocol 4 for IPIP, "
+            "UDP 4789 for VXLAN)")
+
+
+class CloudStep(Step):
+    """A step of this stage: skipped, with the reason, for a lab without a cloud."""
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        if not cloud_name(ctx):
+            return CheckResult(False, NO_CLOUD, skip=True)
+        return self.check_cloud(ctx)
+
+    def check_cloud(self, ctx: StepContext) -> CheckResult:
+        raise NotImplementedError
+
+
 def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
     """The session's one cloud connection (labtui.adapters.openstack.session_cloud)."""
     from labtui.adapters.openstack import session_cloud
@@ -110,7 +127,7 @@ def plan_fixes(report: Report, only: list[str] | None = None, port_security: lis
     return actions
 
 
-class ConnectStep(Step):
+class ConnectStep(CloudStep):
     id = "connect"
     title = "Connect and find the nodes"
     expect = "Every node found among the cloud's servers, with its port, fixed IP and security groups."
@@ -123,7 +140,7 @@ class ConnectStep(Step):
         "Nodes that are not servers of this cloud are listed as such; they are not an error."
     )
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def check_cloud(self, ctx: StepContext) -> CheckResult:
         report = check(ctx)
         found = [n for n in report.lab.nodes if n.found]
         missing = [n.name for n in report.lab.nodes if not n.found]
@@ -133,7 +150,7 @@ class ConnectStep(Step):
         return CheckResult(bool(found), detail, {"found": [n.name for n in found], "missing": missing})
 
 
-class CheckStep(Step):
+class CheckStep(CloudStep):
     id = "check"
     title = "Check groups and ports"
     expect = "Every flow allowed, or what is missing (e.g. IP protocol 4 between the nodes): the next step fixes it."
@@ -148,7 +165,7 @@ class CheckStep(Step):
     hint = ("read the details in the Security screen (`labtui cloud check NAME`); SSH rules are yours to add "
             "with your own address")
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def check_cloud(self, ctx: StepContext) -> CheckResult:
         report = recent_report(ctx)
         if report.ok:
             return CheckResult(True, report.summary(), {"summary": report.summary()})
@@ -161,7 +178,7 @@ class CheckStep(Step):
                            {"summary": report.summary()})
 
 
-class FixStep(Step):
+class FixStep(CloudStep):
     id = "fix"
     title = "Fix rules and ports"
     expect = "The missing rules created (protocol 4 from the group itself), and the check passing."
@@ -176,7 +193,7 @@ class FixStep(Step):
 
     hint = CheckStep.hint
 
-    def check(self, ctx: StepContext) -> CheckResult:
+    def check_cloud(self, ctx: StepContext) -> CheckResult:
         report = recent_report(ctx)
         return CheckResult(report.ok, report.summary())
 

@@ -34,7 +34,7 @@ def test_template_round_trips_into_a_lab(lab_home, capsys, tmp_path):
     # the plan stage alone: the lab is created, the plan saved, the stage done
     code, out, err = _run(capsys, "up", "walk", "--plan", str(plan), "--until", "plan")
     assert code == 0, out + err
-    assert "Every stage of walk is done." in out
+    assert "Every stage of walk from Plan to Plan is done." in out
     store = Store()
     rec = store.get_session("walk")
     assert rec.plan["encapsulation"] == "IPIP" and [n["name"] for n in rec.plan["nodes"]] == ["cp1", "w1"]
@@ -116,3 +116,23 @@ def test_a_failing_cloud_option_saves_nothing(lab_home, capsys, tmp_path, monkey
     assert rec.cloud == "real" and rec.inputs.get("cloud") == "real"
     code, out, _ = _run(capsys, "show", "c1")
     assert "cloud: real" in out
+
+
+def test_the_cloud_stage_is_skipped_with_its_reason_for_a_lab_without_a_cloud(lab_home, capsys, tmp_path):
+    """Machines of your own: nothing to check on a cloud. The stage says so and counts as done
+    (it once failed with "could not check: no cloud")."""
+    from labtui.session import LabSession
+    from labtui.stages import wizard_for
+    from labtui.steps import StepState
+    from labtui.store import Store
+
+    _, template, _ = _run(capsys, "show", "own", "--plan-yaml")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(template)
+    assert _run(capsys, "up", "own", "--plan", str(plan), "--until", "plan")[0] == 0
+    with LabSession(Store(), "own") as lab:
+        runner = lab.runner(wizard_for("cloud"))
+        outcomes = [runner.run_step(s) for s in runner.wizard.steps]
+        assert [o.state for o in outcomes] == [StepState.SKIPPED] * 3
+        assert "no cloud" in outcomes[0].detail and "UDP 4789" in outcomes[0].detail
+        assert runner.stage_done()
