@@ -31,10 +31,15 @@ def test_killed_mid_provision_then_resumed_without_duplicates(make_lab, labtui, 
     proc = subprocess.Popen([sys.executable, "-m", "labtui", "provision", lab, "--yes"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rec = store.get_session(lab)
+    conn = empty.conn()
     deadline = time.monotonic() + 400
     try:
-        while time.monotonic() < deadline:  # kill once the first server is recorded: the others are mid-way
-            if any(c.kind == "cloud.server" for c in store.changes(rec.id)) or proc.poll() is not None:
+        # kill once the first server is recorded AND the cloud has it (a server is recorded just before its
+        # create call, so the record alone can come first): the others are mid-way
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if any(c.kind == "cloud.server" for c in store.changes(rec.id)) and servers_by_name(conn):
                 break
             time.sleep(0.05)
     finally:
