@@ -68,14 +68,16 @@ def _node_rows(diag: dict[str, Any] | None, plan: dict[str, Any]) -> list[dict[s
     facts = (diag or {}).get("facts") or {}
     rows = []
     seen = set()
+    from labtui.doctor.model import port_from_stored
+
     for n in facts.get("nodes") or []:
-        port = n.get("port") or {}
+        port = port_from_stored(n.get("port"))  # a labtui.net.model.NodePort (a run stored before it too)
         rows.append({
             "name": n.get("name"), "role": n.get("role"), "address": n.get("address") or n.get("ip"),
-            "subnet": _subnet(n.get("calico_cidr") or n.get("iface_cidr")) or port.get("subnet_cidr"),
-            "port": (port.get("name") or port.get("id")) if port else None,
-            "port_security": ("on" if port.get("port_security", True) else "off") if port else None,
-            "allowed_address_pairs": list(port.get("allowed_address_pairs") or []) if port else None,
+            "subnet": _subnet(n.get("calico_cidr") or n.get("iface_cidr")) or (port.subnet_cidr if port else None),
+            "port": (port.name or port.id) if port else None,
+            "port_security": ("on" if port.port_security_enabled else "off") if port else None,
+            "allowed_address_pairs": port.pair_addresses if port else None,
         })
         seen.add(n.get("name"))
     for n in plan.get("nodes") or []:

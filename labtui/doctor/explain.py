@@ -21,14 +21,15 @@ from labtui.doctor.model import (
     UDP,
     WARNING,
     DoctorFacts,
-    Pool,
     Unchecked,
     active_pools,
     bird_runs,
     node_subnet,
     pool_path,
 )
-from labtui.doctor.paths import EPHEMERAL, Block, PathVerdict, _allowing_rule, _antispoof_ok, _join_near
+from labtui.doctor.paths import EPHEMERAL, Block, PathVerdict, _allowing_rule, _join_near
+from labtui.net.calico import IPPoolInfo
+from labtui.net.check import antispoof_admits
 
 if TYPE_CHECKING:  # pragma: no cover
     from labtui.doctor.reason import Diagnosis
@@ -100,11 +101,11 @@ def _node_evidence(facts: DoctorFacts, names: Iterable[str]) -> list[Evidence]:
         if n.port:
             p = n.port
             ev.append(Evidence("neutron",
-                               f"{n.name}: port {p.label} fixed IP {', '.join(p.fixed_ips) or '?'} on subnet "
+                               f"{n.name}: port {p.label} fixed IP {', '.join(p.ipv4s) or '?'} on subnet "
                                f"{p.subnet_cidr or '?'}{' (' + p.subnet_name + ')' if p.subnet_name else ''}, "
-                               f"port_security_enabled={str(p.port_security).lower()}, allowed_address_pairs="
-                               f"{p.allowed_address_pairs or '[]'}, security groups "
-                               f"{', '.join(facts.groups[g].label if g in facts.groups else g for g in p.security_groups) or 'none'}"))
+                               f"port_security_enabled={str(p.port_security_enabled).lower()}, allowed_address_pairs="
+                               f"{p.pair_addresses or '[]'}, security groups "
+                               f"{', '.join(facts.groups[g].label if g in facts.groups else g for g in p.security_group_ids) or 'none'}"))
     return ev
 
 
@@ -151,8 +152,8 @@ def _capture_evidence(facts: DoctorFacts) -> list[Evidence]:
     return ev
 
 
-def _pool_evidence(pool: Pool, facts: DoctorFacts) -> Evidence:
-    owner = " (owned by the tigera-operator: change it through the Installation)" if pool.managed_by_operator else ""
+def _pool_evidence(pool: IPPoolInfo, facts: DoctorFacts) -> Evidence:
+    owner = " (owned by the tigera-operator: change it through the Installation)" if pool.operator_managed else ""
     backend = f"; calico backend {facts.calico.backend}" if facts.calico.backend else ""
     return Evidence("kube", f"IPPool {pool.name}: cidr {pool.cidr}, {pool.modes}, natOutgoing "
                             f"{str(pool.nat_outgoing).lower()}{owner}{backend}")
@@ -187,12 +188,12 @@ def _port_ref(facts: DoctorFacts, node: str) -> str:
     return f"port {n.port.label} of {node}" if n.port else f"{node} (no port known)"
 
 
-def cause_label(facts: DoctorFacts, blk: Block, pool: Pool | None = None) -> str:
+def cause_label(facts: DoctorFacts, blk: Block, pool: IPPoolInfo | None = None) -> str:
     """The cause of a drop in words that do not depend on the pair (so pairs can be grouped by it)."""
     cidr = pool.cidr if pool else "the pod CIDR"
     if blk.code == "antispoof-src":
         n = facts.node(blk.node)
-        have = ", ".join(n.port.allowed_address_pairs) if n.port and n.port.allowed_address_pairs else "none"
+        have = ", ".join(n.port.pair_addresses) if n.port and n.port.pair_addresses else "none"
         return (f"{_port_ref(facts, blk.node)} drops pod sources (anti-spoofing): {cidr} is not among its "
                 f"allowed-address-pairs ({have})")
     if blk.code == "antispoof-dst":
@@ -210,7 +211,7 @@ def cause_label(facts: DoctorFacts, blk: Block, pool: Pool | None = None) -> str
     return "the router between the subnets has no route to the pod addresses"
 
 
-def causes(facts: DoctorFacts, vs: list[PathVerdict], pool: Pool | None = None) -> list[tuple[str, list[str]]]:
+def causes(facts: DoctorFacts, vs: list[PathVerdict], pool: IPPoolInfo | None = None) -> list[tuple[str, list[str]]]:
     """Failing pairs grouped by what drops them (a pair dropped in two places appears under both)."""
     by: dict[str, list[str]] = {}
     for v in vs:
@@ -219,7 +220,7 @@ def causes(facts: DoctorFacts, vs: list[PathVerdict], pool: Pool | None = None) 
     return sorted(by.items(), key=lambda kv: -len(kv[1]))
 
 
-def _causes_text(facts: DoctorFacts, vs: list[PathVerdict], pool: Pool | None) -> str:
+def _causes_text(facts: DoctorFacts, vs: list[PathVerdict], pool: IPPoolInfo | None) -> str:
     lines = [f"- {label}: {_pairs_text(pairs, len(facts.nodes))}" for label, pairs in causes(facts, vs, pool)]
     return "Where each failing pair is dropped:\n" + "\n".join(lines)
 
@@ -248,20 +249,20 @@ def _backend_sentence(facts: DoctorFacts) -> str:
             "OVN the receiving port also drops packets to pod addresses it does not own; the fix is the same.")
 
 
-def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
+def _explain_direct_antispoof(pool: IPPoolInfo, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
     names = sorted({v.src for v in vs} | {v.dst for v in vs}, key=lambda n: [x.name for x in facts.nodes].index(n))
     subs = _subnets_summary(facts, names)
     sub_text = _join(f"{s} ({_join(ns)})" for s, ns in subs.items())
     one_subnet = len(subs) == 1
     blamed = list(dict.fromkeys(b.node for v in vs for b in v.blocks if b.code in ("antispoof-src", "antispoof-dst")))
-    needing = [n.name for n in facts.nodes if n.port and n.port.port_security
+    needing = [n.name for n in facts.nodes if n.port and n.port.port_security_enabled
                and any(pool_path(pool, n, o) == "direct" for o in facts.nodes if o is not n)]
     every_port = set(blamed) >= set(needing)
     # the example: a failing pair whose sender's port is one that drops it
     example = next((v for v in vs if any(b.code == "antispoof-src" and b.node == v.src for b in v.blocks)), vs[0])
     a, b = facts.node(example.src), facts.node(example.dst)
     pa = a.port
-    pairs = ", ".join(pa.allowed_address_pairs) if pa and pa.allowed_address_pairs else "none"
+    pairs = ", ".join(pa.pair_addresses) if pa and pa.pair_addresses else "none"
     cross = "CrossSubnet" in (pool.ipip_mode, pool.vxlan_mode)
     enc = "IP-in-IP" if pool.ipip_mode == "CrossSubnet" else "VXLAN"
     if cross:
@@ -287,7 +288,7 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
                  "source is the port's own fixed IP or one of its allowed-address-pairs. ")
     if every_port or len(blamed) > 1:
         text = head + mechanism + (
-            f"Port {pa.label if pa else '?'} of {a.name} has fixed IP {', '.join(pa.fixed_ips) if pa else '?'} and "
+            f"Port {pa.label if pa else '?'} of {a.name} has fixed IP {', '.join(pa.ipv4s) if pa else '?'} and "
             f"allowed-address-pairs: {pairs}. So the packet is dropped on the hypervisor (iptables: the port's source "
             f"chain ends in \"Drop traffic without an IP/MAC allow rule\"; OVN: ls_in_port_sec_ip) before it ever "
             f"reaches {b.name}. Pods on the same node still talk, because their traffic never crosses a Neutron port. "
@@ -308,13 +309,13 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
     end = _one_end(vs)
     where = (f"Every failing pair {'starts' if end[0] == 'start' else 'ends'} at {culprit.name}" if end
              else f"Every failing pair starts or ends at {culprit.name}")
-    others = [n for n in facts.nodes if n is not culprit and n.port and n.port.port_security]
-    have = [n.name for n in others if _antispoof_ok(n.port, pool.cidr)]
+    others = [n for n in facts.nodes if n is not culprit and n.port and n.port.port_security_enabled]
+    have = [n.name for n in others if antispoof_admits(n.port, pool.cidr)]
     title = (f"Port {port.label} of {culprit.name} lacks the pod CIDR {pool.cidr} in its allowed-address-pairs: "
              f"OpenStack drops its pods' traffic")
     text = head + mechanism + (
-        f"{where}. Its port {port.label} has fixed IP {', '.join(port.fixed_ips) or '?'} and allowed-address-pairs: "
-        f"{', '.join(port.allowed_address_pairs) or 'none'}: it lacks {pool.cidr}"
+        f"{where}. Its port {port.label} has fixed IP {', '.join(port.ipv4s) or '?'} and allowed-address-pairs: "
+        f"{', '.join(port.pair_addresses) or 'none'}: it lacks {pool.cidr}"
         + (f", which the ports of {_join(have)} have" if have else "")
         + f". {_backend_sentence(facts)}\n\n" + _causes_text(facts, vs, pool)
         + f"\n\nThe smallest fix: add the pod CIDR to that one port, "
@@ -323,7 +324,7 @@ def _explain_direct_antispoof(pool: Pool, facts: DoctorFacts, vs: list[PathVerdi
     return title, text
 
 
-def _vxlan_note(facts: DoctorFacts, pool: Pool) -> str:
+def _vxlan_note(facts: DoctorFacts, pool: IPPoolInfo) -> str:
     """A VXLAN CrossSubnet pool whose UDP port the groups already allow: one mode change is enough."""
     if pool.vxlan_mode != "CrossSubnet" or len(facts.nodes) < 2:
         return ""
@@ -337,7 +338,7 @@ def _vxlan_note(facts: DoctorFacts, pool: Pool) -> str:
             f"vxlanMode Always is enough.")
 
 
-def _ipip_note(facts: DoctorFacts, pool: Pool | None = None) -> str:
+def _ipip_note(facts: DoctorFacts, pool: IPPoolInfo | None = None) -> str:
     """The incident's second part: would IPIP pass the security groups today? (If it would, and the pool
     is IPIP CrossSubnet with BGP on, one mode change is the whole fix: say so.)"""
     from labtui.doctor.fixes import _node_group
@@ -362,7 +363,7 @@ def _ipip_note(facts: DoctorFacts, pool: Pool | None = None) -> str:
     return ""
 
 
-def _explain_sg(kind: str, pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
+def _explain_sg(kind: str, pool: IPPoolInfo, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
     blocks = [b for v in vs for b in v.blocks if b.code in ("sg-ingress", "sg-egress")]
     egress = bool(blocks) and all(b.code == "sg-egress" for b in blocks)
     end = _one_end(vs)
@@ -371,7 +372,7 @@ def _explain_sg(kind: str, pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]
     a, b = facts.node(v.src), facts.node(v.dst)
     blk = next((x for x in v.blocks if x.code in ("sg-ingress", "sg-egress")), None)
     blocking_port = facts.node(blk.node).port if blk else b.port
-    gids = blocking_port.security_groups if blocking_port else []
+    gids = blocking_port.security_group_ids if blocking_port else []
     gnames = _join(facts.groups[g].label if g in facts.groups else g for g in gids) or "(none)"
     vport = facts.calico.vxlan_udp_port
     if kind == "ipip":
@@ -445,7 +446,7 @@ def _group_has(facts: DoctorFacts, gids: list[str], proto: str, port: int | None
         for r in (g.rules if g else []):
             if r.direction != direction or str(r.protocol or "").lower() != proto:
                 continue
-            if port is not None and not (r.port_min is not None and r.port_min <= port <= (r.port_max or r.port_min)):
+            if port is not None and not (r.port_range_min is not None and r.port_range_min <= port <= (r.port_range_max or r.port_range_min)):
                 continue
             if remote_group is not None and r.remote_group_id != remote_group:
                 continue
@@ -453,11 +454,11 @@ def _group_has(facts: DoctorFacts, gids: list[str], proto: str, port: int | None
     return False
 
 
-def _explain_direct_sg(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
+def _explain_direct_sg(pool: IPPoolInfo, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
     blocks = [b for v in vs for b in v.blocks if b.code in ("sg-ingress", "sg-egress")]
     egress = bool(blocks) and all(b.code == "sg-egress" for b in blocks)
     blocking = facts.node(blocks[0].node if blocks else vs[0].dst)
-    gids = blocking.port.security_groups if blocking.port else []
+    gids = blocking.port.security_group_ids if blocking.port else []
     gnames = _join(facts.groups[g].label if g in facts.groups else g for g in gids) or "(none)"
     gref = facts.groups[gids[0]].label if gids and gids[0] in facts.groups else "SG"
     word, where = ("out", "out of the sending node") if egress else ("in", "into the destination node")
@@ -477,7 +478,7 @@ def _explain_direct_sg(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) ->
     return title, text
 
 
-def _explain_unroutable(pool: Pool, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
+def _explain_unroutable(pool: IPPoolInfo, facts: DoctorFacts, vs: list[PathVerdict]) -> tuple[str, str]:
     names = sorted({v.src for v in vs} | {v.dst for v in vs})
     subs = _subnets_summary(facts, names)
     title = f"Pod traffic between subnets is not encapsulated in pool {pool.name}, and the router cannot route it"
@@ -509,7 +510,7 @@ def mtu_findings(facts: DoctorFacts, verdicts: list[PathVerdict]) -> list[Findin
         if v.path not in OVERHEAD:
             continue
         a, b = facts.node(v.src), facts.node(v.dst)
-        mtus = [p.mtu for p in (a.port, b.port) if p is not None and p.mtu]
+        mtus = [p.network_mtu for p in (a.port, b.port) if p is not None and p.network_mtu]
         if not mtus:
             continue
         net = min(mtus)
@@ -530,7 +531,7 @@ def mtu_findings(facts: DoctorFacts, verdicts: list[PathVerdict]) -> list[Findin
         body = json.dumps({"data": {"veth_mtu": str(need)}}, separators=(",", ":"))
         cmds = [shlex.join(["kubectl", "patch", "configmap", "calico-config", "-n", "kube-system", "--type=merge", "-p", body]),
                 "kubectl rollout restart daemonset calico-node -n kube-system"]
-    nets = sorted({n.port.network or "the node network" for n in facts.nodes if n.port and n.port.mtu == net})
+    nets = sorted({n.port.network_name or "the node network" for n in facts.nodes if n.port and n.port.network_mtu == net})
     text = (
         f"Calico gives the pods an MTU of {pod_mtu} ({src}). Pod packets between nodes travel with "
         f"{OVERHEAD_NAME[path]} ({OVERHEAD[path]} bytes of overhead), so a full-size packet is "
@@ -542,15 +543,15 @@ def mtu_findings(facts: DoctorFacts, verdicts: list[PathVerdict]) -> list[Findin
         + " then ".join(f"`{c}`" for c in cmds)
         + ". Pods created before keep their old MTU until they are re-created.")
     ev = [Evidence("kube", f"Calico MTU {pod_mtu} ({src})")]
-    ev += [Evidence("neutron", f"{n.name}: port {n.port.label} on network {n.port.network or '?'} with MTU {n.port.mtu}")
-           for n in facts.nodes if n.port and n.port.mtu]
+    ev += [Evidence("neutron", f"{n.name}: port {n.port.label} on network {n.port.network_name or '?'} with MTU {n.port.network_mtu}")
+           for n in facts.nodes if n.port and n.port.network_mtu]
     return [Finding("mtu-too-large", ERROR, f"Calico's MTU {pod_mtu} is too large for the network's {net} with "
                     f"{OVERHEAD_NAME[path]}", text, pairs, ev, nodes=sorted({x for p in pairs for x in p.split('->')}))]
 
 
 def stateless_finding(facts: DoctorFacts, bgp: list[PathVerdict]) -> Finding | None:
-    groups = [g for g in facts.groups.values() if not g.stateful
-              and any(n.port and g.id in n.port.security_groups for n in facts.nodes)]
+    groups = [g for g in facts.groups.values() if g.stateful is False
+              and any(n.port and g.id in n.port.security_group_ids for n in facts.nodes)]
     if not groups:
         return None
     reply = [v for v in bgp if v.ok is False and any(b.code == "sg-reply" for b in v.blocks)]

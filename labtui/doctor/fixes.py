@@ -23,18 +23,17 @@ from labtui.doctor.model import (
     TCP,
     WARNING,
     DoctorFacts,
-    Group,
     Node,
-    Pool,
-    Port,
-    Rule,
     active_pools,
     bird_runs,
     pool_path,
     proto_number,
     same_subnet,
 )
-from labtui.doctor.paths import EPHEMERAL, PathVerdict, _antispoof_ok, _reply_blocks, bgp_verdicts, pair_verdicts
+from labtui.doctor.paths import EPHEMERAL, PathVerdict, _reply_blocks, bgp_verdicts, pair_verdicts
+from labtui.net.calico import IPPoolInfo
+from labtui.net.check import antispoof_admits
+from labtui.net.model import NodePort, SecurityGroup, SGRule
 
 if TYPE_CHECKING:  # pragma: no cover
     from labtui.doctor.reason import Diagnosis
@@ -120,20 +119,20 @@ def _ref_group(facts: DoctorFacts, gid: str) -> str:
 
 def _node_group(facts: DoctorFacts) -> str | None:
     """A group every node port is in (the natural home for node-to-node rules)."""
-    ports = [n.port for n in facts.nodes if n.port and n.port.port_security]
+    ports = [n.port for n in facts.nodes if n.port and n.port.port_security_enabled]
     if not ports:
         return None
-    common = set(ports[0].security_groups)
+    common = set(ports[0].security_group_ids)
     for p in ports[1:]:
-        common &= set(p.security_groups)
-    for gid in ports[0].security_groups:  # keep the port's order
+        common &= set(p.security_group_ids)
+    for gid in ports[0].security_group_ids:  # keep the port's order
         if gid in common:
             return gid
     return None
 
 
 
-def _pairs_action(port: Port, node: str, cidr: str) -> FixAction:
+def _pairs_action(port: NodePort, node: str, cidr: str) -> FixAction:
     cmd = shlex.join(["openstack", "port", "set", "--allowed-address", f"ip-address={cidr}", port.ref])
     rev = shlex.join(["openstack", "port", "unset", "--allowed-address", f"ip-address={cidr}", port.ref])
     return FixAction(
@@ -141,26 +140,26 @@ def _pairs_action(port: Port, node: str, cidr: str) -> FixAction:
         title=f"add {cidr} to the allowed-address-pairs of {node}'s port {port.label} (merged with "
               f"{len(port.allowed_address_pairs)} existing)",
         command=cmd, revert=rev, params={"port_id": port.id, "node": node, "cidr": cidr,
-                                         "existing": list(port.allowed_address_pairs)}, order=1)
+                                         "existing": port.pair_addresses}, order=1)
 
 
-def _portsec_action(facts: DoctorFacts, port: Port, node: str) -> FixAction:
+def _portsec_action(facts: DoctorFacts, port: NodePort, node: str) -> FixAction:
     cmd = shlex.join(["openstack", "port", "set", "--no-security-group", "--no-allowed-address",
                       "--disable-port-security", port.ref])
     rev = ["openstack", "port", "set", "--enable-port-security"]
-    for g in port.security_groups:
+    for g in port.security_group_ids:
         rev += ["--security-group", _ref_group(facts, g)]
-    for p in port.allowed_address_pairs:
+    for p in port.pair_addresses:
         rev += ["--allowed-address", f"ip-address={p}"]
     rev.append(port.ref)
     return FixAction(
         id=f"port-security-off:{port.id}", kind="port-security-off", layer="openstack",
         target=f"port {port.label} ({node})",
         title=f"turn port security off on {node}'s port {port.label} (removes its groups "
-              f"{', '.join(_ref_group(facts, g) for g in port.security_groups) or 'none'})",
+              f"{', '.join(_ref_group(facts, g) for g in port.security_group_ids) or 'none'})",
         command=cmd, revert=shlex.join(rev),
-        params={"port_id": port.id, "node": node, "security_groups": list(port.security_groups),
-                "allowed_address_pairs": list(port.allowed_address_pairs)}, order=1, risk="destructive")
+        params={"port_id": port.id, "node": node, "security_groups": list(port.security_group_ids),
+                "allowed_address_pairs": port.pair_addresses}, order=1, risk="destructive")
 
 
 ENCAP_BY_MODES = {("Always", "Never"): "IPIP", ("CrossSubnet", "Never"): "IPIPCrossSubnet",
@@ -168,10 +167,10 @@ ENCAP_BY_MODES = {("Always", "Never"): "IPIP", ("CrossSubnet", "Never"): "IPIPCr
                   ("Never", "Never"): "None"}
 
 
-def _pool_action(facts: DoctorFacts, pool: Pool, ipip: str, vxlan: str) -> FixAction:
+def _pool_action(facts: DoctorFacts, pool: IPPoolInfo, ipip: str, vxlan: str) -> FixAction:
     enc = ENCAP_BY_MODES[(ipip, vxlan)]
     old_enc = ENCAP_BY_MODES.get((pool.ipip_mode.replace("Off", "Never"), pool.vxlan_mode), "None")
-    if pool.managed_by_operator or facts.calico.install_mode == "operator":
+    if pool.operator_managed or facts.calico.install_mode == "operator":
         idx = pool.installation_index if pool.installation_index is not None else 0
         path = f"/spec/calicoNetwork/ipPools/{idx}/encapsulation"
 
@@ -276,9 +275,10 @@ def _rule_exists(facts: DoctorFacts, act: FixAction) -> bool:
     p = act.params
     g = facts.groups.get(p["security_group_id"])
     for r in (g.rules if g else []):
-        if (r.direction == p["direction"] and (r.ethertype or "IPv4") == "IPv4"
+        if (r.direction == p["direction"] and (r.ether_type or "IPv4") == "IPv4"
                 and proto_number(r.protocol) == proto_number(p["protocol"]) and str(r.protocol or "") != "ipip"
-                and r.port_min == p["port_range_min"] and (r.port_max if r.port_max is not None else r.port_min) == p["port_range_max"]
+                and r.port_range_min == p["port_range_min"]
+                and (r.port_range_max if r.port_range_max is not None else r.port_range_min) == p["port_range_max"]
                 and r.remote_group_id == p["remote_group_id"]
                 and (r.remote_ip_prefix or None) == (p["remote_ip_prefix"] if not p["remote_group_id"] else None)):
             return True
@@ -291,8 +291,9 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
     home = _node_group(facts)
     bird = bird_runs(facts)
 
-    def group_of(port: Port) -> str | None:
-        return home if home in port.security_groups else (port.security_groups[0] if port.security_groups else None)
+    def group_of(port: NodePort) -> str | None:
+        ids = port.security_group_ids
+        return home if home in ids else (ids[0] if ids else None)
 
     def add(act: FixAction) -> None:
         if not _rule_exists(facts, act):
@@ -303,12 +304,12 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
         """A rule on `b`'s port for traffic from `a` (ingress), or on `a`'s port towards `b` (egress)."""
         own, peer = (b, a) if direction == "ingress" else (a, b)
         po, pp = own.port, peer.port
-        if po is None or not po.port_security:
+        if po is None or not po.port_security_enabled:
             return
         gid = group_of(po)
         if gid is None:
             return
-        if remote_ip is None and pp is not None and pp.port_security and pp.security_groups:
+        if remote_ip is None and pp is not None and pp.port_security_enabled and pp.security_group_ids:
             act = _rule_action(facts, gid, proto, port, group_of(pp), None, why, port_max=port_max, direction=direction)
             if _rule_exists(facts, act):  # the group rule is there, but the peer is not covered by it
                 act = _rule_action(facts, gid, proto, port, None, f"{peer.ip}/32" if peer.ip else None, why,
@@ -320,7 +321,7 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
 
     if number == 4:
         for n in facts.nodes:
-            if n.port and n.port.port_security:
+            if n.port and n.port.port_security_enabled:
                 a = _portsec_action(facts, n.port, n.name)
                 actions[a.id] = a
         return sorted(actions.values(), key=lambda x: x.order)
@@ -365,7 +366,7 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
     if number == 3:  # every node port that sends pod traffic directly gets the pairs, also the ones fine today
         for n in facts.nodes:
             for pool in active_pools(facts):
-                if n.port and n.port.port_security and not _antispoof_ok(n.port, pool.cidr) and any(
+                if n.port and n.port.port_security_enabled and not antispoof_admits(n.port, pool.cidr) and any(
                         pool_path(pool, n, o) == "direct" for o in facts.nodes if o is not n):
                     act = _pairs_action(n.port, n.name, pool.cidr)
                     actions.setdefault(act.id, act)
@@ -381,18 +382,20 @@ def simulate(facts: DoctorFacts, actions: Iterable[FixAction]) -> DoctorFacts:
     for act in actions:
         p = act.params
         if act.kind == "sg-rule":
-            g = f.groups.setdefault(p["security_group_id"], Group(p["security_group_id"], p["security_group_id"]))
-            g.rules.append(Rule(id="(new)", direction=p.get("direction") or "ingress", ethertype="IPv4",
-                                protocol=p["protocol"], port_min=p["port_range_min"], port_max=p["port_range_max"],
-                                remote_group_id=p["remote_group_id"], remote_ip_prefix=p["remote_ip_prefix"]))
+            gid = p["security_group_id"]
+            g = f.groups.setdefault(gid, SecurityGroup(gid, gid))
+            g.rules.append(SGRule(id="(new)", security_group_id=gid, direction=p.get("direction") or "ingress",
+                                  ether_type="IPv4", protocol=p["protocol"], port_range_min=p["port_range_min"],
+                                  port_range_max=p["port_range_max"], remote_group_id=p["remote_group_id"],
+                                  remote_ip_prefix=p["remote_ip_prefix"]))
         elif act.kind == "port-pairs":
             port = ports.get(p["port_id"])
-            if port and p["cidr"] not in port.allowed_address_pairs:
-                port.allowed_address_pairs.append(p["cidr"])
+            if port and p["cidr"] not in port.pair_addresses:
+                port.allowed_address_pairs.append({"ip_address": p["cidr"]})
         elif act.kind == "port-security-off":
             port = ports.get(p["port_id"])
             if port:
-                port.port_security, port.security_groups, port.allowed_address_pairs = False, [], []
+                port.port_security_enabled, port.security_group_ids, port.allowed_address_pairs = False, [], []
         elif act.kind in ("pool-mode", "installation-encapsulation"):
             for pool in f.pools:
                 if pool.name == p["pool"]:
@@ -450,7 +453,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
     before = {f.id for f in diag.findings if f.severity == ERROR}
     options: list[FixOption] = []
     bird = bird_runs(facts)
-    no_sec = [n.name for n in facts.nodes if n.port and not n.port.port_security]
+    no_sec = [n.name for n in facts.nodes if n.port and not n.port.port_security_enabled]
     keys: dict[int, tuple] = {}
     after_ids: dict[int, set[str]] = {}
     for number in (1, 2, 3, 4):
@@ -466,7 +469,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
             opt.available = False
             opt.unavailable_reason = (f"IPIP needs Calico's BGP (bird) to distribute routes, and this cluster runs "
                                       f"backend {facts.calico.backend or 'without BGP'}")
-        if number == 4 and not any(n.port and n.port.port_security for n in facts.nodes):
+        if number == 4 and not any(n.port and n.port.port_security_enabled for n in facts.nodes):
             opt.available = False
             opt.unavailable_reason = "port security is already off on every node port"
         reason = _support_reason(facts, number)
@@ -481,7 +484,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
                   if modes[p.name] != (p.ipip_mode.replace("Off", "Never"), p.vxlan_mode)]
         opt.actions = sorted(net + calico, key=lambda a: (a.order, a.id))
         pairs = [a for a in opt.actions if a.kind == "port-pairs"]
-        sending = [n for n in facts.nodes if n.port and n.port.port_security]
+        sending = [n for n in facts.nodes if n.port and n.port.port_security_enabled]
         if number == 3 and pairs and len({a.params["port_id"] for a in pairs}) < len(sending):
             ports = list(dict.fromkeys(a.params["node"] for a in pairs))
             opt.title = (f"The pod CIDR as an allowed-address-pair on the port of {_join(ports)} "

@@ -18,11 +18,14 @@ import ipaddress
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable
 
-from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Group, Neutron, Node, Pool, Port, Rule, Unchecked
+from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Neutron, Node, Unchecked
 from labtui.errors import LabError
 from labtui.events import INFO, WARN, Event, null_emit
+from labtui.net.calico import IPPoolInfo
+from labtui.net.model import LabNetwork, NodePort, SecurityGroup
 
 TUNNEL_IFACES = re.compile(r"^(tunl\d*|vxlan\.calico|vxlan-v6\.calico|cali[0-9a-f]+|wireguard\.cali|docker\d*|cni\d*|kube-ipvs\d*|lo)$")
 
@@ -108,16 +111,14 @@ def parse_bgp_status(text: str) -> list[BgpPeer] | None:
 # --------------------------------------------------------------------------- conversions from the adapters
 
 
-def facts_from_cluster(state: Any) -> tuple[list[Pool], Calico, dict[str, dict[str, Any]]]:
-    """labtui.adapters.kube's ClusterState -> doctor pools, Calico, and per-node cluster facts."""
+def facts_from_cluster(state: Any) -> tuple[list[IPPoolInfo], Calico, dict[str, dict[str, Any]]]:
+    """labtui.adapters.kube's ClusterState -> its pools (each with its place in the operator's
+    Installation), Calico, and per-node cluster facts."""
     from labtui.net.calico import find_installation_pool
 
     inst = state.install
-    pools = []
-    for p in state.pools:
-        idx = find_installation_pool(inst, p) if inst.mode == "operator" else None
-        pools.append(Pool(p.name, p.cidr, p.ipip_mode, p.vxlan_mode, bool(p.nat_outgoing), bool(p.disabled),
-                          p.node_selector or "all()", p.operator_managed, idx))
+    pools = [replace(p, installation_index=find_installation_pool(inst, p) if inst.mode == "operator" else None)
+             for p in state.pools]
     calico = Calico(install_mode=inst.mode, backend=inst.backend, bgp=inst.bgp, typha=inst.typha,
                     version=inst.version, api="v3" if inst.v3_served else ("crd" if inst.v1_crds else None))
     nodes: dict[str, dict[str, Any]] = {}
@@ -145,64 +146,21 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def facts_from_cloud(lab: Any, support: dict[str, Any] | None = None) -> tuple[dict[str, Port], dict[str, Group]]:
-    """labtui.adapters.openstack's LabNetwork (or the same shape as dicts) -> ports by node name, groups by id.
-    `support` (read_cloud_support) adds the networks' MTU and the groups' statefulness."""
+def facts_from_cloud(lab: LabNetwork, support: dict[str, Any] | None = None) -> tuple[dict[str, NodePort], dict[str, SecurityGroup]]:
+    """labtui.adapters.openstack's LabNetwork -> each found node's port by node name, the groups by id: the
+    one network model's types as they are. `support` (read_cloud_support) fills in the networks' MTU and
+    the groups' statefulness where the look-up did not read them."""
     support = support or {}
     mtus = support.get("mtu") or {}
     stateful = support.get("stateful") or {}
-    ports: dict[str, Port] = {}
-    groups: dict[str, Group] = {}
-    for g in _get(lab, "groups", default=[]) or []:
-        gid = _get(g, "id")
-        rules = []
-        for r in _get(g, "rules", default=[]) or []:
-            rules.append(Rule(
-                id=str(_get(r, "id", default="")),
-                direction=_get(r, "direction", default="ingress"),
-                ethertype=_get(r, "ether_type", "ethertype", default="IPv4"),
-                protocol=_norm_proto(_get(r, "protocol")),
-                port_min=_get(r, "port_range_min"),
-                port_max=_get(r, "port_range_max"),
-                remote_group_id=_get(r, "remote_group_id"),
-                remote_ip_prefix=_get(r, "remote_ip_prefix"),
-                description=_get(r, "description", default="") or "",
-            ))
-        state = stateful.get(gid, _get(g, "stateful", default=True))
-        groups[gid] = Group(gid, _get(g, "name", default="") or "", rules, stateful=state is not False)
-    for node in _get(lab, "nodes", default=[]) or []:
-        if isinstance(node, dict):
-            if not node.get("found", True) or not node.get("ports"):
-                continue
-            p = node["ports"][0]
-        else:
-            if not getattr(node, "found", True) or node.port is None:
-                continue
-            p = node.port
-        name = _get(node, "name")
-        fixed = [_get(ip, "ip_address") if not isinstance(ip, str) else ip for ip in (_get(p, "fixed_ips", default=[]) or [])]
-        pairs = [_get(pr, "ip_address") if not isinstance(pr, str) else pr
-                 for pr in (_get(p, "allowed_address_pairs", default=[]) or [])]
-        ports[name] = Port(
-            id=str(_get(p, "id")),
-            name=_get(p, "name", default="") or "",
-            fixed_ips=[f for f in fixed if f and ":" not in f],
-            subnet_cidr=_get(p, "subnet_cidr"),
-            subnet_name=_get(p, "subnet_name"),
-            network=_get(p, "network_name", "network_id"),
-            mac=_get(p, "mac_address"),
-            security_groups=list(_get(p, "security_group_ids", default=[]) or []),
-            port_security=_get(p, "port_security_enabled", default=True) is not False,
-            allowed_address_pairs=[x for x in pairs if x],
-            mtu=mtus.get(_get(p, "network_id")) or _get(p, "mtu"),
-        )
+    groups = {g.id: replace(g, stateful=stateful[g.id]) if g.id in stateful else g for g in lab.groups}
+    ports: dict[str, NodePort] = {}
+    for node in lab.nodes:
+        p = node.port
+        if not node.found or p is None:
+            continue
+        ports[node.name] = p if p.network_mtu or not mtus.get(p.network_id) else replace(p, network_mtu=mtus[p.network_id])
     return ports, groups
-
-
-def _norm_proto(value: Any) -> str | None:
-    if value in (None, "", "any"):
-        return None
-    return str(value)
 
 
 # --------------------------------------------------------------------------- the finer facts: MTU, Felix, the cloud's support
@@ -374,11 +332,11 @@ def cloud_support_reader(ctx: Any) -> Callable[..., dict[str, Any]] | None:
 
 def merge(
     plan_nodes: list[Any],
-    cluster: tuple[list[Pool], Calico, dict[str, dict[str, Any]]] | None,
-    cloud: tuple[dict[str, Port], dict[str, Group]] | None,
+    cluster: tuple[list[IPPoolInfo], Calico, dict[str, dict[str, Any]]] | None,
+    cloud: tuple[dict[str, NodePort], dict[str, SecurityGroup]] | None,
     ssh: dict[str, dict[str, Any]] | None,
     bgp: dict[str, list[BgpPeer] | None] | None = None,
-) -> tuple[list[Node], list[Pool], Calico, dict[str, Group]]:
+) -> tuple[list[Node], list[IPPoolInfo], Calico, dict[str, SecurityGroup]]:
     """One Node per machine, matched by name first, then by address."""
     pools, calico, knodes = cluster if cluster else ([], Calico(), {})
     ports, groups = cloud if cloud else ({}, {})
@@ -426,14 +384,14 @@ def merge(
             n.bgp_peers = bgp[n.name]
             n.bgp_source = "calicoctl node status"
     # the cloud's ports: by node name, else by fixed IP
-    by_ip = {ip: p for p in ports.values() for ip in p.fixed_ips}
+    by_ip = {ip: p for p in ports.values() for ip in p.ipv4s}
     for n in nodes:
         port = ports.get(n.name) or (by_ip.get(n.address) if n.address else None)
         if port is None and n.iface_cidr:
             port = by_ip.get(n.iface_cidr.split("/")[0])
         n.port = port
-        if n.port and not n.address and n.port.fixed_ips:
-            n.address = n.port.fixed_ips[0]
+        if n.port and not n.address and n.port.ipv4s:
+            n.address = n.port.ipv4s[0]
     order = {(getattr(s, "name", None) or s["name"]): i for i, s in enumerate(plan_nodes)}
     nodes.sort(key=lambda x: (x.role != "control-plane", order.get(x.name, len(order)), x.name))
     return nodes, pools, calico, groups

@@ -2,10 +2,13 @@
 cloud (Neutron) and the cluster (Kubernetes API), as plain dataclasses that round-trip through JSON,
 and the small pure helpers every other doctor module uses (subnets, which path a pool takes).
 
-Besides the ports, groups and pools, the facts hold what decides the finer points of a diagnosis:
-- the network's MTU on each port and Calico's configured MTU (`Calico.mtu`): the tunnel overhead
-  (IPIP 20, VXLAN 50) must fit;
-- whether a group is stateful (`Group.stateful`): a stateless group lets no reply in by itself;
+The ports, groups, rules and pools are the one network model's (labtui.net.model `NodePort`,
+`SecurityGroup`, `SGRule`; labtui.net.calico `IPPoolInfo`), the types the cloud check and the screens
+use; the doctor adds what only it knows about a node (SSH and Kubernetes facts), Calico and Neutron.
+Besides those, the facts hold what decides the finer points of a diagnosis:
+- the network's MTU on each port (`NodePort.network_mtu`) and Calico's configured MTU (`Calico.mtu`):
+  the tunnel overhead (IPIP 20, VXLAN 50) must fit;
+- whether a group is stateful (`SecurityGroup.stateful`): a stateless group lets no reply in by itself;
 - Felix's VXLAN port (`Calico.vxlan_port`, default 4789);
 - what the cloud supports (`Neutron.extensions`) and which ML2 backend it runs (`Neutron.backend`):
   ML2/OVS drops a spoofed packet at the sender's port, OVN also at the receiver's.
@@ -16,8 +19,11 @@ from __future__ import annotations
 import copy
 import ipaddress
 from functools import lru_cache
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
+
+from labtui.net.calico import OPERATOR, IPPoolInfo
+from labtui.net.model import NodePort, SecurityGroup, SGRule
 
 # --------------------------------------------------------------------------- facts
 
@@ -35,79 +41,6 @@ BGP_PORT = 179
 
 _PROTO_NAMES = {"icmp": ICMP, "tcp": TCP, "udp": UDP, "ipip": IPIP_PROTO, "ipencap": IPIP_PROTO,
                 "gre": 47, "esp": 50, "ah": 51, "sctp": 132, "icmpv6": 58, "ipv6-icmp": 58}
-
-
-@dataclass
-class Rule:
-    """A security-group rule as Neutron returns it (protocol None means any protocol)."""
-
-    id: str = ""
-    direction: str = "ingress"
-    ethertype: str = "IPv4"
-    protocol: str | None = None
-    port_min: int | None = None
-    port_max: int | None = None
-    remote_group_id: str | None = None
-    remote_ip_prefix: str | None = None
-    description: str = ""
-
-    def proto_number(self) -> int | None:
-        return proto_number(self.protocol)
-
-    def describe(self, groups: dict[str, "Group"] | None = None) -> str:
-        p = self.protocol
-        proto = "any protocol" if p in (None, "", "any") else (f"protocol {p}" if str(p).isdigit() else str(p))
-        if self.port_min is not None:
-            ports = str(self.port_min) if self.port_max in (None, self.port_min) else f"{self.port_min}-{self.port_max}"
-            proto += f" {ports}"
-        if self.remote_group_id:
-            g = (groups or {}).get(self.remote_group_id)
-            src = f"members of group {g.name if g else self.remote_group_id}"
-        elif self.remote_ip_prefix:
-            src = self.remote_ip_prefix
-        else:
-            src = "anywhere"
-        word = "from" if self.direction == "ingress" else "to"
-        return f"{self.direction} {self.ethertype} {proto} {word} {src}"
-
-
-@dataclass
-class Group:
-    id: str
-    name: str = ""
-    rules: list[Rule] = field(default_factory=list)
-    stateful: bool = True  # False: Neutron lets no reply in by connection tracking (each direction needs a rule)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.id
-
-
-@dataclass
-class Port:
-    """A node's Neutron port: what anti-spoofing and the security groups act on."""
-
-    id: str
-    name: str = ""
-    fixed_ips: list[str] = field(default_factory=list)
-    subnet_cidr: str | None = None
-    subnet_name: str | None = None
-    network: str | None = None
-    mac: str | None = None
-    security_groups: list[str] = field(default_factory=list)  # group ids
-    port_security: bool = True
-    allowed_address_pairs: list[str] = field(default_factory=list)  # ip_address values (IP or CIDR)
-    mtu: int | None = None  # the MTU of the port's Neutron network
-
-    @property
-    def label(self) -> str:
-        short = self.id[:8] if len(self.id) > 12 else self.id
-        return f"{self.name} ({short})" if self.name else short
-
-    @property
-    def ref(self) -> str:
-        """How an `openstack port ...` command names this port."""
-        return self.id or self.name
 
 
 @dataclass
@@ -129,7 +62,7 @@ class Node:
     iface: str | None = None  # primary interface on the node (e.g. ens3)
     iface_cidr: str | None = None  # address/prefix on that interface ("10.100.200.4/24"), from SSH
     calico_cidr: str | None = None  # projectcalico.org/IPv4Address annotation, from the API
-    port: Port | None = None
+    port: NodePort | None = None  # the node's Neutron port: what anti-spoofing and the security groups act on
     ipip_module: bool | None = None
     k8s_ready: bool | None = None
     calico_ready: bool | None = None
@@ -143,33 +76,9 @@ class Node:
         for cand in (self.address, _addr(self.calico_cidr), _addr(self.iface_cidr)):
             if cand:
                 return cand
-        if self.port and self.port.fixed_ips:
-            return self.port.fixed_ips[0]
+        if self.port and self.port.ipv4s:
+            return self.port.ipv4s[0]
         return None
-
-
-@dataclass
-class Pool:
-    name: str
-    cidr: str
-    ipip_mode: str = "Never"
-    vxlan_mode: str = "Never"
-    nat_outgoing: bool = True
-    disabled: bool = False
-    node_selector: str = "all()"
-    managed_by_operator: bool = False
-    installation_index: int | None = None  # its index in Installation.spec.calicoNetwork.ipPools
-
-    @property
-    def ipv4(self) -> bool:
-        try:
-            return ipaddress.ip_network(self.cidr, strict=False).version == 4
-        except ValueError:
-            return False
-
-    @property
-    def modes(self) -> str:
-        return f"ipipMode {self.ipip_mode}, vxlanMode {self.vxlan_mode}"
 
 
 @dataclass
@@ -252,8 +161,8 @@ class DoctorFacts:
     cluster: str = ""
     cloud: str | None = None
     nodes: list[Node] = field(default_factory=list)
-    groups: dict[str, Group] = field(default_factory=dict)
-    pools: list[Pool] = field(default_factory=list)
+    groups: dict[str, SecurityGroup] = field(default_factory=dict)
+    pools: list[IPPoolInfo] = field(default_factory=list)
     calico: Calico = field(default_factory=Calico)
     neutron: Neutron = field(default_factory=Neutron)
     unchecked: list[Unchecked] = field(default_factory=list)
@@ -292,21 +201,37 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-_NESTED: dict[type, dict[str, Any]] = {}
+# Facts stored before the doctor used the one network model (labtui.net) named some fields otherwise;
+# a session saved then still opens: old field -> new field, per type.
+_OLD_NAMES: dict[type, dict[str, str]] = {
+    NodePort: {"security_groups": "security_group_ids", "port_security": "port_security_enabled",
+               "mtu": "network_mtu", "mac": "mac_address", "network": "network_name"},
+    SGRule: {"ethertype": "ether_type", "port_min": "port_range_min", "port_max": "port_range_max"},
+}
+
+
+def _upgrade(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    data = {_OLD_NAMES.get(cls, {}).get(k, k): v for k, v in data.items()}
+    if cls is NodePort:  # addresses were plain strings
+        for key in ("fixed_ips", "allowed_address_pairs"):
+            data[key] = [{"ip_address": a} if isinstance(a, str) else a for a in data.get(key) or []]
+    elif cls is IPPoolInfo and data.pop("managed_by_operator", False) and not data.get("owner"):
+        data["owner"] = OPERATOR
+    return data
 
 
 def _from_plain(cls: type, data: Any) -> Any:
     if data is None:
         return None
     spec = {
-        DoctorFacts: {"nodes": [Node], "groups": {"": Group}, "pools": [Pool], "calico": Calico,
+        DoctorFacts: {"nodes": [Node], "groups": {"": SecurityGroup}, "pools": [IPPoolInfo], "calico": Calico,
                       "neutron": Neutron, "unchecked": [Unchecked], "matrix": [ProbeResult], "captures": [Capture]},
-        Node: {"port": Port, "bgp_peers": [BgpPeer]},
-        Group: {"rules": [Rule]},
+        Node: {"port": NodePort, "bgp_peers": [BgpPeer]},
+        SecurityGroup: {"rules": [SGRule]},
     }.get(cls, {})
     kwargs = {}
     names = {f.name for f in fields(cls)}
-    for key, value in data.items():
+    for key, value in _upgrade(cls, data).items():
         if key not in names:
             continue
         sub = spec.get(key)
@@ -318,7 +243,15 @@ def _from_plain(cls: type, data: Any) -> Any:
             kwargs[key] = {k: _from_plain(sub[""], v) for k, v in value.items()}
         else:
             kwargs[key] = _from_plain(sub, value)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if cls is SecurityGroup:  # a rule knows its group (old facts and hand-written cases leave it out)
+        obj.rules = [r if r.security_group_id else replace(r, security_group_id=obj.id) for r in obj.rules]
+    return obj
+
+
+def port_from_stored(data: dict[str, Any] | None) -> NodePort | None:
+    """A node's port as a stored diagnosis holds it (`facts.nodes[].port`, old field names too)."""
+    return _from_plain(NodePort, data) if data else None
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -367,15 +300,6 @@ def _ip(text: str | None):
         return None
 
 
-@lru_cache(maxsize=4096)
-def _covers(prefix: str | None, target: str | None) -> bool:
-    """Does `prefix` (IP or CIDR) cover the whole of `target` (IP or CIDR)?"""
-    p, t = _net(prefix), _net(target)
-    if p is None or t is None or p.version != t.version:
-        return False
-    return t.subnet_of(p)  # type: ignore[arg-type]
-
-
 def node_subnet(node: Node) -> tuple[str | None, str]:
     """The subnet Calico believes the node is on, and where that came from.
 
@@ -411,7 +335,7 @@ def _mode_path(mode: str, same: bool | None) -> str | None:
     return "direct"
 
 
-def pool_path(pool: Pool, a: Node, b: Node) -> str | None:
+def pool_path(pool: IPPoolInfo, a: Node, b: Node) -> str | None:
     """"direct", "ipip" or "vxlan" for a packet from a pod on a to a pod on b in this pool."""
     same = same_subnet(a, b)
     ip = _mode_path(pool.ipip_mode, same)
@@ -425,7 +349,7 @@ def pool_path(pool: Pool, a: Node, b: Node) -> str | None:
     return "direct"
 
 
-def active_pools(facts: DoctorFacts) -> list[Pool]:
+def active_pools(facts: DoctorFacts) -> list[IPPoolInfo]:
     return [p for p in facts.pools if p.ipv4 and not p.disabled]
 
 

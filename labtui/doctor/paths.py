@@ -27,17 +27,15 @@ from labtui.doctor.model import (
     TCP,
     UDP,
     DoctorFacts,
-    Group,
     Node,
-    Port,
     ProbeResult,
-    Rule,
-    _covers,
     active_pools,
     pool_path,
+    proto_number,
     same_subnet,
 )
-from labtui.net.check import ports_cover, protocol_admits
+from labtui.net.check import admitting_rule, antispoof_admits, rule_carries
+from labtui.net.model import NodePort, SecurityGroup, SGRule
 
 # Linux's default net.ipv4.ip_local_port_range: where the replies of a TCP connection come back to
 EPHEMERAL = (32768, 60999)
@@ -58,97 +56,50 @@ class Block:
     near: list[str] = field(default_factory=list)  # rules for this protocol that do not cover this sender
 
 
-def _groups_of(facts: DoctorFacts, port: Port) -> list[Group]:
-    return [facts.groups.get(g) or Group(g, g) for g in port.security_groups]
+def _groups_of(facts: DoctorFacts, port: NodePort) -> list[SecurityGroup]:
+    return [facts.groups.get(g) or SecurityGroup(g, g) for g in port.security_group_ids]
 
 
-def stateless(facts: DoctorFacts, port: Port | None) -> bool:
+def stateless(facts: DoctorFacts, port: NodePort | None) -> bool:
     """Neutron refuses stateful and stateless groups on one port, so one stateless group decides."""
-    if port is None or not port.port_security:
+    if port is None or not port.port_security_enabled:
         return False
-    return any(not g.stateful for g in _groups_of(facts, port))
+    return any(g.stateful is False for g in _groups_of(facts, port))
 
 
-# the doctor's protocol numbers as the one rule evaluator (labtui.net.check) names them
+# The rule tests are the one evaluator's (labtui.net.check: `rule_carries`, `admitting_rule`,
+# `antispoof_admits`), the cloud check's; the doctor names protocols by number and ports as a PortSpec.
 _WANTED = {IPIP_PROTO: "4", TCP: "tcp", UDP: "udp", ICMP: "icmp"}
 
 
-def _proto_ok(rule: Rule, proto: int | None, dport: PortSpec) -> bool:
-    """Does the rule carry this protocol and port? Through labtui.net.check's `protocol_admits` and
-    `ports_cover`, the tests the cloud check uses (a rule named 'ipip' counts as 4 here; the doctor
-    flags it apart). `dport` None for TCP/UDP means every port."""
+def _want(proto: int | None, dport: PortSpec) -> tuple[str | None, tuple[int, int] | None]:
+    """(protocol, port range) as labtui.net.check takes them; `dport` None for TCP/UDP means every port."""
     wanted = None if proto is None else _WANTED.get(proto, str(proto))
-    how = protocol_admits(rule.protocol, wanted)
-    if how is None:
-        return False
-    if how == "any" or proto not in (TCP, UDP):
-        return True
-    lo, hi = dport if isinstance(dport, tuple) else ((1, 65535) if dport is None else (dport, dport))
-    return ports_cover(rule.port_min, rule.port_max, lo, hi)
+    ports = dport if isinstance(dport, tuple) else (None if dport is None else (dport, dport))
+    return wanted, ports
 
 
-def _rule_matches(rule: Rule, proto: int | None, dport: PortSpec, src_port: Port | None,
-                  src_addr: str | None, direction: str, remote_port: Port | None = None,
-                  remote_addr: str | None = None) -> bool:
-    """Does this rule let a packet (proto, dport) from src (ingress) / to dst (egress) through?
-
-    `proto` None means "every protocol" (pod traffic in general): only any-protocol rules match.
-    `dport` is a port, a (low, high) range that must be covered whole, or None (every port).
-    For ingress, src_port/src_addr is the sender; for egress, remote_port/remote_addr the receiver."""
-    if rule.direction != direction or (rule.ethertype or "IPv4") != "IPv4":
-        return False
-    if not _proto_ok(rule, proto, dport):
-        return False
-    return _remote_ok(rule, src_port if direction == "ingress" else remote_port,
-                      src_addr if direction == "ingress" else remote_addr)
+def _allowing_rule(facts: DoctorFacts, port: NodePort, direction: str, proto: int | None, dport: PortSpec,
+                   peer_port: NodePort | None, peer_addr: str | None) -> tuple[SecurityGroup, SGRule] | None:
+    """The rule of the port's groups that lets (proto, dport) in from / out to the peer (labtui.net.check)."""
+    wanted, ports = _want(proto, dport)
+    return admitting_rule(facts.groups, port, direction, wanted, ports, peer_port, peer_addr)
 
 
-def _remote_ok(rule: Rule, peer_port: Port | None, peer_addr: str | None) -> bool:
-    if rule.remote_group_id:
-        if peer_port is None or not peer_port.port_security or rule.remote_group_id not in peer_port.security_groups:
-            return False
-        # a remote group stands for its members' fixed IPs *and* their allowed-address-pairs
-        if peer_addr and not any(_covers(ip, peer_addr) for ip in peer_port.fixed_ips):
-            return any(_covers(p, peer_addr) for p in peer_port.allowed_address_pairs)
-        return True
-    if rule.remote_ip_prefix:
-        return bool(peer_addr) and _covers(rule.remote_ip_prefix, peer_addr)
-    return True
-
-
-def _allowing_rule(facts: DoctorFacts, port: Port, direction: str, proto: int | None, dport: PortSpec,
-                   peer_port: Port | None, peer_addr: str | None) -> tuple[Group, Rule] | None:
-    for g in _groups_of(facts, port):
-        for r in g.rules:
-            if direction == "ingress":
-                ok = _rule_matches(r, proto, dport, peer_port, peer_addr, "ingress")
-            else:
-                ok = _rule_matches(r, proto, dport, None, None, "egress", peer_port, peer_addr)
-            if ok:
-                return g, r
-    return None
-
-
-def _near_rules(facts: DoctorFacts, port: Port, direction: str, proto: int | None, dport: PortSpec) -> list[str]:
+def _near_rules(facts: DoctorFacts, port: NodePort, direction: str, proto: int | None, dport: PortSpec) -> list[str]:
     """Rules with the right protocol and ports whose remote side misses this peer (so the explanation
     says why the existing rule does not help, instead of suggesting it again)."""
+    wanted, ports = _want(proto, dport)
     out = []
     for g in _groups_of(facts, port):
         for r in g.rules:
-            if r.direction == direction and (r.ethertype or "IPv4") == "IPv4" and _proto_ok(r, proto, dport) \
-                    and (r.remote_group_id or r.remote_ip_prefix) and r.proto_number() is not None:
+            if r.direction == direction and (r.ether_type or "IPv4") == "IPv4" and rule_carries(r, wanted, ports) \
+                    and (r.remote_group_id or r.remote_ip_prefix) and proto_number(r.protocol) is not None:
                 out.append(f"{g.label}: {r.describe(facts.groups)}")
     return out
 
 
-def _antispoof_ok(port: Port, source: str) -> bool:
-    if not port.port_security:
-        return True
-    return any(_covers(ip, source) for ip in port.fixed_ips) or any(
-        _covers(p, source) for p in port.allowed_address_pairs)
-
-
-def _group_names(facts: DoctorFacts, port: Port) -> str:
+def _group_names(facts: DoctorFacts, port: NodePort) -> str:
     return ", ".join(g.label for g in _groups_of(facts, port)) or "no group"
 
 
@@ -160,32 +111,32 @@ def _flow(facts: DoctorFacts, a: Node, b: Node, proto: int | None, dport: PortSp
     if pa is None or pb is None:
         return blocks
     what = flow_name(facts, proto, dport, direct)
-    if src_addr and not _antispoof_ok(pa, src_addr):
-        pairs = ", ".join(pa.allowed_address_pairs) or "none"
+    if src_addr and not antispoof_admits(pa, src_addr):
+        pairs = ", ".join(pa.pair_addresses) or "none"
         blocks.append(Block("antispoof-src", f"port {pa.label}",
                             f"port {pa.label} of {a.name} has port security on; its fixed IP is "
-                            f"{', '.join(pa.fixed_ips) or '?'} and its allowed-address-pairs are {pairs}, "
+                            f"{', '.join(pa.ipv4s) or '?'} and its allowed-address-pairs are {pairs}, "
                             f"so a packet with a source in {src_addr} is dropped as spoofed when it leaves {a.name}",
-                            a.name, pa.id, list(pa.security_groups)))
-    if direct and dst_addr and facts.neutron.checks_destination and not _antispoof_ok(pb, dst_addr):
+                            a.name, pa.id, list(pa.security_group_ids)))
+    if direct and dst_addr and facts.neutron.checks_destination and not antispoof_admits(pb, dst_addr):
         how = "this cloud runs OVN, which"
         blocks.append(Block("antispoof-dst", f"port {pb.label}",
                             f"port {pb.label} of {b.name} has no allowed-address-pair for {dst_addr}: {how} also "
                             "drops packets to addresses the port does not own",
-                            b.name, pb.id, list(pb.security_groups)))
-    if pa.port_security and _allowing_rule(facts, pa, "egress", proto, dport, pb, dst_addr) is None:
+                            b.name, pb.id, list(pb.security_group_ids)))
+    if pa.port_security_enabled and _allowing_rule(facts, pa, "egress", proto, dport, pb, dst_addr) is None:
         names = _group_names(facts, pa)
         blocks.append(Block("sg-egress", f"group {names}",
                             f"no egress rule in {names} (port {pa.label} of {a.name}) lets {what} out",
-                            a.name, pa.id, list(pa.security_groups), _near_rules(facts, pa, "egress", proto, dport)))
-    if pb.port_security and _allowing_rule(facts, pb, "ingress", proto, dport, pa, src_addr) is None:
+                            a.name, pa.id, list(pa.security_group_ids), _near_rules(facts, pa, "egress", proto, dport)))
+    if pb.port_security_enabled and _allowing_rule(facts, pb, "ingress", proto, dport, pa, src_addr) is None:
         names = _group_names(facts, pb)
         src_desc = f"{src_addr} ({a.name})" if not direct else f"pod addresses {src_addr} on {a.name}"
         near = _near_rules(facts, pb, "ingress", proto, dport)
         detail = f"no ingress rule in {names} (port {pb.label} of {b.name}) allows {what} from {src_desc}"
         if near:
             detail += f" (there is {_join_near(near)}, but it does not cover {a.name}'s port)"
-        blocks.append(Block("sg-ingress", f"group {names}", detail, b.name, pb.id, list(pb.security_groups), near))
+        blocks.append(Block("sg-ingress", f"group {names}", detail, b.name, pb.id, list(pb.security_group_ids), near))
     return blocks
 
 

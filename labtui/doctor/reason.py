@@ -68,13 +68,9 @@ from labtui.doctor.model import (  # noqa: F401 - re-exported
     Calico,
     Capture,
     DoctorFacts,
-    Group,
     Neutron,
     Node,
-    Pool,
-    Port,
     ProbeResult,
-    Rule,
     Unchecked,
     _net,
     _to_plain,
@@ -194,7 +190,7 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         names = list(dict.fromkeys([v.src for v in vs] + [v.dst for v in vs]))
         ev = [_pool_evidence(pool, facts)]
         ev += _node_evidence(facts, names)
-        ev += _group_evidence(facts, [g for n in names for g in (facts.node(n).port.security_groups if facts.node(n).port else [])])
+        ev += _group_evidence(facts, [g for n in names for g in (facts.node(n).port.security_group_ids if facts.node(n).port else [])])
         for blk in dict.fromkeys(b.detail for v in vs[:2] for b in v.blocks):
             ev.append(Evidence("reasoning", blk))
         if code == "direct-antispoofing":
@@ -210,7 +206,7 @@ def diagnose(facts: DoctorFacts, with_options: bool = True) -> Diagnosis:
         bad = [v for v in bgp if v.ok is False]
         depends = any(v.path in ("ipip", "direct") for v in verdicts)
         if bad:
-            gids = [g for v in bad for n in (v.src, v.dst) for g in (facts.node(n).port.security_groups if facts.node(n).port else [])]
+            gids = [g for v in bad for n in (v.src, v.dst) for g in (facts.node(n).port.security_group_ids if facts.node(n).port else [])]
             gnames = _join(dict.fromkeys(facts.groups[g].label if g in facts.groups else g for g in gids))
             sev = ERROR if depends else WARNING
             replies = all(b.code == "sg-reply" for v in bad for b in v.blocks)

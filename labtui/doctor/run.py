@@ -89,111 +89,11 @@ def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[list[Any]], A
         return None
 
     def read(which: list[Any]) -> Any:
+        from labtui.adapters.openstack import discover_by_address
+
         return discover_by_address(cloud_service(ctx, name), which)
 
     return read
-
-
-def discover_by_address(conn: Any, nodes: list[Any]) -> Any:
-    """The nodes' Neutron ports found by their fixed IP in one request, then their subnets and groups
-    in parallel: the doctor needs no Nova listing (1-1.5 s on a busy cloud). Nodes whose address is
-    not a fixed IP of this cloud (a floating IP, a host name) go through labtui.adapters.openstack.discover
-    (servers by name), so "not a server of this cloud" keeps its meaning.
-
-    An adapter over labtui.adapters.openstack's CloudConnection (the SDK calls go through `conn.call`, which
-    announces them in the command log and translates errors); returns a labtui.net.check.LabNetwork."""
-    import ipaddress
-    from collections import Counter
-    from concurrent.futures import ThreadPoolExecutor
-
-    from labtui.adapters import openstack as cloud
-    from labtui.net.check import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule
-
-    sdk = conn.conn
-    plan = []
-    for n in nodes:
-        get = n.get if isinstance(n, dict) else (lambda k, d=None, n=n: getattr(n, k, d))
-        role = get("role", "worker")
-        plan.append((str(get("name")), str(get("address") or ""), str(getattr(role, "value", role) or "worker")))
-    ips = []
-    for _name, addr, _role in plan:
-        try:
-            ipaddress.ip_address(addr)
-            ips.append(addr)
-        except ValueError:
-            pass
-    found: list[Any] = []
-    if ips:
-        query = "&".join(f"fixed_ips=ip_address={ip}" for ip in ips)
-        found = conn.call("find the nodes' ports by address", f"GET /v2.0/ports?{query}",
-                          lambda: list(sdk.network.ports(fixed_ips=[f"ip_address={ip}" for ip in ips])))
-    by_ip: dict[str, list[Any]] = {}
-    for p in found:
-        for f in p.fixed_ips or []:
-            by_ip.setdefault(f.get("ip_address"), []).append(p)
-    common = Counter(p.network_id for ps in by_ip.values() if len(ps) == 1 for p in ps)
-    chosen: dict[str, Any] = {}
-    missing = []
-    for name, addr, role in plan:
-        cands = by_ip.get(addr) or []
-        if len(cands) > 1:  # the same address on several networks: the lab's network wins
-            best = max(cands, key=lambda p: common.get(p.network_id, 0))
-            cands = [best] if common.get(best.network_id) else []
-        if cands:
-            chosen[name] = cands[0]
-        else:
-            missing.append({"name": name, "address": addr, "role": role})
-    subnet_ids = sorted({f.get("subnet_id") for p in chosen.values() for f in (p.fixed_ips or []) if f.get("subnet_id")})
-    group_ids = sorted({g for p in chosen.values() for g in (p.security_group_ids or [])})
-    jobs = {}
-    if subnet_ids:
-        jobs["subnets"] = lambda: conn.call("read the subnets", "GET /v2.0/subnets?" + "&".join(f"id={i}" for i in subnet_ids),
-                                            lambda: list(sdk.network.subnets(id=subnet_ids)))
-    if group_ids:
-        jobs["groups"] = lambda: conn.call("read the security groups",
-                                           "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
-                                           lambda: list(sdk.network.security_groups(id=group_ids)))
-    network_ids = sorted({p.network_id for p in chosen.values() if p.network_id})
-    if network_ids:  # their MTU, for the doctor's MTU check (same wave: no extra wait)
-        jobs["networks"] = lambda: conn.call("read the networks", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in network_ids),
-                                             lambda: list(sdk.network.networks(id=network_ids)))
-    if missing:
-        jobs["discover"] = lambda: cloud.discover(conn, missing, include_rules=True)
-    res: dict[str, Any] = {}
-    if jobs:
-        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-cloud") as pool:
-            futs = {k: pool.submit(fn) for k, fn in jobs.items()}
-            res = {k: f.result() for k, f in futs.items()}
-    subnets = {s.id: s for s in res.get("subnets", [])}
-    mtus = {n.id: n.mtu for n in res.get("networks", [])}
-    lab = LabNetwork(cloud=conn.name, project_id=conn.project_id)
-    slow = {n.name: n for n in (res["discover"].nodes if "discover" in res else [])}
-    for name, addr, role in plan:
-        p = chosen.get(name)
-        if p is None:
-            lab.nodes.append(slow.get(name) or LabNode(name=name, role=role, address=addr or None,
-                                                       note=f"no port of cloud {conn.name} has the address {addr}"))
-            continue
-        fixed = [{"ip_address": f.get("ip_address"), "subnet_id": f.get("subnet_id")} for f in (p.fixed_ips or [])]
-        v4 = next((f for f in fixed if f["ip_address"] and ":" not in f["ip_address"]), None)
-        sub = subnets.get(v4["subnet_id"]) if v4 else None
-        port = NodePort(
-            id=p.id, name=p.name or "", network_id=p.network_id, mac_address=p.mac_address, fixed_ips=fixed,
-            subnet_id=v4["subnet_id"] if v4 else None, subnet_cidr=getattr(sub, "cidr", None),
-            subnet_name=getattr(sub, "name", None), security_group_ids=list(p.security_group_ids or []),
-            port_security_enabled=p.is_port_security_enabled is not False,
-            allowed_address_pairs=[{k: v for k, v in dict(a).items() if v} for a in (p.allowed_address_pairs or [])],
-            device_id=p.device_id, device_owner=p.device_owner, project_id=p.project_id,
-            network_mtu=mtus.get(p.network_id))
-        lab.nodes.append(LabNode(name=name, role=role, address=addr or None, found=True, matched_by="port",
-                                 server_id=p.device_id or None, ports=[port]))
-    for g in res.get("groups", []):
-        lab.groups.append(SecurityGroup(g.id, g.name or "", [SGRule.from_api(r, g.id) for r in (g.security_group_rules or [])],
-                                        g.project_id, stateful=getattr(g, "stateful", None)))
-    if "discover" in res:
-        have = {g.id for g in lab.groups}
-        lab.groups.extend(g for g in res["discover"].groups if g.id not in have)
-    return lab
 
 
 def cloud_service(ctx: StepContext, name: str) -> Any:

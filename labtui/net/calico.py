@@ -118,6 +118,7 @@ class IPPoolInfo:
     allowed_uses: list[str] = field(default_factory=list)
     owner: str | None = None  # "tigera-operator" when the operator manages it
     api: str = "crd.projectcalico.org/v1"  # where it was read
+    installation_index: int | None = None  # its index in Installation.spec.calicoNetwork.ipPools (operator)
 
     @property
     def version(self) -> int:
@@ -125,6 +126,17 @@ class IPPoolInfo:
             return ipaddress.ip_network(self.cidr, strict=False).version
         except ValueError:
             return 4
+
+    @property
+    def ipv4(self) -> bool:
+        try:
+            return ipaddress.ip_network(self.cidr, strict=False).version == 4
+        except ValueError:
+            return False
+
+    @property
+    def modes(self) -> str:
+        return f"ipipMode {self.ipip_mode}, vxlanMode {self.vxlan_mode}"
 
     @property
     def operator_managed(self) -> bool:

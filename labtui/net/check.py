@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 
@@ -183,6 +184,77 @@ def ports_cover(rule_min: int | None, rule_max: int | None, want_min: int | None
     return rule_min <= want_min and hi >= (want_max if want_max is not None else want_min)
 
 
+@lru_cache(maxsize=4096)
+def address_covers(prefix: str | None, target: str | None) -> bool:
+    """Does `prefix` (an IP or a CIDR) hold the whole of `target` (an IP or a CIDR)?"""
+    p, t = _net(prefix), _net(target)
+    if p is None or t is None or p.version != t.version:
+        return False
+    return t.subnet_of(p)  # type: ignore[arg-type]
+
+
+def owns_address(port: NodePort, address: str) -> bool:
+    """Is `address` (IP or CIDR) one of the port's fixed IPs or inside one of its allowed-address-pairs?"""
+    return any(address_covers(ip, address) for ip in port.ips) or any(
+        address_covers(a, address) for a in port.pair_addresses)
+
+
+def antispoof_admits(port: NodePort, address: str) -> bool:
+    """The one anti-spoofing test: does Neutron let a packet with this source (IP or CIDR) leave the
+    port (OVN: also one to this destination enter it)? Always, with port security off."""
+    return not port.port_security_enabled or owns_address(port, address)
+
+
+def remote_admits(rule: SGRule, peer_port: NodePort | None, peer_addr: str | None) -> str | None:
+    """Does the rule's remote side cover the peer (the sender for ingress, the receiver for egress)?
+    "group", "prefix", "any" (no remote side) or None. A remote group stands for its members' fixed IPs
+    and allowed-address-pairs; a port with port security off is in no group."""
+    if rule.remote_group_id:
+        if peer_port is None or not peer_port.port_security_enabled \
+                or rule.remote_group_id not in peer_port.security_group_ids:
+            return None
+        return "group" if not peer_addr or owns_address(peer_port, peer_addr) else None
+    if rule.remote_ip_prefix:
+        return "prefix" if peer_addr and address_covers(rule.remote_ip_prefix, peer_addr) else None
+    return "any"
+
+
+def rule_carries(rule: SGRule, protocol: str | None, ports: tuple[int, int] | None = None) -> bool:
+    """Does the rule carry this protocol ("4", "tcp", "udp", "icmp", a number; None: every protocol,
+    which only an any-protocol rule carries) to these destination ports (None: every port)? A rule
+    named 'ipip' carries protocol 4 here (callers flag it apart)."""
+    how = protocol_admits(rule.protocol, protocol)
+    if how is None:
+        return False
+    if how == "any" or protocol not in ("tcp", "udp"):
+        return True
+    lo, hi = ports or (1, 65535)
+    return ports_cover(rule.port_range_min, rule.port_range_max, lo, hi)
+
+
+def rule_admits(rule: SGRule, direction: str, protocol: str | None, ports: tuple[int, int] | None,
+                peer_port: NodePort | None, peer_addr: str | None) -> bool:
+    """The one rule test: does this IPv4 rule let the packet through in `direction`, from (ingress) or
+    to (egress) the peer's port and address?"""
+    if rule.direction != direction or (rule.ether_type or "IPv4") != "IPv4":
+        return False
+    return rule_carries(rule, protocol, ports) and remote_admits(rule, peer_port, peer_addr) is not None
+
+
+def admitting_rule(groups: dict[str, SecurityGroup], port: NodePort, direction: str, protocol: str | None,
+                   ports: tuple[int, int] | None, peer_port: NodePort | None,
+                   peer_addr: str | None) -> tuple[SecurityGroup, SGRule] | None:
+    """Does the group set on `port` admit protocol P to ports from (ingress) / to (egress) the peer at
+    `peer_addr`, given the peer's port (its groups, fixed IPs and pairs)? The first (group, rule) that
+    does, else None. (Port security off filters nothing: callers check that first.)"""
+    for gid in port.security_group_ids:
+        g = groups.get(gid)
+        for r in (g.rules if g else []):
+            if rule_admits(r, direction, protocol, ports, peer_port, peer_addr):
+                return g, r
+    return None
+
+
 def _proto_match(rule_proto: str | None, wanted: str | None) -> str | None:
     """None if the rule does not carry the protocol, else "any" / "exact" / "ipip-name"."""
     if rule_proto is None:
@@ -222,27 +294,19 @@ class _Eval:
 
     def source_match(self, rule: SGRule, src: str) -> str | None:
         """How `rule` admits traffic from source `src` (a node name, or "pod-cidr")."""
-        if rule.remote_group_id:
-            if src == "pod-cidr":
-                pod = _net(self.net.pod_cidr)
-                members = self.members(rule.remote_group_id)
-                if pod and members and all(_pair_covers(p, pod) for p in members):
-                    return "group"
-                return None
-            sport = self.port(src)
-            return "group" if sport and rule.remote_group_id in sport.security_group_ids else None
-        prefix = _net(rule.remote_ip_prefix or ANY_IPV4)
-        if prefix is None:
-            return None
+        pod = self.net.pod_cidr
         if src == "pod-cidr":
-            pod = _net(self.net.pod_cidr)
-            return "prefix" if pod is not None and pod.version == prefix.version and pod.subnet_of(prefix) else None
+            if rule.remote_group_id:
+                members = self.members(rule.remote_group_id)
+                ok = _net(pod) is not None and members and all(antispoof_admits(p, pod) for p in members)
+                return "group" if ok else None
+            return "prefix" if address_covers(rule.remote_ip_prefix or ANY_IPV4, pod) else None
         node = self.nodes.get(src)
         ip = node.ip if node else None
-        try:
-            return "prefix" if ip and ipaddress.ip_address(ip) in prefix else None
-        except ValueError:
+        if not rule.remote_group_id and not ip:
             return None
+        how = remote_admits(rule, self.port(src), ip)
+        return "prefix" if how == "any" else how
 
     # -- requirement kinds
     def rule_req(self, req: Requirement) -> RequirementStatus:
@@ -483,16 +547,6 @@ class _Eval:
 
 def _rule_ports_ok(rule: SGRule, req: Requirement, pm: str) -> bool:
     return ports_cover(rule.port_range_min, rule.port_range_max, req.port_min, req.port_max)
-
-
-def _pair_covers(port: NodePort, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    if not port.port_security_enabled:
-        return True
-    for p in port.allowed_address_pairs:
-        n = _net(p.get("ip_address"))
-        if n is not None and n.version == net.version and net.subnet_of(n):
-            return True
-    return False
 
 
 def _unique(items: Iterable[Match]) -> list[Match]:

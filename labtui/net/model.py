@@ -16,8 +16,8 @@ from typing import Any
 class SGRule:
     """One Neutron security-group rule (protocol None means any protocol)."""
 
-    id: str
-    security_group_id: str
+    id: str = ""
+    security_group_id: str = ""
     direction: str = "ingress"
     ether_type: str = "IPv4"
     protocol: str | None = None
@@ -50,19 +50,19 @@ class SGRule:
         )
 
     def describe(self, groups: dict[str, "SecurityGroup"] | None = None) -> str:
-        """`ingress 4 from group k8s`, `ingress tcp 6443 from 0.0.0.0/0`."""
-        proto = self.protocol or "any protocol"
-        ports = ""
+        """`ingress IPv4 protocol 4 from members of group k8s`, `ingress IPv4 tcp 6443 from 0.0.0.0/0`."""
+        p = self.protocol
+        proto = "any protocol" if p in (None, "", "any") else (f"protocol {p}" if str(p).isdigit() else str(p))
         if self.port_range_min is not None:
             hi = self.port_range_max if self.port_range_max is not None else self.port_range_min
-            ports = f" {self.port_range_min}" + (f"-{hi}" if hi != self.port_range_min else "")
+            proto += f" {self.port_range_min}" + (f"-{hi}" if hi != self.port_range_min else "")
         if self.remote_group_id:
             g = (groups or {}).get(self.remote_group_id)
-            src = f"group {g.name if g and g.name else self.remote_group_id[:8]}"
+            src = f"members of group {g.label if g else self.remote_group_id[:8]}"
         else:
             src = self.remote_ip_prefix or "anywhere"
         word = "from" if self.direction == "ingress" else "to"
-        return f"{self.direction} {self.ether_type} {proto}{ports} {word} {src}"
+        return f"{self.direction} {self.ether_type} {proto} {word} {src}"
 
 
 @dataclass
@@ -104,8 +104,22 @@ class NodePort:
         return [f["ip_address"] for f in self.fixed_ips if f.get("ip_address")]
 
     @property
+    def ipv4s(self) -> list[str]:
+        return [ip for ip in self.ips if ":" not in ip]
+
+    @property
+    def pair_addresses(self) -> list[str]:
+        """The allowed-address-pairs' addresses (IP or CIDR), without their MACs."""
+        return [a["ip_address"] for a in self.allowed_address_pairs if a.get("ip_address")]
+
+    @property
     def label(self) -> str:
         return self.name or self.id[:8]
+
+    @property
+    def ref(self) -> str:
+        """How an `openstack port ...` command names this port."""
+        return self.id or self.name
 
 
 @dataclass

@@ -51,7 +51,7 @@ async def test_security_screen_shows_the_incident_and_fixes_it_through_the_modal
         assert str(reqs.get_row("bgp")[0]) == "✓ satisfied"
         rules = screen.query_one("#sec-rules", DataTable)
         required = {str(rules.get_row_at(i)[1]): str(rules.get_row_at(i)[2]) for i in range(rules.row_count)}
-        assert required["ingress IPv4 tcp 179 from group k8s"] == "bgp"
+        assert required["ingress IPv4 tcp 179 from members of group k8s"] == "bgp"
         assert required["ingress IPv4 icmp from 0.0.0.0/0"] == "-"
 
         await pilot.press("question_mark")

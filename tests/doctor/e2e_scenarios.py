@@ -112,7 +112,7 @@ def test_port_security_off_direct_traffic_is_healthy(sshlab, kube_nodes, layout,
             diag = run_doctor(lab.ctx, live=False)
         assert diag.exit_code == 0, [f.title for f in diag.findings]
         assert all(v.path == "direct" and v.ok for v in diag.verdicts)
-        assert all(n.port.port_security is False for n in diag.facts.nodes)
+        assert all(n.port.port_security_enabled is False for n in diag.facts.nodes)
     finally:
         layout.reset()
 
@@ -124,7 +124,7 @@ def test_operator_managed_pool_is_fixed_through_the_installation(incident, cloud
         lab.ctx.tuning.calico_wait = 20.0
         diag = run_doctor(lab.ctx, live=False)
         assert diag.findings[0].id == "crosssubnet-antispoofing"
-        assert diag.facts.calico.install_mode == "operator" and diag.facts.pools[0].managed_by_operator
+        assert diag.facts.calico.install_mode == "operator" and diag.facts.pools[0].operator_managed
         acts, after = apply_fix(lab.ctx, diag, 1, confirm=lambda a: True, live=False)
         calico = [a for a in acts if a.kind == "kube"]
         assert len(calico) == 1 and calico[0].command.startswith("kubectl patch installation default --type=json")

@@ -8,9 +8,7 @@ from labtui.doctor.reason import (
     ERROR,
     DoctorFacts,
     Node,
-    Port,
     ProbeResult,
-    Rule,
     Unchecked,
     diagnose,
     ordered_actions,
@@ -19,6 +17,8 @@ from labtui.doctor.reason import (
     same_subnet,
     simulate,
 )
+from labtui.net.calico import IPPoolInfo
+from labtui.net.model import NodePort, SecurityGroup, SGRule
 from tests.doctor.scenarios import PROTO4, SG, incident, with_rule
 
 
@@ -100,7 +100,7 @@ def test_option_3_pairs_on_every_node_port_merged():
     rules = [a for a in opt.actions if a.kind == "sg-rule"]
     assert rules and rules[0].params["remote_ip_prefix"] == "172.16.0.0/16" and rules[0].params["protocol"] is None
     after = simulate(facts, opt.actions)
-    assert "10.100.200.250" in after.node("k8s-w2").port.allowed_address_pairs
+    assert "10.100.200.250" in after.node("k8s-w2").port.pair_addresses
     assert diagnose(after).exit_code == 0
 
 
@@ -180,15 +180,15 @@ def test_calico_node_not_ready_and_module():
 
 
 def test_crosssubnet_uses_the_node_view_of_the_subnet():
-    a = Node("a", address="10.0.0.5", iface_cidr="10.0.0.5/16", port=Port("p", subnet_cidr="10.0.1.0/24"))
-    b = Node("b", address="10.0.1.7", iface_cidr="10.0.1.7/16", port=Port("q", subnet_cidr="10.0.1.0/24"))
+    a = Node("a", address="10.0.0.5", iface_cidr="10.0.0.5/16", port=NodePort("p", subnet_cidr="10.0.1.0/24"))
+    b = Node("b", address="10.0.1.7", iface_cidr="10.0.1.7/16", port=NodePort("q", subnet_cidr="10.0.1.0/24"))
     assert same_subnet(a, b) is True
     diag = diagnose(DoctorFacts(nodes=[a, b]))
     assert "subnet-mismatch:a" in _ids(diag)
 
 
 def test_pool_path_table():
-    from labtui.doctor.reason import Pool
+    Pool = IPPoolInfo
 
     a = Node("a", iface_cidr="10.0.0.5/24")
     b = Node("b", iface_cidr="10.0.0.6/24")
@@ -262,13 +262,14 @@ def test_render_text_reads_well():
 # `raw`) and `expect` (findings, ranked options, texts). A new case costs a file, no code; the format
 # is described in tests/doctor/cases/README.md.
 
+import copy  # noqa: E402
 import pathlib  # noqa: E402
 import re  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from labtui.doctor.reason import Group, Neutron  # noqa: E402
+from labtui.doctor.reason import Neutron  # noqa: E402
 from tests.doctor.scenarios import NAMES  # noqa: E402
 
 CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.yaml"))
@@ -283,7 +284,7 @@ def build_facts(spec: dict) -> DoctorFacts:
         return DoctorFacts.from_dict(spec["raw"])
     facts = incident(**(spec.get("incident") or {}))
     for gid, g in (spec.get("groups") or {}).items():
-        grp = facts.groups.setdefault(_sg(gid), Group(_sg(gid), g.get("name", gid)))
+        grp = facts.groups.setdefault(_sg(gid), SecurityGroup(_sg(gid), g.get("name", gid)))
         if "stateful" in g:
             grp.stateful = g["stateful"]
         if g.get("drop_rules"):
@@ -293,13 +294,13 @@ def build_facts(spec: dict) -> DoctorFacts:
         for r in g.get("rules") or g.get("only_rules") or []:
             r = dict(r)
             r["remote_group_id"] = _sg(r.pop("remote_group", None))
-            grp.rules.append(Rule(**r))
+            grp.rules.append(SGRule(security_group_id=grp.id, **r))
     for name, changes in (spec.get("ports") or {}).items():
         names = NAMES if name == "all" else [name]
         for n in names:
             port = facts.node(n).port
             for key, value in changes.items():
-                setattr(port, key, [_sg(v) for v in value] if key == "security_groups" else value)
+                setattr(port, key, [_sg(v) for v in value] if key == "security_group_ids" else copy.deepcopy(value))
     for key, value in (spec.get("calico") or {}).items():
         setattr(facts.calico, key, value)
     if "neutron" in spec:
@@ -381,7 +382,7 @@ def test_reasoning_case(path):
                 g = diag.facts.groups.get(a.params["security_group_id"])
                 assert not any(
                     r.direction == a.params["direction"] and r.protocol == a.params["protocol"]
-                    and r.port_min == a.params["port_range_min"] and r.remote_group_id == a.params["remote_group_id"]
+                    and r.port_range_min == a.params["port_range_min"] and r.remote_group_id == a.params["remote_group_id"]
                     and r.remote_ip_prefix == a.params["remote_ip_prefix"] for r in (g.rules if g else [])), a.command
         if o.available:
             after = diagnose(simulate(diag.facts, o.actions), with_options=False)

@@ -57,9 +57,11 @@ def test_backend_from_the_agents():
 
 
 def test_gather_merges_the_extras_and_a_failing_extra_only_leaves_them_unknown():
-    lab = {"groups": [{"id": "g1", "name": "k8s", "rules": []}],
-           "nodes": [{"name": "a", "ports": [{"id": "p1", "network_id": "n1", "fixed_ips": ["10.0.0.5"],
-                                              "security_group_ids": ["g1"]}]}]}
+    from labtui.net.model import LabNetwork, LabNode, NodePort, SecurityGroup
+
+    lab = LabNetwork("lab", groups=[SecurityGroup("g1", "k8s")],
+                     nodes=[LabNode("a", address="10.0.0.5", found=True, ports=[NodePort(
+                         "p1", network_id="n1", fixed_ips=[{"ip_address": "10.0.0.5"}], security_group_ids=["g1"])])])
     support = {"mtu": {"n1": 1450}, "stateful": {"g1": False}, "extensions": ["security-group"],
                "backend": "ovn", "backend_source": "network agents", "errors": {}}
 
@@ -72,11 +74,11 @@ def test_gather_merges_the_extras_and_a_failing_extra_only_leaves_them_unknown()
                          pools=[], nodes=[])
     facts = gather(plan_nodes=[{"name": "a", "address": "10.0.0.5"}], read_cloud=lambda nodes: lab,
                    read_cloud_support=lambda got: support, read_cluster=lambda: state, read_cluster_extras=boom)
-    assert facts.node("a").port.mtu == 1450 and facts.groups["g1"].stateful is False
+    assert facts.node("a").port.network_mtu == 1450 and facts.groups["g1"].stateful is False
     assert facts.neutron.backend == "ovn" and facts.neutron.supports("allowed-address-pairs") is False
     assert any(u.source == "kube:extras" and "MTU" in u.what for u in facts.unchecked)
-    ports, groups = facts_from_cloud(lab)  # without the support: stateful and no MTU, as before
-    assert ports["a"].mtu is None and groups["g1"].stateful is True
+    ports, groups = facts_from_cloud(lab)  # without the support: not read (the doctor takes it as stateful), no MTU
+    assert ports["a"].network_mtu is None and groups["g1"].stateful is not False
 
 
 @pytest.mark.openstack
@@ -101,7 +103,7 @@ def test_cloud_support_read_from_the_real_neutron(incident):
     assert (both["mtu"][incident.network_id], both["stateful"][incident.security_group_id]) == (net.mtu, True)
     # the doctor's own look-up (by address) reads the networks in its second wave and keeps the groups'
     # statefulness: after it, nothing but the prefetched extensions and agents is left to read
-    from labtui.doctor.run import discover_by_address
+    from labtui.adapters.openstack import discover_by_address
 
     quick = discover_by_address(conn, incident.plan()["nodes"])
     assert {p.network_mtu for n in quick.nodes for p in n.ports} == {net.mtu}
@@ -114,8 +116,8 @@ def test_cloud_support_read_from_the_real_neutron(incident):
         conn.emit = emit
     assert calls == [] and again["mtu"] == {incident.network_id: net.mtu}
     ports, groups = facts_from_cloud(lab, support)
-    assert all(p.mtu == net.mtu for p in ports.values())
+    assert all(p.network_mtu == net.mtu for p in ports.values())
     facts = gather(plan_nodes=incident.plan()["nodes"], read_cloud=lambda nodes: discover(conn, nodes),
                    read_cloud_support=lambda got: read_cloud_support(conn, got))
-    assert facts.node("w3").port.mtu == net.mtu and facts.groups[incident.security_group_id].stateful is True
+    assert facts.node("w3").port.network_mtu == net.mtu and facts.groups[incident.security_group_id].stateful is True
     assert facts.neutron.supports("allowed-address-pairs") is True and facts.neutron.backend is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from labtui.doctor.reason import Calico, Group, Pool, Port
+from labtui.doctor.reason import Calico
+from labtui.net.calico import IPPoolInfo
+from labtui.net.model import NodePort, SecurityGroup
 from labtui.doctor.gather import merge, parse_bgp_status, parse_node_probe, primary_address
 
 PROBE = """@addr
@@ -65,13 +67,14 @@ def test_bgp_status_both_formats():
 def test_merge_matches_by_name_then_address():
     plan = [{"name": "cp1", "address": "192.0.2.10", "role": "control-plane"},  # a floating IP for SSH
             {"name": "w1", "address": "10.100.200.21", "role": "worker"}]
-    cluster = ([Pool("p", "172.16.0.0/16", "CrossSubnet")], Calico(backend="bird"), {
+    cluster = ([IPPoolInfo("p", "172.16.0.0/16", "CrossSubnet")], Calico(backend="bird"), {
         "cp1": {"internal_ip": "10.100.200.4", "calico_cidr": "10.100.200.4/24", "k8s_ready": True, "calico_ready": True},
         "worker-1": {"internal_ip": "10.100.200.21", "calico_cidr": "10.100.200.21/24", "calico_ready": False},
         "stranger": {"internal_ip": "10.9.9.9"},
     })
-    ports = {"cp1": Port("p1", fixed_ips=["10.100.200.4"]), "other": Port("p2", fixed_ips=["10.100.200.21"])}
-    nodes, pools, calico, groups = merge(plan, cluster, (ports, {"g": Group("g", "k8s")}), {
+    ports = {"cp1": NodePort("p1", fixed_ips=[{"ip_address": "10.100.200.4"}]),
+             "other": NodePort("p2", fixed_ips=[{"ip_address": "10.100.200.21"}])}
+    nodes, pools, calico, groups = merge(plan, cluster, (ports, {"g": SecurityGroup("g", "k8s")}), {
         "cp1": parse_node_probe(PROBE.replace("10.100.200.11", "10.100.200.4"))})
     assert [n.name for n in nodes] == ["cp1", "w1"]  # the stranger is not in the plan
     cp, w1 = nodes
