@@ -710,14 +710,13 @@ def ssh_forwarder(ctx: Any) -> Forwarder | None:
 def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,
                        emit: Callable[[Event], None] | None = None) -> Path:
     """The kubeconfig for this lab: an explicit file, the one remembered in the session inputs, the
-    session's admin.conf, or a fresh copy fetched over SSH from the control plane."""
+    session's admin.conf, or a fresh copy fetched over SSH from the control plane. An adapter writes
+    no store: the command or step that got an explicit file remembers it
+    (labtui.stages.calico.remember_kubeconfig)."""
     emit = emit or ctx.emit
     if explicit:
         p = Path(explicit).expanduser().resolve()
         kubeconfig_info(p)  # readable and usable, or a clear error
-        if ctx.inputs.get("kubeconfig") != str(p):
-            ctx.store.save_inputs(ctx.session.name, {"kubeconfig": str(p)})  # the path only, not the content
-            ctx.reload()
         return p
     remembered = ctx.inputs.get("kubeconfig")
     dest = session_kubeconfig(ctx.session.name, ctx.store.home)

@@ -42,8 +42,11 @@ def _open(args: argparse.Namespace):
 
 def _connect(lab, args: argparse.Namespace):
     from labtui.adapters.kube import kube_for
+    from labtui.stages.calico import remember_kubeconfig
 
-    return kube_for(lab.ctx, getattr(args, "kubeconfig", None), refresh=getattr(args, "refresh_kubeconfig", False))
+    kc = kube_for(lab.ctx, getattr(args, "kubeconfig", None), refresh=getattr(args, "refresh_kubeconfig", False))
+    remember_kubeconfig(lab.ctx, getattr(args, "kubeconfig", None))
+    return kc
 
 
 def save_facts(lab, state) -> None:

@@ -166,6 +166,10 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
         read_cloud_support=cloud_support_reader(ctx),
     )
     _fill_from_stored(ctx, facts)
+    if kubeconfig and facts.sources.get("kube"):  # the adapter writes no store: the lab remembers it here
+        from labtui.stages.calico import remember_kubeconfig
+
+        remember_kubeconfig(ctx, kubeconfig)
     if facts.sources.get("kube") and "state" in seen:
         reconcile_live(ctx, live_values(facts, seen["state"], seen.get("kubeadm")))
     if live:
