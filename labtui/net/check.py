@@ -16,6 +16,10 @@ from here too):
    *missing*, or *suspicious* (a rule with protocol `ipip`, a prefix that misses some nodes,
    egress rules removed), with the fixes (`RuleFix`, `PairsFix`, `PortSecurityFix`) that would
    satisfy it (labtui.net.fixes). Fixes carry the exact `openstack ...` command and the API request.
+   The per-packet tests under it are the one rule evaluator the doctor reasons with too:
+   `antispoof_admits` (may this source leave this port?), `remote_admits`, `rule_carries`,
+   `rule_admits` and `admitting_rule` (does this port's group set let protocol P to these ports in
+   from, or out to, this peer's port and address?).
 
 Calico *cluster* reading (pools, Installation, calico-node) lives in labtui.adapters.kube and
 labtui.net.calico; this module only needs the encapsulation, BGP and Typha flags from them.
