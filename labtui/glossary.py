@@ -37,6 +37,10 @@ GLOSSARY: dict[str, str] = {
                 "a changed key means a rebuilt VM, or someone in the middle.",
     "preflight": "The checks kubeadm makes before it installs (swap off, forwarding on, modules loaded, enough "
                  "CPU and memory). labtui makes them first and explains each one.",
+    "floating IP": "A public address of the cloud's external network, mapped by the router to one VM's port. "
+                   "labtui puts one on the control plane and reaches the other nodes through it (a jump host).",
+    "jump host": "A machine SSH goes through to reach nodes that have no address you can reach (ProxyJump): "
+                 "labtui opens the connection to the node inside the one to the jump host.",
     "BGP": "The routing protocol Calico's bird uses to tell the other nodes which pod blocks live where; it needs "
            "TCP 179 between the nodes.",
 }

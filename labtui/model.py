@@ -136,8 +136,18 @@ FIELD_LABELS = {
     "name": "Lab name", "cloud": "Cloud", "nodes": "Nodes", "node_subnet": "Node subnet", "pod_cidr": "Pod CIDR",
     "service_cidr": "Service CIDR", "kubernetes": "Kubernetes minor", "calico": "Calico version",
     "encapsulation": "Encapsulation", "kubeconfig": "Kubeconfig file", "address": "address", "user": "SSH user",
-    "port": "SSH port", "key_file": "key file", "proxy_jump": "ProxyJump", "role": "role",
+    "port": "SSH port", "key_file": "key file", "proxy_jump": "ProxyJump", "role": "role", "ssh_host": "SSH host",
+    "provision": "Machines",
 }
+
+# the plan's provision block, labelled as in the plan wizard's Machines step (and the Provision stage's messages)
+PROVISION_LABELS = {
+    "image": "Image", "login_user": "Login user", "flavor_control_plane": "Flavor (control plane)",
+    "flavor_worker": "Flavor (workers)", "network": "Network", "external_network": "External network",
+    "floating_ip": "Floating IP", "ssh_cidr": "SSH source", "keypair": "Keypair", "public_key_file": "Public key file",
+    "availability_zone": "Availability zone",
+}
+FIELD_LABELS.update({f"provision.{k}": v for k, v in PROVISION_LABELS.items()})
 
 
 def field_label(field: str) -> str:
@@ -146,6 +156,17 @@ def field_label(field: str) -> str:
     if m:
         return f"Node {m.group(1)}: {FIELD_LABELS.get(m.group(2), m.group(2) or 'entry')}"
     return FIELD_LABELS.get(field, field)
+
+
+def host_or_ip(v: str) -> str:
+    """An IP address (normalised), or a DNS name / ~/.ssh/config alias."""
+    v = v.strip()
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v) and not re.match(r"^[\d.]+$", v):
+            return v  # a DNS name or an ~/.ssh/config alias
+        raise ValueError(f"{v!r} is neither an IP address nor a host name") from None
 
 
 class NodeSpec(BaseModel):
@@ -158,6 +179,9 @@ class NodeSpec(BaseModel):
     port: int = Field(default=22, ge=1, le=65535)
     key_file: str | None = None
     proxy_jump: str | None = None
+    # where SSH connects when it is not `address` (e.g. the control plane's floating IP); `address`
+    # stays the node's own address on the node subnet, the one Kubernetes and Calico use
+    ssh_host: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -173,13 +197,14 @@ class NodeSpec(BaseModel):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        v = v.strip()
-        try:
-            return str(ipaddress.ip_address(v))
-        except ValueError:
-            if re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v) and not re.match(r"^[\d.]+$", v):
-                return v  # a DNS name or an ~/.ssh/config alias
-            raise ValueError(f"{v!r} is neither an IP address nor a host name") from None
+        return host_or_ip(v)
+
+    @field_validator("ssh_host")
+    @classmethod
+    def _ssh_host(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        return host_or_ip(v)
 
     @field_validator("user")
     @classmethod
@@ -415,6 +440,8 @@ def collect_problems(data: dict[str, Any]) -> list[Problem]:
         )
     problems += network_problems(data.get("node_subnet"), data["pod_cidr"], data["service_cidr"])
     problems += node_problems(data.get("nodes") or [], data.get("node_subnet"))
+    if isinstance(data.get("provision"), dict):
+        problems += provision_problems(data["provision"])
     k8s = data.get("kubernetes", DEFAULT_KUBERNETES)
     if k8s not in KUBERNETES_MINORS:
         problems.append(Problem("kubernetes", f"{k8s!r} is not offered", f"choose one of {', '.join(KUBERNETES_MINORS)}"))
@@ -428,6 +455,45 @@ def collect_problems(data: dict[str, Any]) -> list[Problem]:
     calico = str(data.get("calico", DEFAULT_CALICO))
     if not re.match(r"^3\.\d+\.\d+$", calico):
         problems.append(Problem("calico", f"{calico!r} is not a Calico version", "use a version like 3.32.2"))
+    return problems
+
+
+def provision_problems(block: dict[str, Any]) -> list[Problem]:
+    """The provision block's own checks (what the cloud offers is checked by the Provision stage)."""
+    problems: list[Problem] = []
+    unknown = sorted(set(block) - set(PROVISION_LABELS))
+    for key in unknown:
+        problems.append(Problem(f"provision.{key}", "is not a field of the provision block",
+                                "the fields are " + ", ".join(PROVISION_LABELS)))
+    user = str(block.get("login_user") or "").strip()
+    if user and not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", user):
+        problems.append(Problem("provision.login_user", f"{user!r} is not a valid user name",
+                                "leave it empty to take the image's own login user (ubuntu, debian...)"))
+    cidr = str(block.get("ssh_cidr") or "").strip()
+    if cidr:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            net = None
+            problems.append(Problem("provision.ssh_cidr", f"{cidr!r} is not a CIDR",
+                                    "write your address as CIDR, e.g. 203.0.113.7/32, or leave it empty: labtui uses "
+                                    "your own address"))
+        if net is not None and net.version != 4:
+            problems.append(Problem("provision.ssh_cidr", f"{cidr} is IPv6; the lab's rules are IPv4",
+                                    "give an IPv4 CIDR"))
+        elif net is not None and net.prefixlen == 0:
+            problems.append(Problem("provision.ssh_cidr", "0.0.0.0/0 opens port 22 of every node to the whole internet",
+                                    "give your own address (e.g. 203.0.113.7/32) unless the cloud is private",
+                                    "warning"))
+    if block.get("floating_ip", True) not in (True, False):
+        problems.append(Problem("provision.floating_ip", f"{block.get('floating_ip')!r} is not true or false",
+                                "write true or false"))
+    if block.get("floating_ip", True) is True and not str(block.get("external_network") or "").strip():
+        problems.append(Problem("provision.external_network",
+                                "no external network: no router and no floating IP, so the nodes are reached only "
+                                "if the node subnet is routed to you",
+                                "name the cloud's external network (e.g. public) to reach the control plane at a "
+                                "floating IP and the other nodes through it", "warning"))
     return problems
 
 

@@ -98,6 +98,7 @@ class InputField:
     choices: list[tuple[str, str]] = field(default_factory=list)  # (value, label)
     help: str = ""
     required: bool = True
+    when: tuple[str, Any] | None = None  # (other field, value): shown only while that field has that value
 
 
 class _Slots:

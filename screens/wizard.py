@@ -58,6 +58,10 @@ def field_widget_id(field: str) -> str | None:
     """The widget that holds a validated field (`pod_cidr` -> `f-pod_cidr`; a node -> the editor)."""
     if field.startswith("nodes"):
         return "f-nodes"
+    if field == "provision":
+        return "f-provision_mode"
+    if field.startswith("provision."):  # the plan's provision block <- the Machines step's prov_* inputs
+        return f"f-prov_{field.split('.', 1)[1]}"
     return f"f-{field}"
 
 
@@ -94,6 +98,7 @@ class WizardScreen(LabScreen):
         self._busy_since: float | None = None
         self._busy_what = ""
         self._rechecking = False
+        self._conditional: list[tuple[tuple[str, Any], list]] = []  # ((field, value), its widgets)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -308,7 +313,8 @@ class WizardScreen(LabScreen):
         self.call_later(self._rebuild_form, step)
         has_inputs = bool(self._fields(step))
         self.query_one("#step-run", Button).label = (
-            "Save the plan" if isinstance(step, ReviewStep) else "Save & continue" if has_inputs else "Do it for me")
+            "Save the plan" if isinstance(step, ReviewStep) else "Continue" if self._skip_reason(step)
+            else "Save & continue" if has_inputs else "Do it for me")
         self._select_current()
         if isinstance(step, ReviewStep):
             self._show_review()
@@ -355,7 +361,16 @@ class WizardScreen(LabScreen):
                 return
 
     def _fields(self, step: Step) -> list[InputField]:
+        if self._skip_reason(step):
+            return []
         return list(step.fields)
+
+    def _skip_reason(self, step: Step) -> str | None:
+        """An input step that does not apply to this lab (e.g. Machines without a cloud) says why."""
+        skip = getattr(step, "skip_reason", None)
+        if skip is None or self.lab is None:
+            return None
+        return skip(self.lab.ctx)
 
     def _inputs(self) -> dict[str, Any]:
         return dict(self.lab.record.inputs) if self.lab else {}
@@ -366,8 +381,14 @@ class WizardScreen(LabScreen):
         values = step.defaults(ctx) if (ctx is not None and hasattr(step, "defaults")) else {}
         inputs = self._inputs()
         fields = self._fields(step)
+        self._conditional = []
+        reason = self._skip_reason(step)
+        if reason:
+            return [Static(Text(f"– does not apply: {reason}. Continue goes on to the next step.", style="dim"),
+                           classes="field-note")]
         has_editor = any(f.kind == "nodes" for f in fields)
         for field in fields:
+            first = len(widgets)
             if field.kind == "path" and has_editor:
                 continue  # the inventory path lives inside the nodes editor
             value = inputs.get(field.name, values.get(field.name, field.default))
@@ -404,7 +425,20 @@ class WizardScreen(LabScreen):
                 widgets.append(Static(self._path_note(text), id=f"note-{field.name}", classes="field-note"))
             else:
                 widgets.append(Input(value="" if value is None else str(value), id=wid))
+            if field.when is not None:
+                self._conditional.append((field.when, widgets[first:]))
+        current = {f.name: inputs.get(f.name, values.get(f.name, f.default)) for f in fields}
+        self._apply_conditions(current)
         return widgets
+
+    def _apply_conditions(self, current: dict[str, Any]) -> None:
+        """Fields shown only while another field has a value (the provision fields while 'labtui
+        creates them' is chosen)."""
+        for (name, wanted), ws in self._conditional:
+            if name not in current:
+                continue
+            for w in ws:
+                w.display = current.get(name) == wanted
 
     @staticmethod
     def _path_note(text: str) -> Text:
@@ -452,7 +486,10 @@ class WizardScreen(LabScreen):
     @on(NodesEditor.Changed)
     def _draft_changed(self, event) -> None:
         if isinstance(event, Select.Changed) and event.select.id == "f-encapsulation":
-            self.query_one("#encap-why", Static).update(self._encapsulation_text(event.value))
+            for why in self.query("#encap-why"):  # none when the form was rebuilt since (another step shown)
+                why.update(self._encapsulation_text(event.value))
+        if isinstance(event, Select.Changed) and self._conditional and event.select.id:
+            self._apply_conditions({event.select.id[2:]: event.value})
         if isinstance(event, Input.Changed) and event.input.has_class("path") and event.input.id:
             notes = self.query(f"#note-{event.input.id[2:]}")
             if notes:
@@ -580,6 +617,12 @@ class WizardScreen(LabScreen):
     def _advance(self) -> None:
         wizard, step = self.current
         idx = wizard.index(step.id)
+        while idx + 1 < len(wizard.steps) and self._skip_reason(wizard.steps[idx + 1]):
+            # an input step that does not apply (Machines without a cloud): recorded as skipped, with its reason
+            skipped = wizard.steps[idx + 1]
+            outcome = self.lab.runner(wizard).run_step(skipped)
+            self.notify(f"skipped: {skipped.title}" + (f"\n{outcome.detail}" if outcome.detail else ""))
+            idx += 1
         if idx + 1 < len(wizard.steps):
             nxt = wizard.steps[idx + 1]
             self.app.store.update_session(self.lab.name, wizard=wizard.id, step=nxt.id)
@@ -651,6 +694,17 @@ class WizardScreen(LabScreen):
         data = review._data(ctx)
         text = Text()
         text.append(f"Lab {data.get('name')}   cloud: {data.get('cloud') or 'none (adopt machines)'}\n", style="bold")
+        if data.get("cloud"):
+            prov = data.get("provision")
+            if isinstance(prov, dict):
+                picked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in prov.items()
+                                   if k not in ("floating_ip", "public_key_file") and v)
+                way_in = ("floating IP on the control plane, the others through it" if prov.get("floating_ip", True)
+                          and prov.get("external_network") else "no floating IP")
+                text.append(f"Machines: labtui creates them ({picked or 'everything chosen from the cloud'}; "
+                            f"{way_in})\n")
+            else:
+                text.append("Machines: adopted (they exist already)\n")
         for n in data.get("nodes") or []:
             text.append(f"  {n.get('name', '')} {n.get('address', '')} ({n.get('role', 'worker')}, "
                         f"{n.get('user', 'ubuntu')})\n")

@@ -9,6 +9,7 @@ from labtui.errors import LabError
 from labtui.inventory import load_inventory
 from labtui.model import (
     CALICO_VERSIONS,
+    PROVISION_LABELS,
     DEFAULT_CALICO,
     DEFAULT_KUBERNETES,
     ENCAPSULATION_CHOICES,
@@ -21,6 +22,7 @@ from labtui.model import (
     guess_subnet,
     network_problems,
     node_problems,
+    provision_problems,
 )
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
@@ -139,6 +141,139 @@ class LabStep(InputStep):
         return []
 
 
+CREATE = "create"
+ADOPT = "adopt"
+PROVISION_INPUTS = {k: f"prov_{k}" for k in PROVISION_LABELS}  # the plan's provision field -> the wizard's input
+DEFAULT_PUBLIC_KEY = "~/.ssh/id_ed25519.pub"
+
+
+def lab_cloud(ctx: StepContext) -> str:
+    """The cloud the plan wizard has (its input, else the saved plan's)."""
+    if "cloud" in ctx.inputs:
+        return str(ctx.inputs.get("cloud") or "")
+    return str((ctx.session.plan or {}).get("cloud") or "")
+
+
+def provision_block(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan's `provision` block from the Machines step's inputs (None: adopt existing machines).
+    An empty input is left out: the Provision stage picks (best image, smallest flavor kubeadm
+    accepts, a new network, your own address for SSH)."""
+    if not inputs.get("cloud") or inputs.get("provision_mode") != CREATE:
+        return None
+    block: dict[str, Any] = {}
+    for key, name in PROVISION_INPUTS.items():
+        value = inputs.get(name)
+        if key == "floating_ip":
+            block[key] = value is not False
+            continue
+        text = str(value).strip() if value is not None else ""
+        if text:
+            block[key] = text
+    block.setdefault("public_key_file", DEFAULT_PUBLIC_KEY)
+    return block
+
+
+class MachinesStep(InputStep):
+    id = "machines"
+    title = "Create or adopt"
+    why = (
+        "Your nodes are virtual machines. labtui can create them in your OpenStack project (a network,\n"
+        "a security group with the rules Kubernetes and Calico need, your public key, one server per\n"
+        "node and a floating IP to reach them), or adopt machines you have already. Leave a field\n"
+        "empty and labtui picks it from what the cloud offers when it provisions."
+    )
+    expect = ("'labtui creates them' and the fields you want to fix; empty ones are chosen later from what the "
+              "cloud offers (nothing is sent to the cloud yet).")
+    by_hand = ("openstack image list; openstack flavor list; openstack network list --external   "
+               "# what the fields can name")
+    glossary = ("floating IP", "jump host", "security group")
+    keys = ("provision_mode",)
+    fields = [
+        InputField("provision_mode", "Machines", kind="choice", default=CREATE,
+                   choices=[(CREATE, "labtui creates them on the cloud"), (ADOPT, "I have machines already")]),
+        InputField("prov_image", "Image", required=False, when=("provision_mode", CREATE),
+                   help="empty: best Ubuntu 24.04/22.04, Debian 12"),
+        InputField("prov_login_user", "Login user", required=False, when=("provision_mode", CREATE),
+                   help="empty: from the image"),
+        InputField("prov_flavor_control_plane", "Flavor (control plane)", required=False,
+                   when=("provision_mode", CREATE), help="empty: smallest 2 vCPU/2 GB"),
+        InputField("prov_flavor_worker", "Flavor (workers)", required=False, when=("provision_mode", CREATE),
+                   help="empty: smallest 1 vCPU/1 GB"),
+        InputField("prov_network", "Network", required=False, when=("provision_mode", CREATE),
+                   help="empty: labtui creates one"),
+        InputField("prov_external_network", "External network", required=False, when=("provision_mode", CREATE),
+                   help="router + floating IP, e.g. public"),
+        InputField("prov_floating_ip", "Floating IP", kind="bool", default=True, required=False,
+                   when=("provision_mode", CREATE), help="on the control plane; the way in"),
+        InputField("prov_ssh_cidr", "SSH source", required=False, when=("provision_mode", CREATE),
+                   help="empty: your own address"),
+        InputField("prov_keypair", "Keypair", required=False, when=("provision_mode", CREATE),
+                   help="empty: import the public key file"),
+        InputField("prov_public_key_file", "Public key file", kind="path", default=DEFAULT_PUBLIC_KEY,
+                   required=False, when=("provision_mode", CREATE)),
+        InputField("prov_availability_zone", "Availability zone", required=False, when=("provision_mode", CREATE),
+                   help="empty: the cloud's default"),
+    ]
+
+    def skip_reason(self, ctx: StepContext) -> str | None:
+        if not lab_cloud(ctx):
+            return "no cloud: the lab adopts machines you already have"
+        return None
+
+    def defaults(self, ctx: StepContext) -> dict[str, Any]:
+        """The saved plan's provision block when the plan came from a file (`labtui up --plan`)."""
+        out = super().defaults(ctx)
+        if "provision_mode" in ctx.inputs:
+            return out
+        saved = ctx.session.plan or {}
+        block = ctx.inputs.get("provision", saved.get("provision")) if ("provision" in ctx.inputs or saved) else {}
+        if saved or "provision" in ctx.inputs:
+            out["provision_mode"] = CREATE if isinstance(block, dict) else ADOPT
+        for key, name in PROVISION_INPUTS.items():
+            if isinstance(block, dict) and block.get(key) is not None:
+                out[name] = block[key]
+        return out
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        reason = self.skip_reason(ctx)
+        if reason:
+            return CheckResult(False, reason, skip=True)
+        saved = ctx.session.plan or {}
+        if "provision_mode" not in ctx.inputs:
+            if saved and "provision" in saved:
+                return CheckResult(True, "from the saved plan")
+            return CheckResult(False, "waiting for input")
+        values = {f.name: ctx.inputs.get(f.name, f.default) for f in self.fields}
+        errors = [p for p in self.validate(ctx, values) if p.severity == "error"]
+        if errors:
+            return CheckResult(False, "; ".join(f"{p.label}: {p.message}" for p in errors))
+        if values.get("provision_mode") == CREATE:
+            return CheckResult(True, "saved: labtui creates the machines (the Provision stage)")
+        return CheckResult(True, "saved: the lab adopts machines you have")
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        import os
+
+        mode = values.get("provision_mode")
+        if mode not in (CREATE, ADOPT):
+            return [Problem("provision", f"{mode!r} is not a choice", "choose 'labtui creates them' or 'I have "
+                                                                     "machines already'")]
+        block = provision_block({"cloud": lab_cloud(ctx) or "?", **values})
+        if block is None:
+            return []
+        problems = provision_problems(block)
+        key = os.path.expanduser(str(block.get("public_key_file") or ""))
+        if not block.get("keypair"):
+            if not os.path.isfile(key):
+                problems.append(Problem("provision.public_key_file", f"{key} does not exist",
+                                        "give your public key (.pub; create one with ssh-keygen -t ed25519), or "
+                                        "name an existing keypair of the cloud"))
+            elif not key.endswith(".pub"):
+                problems.append(Problem("provision.public_key_file", f"{key} is not a .pub file",
+                                        "give the public half of your key: labtui never uploads a private key"))
+        return problems
+
+
 class NodesStep(InputStep):
     id = "nodes"
     title = "Nodes"
@@ -246,6 +381,8 @@ class ReviewStep(Step):
         data = {k: ctx.inputs[k] if k in ctx.inputs else saved[k] for k in keys if k in ctx.inputs or k in saved}
         data["name"] = ctx.session.name
         data["cloud"] = data.get("cloud") or None
+        if "provision_mode" in ctx.inputs:  # the Machines step's inputs win over a plan file's block
+            data["provision"] = provision_block({**ctx.inputs, "cloud": data["cloud"]})
         return data
 
     expect = "The whole plan on one page with no ✗; a warning (!) says what it will cost you and offers a way out."
@@ -275,7 +412,11 @@ class ReviewStep(Step):
             current = Plan.parse(self._data(ctx)).model_dump(mode="json")
         except LabError as exc:
             return CheckResult(False, exc.render())
-        if current != ctx.session.plan:
+        try:  # the saved plan as this labtui writes it (an older one lacks newer fields' defaults)
+            saved = Plan.model_validate(ctx.session.plan).model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - a saved plan this labtui cannot read is simply not the current one
+            saved = ctx.session.plan
+        if current != saved:
             return CheckResult(False, "the inputs changed since the plan was saved")
         return CheckResult(True, "plan saved")
 
@@ -300,4 +441,5 @@ class ReviewStep(Step):
 
 
 def build() -> Wizard:
-    return Wizard("plan", "Plan", [LabStep(), NodesStep(), NetworksStep(), VersionsStep(), ReviewStep()])
+    return Wizard("plan", "Plan", [LabStep(), MachinesStep(), NodesStep(), NetworksStep(), VersionsStep(),
+                                   ReviewStep()])

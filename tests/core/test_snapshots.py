@@ -56,6 +56,7 @@ def test_wizard_versions_step_snapshot(lab_home, snap_compare, monkeypatch, size
     rec = store.get_session("incident")
     for step in ("lab", "nodes", "networks"):
         store.record_step(rec.id, "plan", step, "done", "saved")
+    store.record_step(rec.id, "plan", "machines", "skipped", "no cloud: the lab adopts machines you already have")
 
     async def open_versions(pilot) -> None:
         await no_blink(pilot)

@@ -143,6 +143,7 @@ def test_resume_lands_on_first_open_step_and_rechecks(store, incident_plan_data)
         runner = lab.runner(wizard)
         store.save_inputs("r", {"cloud": "", "nodes": incident_plan_data["nodes"]})
         assert runner.run_step(wizard.step("lab")).state == StepState.DONE
+        assert runner.run_step(wizard.step("machines")).state == StepState.SKIPPED  # no cloud: does not apply
         assert runner.run_step(wizard.step("nodes")).state == StepState.DONE
     # a new process would do exactly this
     with LabSession(store, "r") as lab:
