@@ -144,7 +144,7 @@ class SSHConnections:
         if cached is not None and cached[0] == spec and cached[1] == mtime:
             return cached[2]
         ep = self._resolve_alias(
-            spec.address, label=spec.name, user=spec.user, user_is_default=spec.user == "ubuntu",
+            spec.ssh_host or spec.address, label=spec.name, user=spec.user, user_is_default=spec.user == "ubuntu",
             port=spec.port, key_file=spec.key_file, proxy_jump=spec.proxy_jump, depth=0,
         )
         self._resolved[node] = (spec, mtime, ep)
@@ -193,7 +193,7 @@ class SSHConnections:
         user, host, port = parse_hop(text)
         if host in self.nodes:  # a node of the plan used as a jump host
             spec = self.nodes[host]
-            ep = self._resolve_alias(spec.address, label=spec.name, user=user or spec.user, user_is_default=user is None and spec.user == "ubuntu",
+            ep = self._resolve_alias(spec.ssh_host or spec.address, label=spec.name, user=user or spec.user, user_is_default=user is None and spec.user == "ubuntu",
                                      port=port or spec.port, key_file=spec.key_file, proxy_jump=spec.proxy_jump, depth=depth + 1)
         else:
             ep = self._resolve_alias(host, label=text.strip(), user=user, user_is_default=user is None, port=port,

@@ -604,7 +604,8 @@ class MachinesStep(_ActionsStep):
         "cloud-init user-data that prepares it for kubeadm (swap off, overlay and br_netfilter, the\n"
         "sysctls, containerd and the kubeadm packages) and prints its SSH host keys on the console.\n"
         "All servers build in parallel; a server that ends in ERROR is shown with its fault and the\n"
-        "next run recreates only it. A floating IP goes on the control plane with an external network."
+        "next run recreates only it. With an external network a floating IP goes on the control plane:\n"
+        "it is the way in (SSH to the control plane at that address, to the other nodes through it)."
     )
     hint = "run the step again: labtui deletes the failed server and creates only it"
 
@@ -620,6 +621,7 @@ class MachinesStep(_ActionsStep):
         if bad:
             return CheckResult(False, "; ".join(f"{k}: {v.get('status')}" + (f" ({v['fault']})" if v.get("fault") else "")
                                                 for k, v in bad.items()))
+        _write_nodes(ctx, choices(ctx))  # the plan's nodes follow the servers (a run killed before it wrote them)
         return CheckResult(True, f"{len(states)} servers ACTIVE", {"servers": {k: {"id": v["id"], "status": v["status"]}
                                                                           for k, v in states.items()}})
 
@@ -684,24 +686,74 @@ def wait_for_servers(ctx: StepContext) -> dict[str, dict[str, Any]]:
     return states
 
 
+def control_plane_floating_ip(ctx: StepContext) -> str | None:
+    """The floating IP on the control plane's port (None: the plan has none, or it is not there yet)."""
+    from labtui.adapters import provision as p
+    from labtui.changes.cloud import resolve
+
+    if not choices(ctx)["floating_ip"]:
+        return None
+    cp = next((x for x in _nodes(ctx) if str(x.get("role")) == "control-plane"), None)
+    if cp is None:
+        return None
+    c = _conn(ctx)
+    lab, tag = ctx.session.name, lab_tag_of(ctx)
+    try:
+        port_id = resolve(ctx, "port", lab_names(ctx).port(cp["name"]), lab, tag)
+    except LabError:
+        return None
+    return next((o.get("address") for o in p.find(c, "floating-ip", tag=tag) if o.get("port_id") == port_id), None)
+
+
 def _write_nodes(ctx: StepContext, ch: dict[str, Any]) -> None:
-    """The login user (and the key file that goes with an imported key) into the plan's nodes."""
+    """The login user (and the key file that goes with an imported key) into the plan's nodes, and
+    the way in: with a floating IP on the control plane, SSH goes to that address for the control
+    plane (`ssh_host`; its `address` stays the fixed IP Kubernetes uses) and through it
+    (`proxy_jump: <login user>@<floating IP>`) for the other nodes, whose subnet is not reachable
+    from here. A ProxyJump the user set is kept. The wizard's node inputs get the same values, so
+    the saved plan and the Plan stage's inputs agree."""
     ctx.reload()
     plan = dict(ctx.session.plan or {})
-    changed = False
-    nodes = []
+    fip = control_plane_floating_ip(ctx)
+    facts = ctx.store.facts(ctx.session.id, SCOPE).get(SCOPE, {})
+    ours = (facts.get("way_in") or {}).get("proxy_jump")  # the ProxyJump labtui wrote before (may be replaced)
+    jump = f"{ch['login_user']}@{fip}" if fip else None
+    updates: dict[str, dict[str, Any]] = {}
     for node in plan.get("nodes") or []:
-        node = dict(node)
+        new: dict[str, Any] = {}
         if node.get("user") != ch["login_user"]:
-            node["user"], changed = ch["login_user"], True
+            new["user"] = ch["login_user"]
         private = ch["keypair"].get("private")
         if private and not node.get("key_file") and Path(private).exists():
-            node["key_file"], changed = private, True
-        nodes.append(node)
-    if changed:
-        plan["nodes"] = nodes
-        ctx.store.update_session(ctx.session.name, plan=plan)
-        ctx.reload()
+            new["key_file"] = private
+        if fip:
+            if str(node.get("role")) == "control-plane":
+                if node.get("ssh_host") != fip:
+                    new["ssh_host"] = fip
+            elif node.get("proxy_jump") in (None, "", ours) and node.get("proxy_jump") != jump:
+                new["proxy_jump"] = jump
+        if new:
+            updates[node["name"]] = new
+    if fip:
+        ctx.store.put_facts(ctx.session.id, SCOPE, {"way_in": {"floating_ip": fip, "proxy_jump": jump}})
+    if not updates:
+        return
+    plan["nodes"] = [dict(n, **updates.get(n["name"], {})) for n in plan.get("nodes") or []]
+    ctx.store.update_session(ctx.session.name, plan=plan)
+    inputs = ctx.session.inputs
+    values: dict[str, Any] = {}
+    if isinstance(inputs.get("nodes"), list):
+        values["nodes"] = [dict(n, **updates.get(n.get("name"), {})) for n in inputs["nodes"]]
+    if fip and not inputs.get("api_floating_ip"):
+        values["api_floating_ip"] = fip  # the API certificate is valid for the floating IP too (kubeadm SAN)
+    if values:
+        ctx.store.save_inputs(ctx.session.name, values)
+    ctx.reload()
+    if fip and any("ssh_host" in u or "proxy_jump" in u for u in updates.values()):
+        others = [n for n, u in updates.items() if "proxy_jump" in u]
+        ctx.info(f"the way in: SSH reaches the control plane at its floating IP {fip}"
+                 + (f" and {', '.join(others)} through it (ProxyJump {jump})" if others else ""),
+                 data={"floating_ip": fip, "proxy_jump": jump})
 
 
 class HostKeysStep(ProvisionStep):
@@ -751,8 +803,10 @@ class HostKeysStep(ProvisionStep):
 
 
 def _host_key_name(node: dict[str, Any]) -> str:
+    """The name SSH looks the node's key up under: where it connects (a floating IP, else the address)."""
     port = int(node.get("port") or 22)
-    return node["address"] if port == 22 else f"[{node['address']}]:{port}"
+    host = node.get("ssh_host") or node["address"]
+    return host if port == 22 else f"[{host}]:{port}"
 
 
 def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
@@ -764,7 +818,9 @@ def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
     c = _conn(ctx)
     n = lab_names(ctx)
     servers = {o["name"]: o for o in p.find(c, "server", tag=lab_tag_of(ctx))}
-    nodes = action.data["nodes"]
+    roles = {x["name"]: str(x.get("role")) for x in _nodes(ctx)}
+    # the control plane first: the others may be reached through it (ProxyJump), and its key must be pinned by then
+    nodes = sorted(action.data["nodes"], key=lambda x: roles.get(x) != "control-plane")
     missing = [x for x in nodes if n.server(x) not in servers]
     if missing:
         raise LabError(f"cloud {c.name}: the servers of {', '.join(missing)} do not exist",

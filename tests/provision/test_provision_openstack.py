@@ -80,6 +80,24 @@ def test_provision_from_an_empty_project_second_run_and_teardown(make_lab, labtu
     # the plan's nodes: login user from the image metadata
     plan = store.get_session(lab).plan
     assert {n["user"] for n in plan["nodes"]} == {"ubuntu"}
+    # the way in: the node subnet is not reachable from here, so SSH goes to the control plane's floating IP
+    # (its address stays the fixed IP Kubernetes uses) and to the other nodes through it
+    fip = fips[0].floating_ip_address
+    by_name = {n["name"]: n for n in plan["nodes"]}
+    assert by_name["cp1"]["ssh_host"] == fip and by_name["cp1"]["address"] == "10.60.0.10"
+    assert not by_name["cp1"].get("proxy_jump")
+    for w in ("w1", "w2", "w3"):
+        assert by_name[w]["proxy_jump"] == f"ubuntu@{fip}" and not by_name[w].get("ssh_host")
+    rec = store.get_session(lab)
+    assert rec.inputs.get("api_floating_ip") == fip  # kubeadm's API certificate gets it as a SAN
+    from labtui.adapters.ssh import session_ssh
+    from labtui.session import LabSession
+
+    with LabSession(store, lab) as s:
+        ssh = session_ssh(s.ctx)
+        assert (ssh.resolve("cp1").host, ssh.resolve("cp1").user) == (fip, "ubuntu")
+        w1 = ssh.resolve("w1")
+        assert w1.host == "10.60.0.11" and [(j.host, j.user) for j in w1.jump] == [(fip, "ubuntu")]
     # the cloud check finds nothing missing (the same requirements engine)
     code, out, err = labtui("cloud", "check", lab, "--json")
     report = json.loads(out)
