@@ -217,6 +217,12 @@ def _quiet_sdk_logging() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def load_sdk() -> None:
+    """Import openstacksdk now (about 0.4 s of CPU in a fresh process), so a caller can order it
+    before other work."""
+    import openstack  # noqa: F401
+
+
 def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Event], None] | None = None,
             check_network: bool = True) -> CloudConnection:
     """Authenticate to the cloud `name` and make sure it has a network service."""

@@ -93,6 +93,12 @@ def _cloud_reader(ctx: StepContext, nodes: list[Any]) -> Callable[[list[Any]], A
 
         return discover_by_address(cloud_service(ctx, name), which)
 
+    def prepare() -> None:  # gather imports the cloud's SDK first (see labtui.doctor.gather)
+        from labtui.adapters.openstack import load_sdk
+
+        load_sdk()
+
+    read.prepare = prepare  # type: ignore[attr-defined]
     return read
 
 
