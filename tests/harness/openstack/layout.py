@@ -164,6 +164,26 @@ def _find_or_create(finder, creator, name: str, **attrs: Any) -> Any:
     return obj if obj is not None else creator(name=name, **attrs)
 
 
+def _roomy_quotas(conn: Any) -> None:
+    """The layouts of the test suite (incident, doctor, scenarios, benches) live side by side in the
+    admin project, each reused by name: Nova's default of 10 instances is exactly what they use
+    together, so one more server (a bench, a second layout) would fail with "Quota exceeded". The
+    fake virt driver costs nothing per instance: give the project room (once per project)."""
+    project_id = conn.current_project_id
+    if project_id in _ROOMY:
+        return
+    try:
+        q = conn.compute.get_quota_set(project_id)
+        if (q.instances or 0) != -1 and (q.instances or 0) < 40:
+            conn.compute.update_quota_set(project_id, instances=40, cores=80, ram=80 * 1024)
+        _ROOMY.add(project_id)
+    except Exception:  # noqa: BLE001 - a member cannot raise its own quota: keep the defaults
+        _ROOMY.add(project_id)
+
+
+_ROOMY: set[str] = set()
+
+
 def build_incident_layout(
     conn: Any,
     *,
@@ -185,6 +205,7 @@ def build_incident_layout(
     shared provider network, where Neutron's policy forbids them some port updates).
     `nodes` entries are (server name, fixed IP inside subnet_cidr or None for any, role).
     """
+    _roomy_quotas(conn)
     net_owner = network_conn or conn
     net_name = f"{name}-net"
     network = net_owner.network.find_network(net_name, ignore_missing=True)
