@@ -157,7 +157,8 @@ class CalicoScreen(LabScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def load(self, refresh_kubeconfig: bool = False) -> None:
         from labtui.stages.calico import remember_state
-        from labtui.adapters.kube import kube_for, read_cluster
+        from labtui.adapters.calico import read_cluster
+        from labtui.adapters.kube import kube_for
 
         try:
             kc = kube_for(self.lab.ctx, refresh=refresh_kubeconfig)
@@ -277,7 +278,9 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def plan_change(self, pool: str, enc: Encapsulation) -> None:
-        from labtui.adapters.kube import control_plane_shell, kube_for, plan_change
+        from labtui.adapters.calico import plan_change
+        from labtui.adapters.kube import kube_for
+        from labtui.adapters.kubeconfig import control_plane_shell
 
         try:
             kc = kube_for(self.lab.ctx)

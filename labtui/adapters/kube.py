@@ -1,193 +1,50 @@
-"""The Kubernetes adapter: kubeconfig, a client with timeouts and clear errors, Calico read and change.
+"""The Kubernetes adapter: a client with timeouts and clear errors over one cluster's API.
 
 The `kubernetes` package is imported lazily (inside functions), so importing this module is cheap.
-
-Kubeconfig
-    From a file the user names (`--kubeconfig FILE`, kept where it is), or fetched once over SSH
-    from the control plane (`sudo cat /etc/kubernetes/admin.conf`) into `admin.conf` (0600) in the
-    session directory. Never in the database, the event log or stdout.
+Where the kubeconfig comes from (a user's file, or admin.conf fetched over SSH) and the way to the
+control plane are labtui.adapters.kubeconfig's; Calico's reads and changes over this client are
+labtui.adapters.calico's.
 
 Reaching the API
     If the kubeconfig's server cannot be reached directly (a private OpenStack address), the
     client goes through an SSH local port forward via the control-plane node to the same
     host:port, and keeps the TLS server name of the original address, so the API server's
     certificate is still verified against it. The forward comes from a `Forwarder` callable:
-    `ssh_forwarder(ctx)` builds one from labtui.adapters.ssh; tests pass their own.
+    `labtui.adapters.kubeconfig.ssh_forwarder(ctx)` builds one from labtui.adapters.ssh; tests
+    pass their own.
 
 Errors
     401 -> credentials expired or invalid; 403 -> RBAC forbids this verb on this resource;
     connect/read timeouts and refused connections -> the API is unreachable; TLS failures ->
     certificate mismatch. Each is a `LabError` naming the API server and what to do.
 
-Calico
-    `read_cluster(kc)` reads install mode, API flavour, backend, BGP, Typha, version, pools, nodes
-    and calico-node pods (in parallel) into `labtui.net.calico.ClusterState`.
-    `plan_change(...)` picks the supported way (Installation JSON patch / v3 / calicoctl / v1 CRD);
-    `apply_change(...)` runs it (one request setting ipipMode and vxlanMode together) and, for the
-    operator, waits until the pool shows the new mode. The Action and its record are the change
-    catalogue's (labtui.changes.calico); this adapter only talks to the API.
+`kube_for(ctx)` is the session's client (cached in ctx.adapters.kube).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import datetime as _dt
 import json
 import socket
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import yaml
-
-from labtui import events as ev
-from labtui.net.calico import (
-    OPERATOR_API,
-    V1,
-    V3,
-    ClusterState,
-    IPPoolInfo,
-    ModeChange,
-    attach_pods,
-    detect_install,
-    parse_node,
-    parse_pod,
-    parse_pool,
-    plan_mode_change,
+from labtui.adapters.kubeconfig import (
+    Forwarder,
+    client_cert_expiry,
+    kubeconfig_info,
+    load_kubeconfig,
+    resolve_kubeconfig,
+    ssh_forwarder,
 )
 from labtui.errors import LabError
-from labtui.events import Event, null_emit
-from labtui.paths import session_dir, write_private
+from labtui.paths import session_dir
 
-ADMIN_CONF = "admin.conf"
 DEFAULT_TIMEOUT = (5.0, 20.0)  # (connect, read) seconds for every API request
 REACH_TIMEOUT = 3.0
-
-Forwarder = Callable[[str, int], "tuple[int, Callable[[], None]]"]
-"""forwarder(remote_host, remote_port) -> (local_port, close): an SSH local port forward."""
-
-
-class Shell(Protocol):
-    """A command runner on the control-plane node (labtui.adapters.ssh in real use, a simulation in tests).
-
-    `run` must not stream stdout into the event log when `quiet` is set (admin.conf is a secret)."""
-
-    node: str
-
-    def run(self, command: str, *, timeout: float = 30.0, quiet: bool = False) -> tuple[int, str, str]: ...
-
-
-# --------------------------------------------------------------------------- kubeconfig
-
-
-def session_kubeconfig(name: str, home: Path | None = None) -> Path:
-    return session_dir(name, home) / ADMIN_CONF
-
-
-def load_kubeconfig(path: str | Path) -> dict[str, Any]:
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise LabError(f"cannot read the kubeconfig {p}: {exc.strerror or exc}",
-                       "check the path (on the control plane it is /etc/kubernetes/admin.conf)", code="kubeconfig") from exc
-    return parse_kubeconfig(text, str(p))
-
-
-def parse_kubeconfig(text: str, source: str = "kubeconfig") -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise LabError(f"{source} is not valid YAML", "fetch a fresh copy of the kubeconfig", code="kubeconfig") from exc
-    if not isinstance(data, dict) or not data.get("clusters") or not data.get("users"):
-        raise LabError(f"{source} is not a kubeconfig (no clusters or users)",
-                       "point at a kubeconfig such as the control plane's /etc/kubernetes/admin.conf", code="kubeconfig")
-    return data
-
-
-def _named(items: list[dict[str, Any]] | None, name: str | None, key: str) -> dict[str, Any]:
-    for item in items or []:
-        if item.get("name") == name:
-            return item.get(key) or {}
-    return {}
-
-
-@dataclass
-class KubeconfigInfo:
-    path: Path
-    context: str | None
-    server: str
-    user: str | None
-    cluster: str | None
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.server)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.hostname or "", port
-
-
-def kubeconfig_info(path: str | Path, context: str | None = None) -> KubeconfigInfo:
-    data = load_kubeconfig(path)
-    ctx_name = context or data.get("current-context")
-    if context and not any(c.get("name") == context for c in data.get("contexts") or []):
-        names = ", ".join(c.get("name", "?") for c in data.get("contexts") or [])
-        raise LabError(f"the kubeconfig {path} has no context {context!r} (contexts: {names})",
-                       "pass one of its contexts with --context", code="kubeconfig")
-    ctx = _named(data.get("contexts"), ctx_name, "context")
-    if not ctx and data.get("contexts"):
-        ctx = data["contexts"][0].get("context") or {}
-        ctx_name = data["contexts"][0].get("name")
-    cluster = _named(data.get("clusters"), ctx.get("cluster"), "cluster")
-    server = cluster.get("server")
-    if not server:
-        raise LabError(f"the kubeconfig {path} names no API server for context {ctx_name!r}",
-                       "fetch a fresh admin.conf from the control plane", code="kubeconfig")
-    return KubeconfigInfo(Path(path), ctx_name, server, ctx.get("user"), ctx.get("cluster"))
-
-
-def client_cert_expiry(path: str | Path, context: str | None = None) -> _dt.datetime | None:
-    """notAfter of the client certificate in the kubeconfig (None when it uses a token)."""
-    try:
-        data = load_kubeconfig(path)
-        info = kubeconfig_info(path, context)
-        user = _named(data.get("users"), info.user, "user")
-        pem = None
-        if user.get("client-certificate-data"):
-            pem = base64.b64decode(user["client-certificate-data"])
-        elif user.get("client-certificate"):
-            pem = Path(user["client-certificate"]).expanduser().read_bytes()
-        if not pem:
-            return None
-        from cryptography import x509
-
-        cert = x509.load_pem_x509_certificate(pem)
-        return cert.not_valid_after_utc
-    except Exception:  # noqa: BLE001 - only used to sharpen an error message
-        return None
-
-
-def fetch_admin_conf(shell: Shell, dest: Path, emit: Callable[[Event], None] = null_emit) -> Path:
-    """`sudo cat /etc/kubernetes/admin.conf` on the control plane into dest (0600). The content never
-    reaches the event log: the command runs quiet and only its outcome is reported."""
-    command = "sudo -n cat /etc/kubernetes/admin.conf"
-    emit(Event(ev.ACTION_START, f"$ ssh {shell.node} '{command}'  (output kept in {dest}, not shown)", node=shell.node))
-    rc, out, err = shell.run(command, timeout=30.0, quiet=True)
-    if rc != 0:
-        detail = (err or "").strip().splitlines()[-1:] or [f"exit code {rc}"]
-        hint = "kubeadm init has not run there yet?" if "No such file" in (err or "") else (
-            "the SSH user needs passwordless sudo to read it" if "password" in (err or "").lower() else
-            "look at the command log")
-        raise LabError(f"{shell.node}: cannot read /etc/kubernetes/admin.conf: {detail[0]}", hint, code="kubeconfig")
-    parse_kubeconfig(out, f"{shell.node}:/etc/kubernetes/admin.conf")
-    write_private(dest, out)
-    emit(Event(ev.ACTION_DONE, f"saved the cluster's admin kubeconfig to {dest} (0600)", node=shell.node))
-    return dest
 
 
 # --------------------------------------------------------------------------- errors
@@ -485,256 +342,7 @@ def _short(exc: BaseException) -> str:
     return text[:200]
 
 
-# --------------------------------------------------------------------------- Calico read
-
-
-def read_cluster(kc: KubeClient) -> ClusterState:
-    """Everything the Calico screen, CLI and doctor need, read in two parallel waves."""
-    started = time.monotonic()
-    kc.api()  # connect (or forward) once, before the threads
-    warnings: list[str] = []
-
-    def optional(fn: Callable[[], Any]) -> Callable[[], Any]:
-        def run() -> Any:
-            try:
-                return fn()
-            except LabError as exc:
-                if exc.code == "forbidden":
-                    warnings.append(exc.message)
-                    return None
-                raise
-        return run
-
-    wave1 = {
-        "version": kc.version,
-        "nodes": kc.list_nodes,
-        "daemonsets": optional(kc.list_daemonsets),
-        "installation": optional(lambda: kc.get_custom(*OPERATOR_API, "installations", "default")),
-        "operator": optional(lambda: kc.read_deployment("tigera-operator", "tigera-operator")),
-        "typha_ks": optional(lambda: kc.read_deployment("kube-system", "calico-typha")),
-        "typha_cs": optional(lambda: kc.read_deployment("calico-system", "calico-typha")),
-        "calico_config": optional(lambda: kc.read_configmap("kube-system", "calico-config")),
-        "v3": lambda: kc.served(*V3),
-        "v1": lambda: kc.served(*V1),
-        "pods_ks": optional(lambda: kc.list_pods("kube-system", "k8s-app=calico-node")),
-        "pods_cs": optional(lambda: kc.list_pods("calico-system", "k8s-app=calico-node")),
-    }
-    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="kube-read") as pool:
-        futures = {k: pool.submit(fn) for k, fn in wave1.items()}
-        r = {k: f.result() for k, f in futures.items()}
-    v3_served, v3_error = r["v3"]
-    v1_served, _ = r["v1"]
-    install = detect_install(
-        daemonsets=r["daemonsets"] or [],
-        installation=r["installation"],
-        operator_deployment=r["operator"],
-        typha_deployment=r["typha_cs"] or r["typha_ks"],
-        calico_config=r["calico_config"],
-        v3_served=v3_served,
-        v3_error=v3_error,
-        v1_crds=v1_served,
-    )
-    if v3_error:
-        warnings.append(f"projectcalico.org/v3 is registered but failing ({v3_error}): the Calico API server is down")
-    pools: list[IPPoolInfo] = []
-    if v3_served:
-        items = optional(lambda: kc.list_custom(*V3, "ippools"))()
-        pools = [parse_pool(o, "projectcalico.org/v3") for o in items or []]
-    elif v1_served:
-        items = optional(lambda: kc.list_custom(*V1, "ippools"))()
-        pools = [parse_pool(o, "crd.projectcalico.org/v1") for o in items or []]
-    pools.sort(key=lambda p: (p.version, p.name))
-    nodes = [parse_node(o) for o in r["nodes"]]
-    nodes.sort(key=lambda n: ("control-plane" not in n.roles, n.name))
-    pod_items = (r["pods_cs"] or []) if install.namespace == "calico-system" else (r["pods_ks"] or [])
-    pods = [parse_pod(o) for o in pod_items if ((o.get("metadata") or {}).get("labels") or {}).get("k8s-app") == "calico-node"]
-    attach_pods(nodes, pods)
-    if install.version is None:
-        install.version = next((v for v in (_image_version(p.image) for p in pods) if v), None)
-    version = r["version"] or {}
-    return ClusterState(
-        server=kc.server,
-        kubernetes_version=version.get("gitVersion"),
-        install=install,
-        pools=pools,
-        nodes=nodes,
-        warnings=warnings,
-        read_seconds=round(time.monotonic() - started, 3),
-    )
-
-
-def _image_version(image: str | None) -> str | None:
-    from labtui.net.calico import image_version
-
-    return image_version(image)
-
-
-def read_pool(kc: KubeClient, state: ClusterState, name: str) -> IPPoolInfo | None:
-    group, version = V3 if state.install.v3_served else V1
-    obj = kc.get_custom(group, version, "ippools", name)
-    return parse_pool(obj, f"{group}/{version}") if obj else None
-
-
-# --------------------------------------------------------------------------- Calico change
-
-
-def has_calicoctl(shell: Shell | None) -> tuple[bool, str | None]:
-    """(present, why it could not be checked) for calicoctl on the control plane."""
-    if shell is None:
-        return False, None
-    try:
-        rc, _out, _err = shell.run("command -v calicoctl", timeout=15.0)
-    except LabError as exc:
-        return False, f"could not check for calicoctl on {shell.node}: {exc.message}"
-    return rc == 0, None
-
-
-def plan_change(kc: KubeClient, state: ClusterState, pool: str, target: Any, *,
-                shell: Shell | None = None) -> ModeChange:
-    """The supported change for this cluster; probes calicoctl on the control plane only when the
-    operator and the v3 API are both out of the picture."""
-    calicoctl, why = False, None
-    if state.install.mode != "operator" and not state.install.v3_served:
-        calicoctl, why = has_calicoctl(shell)
-    change = plan_mode_change(state, pool, target, calicoctl=calicoctl)
-    if why:
-        change.notes.insert(0, why)
-    if change.method == "calicoctl" and shell is not None:
-        change.command = change.command.replace("CONTROL_PLANE", shell.node)
-        change.revert_command = change.revert_command.replace("CONTROL_PLANE", shell.node)
-    return change
-
-
-def apply_change(
-    kc: KubeClient,
-    state: ClusterState,
-    change: ModeChange,
-    *,
-    shell: Shell | None = None,
-    accept_warning: bool = False,
-    emit: Callable[[Event], None] = null_emit,
-    wait_timeout: float = 90.0,
-    poll: float = 1.0,
-    revert: bool = False,
-) -> IPPoolInfo:
-    """Send the one request (or calicoctl command) and wait until the pool shows the modes."""
-    if change.warning and not accept_warning:
-        raise LabError(f"not applied: {change.warning}",
-                       "accept the warning explicitly (UI: confirm the red dialog; headless: --accept-crd-warning)",
-                       code="needs-consent")
-    api = change.revert_api if revert else change.api
-    remote = change.revert_remote_command if revert else change.remote_command
-    command = change.revert_command if revert else change.command
-    want = change.old_modes if revert else change.new_modes
-    emit(Event(ev.ACTION_START, f"$ {command}", node=shell.node if remote and shell else None,
-               data={"pool": change.pool, "method": change.method}))
-    if change.method == "calicoctl":
-        if shell is None:
-            raise LabError("calicoctl needs SSH to the control plane, which is not available here",
-                           "open the lab that built this cluster, or pass a kubeconfig for the v3/CRD path")
-        rc, out, err = shell.run(remote or "", timeout=60.0)
-        if rc != 0:
-            raise LabError(f"{shell.node}: calicoctl patch ippool {change.pool} failed (exit {rc}): "
-                           f"{(err or out).strip()[:300]}", "look at the command log", code="calicoctl")
-    else:
-        assert api is not None
-        _, group, version, plural, name = _split_path(api.path)
-        kc.patch_custom(group, version, plural, name, api.body, api.content_type)
-    change.sent = True
-    limit = wait_timeout if change.method == "installation" else min(wait_timeout, 15.0)
-    deadline = time.monotonic() + limit
-    seen = None
-    while True:
-        seen = read_pool(kc, state, change.pool)
-        if seen is not None and (seen.ipip_mode, seen.vxlan_mode) == want:
-            break
-        if time.monotonic() >= deadline:
-            got = f"ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}" if seen else "the pool is gone"
-            who = "the tigera-operator did not apply the Installation change" if change.method == "installation" \
-                else "the pool does not show the new mode"
-            raise LabError(
-                f"{who} to IP pool {change.pool} within {limit:g}s ({got})",
-                "look at `kubectl get tigerastatus` and the Installation's status; the request itself was accepted",
-                code="timeout")
-        emit(Event(ev.INFO, f"waiting for IP pool {change.pool} to show ipipMode {want[0]}, vxlanMode {want[1]}"))
-        time.sleep(poll)
-    emit(Event(ev.ACTION_DONE, f"IP pool {change.pool}: ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"))
-    return seen
-
-
-def _split_path(path: str) -> tuple[str, str, str, str, str]:
-    # /apis/{group}/{version}/{plural}/{name}
-    parts = path.strip("/").split("/")
-    if len(parts) != 5 or parts[0] != "apis":
-        raise ValueError(path)
-    return parts[0], parts[1], parts[2], parts[3], parts[4]
-
-
-# --------------------------------------------------------------------------- wiring to a session
-
-
-def _plan_of(ctx: Any):
-    from labtui.model import Plan
-
-    data = ctx.session.plan
-    return Plan.model_validate(data) if data else None
-
-
-def control_plane_shell(ctx: Any) -> Shell | None:
-    """A Shell on the plan's control-plane node over SSH (labtui.adapters.ssh), or None without a plan."""
-    factory = ctx.tuning.kube_shell_factory
-    if factory is not None:  # tests inject one
-        return factory(ctx)
-    plan = _plan_of(ctx)
-    if plan is None or not plan.nodes:
-        return None
-    from labtui.adapters.ssh import kube_shell
-
-    return kube_shell(ctx, plan.control_plane)
-
-
-def ssh_forwarder(ctx: Any) -> Forwarder | None:
-    """An SSH local port forward via the control-plane node (labtui.adapters.ssh), or None."""
-    factory = ctx.tuning.kube_forwarder_factory
-    if factory is not None:
-        return factory(ctx)
-    plan = _plan_of(ctx)
-    if plan is None or not plan.nodes:
-        return None
-    from labtui.adapters.ssh import local_forward
-
-    node = plan.control_plane
-    return lambda host, port: local_forward(ctx, node, host, port)
-
-
-def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,
-                       emit: Callable[[Event], None] | None = None) -> Path:
-    """The kubeconfig for this lab: an explicit file, the one remembered in the session inputs, the
-    session's admin.conf, or a fresh copy fetched over SSH from the control plane. An adapter writes
-    no store: the command or step that got an explicit file remembers it
-    (labtui.stages.calico.remember_kubeconfig)."""
-    emit = emit or ctx.emit
-    if explicit:
-        p = Path(explicit).expanduser().resolve()
-        kubeconfig_info(p)  # readable and usable, or a clear error
-        return p
-    remembered = ctx.inputs.get("kubeconfig")
-    dest = session_kubeconfig(ctx.session.name, ctx.store.home)
-    if remembered and Path(remembered) != dest:
-        return Path(remembered)  # the user's own file: labtui does not replace it
-    if dest.exists() and not refresh:
-        return dest
-    shell = control_plane_shell(ctx) if fetch else None
-    if not fetch:
-        raise LabError(f"the lab {ctx.session.name} has no kubeconfig yet",
-                       "run the step 'Reach the Kubernetes API' (it fetches admin.conf from the control plane)",
-                       code="kubeconfig")
-    if shell is None:
-        raise LabError(
-            f"no kubeconfig for the lab {ctx.session.name}",
-            "pass --kubeconfig FILE (e.g. a copy of the control plane's /etc/kubernetes/admin.conf), or save a plan "
-            "with the control-plane node so labtui can fetch it over SSH", code="kubeconfig")
-    return fetch_admin_conf(shell, dest, emit)
+# --------------------------------------------------------------------------- the session's client
 
 
 def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = False, fetch: bool = True) -> KubeClient:

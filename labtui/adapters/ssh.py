@@ -624,7 +624,7 @@ def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
 
 
 class _NodeShell:
-    """The `Shell` protocol of labtui.adapters.kube / labtui.doctor.probe on one node through NodeSSH."""
+    """The `Shell` protocol of labtui.adapters.kubeconfig / labtui.doctor.probe on one node through NodeSSH."""
 
     def __init__(self, ssh: NodeSSH, node: str) -> None:
         self.ssh = ssh
@@ -636,10 +636,10 @@ class _NodeShell:
 
 
 def kube_shell(ctx: "StepContext", node: Any) -> _NodeShell:
-    """A Shell on `node` (a NodeSpec or a name) for labtui.adapters.kube: run(command, timeout, quiet)."""
+    """A Shell on `node` (a NodeSpec or a name) for labtui.adapters.kubeconfig: run(command, timeout, quiet)."""
     return _NodeShell(session_ssh(ctx), getattr(node, "name", node))
 
 
 def local_forward(ctx: "StepContext", node: Any, remote_host: str, remote_port: int) -> tuple[int, Callable[[], None]]:
-    """An SSH local port forward through `node` for labtui.adapters.kube: (local port, closer)."""
+    """An SSH local port forward through `node` for labtui.adapters.kubeconfig: (local port, closer)."""
     return session_ssh(ctx).forward_local(getattr(node, "name", node), remote_host, remote_port)

@@ -36,7 +36,7 @@ def _kube(ctx: Any):
 def _shell(ctx: Any, given: Any = None):
     if given is not None:
         return given
-    from labtui.adapters.kube import control_plane_shell
+    from labtui.adapters.kubeconfig import control_plane_shell
 
     return control_plane_shell(ctx)
 
@@ -67,7 +67,7 @@ class PoolMode(ChangeKind):
     def applied(self, ctx: Any, action: Action) -> bool | None:
         """The live pool already shows the wanted modes (read now: a plan made from an older read,
         or a change applied meanwhile from another screen, must not be applied twice)."""
-        from labtui.adapters.kube import read_cluster, read_pool
+        from labtui.adapters.calico import read_cluster, read_pool
 
         change = action.data["change"]
         if change.noop:
@@ -78,7 +78,7 @@ class PoolMode(ChangeKind):
         return seen is not None and (seen.ipip_mode, seen.vxlan_mode) == change.new_modes
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.kube import apply_change, read_cluster
+        from labtui.adapters.calico import apply_change, read_cluster
 
         change = action.data["change"]
         d = action.data
@@ -105,7 +105,7 @@ class PoolMode(ChangeKind):
         return None
 
     def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters.kube import apply_change, read_cluster
+        from labtui.adapters.calico import apply_change, read_cluster
 
         mode = change_from_record(change)
         kc = _kube(ctx)
@@ -135,7 +135,8 @@ def set_pool_mode(ctx: Any, change: Any, *, state: Any = None, shell: Any = None
 
 def revert_pool_change(ctx: Any, record: Any) -> Any:
     """Undo one recorded pool change through the executor; returns the pool as seen after."""
-    from labtui.adapters.kube import kube_for, read_cluster, read_pool
+    from labtui.adapters.calico import read_cluster, read_pool
+    from labtui.adapters.kube import kube_for
     from labtui.execute import Executor
 
     if record.reverted:

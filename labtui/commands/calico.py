@@ -93,7 +93,7 @@ def render_state(state, via: str | None = None) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from labtui.adapters.kube import read_cluster
+    from labtui.adapters.calico import read_cluster
 
     with _open(args) as lab:
         kc = _connect(lab, args)
@@ -117,7 +117,8 @@ def _ask(prompt: str) -> str:
 
 
 def cmd_set_mode(args: argparse.Namespace) -> int:
-    from labtui.adapters.kube import control_plane_shell, plan_change, read_cluster
+    from labtui.adapters.calico import plan_change, read_cluster
+    from labtui.adapters.kubeconfig import control_plane_shell
     from labtui.changes.calico import set_pool_mode
 
     with _open(args) as lab:

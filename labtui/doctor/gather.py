@@ -1,6 +1,6 @@
 """Gather the doctor's facts from the three adapters, in parallel, and merge them into DoctorFacts.
 
-- the cluster (labtui.adapters.kube): Calico install mode, backend/BGP, pools and their modes, nodes with
+- the cluster (labtui.adapters.calico): Calico install mode, backend/BGP, pools and their modes, nodes with
   their Calico address (address/prefix: the subnet Calico decides CrossSubnet with), calico-node
   health;
 - the cloud (labtui.adapters.openstack): each node's Neutron port (fixed IP, subnet, port security,
@@ -113,7 +113,7 @@ def parse_bgp_status(text: str) -> list[BgpPeer] | None:
 
 
 def facts_from_cluster(state: Any) -> tuple[list[IPPoolInfo], Calico, dict[str, dict[str, Any]]]:
-    """labtui.adapters.kube's ClusterState -> its pools (each with its place in the operator's
+    """labtui.adapters.calico's ClusterState -> its pools (each with its place in the operator's
     Installation), Calico, and per-node cluster facts."""
     from labtui.net.calico import find_installation_pool
 
@@ -438,7 +438,7 @@ def gather(
 ) -> DoctorFacts:
     """Run the three sources at once; each failure becomes an Unchecked.
 
-    `read_cluster()` returns a labtui.adapters.kube ClusterState; `read_cloud(nodes)` returns the cloud
+    `read_cluster()` returns a labtui.adapters.calico ClusterState; `read_cloud(nodes)` returns the cloud
     adapter's LabNetwork for those nodes (the plan's; without a plan, the cluster's, after the
     cluster was read); `ssh` is a labtui.adapters.ssh.NodeSSH for the plan's nodes.
     `read_cluster_extras(state)` (Calico's MTU, Felix's VXLAN port) and `read_cloud_support(lab)` (extensions,

@@ -59,7 +59,8 @@ def _kube_reader(ctx: StepContext, kubeconfig: str | None,
         return None
 
     def read() -> Any:
-        from labtui.adapters.kube import kube_for, read_cluster
+        from labtui.adapters.calico import read_cluster
+        from labtui.adapters.kube import kube_for
 
         kc = kube_for(ctx, kubeconfig)
         try:
@@ -119,7 +120,7 @@ def _accepts(fn: Callable, param: str) -> bool:
 
 
 class NodeShell:
-    """A labtui.adapters.kube / labtui.doctor.probe Shell on one node through the session's NodeSSH (with sudo)."""
+    """A labtui.adapters.kubeconfig / labtui.doctor.probe Shell on one node through the session's NodeSSH (with sudo)."""
 
     def __init__(self, ssh: Any, node: str, sudo: bool = True) -> None:
         self.ssh = ssh
@@ -462,8 +463,10 @@ def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warn
 
 
 def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) -> Action:
-    """The exact change labtui.adapters.kube will make (operator Installation, v3 API, calicoctl or CRD)."""
-    from labtui.adapters.kube import control_plane_shell, kube_for, plan_change, read_cluster
+    """The exact change labtui.adapters.calico will make (operator Installation, v3 API, calicoctl or CRD)."""
+    from labtui.adapters.calico import plan_change, read_cluster
+    from labtui.adapters.kube import kube_for
+    from labtui.adapters.kubeconfig import control_plane_shell
     from labtui.changes.calico import pool_action
     from labtui.net.calico import parse_encapsulation
 

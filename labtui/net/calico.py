@@ -1,6 +1,6 @@
 """What the cluster says about Calico, as plain dataclasses, and what each pool mode means here.
 
-Pure functions over the JSON the Kubernetes API returns (no kubernetes import): `labtui.adapters.kube`
+Pure functions over the JSON the Kubernetes API returns (no kubernetes import): `labtui.adapters.calico`
 fetches, this module interprets, so the doctor, the CLI and the screen share one reading.
 
 - `parse_node` / `parse_pool` / `parse_pod` turn API objects into `NodeInfo`, `IPPoolInfo`,

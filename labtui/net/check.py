@@ -21,7 +21,7 @@ from here too):
    `rule_admits` and `admitting_rule` (does this port's group set let protocol P to these ports in
    from, or out to, this peer's port and address?).
 
-Calico *cluster* reading (pools, Installation, calico-node) lives in labtui.adapters.kube and
+Calico *cluster* reading (pools, Installation, calico-node) lives in labtui.adapters.calico and
 labtui.net.calico; this module only needs the encapsulation, BGP and Typha flags from them.
 """
 

@@ -44,7 +44,7 @@ def remember_state(ctx: StepContext, state) -> None:
 
 
 def _read(ctx: StepContext):
-    from labtui.adapters.kube import read_cluster
+    from labtui.adapters.calico import read_cluster
 
     state = read_cluster(_kube(ctx))
     remember_state(ctx, state)
@@ -172,7 +172,8 @@ class EncapsulationStep(Step):
         return CheckResult(True, f"every enabled IPv4 pool is {target.value}")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.adapters.kube import control_plane_shell, plan_change
+        from labtui.adapters.calico import plan_change
+        from labtui.adapters.kubeconfig import control_plane_shell
         from labtui.changes.calico import pool_action
 
         state = ctx.memo.calico_state or _read(ctx)

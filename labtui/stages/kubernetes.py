@@ -397,7 +397,7 @@ class AdminConfStep(BuildStep):
         dest = self._dest(ctx)
 
         def fetch(c: StepContext, a: Action) -> dict[str, Any]:
-            from labtui.adapters.kube import fetch_admin_conf
+            from labtui.adapters.kubeconfig import fetch_admin_conf
 
             fetch_admin_conf(kube_shell(c, cp), dest, c.emit)
             res = session_ssh(c).run(cp, f"{KUBECTL} get nodes -o wide", sudo=True, timeout=60.0, step=self.id)

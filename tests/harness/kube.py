@@ -30,7 +30,7 @@ Build a cluster (each returns a started-on-enter `FakeCluster`):
     with incident_cluster() as cluster:            # the incident: manifest install, IPIP CrossSubnet,
         path = cluster.write_kubeconfig(tmp_path / "kubeconfig")   # 4 nodes on 10.100.200.0/24
         kc = labtui.adapters.kube.KubeClient(path)
-        state = labtui.adapters.kube.read_cluster(kc)
+        state = labtui.adapters.calico.read_cluster(kc)
         cluster.requests                            # [Recorded(method, path, query, content_type, body, user)]
         cluster.patches()                           # only the PATCH requests
         cluster.pool("default-ipv4-ippool")         # the stored v1 object (a dict)

@@ -100,7 +100,8 @@ def test_refusals_and_errors_are_messages_not_tracebacks(incident, kubeconfig_fo
 def test_admin_conf_fetched_over_ssh_stays_out_of_the_database_and_log(incident, lab_home, make_lab, incident_plan_data):
     """A lab with a plan and no kubeconfig: admin.conf comes over SSH (simulated control plane) into
     a 0600 file in the session directory; its token never reaches the database or the events."""
-    from labtui.adapters.kube import kube_for, read_cluster
+    from labtui.adapters.calico import read_cluster
+    from labtui.adapters.kube import kube_for
     from tests.kube.simulated_shell import SimulatedShell, admin_conf_for
 
     shell = SimulatedShell(node="cp1", cluster=incident, admin_conf=admin_conf_for(incident))
@@ -143,7 +144,8 @@ def test_admin_conf_fetch_failures_are_clear(incident, lab_home, make_lab, incid
 def test_the_adapter_reads_a_named_kubeconfig_and_the_caller_remembers_it(incident, kubeconfig_for, lab_home, make_lab):
     """Adapters return data: kube_for with a named kubeconfig connects and writes nothing to the store;
     the command or step that was given the file remembers it (labtui.stages.calico.remember_kubeconfig)."""
-    from labtui.adapters.kube import kube_for, read_cluster
+    from labtui.adapters.calico import read_cluster
+    from labtui.adapters.kube import kube_for
     from labtui.stages.calico import remember_kubeconfig
 
     kc_file = kubeconfig_for(incident)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from labtui.net.calico import explain_pool
-from labtui.adapters.kube import KubeClient, read_cluster
+from labtui.adapters.calico import read_cluster
+from labtui.adapters.kube import KubeClient
 from tests.harness.kube import (
     FakeCluster,
     calico_node_pod,

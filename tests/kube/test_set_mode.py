@@ -7,7 +7,8 @@ import json
 import pytest
 
 from labtui.errors import LabError
-from labtui.adapters.kube import KubeClient, plan_change, read_cluster
+from labtui.adapters.calico import plan_change, read_cluster
+from labtui.adapters.kube import KubeClient
 from labtui.changes.calico import revert_pool_change, set_pool_mode
 from tests.harness.kube import incident_cluster, ippool, operator_cluster
 from tests.kube.simulated_shell import SimulatedShell
@@ -156,7 +157,7 @@ def test_v3_served_uses_the_calico_api(v3, kubeconfig_for, make_lab):
 def test_calicoctl_over_ssh_when_present(incident, kubeconfig_for, make_lab):
     shell = SimulatedShell(node="cp1", cluster=incident, calicoctl=True)
     lab, _, kc, state = _setup(make_lab, kubeconfig_for, incident, shell=shell)
-    from labtui.adapters.kube import control_plane_shell
+    from labtui.adapters.kubeconfig import control_plane_shell
 
     change = plan_change(kc, state, POOL, "IPIP", shell=control_plane_shell(lab.ctx))
     assert change.method == "calicoctl" and change.warning is None

@@ -161,7 +161,7 @@ def test_fan_out_a_dead_node_holds_nobody_up(lab3, make_ssh):
 
 
 def test_kube_shell_and_forward_glue(lab3, store, ssh_env, monkeypatch, tmp_path):
-    """labtui.adapters.kube reaches the control plane through these two functions."""
+    """labtui.adapters.kubeconfig reaches the control plane through these two functions."""
     from labtui.session import LabSession
     from labtui.adapters.ssh import kube_shell, local_forward
 
