@@ -3,7 +3,11 @@ the doctor, revert) runs here, and nowhere else.
 
 It owns, once for everyone:
 - the order: a mixed list runs layer by layer (nodes, cloud resources, network rules and ports,
-  the cluster, Calico), stable within a layer;
+  the cluster, Calico), stable within a layer; consecutive actions of one layer that say they are
+  independent of each other (the same `Action.together` key, e.g. the rules of one security group,
+  the ports of the nodes) are checked and run together, at most MAX_TOGETHER at a time; the
+  outcomes keep the list's order (each change is recorded as it finishes), and a failure among
+  them stops the run once the others of its batch finished (what they applied is recorded);
 - idempotence: an Action whose catalogue kind says it is already in effect is reported as
   "already so" and records nothing; neither does a run that changed nothing (HTTP 409...);
 - confirmation: the actions that will really change something and need it are shown to the
@@ -17,6 +21,7 @@ It owns, once for everyone:
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -33,6 +38,8 @@ FAILED = "failed"
 PENDING = "pending"  # would run (dry run / not reached)
 REFUSED = "refused"  # not confirmed
 RAN = "ran"  # a read or local action ran (nothing to record)
+
+MAX_TOGETHER = 8  # actions of one batch running at once (API calls, SSH commands)
 
 
 @dataclass
@@ -95,6 +102,28 @@ def order(actions: list[Action]) -> list[Action]:
     return [a for _, a in indexed]
 
 
+def batches(actions: list[Action]) -> list[list[Action]]:
+    """The ordered actions cut into what runs one after another: a run of consecutive actions of one
+    layer with the same `together` key is one batch; every other action is a batch of its own."""
+    out: list[list[Action]] = []
+    for a in actions:
+        last = out[-1][-1] if out else None
+        if (last is not None and a.together is not None and last.together == a.together
+                and layer_of(last) == layer_of(a)):
+            out[-1].append(a)
+        else:
+            out.append([a])
+    return out
+
+
+def _each(fn: Callable[[Action], Any], batch: list[Action]) -> list[Any]:
+    """fn over a batch: in order for one action, together for several (results in the batch's order)."""
+    if len(batch) <= 1:
+        return [fn(a) for a in batch]
+    with ThreadPoolExecutor(min(MAX_TOGETHER, len(batch)), thread_name_prefix="labtui-exec") as pool:
+        return list(pool.map(fn, batch))
+
+
 def _is_already(ctx: StepContext, action: Action) -> bool:
     if not action.change:
         return False
@@ -119,7 +148,14 @@ class Executor:
 
     def preview(self, actions: list[Action]) -> list[Outcome]:
         """What `run` would do, reading only: each action 'already' so or 'pending'."""
-        return [Outcome(a, ALREADY if _is_already(self.ctx, a) else PENDING) for a in order(actions)]
+        return [Outcome(a, ALREADY if done else PENDING) for a, done in self._already(order(actions))]
+
+    def _already(self, ordered: list[Action]) -> list[tuple[Action, bool]]:
+        """Each action with whether it is already so (the checks of a batch made together)."""
+        out: list[tuple[Action, bool]] = []
+        for batch in batches(ordered):
+            out += zip(batch, _each(lambda a: _is_already(self.ctx, a), batch))
+        return out
 
     # ------------------------------------------------------------------ run
 
@@ -134,8 +170,8 @@ class Executor:
         todo: list[Action] = []
         execution = Execution()
         already: set[int] = set()
-        for a in ordered:
-            if _is_already(ctx, a):
+        for a, done in self._already(ordered):
+            if done:
                 already.add(id(a))
             else:
                 todo.append(a)
@@ -146,16 +182,39 @@ class Executor:
                 ctx.emit(Event(ev.WARN, "not applied: the change was not confirmed", step=self.step))
                 execution.outcomes = [Outcome(a, ALREADY if id(a) in already else REFUSED) for a in ordered]
                 return execution
-        for a in ordered:
-            if id(a) in already:
-                ctx.emit(Event(ev.INFO, f"already so: {a.title} (nothing to change)", step=self.step, node=a.target,
-                               data={"action": a.id, "already": True}))
-                execution.outcomes.append(Outcome(a, ALREADY))
-                continue
-            if ctx.cancel.is_set():
+        for batch in batches(ordered):
+            for a in batch:
+                if id(a) in already:
+                    ctx.emit(Event(ev.INFO, f"already so: {a.title} (nothing to change)", step=self.step,
+                                   node=a.target, data={"action": a.id, "already": True}))
+            run = [a for a in batch if id(a) not in already]
+            if run and ctx.cancel.is_set():
                 raise ExecutionStopped("stopped by the user", self._stopped_hint(execution), execution, code="cancelled")
-            execution.outcomes.append(self._run_one(a, verify, execution))
+            results = dict(zip(map(id, run), _each(lambda a: self._attempt(a, verify), run)))
+            failed: _Failed | None = None
+            for a in batch:  # outcomes in the list's order, whatever finished first
+                if id(a) in already:
+                    execution.outcomes.append(Outcome(a, ALREADY))
+                    continue
+                res = results[id(a)]
+                if isinstance(res, _Failed):
+                    execution.outcomes.append(res.outcome)
+                    failed = failed or res
+                else:
+                    execution.outcomes.append(res)
+            if failed is not None:
+                exc, a = failed.error, failed.outcome.action
+                raise ExecutionStopped(exc.message,
+                                       ((exc.hint + "; ") if exc.hint else "") + f"stopped at '{a.title}': "
+                                       + self._stopped_hint(execution), execution,
+                                       code=exc.code or "stopped") from exc
         return execution
+
+    def _attempt(self, a: Action, verify: bool) -> "Outcome | _Failed":
+        try:
+            return self._run_one(a, verify)
+        except _Failed as failed:
+            return failed
 
     def _stopped_hint(self, execution: Execution) -> str:
         n = len(execution.changes)
@@ -163,7 +222,7 @@ class Executor:
             return "nothing was changed; run it again when ready"
         return f"the {n} change(s) applied before it are recorded and can be reverted (labtui revert NAME)"
 
-    def _run_one(self, a: Action, verify: bool, execution: Execution) -> Outcome:
+    def _run_one(self, a: Action, verify: bool) -> Outcome:
         ctx = self.ctx
         ctx.emit(Event(ev.ACTION_START, f"$ {a.command}", step=self.step, node=a.target,
                        data={"action": a.id, "kind": a.kind, "change": a.change}))
@@ -198,11 +257,8 @@ class Executor:
             recorded = self._record(a, exc.applied) if isinstance(exc, AppliedThenFailed) else None
             if outcome is not None and outcome.change is not None:  # applied and recorded, then not verified
                 recorded = outcome.change
-            execution.outcomes.append(Outcome(a, FAILED, change=recorded, error=exc.render(),
-                                              seconds=time.monotonic() - started))
-            raise ExecutionStopped(exc.message,
-                                   ((exc.hint + "; ") if exc.hint else "") + f"stopped at '{a.title}': "
-                                   + self._stopped_hint(execution), execution, code=exc.code or "stopped") from exc
+            raise _Failed(Outcome(a, FAILED, change=recorded, error=exc.render(), seconds=time.monotonic() - started),
+                          exc) from exc
         outcome.seconds = time.monotonic() - started
         ctx.emit(Event(ev.ACTION_DONE, f"done: {a.title} ({outcome.seconds:.2f}s)", step=self.step, node=a.target,
                        data={"action": a.id, "status": outcome.status}))
@@ -257,6 +313,15 @@ class Executor:
                            node=c.target, data={"command": c.revert_command, "change": c.id}))
             done.append(c)
         return done, failed
+
+
+class _Failed(Exception):
+    """One action failed (its outcome, with what it recorded, and the error)."""
+
+    def __init__(self, outcome: Outcome, error: LabError) -> None:
+        super().__init__(error.message)
+        self.outcome = outcome
+        self.error = error
 
 
 def run_actions(ctx: StepContext, actions: list[Action], **kw: Any) -> Execution:

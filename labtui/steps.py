@@ -57,6 +57,9 @@ class Action:
     run: Callable[["StepContext", "Action"], Any] | None = field(default=None, repr=False, compare=False)
     data: dict[str, Any] = field(default_factory=dict)
     change: str | None = None  # the change catalogue's kind (labtui.changes) for anything that changes state
+    # independent of the actions next to it with the same key: the executor runs such a run of
+    # actions (consecutive once ordered, same layer) together, e.g. the rules of one security group
+    together: str | None = None
 
     @property
     def needs_confirmation(self) -> bool:

@@ -130,3 +130,43 @@ def test_keep_going_names_what_it_cannot_revert(lab):
     done, failed = Executor(lab.ctx).revert(changes, keep_going=True, confirmed=True)
     assert [c.description for c in done] == ["node2: create /tmp/labtui-ex/k"]
     assert [c.description for c, _ in failed] == ["no revert known"] and "has no revert command" in failed[0][1]
+
+
+def _meet(node: str, name: str, together: str, *, of: int, fail: bool = False):
+    """An action that arrives at a barrier and waits (up to 10 s) until `of` actions arrived: it
+    passes only when they run together (one after another, the first would give up)."""
+    d = "/tmp/labtui-ex/meet"
+    wait = (f"mkdir -p {d} && touch {d}/{name} && i=0; while [ $(ls {d} | wc -l) -lt {of} ] && [ $i -lt 100 ]; "
+            f"do sleep 0.1; i=$((i+1)); done; [ $(ls {d} | wc -l) -ge {of} ]")
+    a = node_action(node, f"meet-{name}", f"{node}: meet {name}", wait + (" && false" if fail else ""),
+                    revert=f"rm -f {d}/{name}", check=f"test -e {d}/{name}")
+    a.together = together
+    return a
+
+
+def test_independent_actions_of_one_batch_run_together_in_order_and_a_failure_keeps_the_others(lab):
+    from labtui.execute import batches
+
+    meet = [_meet("node1", f"m{i}", "meet", of=4) for i in range(4)]
+    alone = _touch("node2", "after")
+    assert [len(b) for b in batches(meet + [alone])] == [4, 1]
+    run = Executor(lab.ctx, confirm=lambda acts: True).run(meet + [alone])
+    # the four met at the barrier (run one after another, the first would have given up); the outcomes keep
+    # the list's order, each change was recorded as it finished, the action after the batch ran after it
+    assert [o.action.id for o in run.outcomes] == [a.id for a in meet] + [alone.id]
+    assert [o.status for o in run.outcomes] == [APPLIED] * 5
+    recorded = [c.description for c in lab.store.changes(lab.record.id)]
+    assert sorted(recorded[:4]) == sorted(a.title for a in meet) and recorded[4] == alone.title
+
+    # a failure in a batch: the others of the batch finish and stay recorded; nothing after the batch runs
+    from labtui.adapters.ssh import session_ssh
+
+    session_ssh(lab.ctx).run("node1", "rm -rf /tmp/labtui-ex/meet", sudo=True, stream=False)
+    again = [_meet("node1", f"n{i}", "again", of=3, fail=(i == 1)) for i in range(3)]
+    with pytest.raises(ExecutionStopped) as err:
+        Executor(lab.ctx, confirm=lambda acts: True).run(again + [_touch("node2", "never")])
+    assert [o.status for o in err.value.execution.outcomes] == [APPLIED, "failed", APPLIED]
+    assert "stopped at 'node1: meet n1'" in err.value.hint
+    assert not _exists(lab, "node2", "never")
+    descriptions = [c.description for c in lab.store.changes(lab.record.id)]
+    assert sorted(descriptions[-2:]) == ["node1: meet n0", "node1: meet n2"] and len(descriptions) == 7
