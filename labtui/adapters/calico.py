@@ -3,7 +3,8 @@
 `read_cluster(kc)` reads install mode, API flavour, backend, BGP, Typha, version, pools, nodes and
 calico-node pods (in parallel) through a labtui.adapters.kube `KubeClient` into
 `labtui.net.calico.ClusterState` (the parsing is labtui.net.calico's, pure).
-`plan_change(...)` picks the supported way (Installation JSON patch / v3 / calicoctl / v1 CRD);
+`plan_change(...)` picks the supported way (Installation JSON patch / v3 / calicoctl / v1 CRD;
+the plan is labtui.net.modechange's, this adds whether calicoctl is on the control plane);
 `apply_change(...)` runs it (one request setting ipipMode and vxlanMode together) and, for the
 operator, waits until the pool shows the new mode. The Action and its record are the change
 catalogue's (labtui.changes.calico); this adapter only talks to the API (and, for calicoctl, to the
@@ -27,15 +28,14 @@ from labtui.net.calico import (
     V3,
     ClusterState,
     IPPoolInfo,
-    ModeChange,
     attach_pods,
     detect_install,
     image_version,
     parse_node,
     parse_pod,
     parse_pool,
-    plan_mode_change,
 )
+from labtui.net.modechange import ModeChange, plan_mode_change
 
 
 # --------------------------------------------------------------------------- Calico read

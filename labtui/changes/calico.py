@@ -2,7 +2,7 @@
 projectcalico.org/v3 API, calicoctl on the control plane, or the raw v1 CRD after an accepted
 warning): one request setting ipipMode and vxlanMode together, then wait until the pool shows it.
 
-`pool_action(change)` is the Action for a planned `net.calico.ModeChange`; the executor runs it.
+`pool_action(change)` is the Action for a planned `net.modechange.ModeChange`; the executor runs it.
 `set_pool_mode(...)` and `revert_pool_change(...)` are the one-call forms for a caller that has
 already shown the exact change to the user (a screen's modal, a command's --yes).
 """
@@ -44,7 +44,7 @@ def _shell(ctx: Any, given: Any = None):
 def change_from_record(record: Any) -> Any:
     """The ModeChange that undoes a recorded calico.pool-mode change."""
     from labtui.model import Encapsulation
-    from labtui.net.calico import ApiCall, ModeChange
+    from labtui.net.modechange import ApiCall, ModeChange
 
     data = record.revert_data or {}
     ra = data.get("revert_api")

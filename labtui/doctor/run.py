@@ -468,7 +468,7 @@ def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) ->
     from labtui.adapters.kube import kube_for
     from labtui.adapters.kubeconfig import control_plane_shell
     from labtui.changes.calico import pool_action
-    from labtui.net.calico import parse_encapsulation
+    from labtui.net.modechange import parse_encapsulation
 
     try:
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
