@@ -270,7 +270,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         else:
             text = render_text(diag)
             if cells:
-                from labtui.doctor.probe import render_cells
+                from labtui.doctor.matrix import render_cells
 
                 text += "\n\nThe live matrix" + (" (the cells that failed last time)" if only else "") + ":\n" \
                     + render_cells(cells, [n.name for n in diag.facts.nodes])
@@ -281,7 +281,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _write_junit(path: Path, diag, cells) -> None:
-    from labtui.doctor.probe import junit_xml
+    from labtui.doctor.matrix import junit_xml
     from labtui.paths import write_private
     from labtui.redact import redact
 

@@ -333,7 +333,7 @@ def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
 
 def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None, *, only_cells: set[str] | None = None) -> None:
     """The matrix and the capture, when the cluster and the control plane over SSH are reachable.
-    Every cell lands in `facts.cells` (labtui.doctor.probe.Cell); the cross-node ICMP ones in
+    Every cell lands in `facts.cells` (labtui.doctor.matrix.Cell); the cross-node ICMP ones in
     `facts.matrix` for the reasoning. `only_cells`: re-run just these (doctor --failed)."""
     from labtui.doctor.probe import run_live_proof
 
@@ -374,7 +374,7 @@ def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = 
                facts: DoctorFacts | None = None, only_cells: set[str] | None = None) -> Diagnosis:
     """Gather (unless facts are given), diagnose, remember the result in the session.
     `diag.cells`: every cell of the live matrix, each failing one with its cause from the reasoning."""
-    from labtui.doctor.probe import attach_causes
+    from labtui.doctor.matrix import attach_causes
 
     if facts is None:
         facts = gather_session(ctx, kubeconfig=kubeconfig, live=live, only_cells=only_cells)
@@ -396,7 +396,7 @@ def summary_line(diag: Diagnosis) -> str:
         return f"healthy: {ok} of {len(diag.verdicts)} pod paths pass"
     if diag.exit_code == 1:
         return f"{len(diag.problems)} finding(s): " + "; ".join(f.title for f in diag.problems[:2])
-    from labtui.doctor.probe import _short
+    from labtui.doctor.matrix import _short
 
     return _short("could not check: " + "; ".join(u.what for u in diag.blocked_sources or diag.unchecked), 200)
 
@@ -412,7 +412,7 @@ def remember(ctx: StepContext, diag: Diagnosis) -> None:
     if "first" not in stored:
         values["first"] = data
     ctx.store.put_facts(ctx.session.id, DOCTOR_SCOPE, values)
-    from labtui.doctor.probe import _short
+    from labtui.doctor.matrix import _short
 
     ctx.store.update_session(ctx.session.name, health=_short(f"doctor: {summary_line(diag)}", 120))  # never mid-word
     ctx.reload()

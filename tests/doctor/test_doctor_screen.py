@@ -105,7 +105,7 @@ async def test_doctor_screen_grid_shows_every_check_same_node_and_host_rows(lab_
     """The grid carries the whole live matrix: ping, TCP and the DF ping per cross-node cell, the
     same-node cell on the diagonal, and a row per node for host -> pod."""
     import labtui.doctor.run as dr
-    from labtui.doctor.probe import Cell
+    from labtui.doctor.matrix import Cell
 
     facts = _matrix(incident(), False)
     names = [n.name for n in facts.nodes]

@@ -10,22 +10,18 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from labtui.doctor.probe import (
+from labtui.doctor.matrix import (
     Cell,
     attach_causes,
     junit_xml,
-    matrix_script,
     parse_cell_id,
     parse_cells,
     parse_df_ping,
     parse_tcp,
     plan_cells,
-    probe_manifest,
-    probe_pod_name,
-    probe_script,
     render_cells,
-    setup_script,
 )
+from labtui.doctor.probe import matrix_script, probe_manifest, probe_pod_name, probe_script, setup_script
 from labtui.doctor.reason import Block, Finding, PathVerdict, Unchecked
 from tests.doctor.simulation.replay import recorded
 

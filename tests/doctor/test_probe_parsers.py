@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from labtui.doctor.matrix import parse_matrix_output, parse_ping
 from labtui.doctor.probe import (
     matrix_script,
-    parse_matrix_output,
-    parse_ping,
     parse_tcpdump,
     ping_script,
     probe_manifest,
