@@ -61,7 +61,17 @@ class ConfirmModal(ModalScreen[bool]):
                 yield Button(f"{self.confirm_label} (y)", id="confirm", variant="error" if self.danger else "warning")
 
     def on_mount(self) -> None:
+        self._fit()
         self.query_one("#cancel", Button).focus()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """The list of changes scrolls; the buttons stay on screen (at 80x24 a long list pushed them off).
+        Around the list: border 2, padding 2, title 2, buttons 4, the note 1-3, and the 10% margin."""
+        room = int(self.app.size.height * 0.9) - 10 - (3 if self.note else 0)
+        self.query_one(VerticalScroll).styles.max_height = max(3, min(24, room))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm")
