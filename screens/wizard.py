@@ -1,7 +1,13 @@
 """The wizard screen: stages and steps on the left, the step in the middle (why, what to expect, its
 inputs, what its check found, the exact commands it will run, "show me how" and "do it for me"), the
 command log at the bottom. Steps run in thread workers through the engine's Runner (check -> plan ->
-confirm -> apply -> verify, never forced past check); the UI never blocks."""
+confirm -> apply -> verify, never forced past check); the UI never blocks.
+
+This module is the screen itself: its layout, opening and re-checking a lab, the step list, showing
+a step, running it and its preview in workers, moving on, and the keys. Three mixins hold the rest:
+screens.wizard_form (the step's input form, drafts and the problems marked on it),
+screens.wizard_panel (the teaching panel: the check's verdict, the preview, the review, "show me
+how") and screens.wizard_dialogs (the engine's confirmation and the teardown)."""
 
 from __future__ import annotations
 
@@ -17,11 +23,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, ListItem, ListView, Select, Static, Switch
 
 from labtui.errors import LabError
-from labtui.model import NAME_RE, encapsulation_choice
+from labtui.model import NAME_RE
 from labtui.session import LabSession
-from labtui.steps import STATE_ICONS, CheckResult, InputField, Step, StepState, Wizard
+from labtui.steps import STATE_ICONS, CheckResult, Step, StepState, Wizard
 from labtui.stages import available_wizards, wizard_for
-from labtui.stages.plan import LabStep, ReviewStep
+from labtui.stages.plan import ReviewStep
 
 from screens.base import LabScreen
 from screens.messages import PreviewReady, StepFinished
@@ -30,6 +36,9 @@ from screens.registry import SESSION_SCREENS
 from screens.widgets.command_log import CommandLog
 from screens.widgets.nodes_editor import NodesEditor
 from screens.widgets.teaching import diagnosis_text, findings_text, glossary_markdown, step_terms
+from screens.wizard_dialogs import WizardDialogsMixin
+from screens.wizard_form import StepFormMixin
+from screens.wizard_panel import StepPanelMixin
 
 HELP = """Walk the lab step by step. The left column lists the stages and their steps with their state
 (○ pending, ◐ running, ● done, ✗ failed, – skipped: does not apply). The middle explains **why** the
@@ -54,18 +63,7 @@ class StepItem(ListItem):
         self.step = step
 
 
-def field_widget_id(field: str) -> str | None:
-    """The widget that holds a validated field (`pod_cidr` -> `f-pod_cidr`; a node -> the editor)."""
-    if field.startswith("nodes"):
-        return "f-nodes"
-    if field == "provision":
-        return "f-provision_mode"
-    if field.startswith("provision."):  # the plan's provision block <- the Machines step's prov_* inputs
-        return f"f-prov_{field.split('.', 1)[1]}"
-    return f"f-{field}"
-
-
-class WizardScreen(LabScreen):
+class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen):
     CSS_PATH = "wizard.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     FOOTER_NARROW_HIDE = ("wizard.screen.",)  # N S C D: in the help and the palette at 80 columns
@@ -164,20 +162,6 @@ class WizardScreen(LabScreen):
         self._resume()
 
     # ------------------------------------------------------------------ engine plumbing
-    def _confirm_from_thread(self, actions) -> bool:
-        from screens.modals import ConfirmModal
-
-        note = None
-        if self.lab is not None and self.current is not None and self.current[1].id == "doctor":
-            diag = self.lab.ctx.memo.doctor_diag
-            opt = self.lab.ctx.memo.doctor_option
-            if diag is not None:
-                from labtui.doctor.run import summary_line
-
-                note = f"The doctor, just now: {summary_line(diag)}." + (
-                    f" Fix chosen: {opt.number}. {opt.title}." if opt is not None else "")
-        return self.app.ask_from_thread(ConfirmModal("Apply these changes?", actions, note=note))
-
     def _wizard_of(self, wizard_id: str) -> Wizard:
         return wizard_for(wizard_id) or wizard_for("plan")
 
@@ -328,157 +312,6 @@ class WizardScreen(LabScreen):
         """Steps with inputs that also run something (not the plan wizard's input steps)."""
         return type(step).__module__ != "labtui.stages.plan"
 
-    def _last_run_text(self, wizard: Wizard, step: Step) -> Text:
-        if self.lab is None:
-            return Text("")
-        run = self.app.store.step_states(self.lab.record.id, wizard.id).get(step.id)
-        if run is None:
-            return Text("")
-        state = StepState(run.state)
-        if state == StepState.RUNNING and not self._step_busy:
-            state = StepState.FAILED
-        style = {StepState.DONE: "green", StepState.FAILED: "bold red", StepState.SKIPPED: "dim"}.get(state, "")
-        word = {StepState.DONE: "done", StepState.FAILED: "not done", StepState.SKIPPED: "skipped",
-                StepState.PENDING: "pending", StepState.RUNNING: "running"}[state]
-        return Text(f"Last run: {STATE_ICONS[state]} {word}" + (f": {run.detail}" if run.detail else ""), style=style)
-
-    async def _rebuild_form(self, step: Step) -> None:
-        form = self.query_one("#step-form", Vertical)
-        await form.remove_children()
-        if self.current is None or self.current[1] is not step:
-            return
-        widgets = self._form_widgets(step)
-        if widgets:
-            await form.mount_all(widgets)
-        form.display = bool(widgets)
-        self._focus_first()
-
-    def _focus_first(self) -> None:
-        for w in self.query_one("#step-form", Vertical).query("Input, Select, Switch"):
-            if w.focusable and not w.disabled:
-                w.focus()
-                self.call_after_refresh(w.scroll_visible, animate=False)  # at 80x24 the form is below the why
-                return
-
-    def _fields(self, step: Step) -> list[InputField]:
-        if self._skip_reason(step):
-            return []
-        return list(step.fields)
-
-    def _skip_reason(self, step: Step) -> str | None:
-        """An input step that does not apply to this lab (e.g. Machines without a cloud) says why."""
-        skip = getattr(step, "skip_reason", None)
-        if skip is None or self.lab is None:
-            return None
-        return skip(self.lab.ctx)
-
-    def _inputs(self) -> dict[str, Any]:
-        return dict(self.lab.record.inputs) if self.lab else {}
-
-    def _form_widgets(self, step: Step) -> list:
-        widgets: list = []
-        ctx = self.lab.ctx if self.lab else None
-        values = step.defaults(ctx) if (ctx is not None and hasattr(step, "defaults")) else {}
-        inputs = self._inputs()
-        fields = self._fields(step)
-        self._conditional = []
-        reason = self._skip_reason(step)
-        if reason:
-            return [Static(Text(f"– does not apply: {reason}. Continue goes on to the next step.", style="dim"),
-                           classes="field-note")]
-        has_editor = any(f.kind == "nodes" for f in fields)
-        for field in fields:
-            first = len(widgets)
-            if field.kind == "path" and has_editor:
-                continue  # the inventory path lives inside the nodes editor
-            value = inputs.get(field.name, values.get(field.name, field.default))
-            label = Text(field.label)
-            if field.help:
-                label.append(f"  {field.help}", style="dim")
-            widgets.append(Label(label, classes="field-label"))
-            wid = f"f-{field.name}"
-            if isinstance(step, LabStep) and field.name == "name":
-                widgets.append(Input(value=self.session_name or "", placeholder="study-lab", id=wid,
-                                     disabled=self.lab is not None))
-            elif isinstance(step, LabStep) and field.name == "cloud":
-                choices, default, problem = step.cloud_choices()
-                current = inputs.get("cloud", default)
-                if current not in [c[0] for c in choices]:
-                    current = default
-                widgets.append(Select([(label, val) for val, label in choices], value=current, allow_blank=False, id=wid))
-                if problem:
-                    widgets.append(Static(Text(f"clouds.yaml: {problem}", style="yellow"), classes="field-note"))
-            elif field.kind == "nodes":
-                widgets.append(NodesEditor(value or [], id=wid))
-            elif field.kind == "choice":
-                options = [(label, val) for val, label in field.choices]
-                if value not in [o[1] for o in options]:
-                    value = field.default
-                widgets.append(Select(options, value=value, allow_blank=False, id=wid))
-                if field.name == "encapsulation":
-                    widgets.append(Static(self._encapsulation_text(value), id="encap-why", classes="field-note"))
-            elif field.kind == "bool":
-                widgets.append(Switch(value=bool(value), id=wid))
-            elif field.kind == "path":
-                text = "" if value is None else str(value)
-                widgets.append(Input(value=text, placeholder="a file path (~ is your home)", id=wid, classes="path"))
-                widgets.append(Static(self._path_note(text), id=f"note-{field.name}", classes="field-note"))
-            else:
-                widgets.append(Input(value="" if value is None else str(value), id=wid))
-            if field.when is not None:
-                self._conditional.append((field.when, widgets[first:]))
-        current = {f.name: inputs.get(f.name, values.get(f.name, f.default)) for f in fields}
-        self._apply_conditions(current)
-        return widgets
-
-    def _apply_conditions(self, current: dict[str, Any]) -> None:
-        """Fields shown only while another field has a value (the provision fields while 'labtui
-        creates them' is chosen)."""
-        for (name, wanted), ws in self._conditional:
-            if name not in current:
-                continue
-            for w in ws:
-                w.display = current.get(name) == wanted
-
-    @staticmethod
-    def _path_note(text: str) -> Text:
-        import os
-
-        text = text.strip()
-        if not text:
-            return Text("")
-        path = os.path.expanduser(text)
-        if os.path.isfile(path):
-            return Text(f"✓ {path} exists", style="green")
-        return Text(f"✗ {path} does not exist: check the path", style="bold red")
-
-    @staticmethod
-    def _encapsulation_text(value: str) -> Text:
-        choice = encapsulation_choice(value)
-        text = Text()
-        text.append("Why: ", style="bold")
-        text.append(choice.why + "\n")
-        text.append("Needs from the cloud: ", style="bold")
-        text.append(choice.needs)
-        return text
-
-    def _collect(self, step: Step) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for field in self._fields(step):
-            found = self.query(f"#f-{field.name}")
-            if not found:
-                continue
-            w = found.first()
-            if isinstance(w, NodesEditor):
-                values[field.name] = w.value()
-            elif isinstance(w, Select):
-                values[field.name] = "" if w.value is Select.BLANK else w.value
-            elif isinstance(w, Switch):
-                values[field.name] = w.value
-            elif isinstance(w, Input):
-                values[field.name] = w.value.strip()
-        return values
-
     # drafts: every input is saved as it is typed (debounced), so a quit or a crash loses nothing
     @on(Input.Changed)
     @on(Select.Changed)
@@ -499,20 +332,6 @@ class WizardScreen(LabScreen):
         if self._draft_timer is not None:
             self._draft_timer.stop()
         self._draft_timer = self.set_timer(0.3, self._save_draft)
-
-    def _save_draft(self) -> None:
-        if self.lab is None or self.current is None:
-            return
-        step = self.current[1]
-        values = {k: v for k, v in self._collect(step).items() if k != "name"}
-        if values:
-            self.app.store.save_inputs(self.lab.name, values)
-            self.lab.ctx.reload()
-        if self._problems:  # an error the user is correcting: show what is still wrong, not the old text
-            try:
-                self._show_problems(step.validate(self.lab.ctx, values) if values else [])
-            except LabError:
-                pass
 
     # ------------------------------------------------------------------ running
     def action_run(self) -> None:
@@ -608,12 +427,6 @@ class WizardScreen(LabScreen):
             if type(step).__module__ != "labtui.stages.plan":  # show what the check finds now
                 self._preview(wizard, step, keep_status=True)
 
-    @staticmethod
-    def _outcome_text(outcome) -> Text:
-        icon = STATE_ICONS[outcome.state]
-        style = "bold red" if outcome.state == StepState.FAILED else "yellow"
-        return Text(f"{icon} {outcome.detail or 'not done'}", style=style)
-
     def _advance(self) -> None:
         wizard, step = self.current
         idx = wizard.index(step.id)
@@ -650,95 +463,7 @@ class WizardScreen(LabScreen):
         else:
             self.notify(f"{wizard.title} done")
 
-    # ------------------------------------------------------------------ previews and problems
-    def _show_problems(self, problems: list) -> None:
-        self._problems = [p for p in problems if p.severity == "error"]
-        static = self.query_one("#step-problems", Static)
-        if not problems:
-            static.update("")
-            return
-        text = Text()
-        for p in problems:
-            style = "bold red" if p.severity == "error" else "yellow"
-            label = getattr(p, "label", p.field)
-            text.append(f"{'✗' if p.severity == 'error' else '!'} {label}: {p.message}\n", style=style)
-            if p.hint:
-                text.append(f"    -> {p.hint}\n", style="dim")
-        static.update(text)
-        # the marks are what the user must read: bring them into view (at 80x24 they can be below the fold)
-        self.call_after_refresh(static.scroll_visible, animate=False)
-
-    def _focus_problem(self, problems: list) -> None:
-        """After a failed save the focus goes to the first field in error, never away from it."""
-        for p in problems:
-            if p.severity != "error":
-                continue
-            wid = field_widget_id(p.field)
-            found = self.query(f"#{wid}") if wid else None
-            if found:
-                w = found.first()
-                if isinstance(w, NodesEditor):
-                    w.focus_problem(p.field)
-                elif w.focusable:
-                    w.focus()
-                return
-
-    def _show_problems_text(self, message: str) -> None:
-        self.query_one("#step-problems", Static).update(Text(message, style="bold red"))
-
-    def _show_review(self) -> None:
-        review: ReviewStep = self.current[1]
-        if self.lab is None:
-            return
-        ctx = self.lab.ctx
-        data = review._data(ctx)
-        text = Text()
-        text.append(f"Lab {data.get('name')}   cloud: {data.get('cloud') or 'none (adopt machines)'}\n", style="bold")
-        if data.get("cloud"):
-            prov = data.get("provision")
-            if isinstance(prov, dict):
-                picked = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in prov.items()
-                                   if k not in ("floating_ip", "public_key_file") and v)
-                way_in = ("floating IP on the control plane, the others through it" if prov.get("floating_ip", True)
-                          and prov.get("external_network") else "no floating IP")
-                text.append(f"Machines: labtui creates them ({picked or 'everything chosen from the cloud'}; "
-                            f"{way_in})\n")
-            else:
-                text.append("Machines: adopted (they exist already)\n")
-        for n in data.get("nodes") or []:
-            text.append(f"  {n.get('name', '')} {n.get('address', '')} ({n.get('role', 'worker')}, "
-                        f"{n.get('user', 'ubuntu')})\n")
-        text.append(f"Nodes {data.get('node_subnet')}\nPods {data.get('pod_cidr')}\nServices {data.get('service_cidr')}\n")
-        enc = data.get("encapsulation")
-        from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES
-
-        enc = enc or "IPIP"
-        text.append(f"Kubernetes {data.get('kubernetes') or DEFAULT_KUBERNETES}, Calico {data.get('calico') or DEFAULT_CALICO}, "
-                    f"encapsulation {enc}\n")
-        if enc:
-            try:
-                text.append("Needs from the cloud: " + encapsulation_choice(enc).needs + "\n", style="cyan")
-            except ValueError:
-                pass
-        self.query_one("#step-actions", Static).update(text)
-        problems = review.problems(ctx)
-        self._show_problems(problems)
-        trap = next((p for p in problems if p.field == "encapsulation" and p.severity == "warning"), None)
-        button = self.query_one("#use-always", Button)
-        button.display = trap is not None
-        if trap is not None:
-            button.label = "Use VXLAN Always" if "VXLAN" in str(enc) else "Use IPIP Always"
-            self.call_after_refresh(button.scroll_visible, animate=False)  # the way out is on screen, even at 80x24
-
-    def _use_always(self) -> None:
-        if self.lab is None or self.current is None:
-            return
-        review = wizard_for("plan").step("review")
-        chosen = review.use_always(self.lab.ctx)
-        self.notify(f"encapsulation set to {chosen}: pod traffic is wrapped between the nodes")
-        self._fill_step_list()
-        self._show(*self.current)
-
+    # ------------------------------------------------------------------ previews (shown by StepPanelMixin.on_preview_ready)
     _keep_status = False
 
     def _preview(self, wizard: Wizard, step: Step, keep_status: bool = False) -> None:
@@ -781,75 +506,6 @@ class WizardScreen(LabScreen):
         except Exception as exc:  # noqa: BLE001
             self.post_message(PreviewReady(step.id, [], f"could not plan this step: {exc!r}", check=result, extra=extra))
 
-    def on_preview_ready(self, message: PreviewReady) -> None:
-        if not self.current or self.current[1].id != message.step_id:
-            return
-        if not self._rechecking and not self._step_busy:
-            self._set_busy(None)
-        step = self.current[1]
-        status = Text()
-        check = message.check
-        if check is not None and not self._step_busy and not self._keep_status:
-            if check.skip:
-                status.append(f"– does not apply: {check.detail}\n", style="dim")
-            elif check.done:
-                status.append(f"● {check.detail or 'already done'}\n", style="green")
-            else:
-                status.append(f"○ not done yet: {check.detail or 'the step has work to do'}\n", style="yellow")
-            self.query_one("#step-status", Static).update(status)
-        text = Text()
-        if message.extra is not None and message.extra.plain:
-            text.append_text(message.extra)
-            text.append("\n")
-        if message.error:
-            text.append(message.error + "\n", style="yellow")
-        elif message.actions:
-            text.append("What \"Do it for me\" will run (each change asks first):\n", style="bold")
-            for a in message.actions:
-                text.append(f"{a.title}\n", style="bold")
-                text.append(a.render() + "\n")
-        elif check is not None and (check.done or check.skip):
-            text.append("Nothing to do: running the step only checks again and records it.", style="dim")
-        self._preview_actions = list(message.actions)
-        self.query_one("#step-actions", Static).update(text)
-        if self._show_how:
-            self._render_how(step)
-
-    # ------------------------------------------------------------------ show me how
-    def action_show_how(self) -> None:
-        if self.current is None:
-            return
-        self._show_how = not self._show_how
-        how = self.query_one("#step-how", Static)
-        how.display = self._show_how
-        if self._show_how:
-            self._render_how(self.current[1])
-            self.call_after_refresh(how.scroll_visible, animate=False)
-
-    def _render_how(self, step: Step) -> None:
-        text = Text()
-        text.append("Show me how: the same by hand\n", style="bold")
-        by_hand = getattr(step, "by_hand", "")
-        commands = [a.command for a in self._preview_actions if getattr(a, "command", "")]
-        if by_hand:
-            text.append(by_hand.rstrip() + "\n")
-        for c in commands:
-            text.append(f"{c}\n")
-        if not by_hand and not commands:
-            if self._fields(step):
-                text.append("Nothing to type here by hand: this step records your choices; the stages after the "
-                            "plan turn them into commands, shown there.\n", style="dim")
-            else:
-                text.append("This step only reads: its explanation above says what; the command log shows each "
-                            "command it ran.\n", style="dim")
-        if step.hint:
-            text.append(f"Hint: {step.hint}\n", style="italic")
-        text.append("Select the text with the mouse to copy it, or press c in the command log for the last command.",
-                    style="dim")
-        self.query_one("#step-how", Static).update(text)
-        if commands:
-            self._how_commands = "\n".join(commands)
-
     # ------------------------------------------------------------------ navigation
     def _move(self, delta: int) -> None:
         lv = self.query_one("#steps", ListView)
@@ -885,64 +541,7 @@ class WizardScreen(LabScreen):
             extra = glossary_markdown(step_terms(step))
         self.app.push_screen(HelpScreen("Wizard", HELP, self.BINDINGS, extra=extra))
 
-    # ------------------------------------------------------------------ teardown
-    def action_teardown(self) -> None:
-        """Delete everything this lab created on the cloud, behind one confirmation listing it."""
-        if self.lab is None:
-            self.notify("start the lab first", severity="warning")
-            return
-        self._teardown_plan()
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
-    def _teardown_plan(self) -> None:
-        from labtui.stages.provision import teardown_plan
-
-        ctx = self.lab.ctx
-        try:
-            if not ((ctx.session.plan or {}).get("cloud") or ctx.session.cloud):
-                self.app.call_from_thread(self.notify, "nothing to tear down: this lab adopted its machines; labtui "
-                                                       "created none")
-                return
-            items = teardown_plan(ctx)
-        except LabError as exc:
-            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
-            return
-        self.app.call_from_thread(self._confirm_teardown, items)
-
-    def _confirm_teardown(self, items: list) -> None:
-        from screens.modals import ConfirmModal
-
-        if not items:
-            self.notify("nothing to tear down: this lab has no cloud resource left")
-            return
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self._teardown_run(items)
-            else:
-                self.notify("nothing deleted")
-
-        lines = [f"{x.description}\n$ {x.revert_command}" for x in items]
-        self.app.push_screen(ConfirmModal(f"Delete the {len(items)} cloud resource(s) this lab created, in this "
-                                          "order?", lines, confirm_label="Delete", danger=True,
-                                          note="Servers go first; the group and the network once they are gone. "
-                                               "Nothing the lab did not create is touched."), confirmed)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
-    def _teardown_run(self, items: list) -> None:
-        from labtui.stages.provision import teardown
-
-        try:
-            done, failed = teardown(self.lab.ctx, items, confirmed=True)
-        except LabError as exc:
-            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
-            return
-        if failed:
-            msg = f"deleted {len(done)}; not deleted: " + "; ".join(f"{c.description} ({why})" for c, why in failed)
-            self.app.call_from_thread(self.notify, msg, severity="error", timeout=12)
-        else:
-            self.app.call_from_thread(self.notify, f"torn down: {len(done)} resource(s) deleted")
-
+    # ------------------------------------------------------------------ other screens
     def action_open_screen(self, screen_id: str) -> None:
         if self.lab is None:
             self.notify("start the lab first", severity="warning")

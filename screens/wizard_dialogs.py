@@ -1,0 +1,88 @@
+"""The wizard's dialogs: confirming an engine's changes from a worker, and tearing the lab's cloud down.
+
+`WizardDialogsMixin` is mixed into screens.wizard.WizardScreen (it uses the screen's `lab` and
+`current`): `_confirm_from_thread` is the confirmation the engine's Runner calls from a step's
+worker (with the doctor's last word when the step is the Doctor's); `action_teardown` lists what
+this lab created on the cloud (in a worker), asks once in a red dialog, and deletes it (in a worker).
+"""
+
+from __future__ import annotations
+
+from textual import work
+
+from labtui.errors import LabError
+
+
+class WizardDialogsMixin:
+    """The dialogs' part of WizardScreen (see the module)."""
+
+    def _confirm_from_thread(self, actions) -> bool:
+        from screens.modals import ConfirmModal
+
+        note = None
+        if self.lab is not None and self.current is not None and self.current[1].id == "doctor":
+            diag = self.lab.ctx.memo.doctor_diag
+            opt = self.lab.ctx.memo.doctor_option
+            if diag is not None:
+                from labtui.doctor.run import summary_line
+
+                note = f"The doctor, just now: {summary_line(diag)}." + (
+                    f" Fix chosen: {opt.number}. {opt.title}." if opt is not None else "")
+        return self.app.ask_from_thread(ConfirmModal("Apply these changes?", actions, note=note))
+
+    def action_teardown(self) -> None:
+        """Delete everything this lab created on the cloud, behind one confirmation listing it."""
+        if self.lab is None:
+            self.notify("start the lab first", severity="warning")
+            return
+        self._teardown_plan()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
+    def _teardown_plan(self) -> None:
+        from labtui.stages.provision import teardown_plan
+
+        ctx = self.lab.ctx
+        try:
+            if not ((ctx.session.plan or {}).get("cloud") or ctx.session.cloud):
+                self.app.call_from_thread(self.notify, "nothing to tear down: this lab adopted its machines; labtui "
+                                                       "created none")
+                return
+            items = teardown_plan(ctx)
+        except LabError as exc:
+            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._confirm_teardown, items)
+
+    def _confirm_teardown(self, items: list) -> None:
+        from screens.modals import ConfirmModal
+
+        if not items:
+            self.notify("nothing to tear down: this lab has no cloud resource left")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._teardown_run(items)
+            else:
+                self.notify("nothing deleted")
+
+        lines = [f"{x.description}\n$ {x.revert_command}" for x in items]
+        self.app.push_screen(ConfirmModal(f"Delete the {len(items)} cloud resource(s) this lab created, in this "
+                                          "order?", lines, confirm_label="Delete", danger=True,
+                                          note="Servers go first; the group and the network once they are gone. "
+                                               "Nothing the lab did not create is touched."), confirmed)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
+    def _teardown_run(self, items: list) -> None:
+        from labtui.stages.provision import teardown
+
+        try:
+            done, failed = teardown(self.lab.ctx, items, confirmed=True)
+        except LabError as exc:
+            self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
+            return
+        if failed:
+            msg = f"deleted {len(done)}; not deleted: " + "; ".join(f"{c.description} ({why})" for c, why in failed)
+            self.app.call_from_thread(self.notify, msg, severity="error", timeout=12)
+        else:
+            self.app.call_from_thread(self.notify, f"torn down: {len(done)} resource(s) deleted")
