@@ -176,3 +176,25 @@ async def test_palette_lists_sessions_and_help_opens(lab_home):
         await pilot.press("f1")
         await settle(app, pilot)
         assert type(app.screen).__name__ == "HelpScreen"
+
+
+async def test_resume_after_a_finished_stage_lands_on_the_next_stage(lab_home, tmp_path):
+    """`labtui up NAME --plan FILE --until plan`, then `labtui resume NAME`: the Plan stage is done, so
+    the wizard opens on the next stage's first step (a walk found it opening on "Review and save")."""
+    from labtui.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: upped\ncloud: null\nnode_subnet: 10.100.200.0/24\nnodes:\n"
+                    "- {name: cp1, address: 10.100.200.4, role: control-plane}\n"
+                    "- {name: w1, address: 10.100.200.5, role: worker}\n")
+    assert main(["up", "upped", "--plan", str(plan), "--until", "plan"]) == 0
+    store = Store()
+    assert store.get_session("upped").wizard == "plan"
+    app = LabApp(store=store, resume="upped")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot, 8)
+        assert isinstance(app.screen, WizardScreen)
+        wizard, step = app.screen.current
+        assert wizard.id != "plan", step.id
+        assert wizard.id == "provision" and step.id == wizard.steps[0].id
+    assert Store().get_session("upped").wizard == "provision"
