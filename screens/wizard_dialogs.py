@@ -66,7 +66,8 @@ class WizardDialogsMixin:
             else:
                 self.notify("nothing deleted")
 
-        lines = [f"{x.description}\n$ {x.revert_command}" for x in items]
+        # the exact delete first; what it undoes below (a description reads "create server ...")
+        lines = [f"$ {x.revert_command}\n  undoes: {x.description}" for x in items]
         self.app.push_screen(ConfirmModal(f"Delete the {len(items)} cloud resource(s) this lab created, in this "
                                           "order?", lines, confirm_label="Delete", danger=True,
                                           note="Servers go first; the group and the network once they are gone. "
@@ -86,3 +87,12 @@ class WizardDialogsMixin:
             self.app.call_from_thread(self.notify, msg, severity="error", timeout=12)
         else:
             self.app.call_from_thread(self.notify, f"torn down: {len(done)} resource(s) deleted")
+        self.app.call_from_thread(self._after_teardown)
+
+    def _after_teardown(self) -> None:
+        """The machines are gone: the step list shows what is true now (the engine marked the stages that
+        depended on them pending)."""
+        self.lab.ctx.reload()
+        self._fill_step_list()
+        if self.current:
+            self._show(*self.current)

@@ -935,5 +935,18 @@ def teardown(ctx: StepContext, items: list, *, confirmed: bool) -> tuple[list, l
             break  # the group and the network cannot go while a server is there
     if not failed:
         ctx.store.update_session(ctx.session.name, health="torn down")
+        forget_the_machines(ctx)
         ctx.reload()
     return done, failed
+
+
+def forget_the_machines(ctx: StepContext) -> None:
+    """Torn down, the machines are gone: every step of the Provision stage and of the stages after it
+    that was done (or failed) is pending again, so the step list and `labtui up` say what is true."""
+    from labtui.stages import WIZARD_ORDER
+
+    for wid in WIZARD_ORDER[WIZARD_ORDER.index("provision"):]:
+        for step_id, run in ctx.store.step_states(ctx.session.id, wid).items():
+            if run.state in ("done", "failed", "running"):
+                ctx.store.record_step(ctx.session.id, wid, step_id, "pending",
+                                      "the lab was torn down: its machines are gone")

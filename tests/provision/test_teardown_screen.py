@@ -8,6 +8,8 @@ import pytest
 
 from screens.app import LabApp
 from screens.modals import ConfirmModal
+from screens.wizard import StepItem
+from textual.widgets import Label
 from tests.ui.conftest import settle
 
 pytestmark = [pytest.mark.openstack, pytest.mark.slow]
@@ -28,6 +30,7 @@ async def test_teardown_from_the_wizard_lists_then_deletes_what_the_lab_created(
         modal = app.screen
         assert isinstance(modal, ConfirmModal) and modal.danger
         text = "\n".join(modal.lines)
+        assert all(line.startswith("$ openstack ") and "\n  undoes: " in line for line in modal.lines), modal.lines[:2]
         assert text.index("openstack server delete") < text.index("openstack security group delete") \
             < text.index("openstack network delete")
         await pilot.press("n")  # refused: nothing deleted
@@ -42,6 +45,15 @@ async def test_teardown_from_the_wizard_lists_then_deletes_what_the_lab_created(
             if store.get_session(lab).health == "torn down":
                 break
         assert store.get_session(lab).health == "torn down"
+        # steps never lie: the machines are gone, so the Provision stage is not done any more, on screen too
+        record = store.get_session(lab)
+        runs = store.step_states(record.id, "provision")
+        assert runs["machines"].state == "pending" and "torn down" in runs["machines"].detail
+        assert not [r for r in runs.values() if r.state == "done"], {k: r.state for k, r in runs.items()}
+        await settle(app, pilot, 4)
+        shown = [str(item.query_one(Label).render()) for item in app.screen.query(StepItem)
+                 if item.step is not None and item.step.id == "machines"]
+        assert shown and not shown[0].startswith("●"), shown
     conn = empty.conn()
     assert not [s for s in conn.compute.servers(project_id=pid) if s.name.startswith("labtui-tdui")]
     assert not [n for n in conn.network.networks(project_id=pid) if n.name.startswith("labtui-tdui")]
