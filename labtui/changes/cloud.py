@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
 from typing import Any
 
@@ -28,6 +29,8 @@ from labtui.provision_plan import DESCRIPTION
 from labtui.steps import Action, Risk
 
 SEEN_SECONDS = 20.0
+_READ_LOCK = threading.Lock()  # one read of a group's rules serves the checks made together
+_RESOLVE_LOCK = threading.RLock()  # one lookup of a name serves the actions resolving it together
 
 TITLES = {"network": "network", "subnet": "subnet", "router": "router", "security-group": "security group",
           "port": "port", "server": "server", "floating-ip": "floating IP", "keypair": "keypair",
@@ -72,9 +75,25 @@ def resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
     cache = _cache(ctx)
     if (kind, name) in cache:
         return cache[(kind, name)]
+    with _RESOLVE_LOCK:
+        return _resolve(ctx, kind, name, lab, tag)
+
+
+def _resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
+    from labtui.adapters import provision as p
+
+    cache = _cache(ctx)
+    if (kind, name) in cache:  # found by another thread meanwhile
+        return cache[(kind, name)]
     c = _conn(ctx)
-    found = [o for o in p.find(c, kind, name=name) if ours(o, tag, lab)]
+    # a resource found missing in the last seconds of this run is not looked up again (the checks of
+    # the rules of a group that is not created yet); creating it puts its id in the cache above
+    missing = ctx.memo.bucket("provision_missing")
+    hit = missing.get((kind, name))
+    found = [] if hit is not None and time.monotonic() - hit < SEEN_SECONDS else \
+        [o for o in p.find(c, kind, name=name) if ours(o, tag, lab)]
     if not found:
+        missing[(kind, name)] = hit if hit is not None and time.monotonic() - hit < SEEN_SECONDS else time.monotonic()
         raise LabError(f"cloud {c.name}: the lab's {TITLES[kind]} {name} does not exist",
                        "run the Provision stage from its first step (labtui provision NAME)", code="missing-resource")
     cache[(kind, name)] = found[0]["id"]
@@ -150,10 +169,15 @@ class CloudResource(ChangeKind):
                 return Applied(False, note="exists, created by this lab", result=info)
             note = "found from an interrupted run: recorded now, not created again"
         else:
-            info = p.create(c, self.res, self.body(ctx, action), api=action.api or "", command=action.command)
+            info = p.create(c, self.res, self.body(ctx, action), api=action.api or "", command=action.command,
+                            name=d["name"])
         if self.taggable and d["tag"] not in (info.get("tags") or []):
             p.tag(c, self.res, info["id"], sorted(set(info.get("tags") or []) | {d["tag"]}))
+            info = dict(info, tags=sorted(set(info.get("tags") or []) | {d["tag"]}))
         _cache(ctx)[(self.res, d["name"])] = info["id"]
+        ctx.memo.bucket("provision_missing").pop((self.res, d["name"]), None)
+        # the API's own answer to the create is what the step's verify sees (no second read of it)
+        ctx.memo.provision_seen[action.id] = (time.monotonic(), info)
         return Applied(True, {"id": info["id"], "name": d["name"], "lab": d["lab"], "tag": d["tag"]}, result=info,
                        revert_command=self.delete_command(info["id"]), target=d["name"], note=note)
 
@@ -255,9 +279,14 @@ class FloatingIP(CloudResource):
         d = action.data
         c = _conn(ctx)
         port_id = resolve(ctx, "port", d["port_name"], d["lab"], d["tag"])
-        for o in p.find(c, "floating-ip", tag=d["tag"]):
-            if o.get("port_id") == port_id:
-                return o
+        # by the port (not by the tag: a run killed between the create and the tag left it untagged)
+        for o in p.find(c, "floating-ip", port_id=port_id):
+            if not ours(o, d["tag"], d["lab"]):
+                raise LabError(f"cloud {c.name}: the lab's port {d['port_name']} already has floating IP "
+                               f"{o.get('address')} ({o['id']}), which lab {d['lab']} did not create",
+                               "labtui never adopts or changes it: detach it (`openstack floating ip unset --port "
+                               f"{o['id']}`) or set floating_ip: false in the plan", code="name-clash")
+            return o
         return None
 
     def run(self, ctx: Any, action: Action) -> Applied:
@@ -453,16 +482,17 @@ class SGRule(ChangeKind):
         c = _conn(ctx)
         attrs = self._attrs(ctx, action)
         gid = attrs["security_group_id"]
-        cache = getattr(ctx.memo, "provision_rules", None)
-        if cache is None:
-            cache = ctx.memo.provision_rules = {}
-        hit = cache.get(gid)
-        if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
-            rules = hit[1]
-        else:  # one read of the group's rules serves every rule's check (dropped when a rule is made)
-            rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
-                           lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
-            cache[gid] = (time.monotonic(), rules)
+        with _READ_LOCK:  # the rules' checks run together: the first reads, the others use its answer
+            cache = getattr(ctx.memo, "provision_rules", None)
+            if cache is None:
+                cache = ctx.memo.provision_rules = {}
+            hit = cache.get(gid)
+            if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
+                rules = hit[1]
+            else:  # one read of the group's rules serves every rule's check (dropped when a rule is made)
+                rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
+                               lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
+                cache[gid] = (time.monotonic(), rules)
         for r in rules:
             if (r.direction, r.ether_type, r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id,
                     r.remote_ip_prefix) == ("ingress", "IPv4", attrs.get("protocol"), attrs.get("port_range_min"),

@@ -251,11 +251,13 @@ def network_actions(ctx: StepContext) -> list[Action]:
     ]
     ext = ch["external"]
     if ext:
-        acts.append(resource_action(
+        router = resource_action(
             "router", lab=lab, tag=tag, name=n.router, title=f"create router {n.router} to {ext['name']}",
             command=(f"openstack router create --external-gateway {q(ext['name'])} --description {q(desc)} "
                      f"--tag {q(tag)} {n.router}"),
-            attrs={"name": n.router, "description": desc, "external_gateway_info": {"network_id": ext["id"]}}))
+            attrs={"name": n.router, "description": desc, "external_gateway_info": {"network_id": ext["id"]}})
+        acts[0].together = router.together = "network+router"  # neither needs the other: made together
+        acts.insert(1, router)
         acts.append(Action(id=f"router-interface:{n.router}", title=f"connect {n.subnet} to {n.router}",
                            command=f"openstack router add subnet {n.router} {n.subnet}", kind="openstack",
                            target=n.router, risk=Risk.CHANGE, change="cloud.router-interface",
@@ -294,7 +296,8 @@ def group_actions(ctx: StepContext) -> list[Action]:
                    api="POST /v2.0/security-group-rules " + _json({"security_group_rule": {
                        k if k != "ether_type" else "ethertype": v for k, v in r.attrs(f"<id of {n.group}>").items()}}),
                    revert="openstack security group rule delete <new rule id>",
-                   data={"lab": lab, "tag": tag, "group": n.group, "rule": asdict(r), "why": r.reason})
+                   data={"lab": lab, "tag": tag, "group": n.group, "rule": asdict(r), "why": r.reason},
+                   together=f"rules:{n.group}")  # the rules of one group do not depend on each other
         acts.append(a)
     return acts
 
@@ -353,6 +356,7 @@ def machine_actions(ctx: StepContext) -> list[Action]:
         pa = resource_action("port", lab=lab, tag=tag, name=n.port(node["name"]),
                              title=f"create port {n.port(node['name'])} ({node['address']})", command=cmd,
                              attrs=attrs, refs=refs, target=node["name"])
+        pa.together = "ports"  # one per node, independent of each other
         # security_group_ids is a list: resolve() gives one id, the kind wraps it
         pa.data["list_refs"] = ["security_group_ids"]
         ports.append(pa)
@@ -672,7 +676,7 @@ def wait_for_servers(ctx: StepContext) -> dict[str, dict[str, Any]]:
                        data={"server": info.get("id"), "status": info["status"]}))
 
     timeout = float(getattr(ctx.tuning, "provision_wait", 0) or 600.0)
-    states = p.wait_servers(c, ids, timeout=timeout, poll=0.5, on_change=on_change, cancel=ctx.cancel)
+    states = p.wait_servers(c, ids, timeout=timeout, poll=0.25, on_change=on_change, cancel=ctx.cancel)
     ch = choices(ctx)
     _write_nodes(ctx, ch)
     errors = {k: v for k, v in states.items() if v.get("status") != "ACTIVE"}
