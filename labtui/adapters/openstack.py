@@ -143,7 +143,7 @@ def translate_error(exc: BaseException, cloud: str, what: str, timeout: float | 
                         "it may have been deleted meanwhile: run the check again", code="cloud-not-found-object")
     if code:
         return LabError(f"cloud {cloud}: {what} failed (HTTP {code}: {_server_message(exc)})",
-                        "look at the command log; run the check again" + by_hand, code="cloud-http")
+                        "look at the command log; run the check again." + by_hand, code="cloud-http")
     return LabError(f"cloud {cloud}: {what} failed: {_short(exc)}", "look at the command log; run the check again",
                     code="cloud-error")
 

@@ -175,8 +175,9 @@ def summary(kind: str, obj: Any) -> dict[str, Any]:
     return base
 
 
-def find(c: Any, kind: str, *, name: str | None = None, tag: str | None = None) -> list[dict[str, Any]]:
-    """Resources of the lab's project by exact name or by tag."""
+def find(c: Any, kind: str, *, name: str | None = None, tag: str | None = None,
+         port_id: str | None = None) -> list[dict[str, Any]]:
+    """Resources of the lab's project by exact name, by tag, or (floating IPs) by the port they serve."""
     sdk = c.conn
     if kind == "keypair":
         if name is None:
@@ -197,6 +198,9 @@ def find(c: Any, kind: str, *, name: str | None = None, tag: str | None = None) 
     if tag is not None:
         q["tags"] = tag
         api += f"tags={tag}"
+    if port_id is not None:
+        q["port_id"] = port_id
+        api += f"port_id={port_id}"
     pid = c.project_id
     if kind != "server":
         api += f"&project_id={pid}"
@@ -238,15 +242,16 @@ def tag(c: Any, kind: str, rid: str, tags: list[str]) -> None:
            lambda: sdk.network.set_tags(getter(rid), tags))
 
 
-def create(c: Any, kind: str, attrs: dict[str, Any], *, api: str, command: str | None = None) -> dict[str, Any]:
-    """Create one resource; returns its summary."""
+def create(c: Any, kind: str, attrs: dict[str, Any], *, api: str, command: str | None = None,
+           name: str | None = None) -> dict[str, Any]:
+    """Create one resource (`name`: how messages call it, else its name attribute); returns its summary."""
     proxy, stem, path, noun = KINDS[kind]
     sdk = c.conn
     if kind == "keypair":
         fn = lambda: sdk.compute.create_keypair(**attrs)  # noqa: E731
     else:
         fn = lambda: getattr(getattr(sdk, proxy), f"create_{stem}")(**attrs)  # noqa: E731
-    obj = c.call(f"create {noun} {attrs.get('name') or ''}".strip(), api, fn, command=command)
+    obj = c.call(f"create {noun} {name or attrs.get('name') or ''}".strip(), api, fn, command=command)
     return summary(kind, obj)
 
 

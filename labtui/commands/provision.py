@@ -60,6 +60,11 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 break
         ctx.reload()
         data = {"lab": args.name, "steps": results, "resources": _resources(ctx)}
+        if code and data["resources"]:
+            # stopped mid-way (an API error, a refusal): what exists is recorded and tagged
+            data["next"] = (f"{len(data['resources'])} resource(s) created so far are recorded with their delete: run "
+                            f"`labtui provision {args.name}` again to finish (it finds them and creates only what is "
+                            f"missing, never a second one), or `labtui teardown {args.name}` to remove them")
         if args.json:
             print(json.dumps(data, indent=2, sort_keys=True, default=str))
         else:
@@ -68,6 +73,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 print(f"{icon} {r['title']:30} {r['state']}" + (f"  {r['detail']}" if r["detail"] else ""))
             if code == 0 and results and results[0]["state"] == "done":
                 print(f"Provisioned: the lab's nodes are ready for the Nodes stage (labtui nodes check {args.name}).")
+            elif data.get("next"):
+                print(data["next"][0].upper() + data["next"][1:] + ".")
         return code
 
 

@@ -67,7 +67,6 @@ def test_a_name_the_lab_did_not_create_is_refused_and_left_alone(make_lab, labtu
     ({"flavor_control_plane": "prov.worker"}, "the number of available CPUs 1 is less than the required 2"),
     ({"external_network": "no-such-net"}, "Provision: External network: cloud prov has no external network "
                                           "'no-such-net'"),
-    ({"ssh_cidr": "10.0.0.300/8"}, "Provision: SSH source: '10.0.0.300/8' is not a CIDR"),
     ({"public_key_file": "/nonexistent/id.pub"}, "Provision: Public key file: cannot read /nonexistent/id.pub"),
 ])
 def test_bad_inputs_name_the_field_and_create_nothing(make_lab, labtui, empty, provision, step_detail):
@@ -79,6 +78,18 @@ def test_bad_inputs_name_the_field_and_create_nothing(make_lab, labtui, empty, p
     assert step_detail in step["detail"]
     assert "Traceback" not in err
     nothing_created(empty.conn())
+
+
+def test_a_bad_ssh_source_is_refused_with_the_plan_before_the_cloud_is_asked(pubkey):
+    """The provision block's own checks run with the plan's (a plan file, the wizard): the field is
+    named as on screen and nothing reaches the cloud."""
+    from labtui.errors import ValidationFailed
+    from labtui.model import Plan
+    from tests.provision.conftest import plan_data
+
+    with pytest.raises(ValidationFailed) as err:
+        Plan.parse(plan_data("lab1", "prov", pubkey, ssh_cidr="10.0.0.300/8"))
+    assert "SSH source: '10.0.0.300/8' is not a CIDR" in err.value.render()
 
 
 def test_an_existing_network_whose_subnet_does_not_match_the_plan(make_lab, labtui, empty):
