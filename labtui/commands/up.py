@@ -108,9 +108,12 @@ def plan_yaml(store, name: str) -> str:
 def apply_plan_file(store, name: str, data: dict[str, Any]) -> bool:
     """Create or update the lab from a validated plan: the plan wizard's inputs and the saved plan.
     Returns True when something changed."""
+    from labtui.stages.plan import provision_inputs
+
     inputs = {k: data.get(k) for k in PLAN_INPUT_KEYS if k in data}
     if inputs.get("cloud") is None:
         inputs["cloud"] = ""
+    inputs.update(provision_inputs(data.get("provision"), data.get("cloud")))  # the wizard's Create or adopt step
     if not store.has_session(name):
         store.create_session(name, cloud=data.get("cloud") or None)
         changed = True

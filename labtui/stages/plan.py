@@ -173,6 +173,19 @@ def provision_block(inputs: dict[str, Any]) -> dict[str, Any] | None:
     return block
 
 
+def provision_inputs(block: dict[str, Any] | None, cloud: str | None) -> dict[str, Any]:
+    """The Machines step's inputs for a plan's provision block (a plan file applied to the lab)."""
+    if not cloud:
+        return {}
+    out: dict[str, Any] = {"provision_mode": CREATE if isinstance(block, dict) else ADOPT}
+    for key, name in PROVISION_INPUTS.items():
+        value = (block or {}).get(key)
+        out[name] = (value is not False) if key == "floating_ip" else ("" if value is None else str(value))
+    if isinstance(block, dict) and not block.get("public_key_file"):
+        out[PROVISION_INPUTS["public_key_file"]] = DEFAULT_PUBLIC_KEY
+    return out
+
+
 class MachinesStep(InputStep):
     id = "machines"
     title = "Create or adopt"
