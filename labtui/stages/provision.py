@@ -634,7 +634,8 @@ class MachinesStep(_ActionsStep):
 
     def verify(self, ctx: StepContext) -> CheckResult:
         # the executor just ran (and verified) each action; what is left to prove is every server ACTIVE
-        states = server_states(ctx)
+        # (the wait's last poll, made a moment ago, says it)
+        states = server_states(ctx, fresh_for=10.0)
         bad = {k: v for k, v in states.items() if v.get("status") != "ACTIVE"}
         if bad:
             return CheckResult(False, "; ".join(f"{k}: {v.get('status')}" for k, v in bad.items()))
@@ -642,9 +643,13 @@ class MachinesStep(_ActionsStep):
                            {"servers": {k: {"id": v["id"], "status": v["status"]} for k, v in states.items()}})
 
 
-def server_states(ctx: StepContext) -> dict[str, dict[str, Any]]:
+def server_states(ctx: StepContext, *, fresh_for: float = 0.0) -> dict[str, dict[str, Any]]:
+    """node -> its server's summary; `fresh_for`: a poll of this run made that recently serves."""
     from labtui.adapters import provision as p
 
+    hit = ctx.memo.bucket(SCOPE).get("servers")
+    if hit is not None and time.monotonic() - hit[0] < fresh_for and set(hit[1]) == {x["name"] for x in _nodes(ctx)}:
+        return hit[1]
     c = _conn(ctx)
     n = lab_names(ctx)
     found = {o["name"]: o for o in p.find(c, "server", tag=lab_tag_of(ctx))}
@@ -677,6 +682,8 @@ def wait_for_servers(ctx: StepContext) -> dict[str, dict[str, Any]]:
 
     timeout = float(getattr(ctx.tuning, "provision_wait", 0) or 600.0)
     states = p.wait_servers(c, ids, timeout=timeout, poll=0.25, on_change=on_change, cancel=ctx.cancel)
+    # the last poll is what the step's verify and the host keys' console reads start from (not read again)
+    ctx.memo.bucket(SCOPE)["servers"] = (time.monotonic(), states)
     ch = choices(ctx)
     _write_nodes(ctx, ch)
     errors = {k: v for k, v in states.items() if v.get("status") != "ACTIVE"}
@@ -821,7 +828,8 @@ def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
 
     c = _conn(ctx)
     n = lab_names(ctx)
-    servers = {o["name"]: o for o in p.find(c, "server", tag=lab_tag_of(ctx))}
+    polled = server_states(ctx, fresh_for=10.0)  # the Machines step's last poll, when it was just made
+    servers = {n.server(x): v for x, v in polled.items() if v.get("id")}
     roles = {x["name"]: str(x.get("role")) for x in _nodes(ctx)}
     # the control plane first: the others may be reached through it (ProxyJump), and its key must be pinned by then
     nodes = sorted(action.data["nodes"], key=lambda x: roles.get(x) != "control-plane")
