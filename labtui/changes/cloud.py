@@ -139,7 +139,12 @@ class CloudResource(ChangeKind):
         return None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        info = self.existing(ctx, action)
+        try:
+            info = self.existing(ctx, action)
+        except LabError as exc:
+            if exc.code == "missing-resource":
+                return False  # what it hangs on (a floating IP's port) is not created yet: neither is it
+            raise
         if info is None:
             return False
         if info["id"] not in recorded_ids(ctx, self.kind):
@@ -502,7 +507,12 @@ class SGRule(ChangeKind):
         return None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        return self._find(ctx, action) is not None
+        try:
+            return self._find(ctx, action) is not None
+        except LabError as exc:
+            if exc.code == "missing-resource":
+                return False  # its group is not created yet: neither is the rule (no warning to show)
+            raise
 
     def run(self, ctx: Any, action: Action) -> Applied:
         from labtui.adapters import provision as p
@@ -548,7 +558,12 @@ class RouterInterface(ChangeKind):
     def applied(self, ctx: Any, action: Action) -> bool | None:
         from labtui.adapters import provision as p
 
-        router, subnet = self._ids(ctx, action)
+        try:
+            router, subnet = self._ids(ctx, action)
+        except LabError as exc:
+            if exc.code == "missing-resource":
+                return False  # the router or the subnet is not created yet: neither is the interface
+            raise
         return bool(p.router_has_interface(_conn(ctx), router, subnet))
 
     def run(self, ctx: Any, action: Action) -> Applied:
@@ -578,13 +593,18 @@ class RouterInterface(ChangeKind):
 
 
 def resource_action(res: str, *, lab: str, tag: str, name: str, title: str, command: str, attrs: dict[str, Any],
-                    refs: dict[str, list[str]] | None = None, target: str | None = None, **extra: Any) -> Action:
-    """An Action that creates one of this lab's resources (kind `cloud.<res>`)."""
+                    refs: dict[str, list[str]] | None = None, target: str | None = None,
+                    list_refs: tuple[str, ...] = (), **extra: Any) -> Action:
+    """An Action that creates one of this lab's resources (kind `cloud.<res>`). `refs` name other
+    resources of the lab whose ids the body needs; those in `list_refs` are lists of one id."""
     from labtui.adapters.provision import KINDS
 
     body = dict(attrs)
     for attr, (kind, rname) in (refs or {}).items():
-        body[attr] = f"<id of {TITLES[kind]} {rname}>"
+        ref = f"<id of {TITLES[kind]} {rname}>"
+        body[attr] = [ref] if attr in list_refs else ref
+    if list_refs:
+        extra["list_refs"] = list(list_refs)
     api = f"POST {KINDS[res][2]} " + json.dumps({res.replace('-', '_'): _api_body(body)}, sort_keys=True, default=str)
     if res in ("network", "subnet", "router", "security-group", "port", "floating-ip"):
         api += f", then PUT {KINDS[res][2]}/<id>/tags {{\"tags\": [\"{tag}\"]}}"
@@ -597,6 +617,8 @@ def resource_action(res: str, *, lab: str, tag: str, name: str, title: str, comm
 
 def _api_body(body: dict[str, Any]) -> dict[str, Any]:
     out = dict(body)
+    if "security_group_ids" in out:  # the SDK's name; Neutron's body says security_groups
+        out["security_groups"] = out.pop("security_group_ids")
     if "user_data" in out:
         out["user_data"] = f"<cloud-config, {len(out['user_data'])} bytes, base64>"
     if "public_key" in out:

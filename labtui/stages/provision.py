@@ -355,10 +355,8 @@ def machine_actions(ctx: StepContext) -> list[Action]:
         cmd += f" --description {q(desc)} --tag {q(tag)} {n.port(node['name'])}"
         pa = resource_action("port", lab=lab, tag=tag, name=n.port(node["name"]),
                              title=f"create port {n.port(node['name'])} ({node['address']})", command=cmd,
-                             attrs=attrs, refs=refs, target=node["name"])
+                             attrs=attrs, refs=refs, target=node["name"], list_refs=("security_group_ids",))
         pa.together = "ports"  # one per node, independent of each other
-        # security_group_ids is a list: resolve() gives one id, the kind wraps it
-        pa.data["list_refs"] = ["security_group_ids"]
         ports.append(pa)
         user_data = render_user_data(lab, node["name"], kubernetes=plan.get("kubernetes") or "1.36",
                                      packages=ch["image"]["packages"])
