@@ -142,11 +142,11 @@ def cmd_teardown(args: argparse.Namespace) -> int:
             else:
                 print(f"Dry run: teardown of lab {args.name} would delete, in this order:")
                 for x in listing:
-                    print(f"  {x['description']}\n    $ {x['command']}")
+                    print(f"  $ {x['command']}\n      undoes: {x['description']}")
             return 0
         _eprint(f"Teardown of lab {args.name} deletes, in this order:")
         for x in listing:
-            _eprint(f"  {x['description']}\n    $ {x['command']}")
+            _eprint(f"  $ {x['command']}\n      undoes: {x['description']}")
         if not args.yes:
             ok = False
             if sys.stdin.isatty():
