@@ -262,6 +262,9 @@ class NodesEditor(Vertical):
         if jump:
             node["proxy_jump"] = jump
         if self.editing is not None and self.editing < len(self.nodes):
+            old = self.nodes[self.editing]
+            if old.get("ssh_host") and old.get("name") == name:  # written by provisioning (the floating IP): kept
+                node["ssh_host"] = old["ssh_host"]
             self.nodes[self.editing] = node
             others = [n for i, n in enumerate(self.nodes) if i != self.editing and n.get("name") == name]
             if others:
