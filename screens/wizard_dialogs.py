@@ -39,7 +39,7 @@ class WizardDialogsMixin:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
     def _teardown_plan(self) -> None:
-        from labtui.stages.provision import teardown_plan
+        from labtui.stages.teardown import teardown_plan
 
         ctx = self.lab.ctx
         try:
@@ -75,7 +75,7 @@ class WizardDialogsMixin:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
     def _teardown_run(self, items: list) -> None:
-        from labtui.stages.provision import teardown
+        from labtui.stages.teardown import teardown
 
         try:
             done, failed = teardown(self.lab.ctx, items, confirmed=True)

@@ -115,7 +115,7 @@ def _dry_run(lab, wizard, as_json: bool) -> int:
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    from labtui.stages import provision as prov
+    from labtui.stages import teardown
 
     with _open(args.name, args.yes, "Teardown") as lab:
         ctx = lab.ctx
@@ -125,7 +125,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
             else:
                 print(f"Nothing to tear down: lab {args.name} adopted its machines (no cloud); labtui created none.")
             return 0
-        items = prov.teardown_plan(ctx)
+        items = teardown.teardown_plan(ctx)
         listing = [{"kind": c.kind, "target": c.target, "description": c.description, "command": c.revert_command,
                     "recorded": c.id is not None} for c in items]
         if not items:
@@ -158,7 +158,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
                 _eprint("Not deleted: re-run with --yes to delete exactly these resources.")
             if not ok:
                 return 1
-        done, failed = prov.teardown(ctx, items, confirmed=True)
+        done, failed = teardown.teardown(ctx, items, confirmed=True)
         ctx.memo.provision_ids = None
         data = {"lab": args.name, "deleted": [c.description for c in done],
                 "failed": [{"what": c.description, "why": why} for c, why in failed]}
