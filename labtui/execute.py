@@ -220,7 +220,7 @@ class Executor:
         n = len(execution.changes)
         if not n:
             return "nothing was changed; run it again when ready"
-        return f"the {n} change(s) applied before it are recorded and can be reverted (labtui revert NAME)"
+        return f"the {n} change(s) applied before it are recorded and can be reverted (`labtui revert NAME` lists them)"
 
     def _run_one(self, a: Action, verify: bool) -> Outcome:
         ctx = self.ctx

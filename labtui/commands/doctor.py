@@ -61,6 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--key", help="SSH private key file for the nodes")
     p.set_defaults(func=cmd_doctor)
 
+    v = sub.add_parser("revert", help="list the changes labtui recorded for a lab, or revert one or all of them",
+                       description="Every change labtui applies (node, cloud, Kubernetes, Calico) is recorded with how "
+                                   "to undo it. Without CHANGE: list them. With a number or 'all': revert, newest "
+                                   "first, through the same executor as everything else.")
+    v.add_argument("name")
+    v.add_argument("change", nargs="?", help="a change number (see the list) or 'all'")
+    v.add_argument("--yes", action="store_true", help="revert without asking")
+    v.add_argument("--accept-new-host-keys", action="store_true", help="trust unknown SSH host keys (shown on stderr)")
+    v.set_defaults(func=cmd_revert)
+
     r = sub.add_parser("report", help="the story of a lab: symptom, cause, the change, proof before and after")
     r.add_argument("name")
     r.add_argument("--format", choices=("md", "json"), default="md", help="Markdown (default) or JSON")
@@ -328,6 +338,25 @@ def _revert(lab, args: argparse.Namespace) -> int:
     for c, why in failed:
         print(f"  #{c.id} {c.description}: {why}")
     return 0 if not failed else 1
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    """`labtui revert NAME [CHANGE|all]`: the recorded changes, or revert them (see `_revert`)."""
+    args.adopt, args.cloud, args.revert = False, None, args.change
+    lab = _open(args)
+    try:
+        if args.change is None:
+            changes = lab.store.changes(lab.record.id, include_reverted=False)
+            if not changes:
+                print(f"{args.name}: no change to revert (labtui recorded none, or all were reverted)")
+                return 0
+            print(f"Changes recorded for {args.name} (revert one with `labtui revert {args.name} N`, or all):")
+            for c in sorted(changes, key=lambda c: c.id or 0, reverse=True):
+                print(f"  #{c.id} {c.description}\n    undo: $ {c.revert_command or '(through the change catalogue)'}")
+            return 0
+        return _revert(lab, args)
+    finally:
+        lab.close()
 
 
 def cmd_report(args: argparse.Namespace) -> int:

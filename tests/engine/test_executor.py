@@ -170,3 +170,25 @@ def test_independent_actions_of_one_batch_run_together_in_order_and_a_failure_ke
     assert not _exists(lab, "node2", "never")
     descriptions = [c.description for c in lab.store.changes(lab.record.id)]
     assert sorted(descriptions[-2:]) == ["node1: meet n0", "node1: meet n2"] and len(descriptions) == 7
+
+
+def test_labtui_revert_lists_then_reverts_one_change_on_the_node(lab, capsys):
+    """`labtui revert NAME` (the command the executor's hint names after a stop) lists the recorded
+    changes with their undo; `labtui revert NAME N` asks (no --yes: nothing reverted); with --yes it
+    reverts exactly that one on the node."""
+    from labtui.cli import main
+
+    Executor(lab.ctx, confirm=lambda actions: True).run([_touch("node1", "a"), _touch("node2", "b")])
+    assert _exists(lab, "node1", "a") and _exists(lab, "node2", "b")
+    first, second = sorted(lab.store.changes(lab.record.id), key=lambda c: c.id)
+    name = lab.record.name
+    capsys.readouterr()
+    assert main(["revert", name]) == 0
+    listed = capsys.readouterr().out
+    assert f"#{first.id} " in listed and f"#{second.id} " in listed and "rm -f /tmp/labtui-ex/a" in listed
+    assert main(["revert", name, str(first.id)]) == 1  # headless without --yes: shown, not reverted
+    assert _exists(lab, "node1", "a")
+    assert main(["revert", name, str(first.id), "--yes"]) == 0
+    assert not _exists(lab, "node1", "a") and _exists(lab, "node2", "b")
+    assert main(["revert", name, "999"]) == 2  # a number that is not a change: a clear error
+    assert "no change #999" in capsys.readouterr().err
