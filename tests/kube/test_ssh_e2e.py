@@ -76,9 +76,21 @@ def cplab():
 
 
 def _free_local_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for the node's private API that this host does not answer on either, below the ephemeral
+    range: labtui first tries the API directly, and a port from the ephemeral range could be bound on
+    the host meanwhile by another server of the suite (or self-connect on loopback), which made the
+    direct try "succeed" and the test flaky (seen once in CI: a TLS server with another certificate)."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 30000")
 
 
 def test_private_api_through_a_real_ssh_forward_then_calicoctl_over_ssh(cplab, tmp_path, make_lab):
