@@ -187,6 +187,23 @@ def make_lab(store, empty, pubkey, monkeypatch):
 
 
 @pytest.fixture
+def consoles(openstack_stack):  # noqa: F811
+    """Write a server's console log as the fake virt driver serves it (SIMULATED at the process
+    boundary: what cloud-init would print), removed after the test."""
+    d = openstack_stack.state_dir / "consoles"
+    d.mkdir(exist_ok=True)
+    written = []
+
+    def write(server: str, text: str) -> None:
+        (d / f"{server}.log").write_text(text)
+        written.append(d / f"{server}.log")
+
+    yield write
+    for p in written:
+        p.unlink(missing_ok=True)
+
+
+@pytest.fixture
 def labtui(capsys):
     from labtui.cli import main
 

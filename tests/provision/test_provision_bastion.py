@@ -73,21 +73,6 @@ def floating_pool(bastion_nodes):
         subprocess.run(["ip", "netns", "exec", b.netns, "ip", "addr", "del", f"{ip}/32", "dev", "eth0"], check=False)
 
 
-@pytest.fixture
-def consoles(openstack_stack):
-    d = openstack_stack.state_dir / "consoles"
-    d.mkdir(exist_ok=True)
-    written = []
-
-    def write(server: str, text: str) -> None:
-        (d / f"{server}.log").write_text(text)
-        written.append(d / f"{server}.log")
-
-    yield write
-    for p in written:
-        p.unlink(missing_ok=True)
-
-
 def test_the_floating_ip_is_the_way_in_to_every_node(make_lab, bastion_nodes, floating_pool, consoles, labtui, store,
                                                      tmp_path, lab_home, monkeypatch):
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)

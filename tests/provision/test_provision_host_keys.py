@@ -40,21 +40,6 @@ def sshlab():
         yield lab
 
 
-@pytest.fixture
-def consoles(openstack_stack):
-    d = openstack_stack.state_dir / "consoles"
-    d.mkdir(exist_ok=True)
-    written = []
-
-    def write(server: str, text: str) -> None:
-        (d / f"{server}.log").write_text(text)
-        written.append(d / f"{server}.log")
-
-    yield write
-    for p in written:
-        p.unlink(missing_ok=True)
-
-
 def ssh_lab_plan(make_lab, sshlab, tmp_path, name="keys"):
     pub = tmp_path / "client.pub"
     pub.write_text(sshlab.client_pubkey + "\n")
