@@ -105,6 +105,25 @@ class LabSession:
     def runner(self, wizard: Wizard) -> Runner:
         return Runner(wizard, self.ctx)
 
+    def resume(self, wizard: Wizard) -> tuple[Wizard, Any]:
+        """Where the lab stands: `wizard`'s resume point (its done steps re-checked); when that stage is
+        finished and nothing changed (e.g. after `labtui up --until plan`), the first step not done of
+        the next unfinished stage instead of the finished stage's last step."""
+        from labtui.stages import next_wizard
+        from labtui.steps import StepState
+
+        finished = (StepState.DONE, StepState.SKIPPED)
+        point = self.runner(wizard).resume()
+        if point.changed or any(v not in finished for v in point.states.values()):
+            return wizard, point
+        nxt = next_wizard(wizard.id)
+        while nxt is not None:
+            runner = self.runner(nxt)
+            if any(v not in finished for v in runner.states().values()):
+                return nxt, runner.resume(recheck=False)
+            nxt = next_wizard(nxt.id)
+        return wizard, point
+
     def close(self) -> None:
         self.recorder.flush()
         self.logfile.close()

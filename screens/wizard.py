@@ -165,27 +165,13 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
     def _wizard_of(self, wizard_id: str) -> Wizard:
         return wizard_for(wizard_id) or wizard_for("plan")
 
-    def _next_unfinished(self, wizard: Wizard, point: Any) -> tuple[Wizard, Any]:
-        """The lab's wizard is finished (e.g. `labtui up --until plan`): land on the first stage after it
-        that is not, at its first step not done, instead of on the last step of a finished stage."""
-        order = [w.id for w in available_wizards()]
-        later = order[order.index(wizard.id) + 1:] if wizard.id in order else []
-        for wid in later:
-            nxt = self._wizard_of(wid)
-            runner = self.lab.runner(nxt)
-            if any(v not in (StepState.DONE, StepState.SKIPPED) for v in runner.states().values()):
-                return nxt, runner.resume(recheck=False)
-        return wizard, point
-
     @work(thread=True, exclusive=True, exit_on_error=False, group="resume")
     def _resume(self) -> None:
         lab = self.lab
         wizard = self._wizard_of(lab.record.wizard)
         try:
             with self._engine:
-                point = lab.runner(wizard).resume()
-                if not point.changed and all(v in (StepState.DONE, StepState.SKIPPED) for v in point.states.values()):
-                    wizard, point = self._next_unfinished(wizard, point)
+                wizard, point = lab.resume(wizard)
         except Exception as exc:  # noqa: BLE001 - a re-check that breaks must not take the screen with it
             msg = exc.render() if isinstance(exc, LabError) else f"could not re-check: {exc!r}"
             self.app.call_from_thread(self.notify, msg, severity="error")

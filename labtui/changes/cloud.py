@@ -100,6 +100,17 @@ def _resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
     return found[0]["id"]
 
 
+def _unless_parent_missing(look: Any) -> Any:
+    """`look()`, or False when a resource it hangs on is not created yet (then neither is this one: an
+    answer for the "already so?" check, not a warning)."""
+    try:
+        return look()
+    except LabError as exc:
+        if exc.code == "missing-resource":
+            return False
+        raise
+
+
 class CloudResource(ChangeKind):
     """A named, tagged resource of the lab's project."""
 
@@ -139,13 +150,8 @@ class CloudResource(ChangeKind):
         return None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        try:
-            info = self.existing(ctx, action)
-        except LabError as exc:
-            if exc.code == "missing-resource":
-                return False  # what it hangs on (a floating IP's port) is not created yet: neither is it
-            raise
-        if info is None:
+        info = _unless_parent_missing(lambda: self.existing(ctx, action))  # a floating IP's port
+        if not info:
             return False
         if info["id"] not in recorded_ids(ctx, self.kind):
             return None  # ours but not recorded (the last run was killed): run() records it
@@ -507,12 +513,7 @@ class SGRule(ChangeKind):
         return None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        try:
-            return self._find(ctx, action) is not None
-        except LabError as exc:
-            if exc.code == "missing-resource":
-                return False  # its group is not created yet: neither is the rule (no warning to show)
-            raise
+        return bool(_unless_parent_missing(lambda: self._find(ctx, action)))  # False: its group is not there yet
 
     def run(self, ctx: Any, action: Action) -> Applied:
         from labtui.adapters import provision as p
@@ -558,13 +559,8 @@ class RouterInterface(ChangeKind):
     def applied(self, ctx: Any, action: Action) -> bool | None:
         from labtui.adapters import provision as p
 
-        try:
-            router, subnet = self._ids(ctx, action)
-        except LabError as exc:
-            if exc.code == "missing-resource":
-                return False  # the router or the subnet is not created yet: neither is the interface
-            raise
-        return bool(p.router_has_interface(_conn(ctx), router, subnet))
+        ids = _unless_parent_missing(lambda: self._ids(ctx, action))  # the router or the subnet
+        return ids is not False and bool(p.router_has_interface(_conn(ctx), *ids))
 
     def run(self, ctx: Any, action: Action) -> Applied:
         from labtui.adapters import provision as p
