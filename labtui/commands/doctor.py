@@ -316,12 +316,12 @@ def _revert(lab, args: argparse.Namespace) -> int:
         try:
             wanted = int(str(args.revert).lstrip("#"))
         except ValueError:
-            raise LabError(f"--revert {args.revert!r}: expected a change number or 'all'",
-                           "see the changes with `labtui show NAME` or `labtui report NAME`") from None
+            raise LabError(f"{args.revert!r} is not a change number or 'all'",
+                           f"list the recorded changes with `labtui revert {args.name}`") from None
         changes = [c for c in changes if c.id == wanted]
         if not changes:
             raise LabError(f"no change #{wanted} to revert in {args.name}",
-                           "see the changes with `labtui show NAME` (reverted ones are not listed again)")
+                           f"list them with `labtui revert {args.name}` (reverted ones are not listed again)")
     if not changes:
         print("nothing to revert")
         return 0
