@@ -113,6 +113,8 @@ def read_cluster(kc: KubeClient) -> ClusterState:
         nodes=nodes,
         warnings=warnings,
         read_seconds=round(time.monotonic() - started, 3),
+        objects={"daemonsets": r["daemonsets"], "calico_config": r["calico_config"],
+                 "installation": r["installation"]},
     )
 
 

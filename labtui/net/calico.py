@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable
 
 from labtui.errors import LabError
@@ -204,6 +204,9 @@ class ClusterState:
     nodes: list[NodeInfo]
     warnings: list[str] = field(default_factory=list)
     read_seconds: float = 0.0
+    # the raw objects the read fetched ("daemonsets", "calico_config", "installation"), so a reader that
+    # needs more of them (the doctor's MTU and VXLAN port) does not ask the API again; not stored
+    objects: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def pool(self, name: str) -> IPPoolInfo:
         for p in self.pools:
@@ -221,7 +224,8 @@ class ClusterState:
         return [explain_pool(p, self) for p in self.pools]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, objects={}))
+        del data["objects"]
         data["install"]["api_flavour"] = self.install.api_flavour
         data["install"]["summary"] = self.install.describe()
         for p, raw in zip(self.pools, data["pools"]):

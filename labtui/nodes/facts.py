@@ -23,8 +23,9 @@ SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
 SCOPE_PREFIX = "node:"
 KUBE_PORTS = (6443, 10250, 10257, 10259, 2379, 2380)
 
-FACTS_SCRIPT = r"""export LC_ALL=C
-echo @@hostname; hostname 2>/dev/null || cat /etc/hostname
+# One line per section: "echo @@name; <commands>". The whole script is FACTS_SCRIPT; a reader that
+# needs only some sections (the doctor) asks facts_script(sections) for those, from these same lines.
+_FACTS_LINES = r"""echo @@hostname; hostname 2>/dev/null || cat /etc/hostname
 echo @@os; cat /etc/os-release 2>/dev/null
 echo @@uname; uname -srm
 echo @@cpus; nproc 2>/dev/null || grep -c ^processor /proc/cpuinfo
@@ -50,8 +51,27 @@ echo @@route; ip -o -4 route show default 2>/dev/null
 echo @@addr; ip -o -4 addr show scope global 2>/dev/null
 echo @@link; ip -o link show 2>/dev/null
 echo @@tools; for t in tcpdump calicoctl kubectl; do command -v $t >/dev/null 2>&1 && echo $t; done
-echo @@end
 """
+
+
+def _section_of(line: str) -> str:
+    return line.split(";", 1)[0].removeprefix("echo @@")
+
+
+FACTS_SECTIONS = tuple(_section_of(line) for line in _FACTS_LINES.splitlines())
+
+
+def facts_script(sections: Iterable[str] | None = None) -> str:
+    """The node-facts script, whole (None) or only `sections` (names from FACTS_SECTIONS), in the
+    script's own order, always ending with the "@@end" marker that proves the output complete."""
+    wanted = None if sections is None else set(sections)
+    if wanted is not None and (unknown := wanted - set(FACTS_SECTIONS)):
+        raise ValueError(f"no such node-facts section: {', '.join(sorted(unknown))}")
+    keep = [line for line in _FACTS_LINES.splitlines() if wanted is None or _section_of(line) in wanted]
+    return "export LC_ALL=C\n" + "\n".join(keep) + "\necho @@end\n"
+
+
+FACTS_SCRIPT = facts_script()
 
 
 @dataclass

@@ -126,3 +126,25 @@ def test_preflight_small_control_plane_and_missing_ipip():
     checks = {(x.check, x.severity) for x in preflight(_plan(), {"cp1": f})}
     assert ("cpus", "error") in checks and ("memory", "error") in checks and ("ipip", "error") in checks
     assert ("ipip", "error") not in {(x.check, x.severity) for x in preflight(_plan("VXLAN"), {"cp1": f})}
+
+
+def test_facts_script_sections_run_as_a_subset_of_the_one_script():
+    """The doctor runs only the sections it reads, cut from the same lines as the whole script: run
+    both here with a real shell and compare those sections' output."""
+    import subprocess
+
+    import pytest
+
+    from labtui.doctor.gather import NODE_SECTIONS, parse_node_probe
+    from labtui.nodes.facts import FACTS_SCRIPT, FACTS_SECTIONS, facts_script
+
+    part = facts_script(NODE_SECTIONS)
+    assert part.startswith("export LC_ALL=C\n") and part.rstrip().endswith("echo @@end")
+    assert [s for s in FACTS_SECTIONS if f"echo @@{s};" in part] == [s for s in FACTS_SECTIONS if s in NODE_SECTIONS]
+    assert facts_script() == FACTS_SCRIPT and "@@kubelet" in FACTS_SCRIPT and "@@kubelet" not in part
+    with pytest.raises(ValueError, match="no such node-facts section: nope"):
+        facts_script(["addr", "nope"])
+    whole = subprocess.run(["sh", "-c", FACTS_SCRIPT], capture_output=True, text=True, timeout=30).stdout
+    some = subprocess.run(["sh", "-c", part], capture_output=True, text=True, timeout=30).stdout
+    got_whole, got_some = parse_node_probe(whole), parse_node_probe(some)
+    assert got_some["complete"] and got_some == got_whole
