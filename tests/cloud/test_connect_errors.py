@@ -164,3 +164,34 @@ def test_cli_prints_the_message_and_hint_without_traceback(clouds, store, capsys
     assert code == 2
     assert "labtui: cloud lab: cannot reach the endpoint" in err and "\n  -> check the auth_url" in err
     assert "Traceback" not in err and "s3cret-Passw0rd" not in err
+
+
+def test_first_call_after_login_goes_alone(cloud_env):
+    """After a log-in the first API call goes alone and calls made meanwhile wait for its answer, so
+    Neutron asks Keystone about the new token once, not once per parallel first read (real backend)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    conn = cloud.connect("labtui-admin", timeout=30)
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def read() -> list[str]:
+        began = time.monotonic()
+        got = sorted(e.alias for e in conn.conn.network.extensions())
+        with lock:
+            spans.append((began, time.monotonic()))
+        return got
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda _: conn.call("list the Neutron extensions", "GET /v2.0/extensions", read),
+                                    range(4)))
+        t0 = time.monotonic()
+        conn.first_answered()  # the first call has answered: a reader waiting on it goes at once
+        assert time.monotonic() - t0 < 0.05
+    finally:
+        conn.close()
+    assert all(r == results[0] for r in results) and "allowed-address-pairs" in results[0]
+    spans.sort()
+    first_end = spans[0][1]
+    assert all(began >= first_end for began, _ in spans[1:]), spans  # the others began after its answer
