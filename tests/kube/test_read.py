@@ -178,3 +178,28 @@ def test_state_to_dict_is_json_and_complete(incident, kubeconfig_for):
     assert data["nodes"][0]["subnet"] == "10.100.200.0/24"
     assert "admin-token" not in text
 
+
+
+def test_the_doctors_calico_settings_reuse_what_the_cluster_read_fetched(kubeconfig_for):
+    """The doctor's MTU and Felix VXLAN port come from calico-config and the calico-node DaemonSet,
+    which the cluster read already fetched: they are not asked again (one request each), and
+    FelixConfiguration (not read before) is."""
+    from labtui.doctor.gather import read_calico_settings
+    from tests.harness.kube import calico_config, calico_node_daemonset
+
+    ds = calico_node_daemonset("kube-system")
+    ds["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "FELIX_VXLANPORT", "value": "4790"})
+    cfg = calico_config()
+    cfg["data"]["veth_mtu"] = "1430"
+    with incident_cluster() as c:
+        c.add("apps/v1/daemonsets", ds).add("v1/configmaps", cfg)
+        kc = KubeClient(kubeconfig_for(c))
+        state = read_cluster(kc)
+        got = read_calico_settings(kc, state)
+        paths = [r.path for r in c.requests]
+    assert (got["mtu"], got["mtu_source"]) == (1430, "calico-config veth_mtu")
+    assert (got["vxlan_port"], got["vxlan_port_source"]) == (4790, "FELIX_VXLANPORT on kube-system/calico-node")
+    assert paths.count("/api/v1/namespaces/kube-system/configmaps/calico-config") == 1
+    assert paths.count("/apis/apps/v1/daemonsets") == 1
+    assert paths.count("/apis/crd.projectcalico.org/v1/felixconfigurations/default") == 1
+    assert "objects" not in state.to_dict()  # the raw objects are not stored
