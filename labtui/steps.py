@@ -119,8 +119,10 @@ class Adapters(_Slots):
     ssh: Any = None  # adapters.ssh.NodeSSH
     cloud: Any = None  # adapters.openstack.CloudConnection
     kube: Any = None  # adapters.kube.KubeClient
+    cloud_login: Any = None  # adapters.openstack.EarlyLogin, until the first connection takes it
 
     def close_all(self) -> None:
+        self.pop("cloud_login")
         for name in ("kube", "cloud", "ssh"):
             svc = self.pop(name)
             close = getattr(svc, "close", None)

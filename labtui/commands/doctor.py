@@ -149,7 +149,7 @@ def adopt(store, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- doctor
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, log_in_early: bool = False):
     from labtui.session import LabSession
     from labtui.store import Store
 
@@ -164,6 +164,10 @@ def _open(args: argparse.Namespace):
     elif args.cloud:
         store.save_inputs(args.name, {"cloud": args.cloud})
     lab = LabSession(store, args.name, emit=_print_event, confirm=_confirm(args))
+    if log_in_early:
+        from labtui.adapters.openstack import begin_login
+
+        begin_login(lab.ctx)
     if lab.record.plan.get("nodes"):
         from labtui.adapters.ssh import configure_session_ssh
 
@@ -229,8 +233,6 @@ def _last_failed_cells(lab) -> set[str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from labtui.doctor.reason import render_text
-    from labtui.doctor.run import apply_fix, run_doctor
     from labtui.redact import redact, redact_data
 
     if args.failed and args.no_live:
@@ -242,10 +244,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if not junit.parent.is_dir():
             raise LabError(f"--junit {args.junit}: the directory {junit.parent} does not exist", "create it first")
     _unwind_on_signals()
-    lab = _open(args)
+    lab = _open(args, log_in_early=not args.revert)
     try:
         if args.revert:
             return _revert(lab, args)
+        from labtui.doctor.reason import render_text  # imported while Keystone answers the log-in
+        from labtui.doctor.run import apply_fix, run_doctor
+
         only = _last_failed_cells(lab) if args.failed else None
         if only is not None:
             print(f"labtui: re-running the {len(only)} cell(s) that failed last time", file=sys.stderr)

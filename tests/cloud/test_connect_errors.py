@@ -195,3 +195,30 @@ def test_first_call_after_login_goes_alone(cloud_env):
     spans.sort()
     first_end = spans[0][1]
     assert all(began >= first_end for began, _ in spans[1:]), spans  # the others began after its answer
+
+
+@pytest.mark.parametrize("server", ["silent", "closed", "tls"])
+def test_an_early_login_that_fails_is_said_as_the_sdks_would_be_and_waited_for_once(clouds, server, request, capfd):
+    """labtui doctor's early log-in (keystoneauth1 alone) failing: the same message as the SDK's own
+    try, as long as the SDK alone takes (a silent endpoint is not waited for twice), and nothing
+    written to the terminal by the libraries' loggers."""
+    from labtui.cloudconfig import load_clouds
+
+    url = {"silent": lambda: f"http://127.0.0.1:{request.getfixturevalue('silent_server')}/v3",
+           "closed": lambda: f"http://127.0.0.1:{closed_port()}/v3",
+           "tls": lambda: f"https://127.0.0.1:{request.getfixturevalue('tls_server')}/v3"}[server]()
+    name = clouds(url)
+    started = time.monotonic()
+    with pytest.raises(LabError) as plain:
+        cloud.connect(name, timeout=1.5)
+    alone = time.monotonic() - started
+    started = time.monotonic()
+    early = cloud.EarlyLogin(name, load_clouds().require(name), 1.5)
+    with pytest.raises(LabError) as err:
+        cloud.connect(name, timeout=1.5, early=early)
+    took = time.monotonic() - started
+    assert (err.value.code, err.value.message.split(" (")[0]) == (plain.value.code, plain.value.message.split(" (")[0])
+    assert err.value.code == {"silent": "cloud-timeout", "closed": "cloud-unreachable", "tls": "cloud-tls"}[server]
+    assert "s3cret" not in err.value.render()
+    assert capfd.readouterr() == ("", "")
+    assert took < alone + 1.0, (took, alone)  # the early try's wait, not it and then the SDK's own

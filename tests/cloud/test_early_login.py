@@ -1,0 +1,98 @@
+"""The doctor's early Keystone log-in (labtui.adapters.openstack.EarlyLogin), on the real backend.
+
+`labtui doctor` begins the log-in with keystoneauth1 alone right after opening the lab, so Keystone's
+answer overlaps openstacksdk's import; the SDK's plugin takes the token only when keystoneauth says
+both are the same identity. Keystone's own access log shows who logged in: the early try as
+"keystoneauth1" without "openstacksdk" in its user agent, the SDK's own log-in with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labtui.adapters import openstack as cloud
+from labtui.errors import LabError
+from labtui.session import LabSession
+from tests.harness.openstack.stack import STATE
+
+KEYSTONE_LOG = STATE / "logs" / "keystone.log"
+
+
+class KeystoneLog:
+    def __init__(self) -> None:
+        self.start = KEYSTONE_LOG.stat().st_size
+
+    def logins(self) -> list[tuple[str, str]]:
+        """(status, who) of each POST /v3/auth/tokens since this object was made."""
+        with open(KEYSTONE_LOG, errors="replace") as fh:
+            fh.seek(self.start)
+            lines = [ln for ln in fh if '"POST /v3/auth/tokens ' in ln]
+        return [(ln.split('" ', 1)[1].split()[0], "sdk" if "openstacksdk/" in ln else "early") for ln in lines]
+
+
+def _lab(store, name: str, cloud_name: str) -> LabSession:
+    store.create_session(name, cloud=cloud_name, wizard="cloud")
+    return LabSession(store, name)
+
+
+def test_the_sdk_takes_the_early_token_and_does_not_log_in_again(store, cloud_env):
+    lab = _lab(store, "early", "labtui-admin")
+    try:
+        log = KeystoneLog()
+        cloud.begin_login(lab.ctx)
+        assert isinstance(lab.ctx.adapters.cloud_login, cloud.EarlyLogin)
+        conn = cloud.session_cloud(lab.ctx)
+        assert lab.ctx.adapters.cloud_login is None  # taken
+        assert "allowed-address-pairs" in {e.alias for e in conn.conn.network.extensions()}
+        assert conn.project_id
+        assert log.logins() == [("201", "early")]
+    finally:
+        lab.close()
+
+
+def test_refused_credentials_are_said_once_and_not_tried_twice(store, cloud_env):
+    lab = _lab(store, "badpass", "labtui-badpass")
+    try:
+        log = KeystoneLog()
+        cloud.begin_login(lab.ctx)
+        with pytest.raises(LabError) as err:
+            cloud.session_cloud(lab.ctx)
+        assert err.value.code == "cloud-unauthorized" and "not-the-password" not in err.value.render()
+        assert log.logins() == [("401", "early")]  # a lock-out policy counts one failed try, not two
+    finally:
+        lab.close()
+
+
+def test_another_identitys_token_is_never_handed_over(cloud_env):
+    """An early log-in as the member (another user and project) offered to the admin's connection:
+    the cache ids differ, so the SDK logs in as the admin itself."""
+    from labtui.cloudconfig import load_clouds
+
+    clouds = load_clouds()
+    log = KeystoneLog()
+    other = cloud.EarlyLogin("labtui-admin", clouds.require("labtui-member"), 30.0)
+    conn = cloud.connect("labtui-admin", timeout=30, early=other)
+    try:
+        member = cloud.connect("labtui-member", timeout=30)
+        try:
+            assert conn.project_id and conn.project_id != member.project_id
+        finally:
+            member.close()
+    finally:
+        conn.close()
+    assert sorted(log.logins()) == [("201", "early"), ("201", "sdk"), ("201", "sdk")]
+
+
+def test_only_plain_entries_log_in_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    plain = {"auth": {"auth_url": "https://k:5000/v3", "username": "u", "password": "p", "project_name": "x"}}
+    assert cloud.EarlyLogin.usable(plain)
+    assert cloud.EarlyLogin.usable(plain | {"auth_type": "v3applicationcredential", "cacert": "/etc/ca.pem"})
+    assert not cloud.EarlyLogin.usable(plain | {"auth_type": "v3oidcpassword"})
+    assert not cloud.EarlyLogin.usable(plain | {"insecure": "false"})  # a string: openstacksdk may read it otherwise
+    assert not cloud.EarlyLogin.usable(plain | {"profile": "vexxhost"})
+    assert not cloud.EarlyLogin.usable(plain | {"cert": "/c.pem", "key": "/k.pem"})
+    secure = tmp_path / "secure.yaml"
+    secure.write_text("clouds: {}\n")
+    monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(secure))
+    assert not cloud.EarlyLogin.usable(plain)  # secure.yaml may hold or override the secret
