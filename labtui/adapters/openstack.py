@@ -17,12 +17,10 @@ event channel (the command log) before it is made, and every call has a timeout.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from labtui import events as ev
 from labtui.net.check import (
@@ -36,6 +34,9 @@ from labtui.net.check import (
 )
 from labtui.errors import LabError
 from labtui.events import Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    from labtui.adapters.keystone import EarlyLogin
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -229,20 +230,10 @@ class _Expected(Exception):
         self.exc = exc
 
 
-def _quiet_loggers() -> None:
-    """keystoneauth and openstacksdk log warnings to stderr (Python's last-resort handler) unless a
-    handler exists; the command log already shows the calls, and a TUI must not be scribbled on."""
-    import logging
-
-    for name in ("keystoneauth", "openstack", "stevedore", "urllib3"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-            logger.addHandler(logging.NullHandler())
-        logger.propagate = False
-
-
 def _quiet_sdk_logging() -> None:
-    _quiet_loggers()
+    from labtui.adapters.keystone import quiet_loggers
+
+    quiet_loggers()
     import warnings
 
     from openstack import warnings as osw
@@ -255,110 +246,6 @@ def load_sdk() -> None:
     """Import openstacksdk now (about 0.4 s of CPU in a fresh process), so a caller can order it
     before other work."""
     import openstack  # noqa: F401
-
-
-# auth types whose options keystoneauth1 loads from clouds.yaml's `auth:` as openstacksdk does
-_EARLY_AUTH_TYPES = ("password", "v3password", "v3applicationcredential")
-
-
-class EarlyLogin:
-    """A Keystone log-in begun with keystoneauth1 alone, before openstacksdk is imported: Keystone's
-    answer (its password check alone is about half a second) then overlaps the SDK's import and the
-    caller's other work. connect() hands the token to the SDK's own auth plugin only when keystoneauth
-    says both are the same identity (same cache id: auth_url, user, project, secret); then a refusal
-    or an unreachable endpoint is reported from this try (a wrong password is not tried twice, an
-    unreachable cloud not waited for twice). Otherwise the SDK logs in as usual. The token stays in
-    memory, never in a file."""
-
-    def __init__(self, name: str, entry: dict[str, Any], timeout: float) -> None:
-        self.name = name
-        self.cache_id: str | None = None
-        self.state: str | None = None
-        self.failed: BaseException | None = None
-        self._done = threading.Event()
-        threading.Thread(target=self._log_in, args=(entry, timeout), name="cloud-login", daemon=True).start()
-
-    @staticmethod
-    def usable(entry: dict[str, Any] | None) -> bool:
-        """Only plain entries, read here exactly as openstacksdk reads them: a known auth type with its
-        options under auth:, TLS settings as real booleans and a CA file path, no client certificate,
-        no vendor profile, and no secure.yaml that could hold (or override) the secret."""
-        if not entry or not isinstance(entry.get("auth"), dict):
-            return False
-        if (entry.get("auth_type") or "password") not in _EARLY_AUTH_TYPES:
-            return False
-        if any(entry.get(k) for k in ("cert", "key", "profile", "cloud")):
-            return False
-        if entry.get("verify") not in (None, True, False) or entry.get("insecure") not in (None, True, False):
-            return False
-        if entry.get("cacert") is not None and not isinstance(entry.get("cacert"), str):
-            return False
-        return not any(p.is_file() for p in _secure_files())
-
-    def _log_in(self, entry: dict[str, Any], timeout: float) -> None:
-        try:
-            _quiet_loggers()
-            import requests  # noqa: F401 - whole, before its submodules (see doctor.gather._preimport_http_stack)
-            from keystoneauth1 import exceptions as ka
-            from keystoneauth1 import loading, session
-
-            plugin = loading.get_plugin_loader(entry.get("auth_type") or "password").load_from_options(**entry["auth"])
-            verify: Any = not (entry.get("insecure") is True or entry.get("verify") is False)
-            if verify and entry.get("cacert"):
-                verify = entry["cacert"]
-            sess = session.Session(auth=plugin, verify=verify, timeout=timeout)
-            self.cache_id = plugin.get_cache_id()
-            try:
-                plugin.get_access(sess)
-                self.state = plugin.get_auth_state()
-            except ka.ClientException as exc:
-                self.failed = exc
-            finally:
-                sess.session.close()
-        except Exception:  # noqa: BLE001 - connect() logs in itself and reports what goes wrong
-            self.cache_id = None
-        finally:
-            self._done.set()
-
-    def hand_over(self, plugin: Any, timeout: float) -> bool:
-        """Give the SDK's `plugin` this log-in's token when it is the same identity (True), or raise
-        this log-in's failure; False: the SDK logs in itself."""
-        if not self._done.wait(timeout + 5.0):
-            return False
-        try:
-            same = self.cache_id is not None and plugin.get_cache_id() == self.cache_id
-        except Exception:  # noqa: BLE001 - a plugin without a cache id logs in itself
-            same = False
-        if not same:
-            return False
-        if self.failed is not None:
-            raise self.failed
-        if self.state is None:
-            return False
-        plugin.set_auth_state(self.state)
-        return True
-
-
-def _secure_files() -> list[Path]:
-    """Where openstacksdk looks for secure.yaml (secrets merged into clouds.yaml's entries)."""
-    files = [Path(os.environ["OS_CLIENT_SECURE_FILE"]).expanduser()] if os.environ.get("OS_CLIENT_SECURE_FILE") else []
-    return files + [Path.cwd() / "secure.yaml", Path.home() / ".config" / "openstack" / "secure.yaml",
-                    Path("/etc/openstack/secure.yaml")]
-
-
-def begin_login(ctx: Any) -> None:
-    """Begin the lab's Keystone log-in now (EarlyLogin), for the connection session_cloud() makes next."""
-    from labtui.cloudconfig import ENV_CLOUD, load_clouds
-
-    name = _session_cloud_name(ctx)
-    if not name or name == ENV_CLOUD or ctx.adapters.cloud is not None or ctx.adapters.cloud_login is not None:
-        return
-    try:
-        entry = load_clouds().clouds.get(name)
-    except LabError:
-        return  # connect() says what is wrong with clouds.yaml
-    if EarlyLogin.usable(entry):
-        ctx.adapters.cloud_login = EarlyLogin(name, entry, float(ctx.tuning.cloud_timeout))
 
 
 def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Event], None] | None = None,

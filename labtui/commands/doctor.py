@@ -150,10 +150,12 @@ def adopt(store, args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace, log_in_early: bool = False):
-    from labtui.session import LabSession
     from labtui.store import Store
 
     store = Store()
+    early = _begin_login(store, args) if log_in_early else None  # before the session's imports
+    from labtui.session import LabSession
+
     if args.adopt:
         adopt(store, args)
     elif not store.has_session(args.name):
@@ -164,16 +166,26 @@ def _open(args: argparse.Namespace, log_in_early: bool = False):
     elif args.cloud:
         store.save_inputs(args.name, {"cloud": args.cloud})
     lab = LabSession(store, args.name, emit=_print_event, confirm=_confirm(args))
-    if log_in_early:
-        from labtui.adapters.openstack import begin_login
-
-        begin_login(lab.ctx)
+    lab.ctx.adapters.cloud_login = early  # the cloud connection takes its token (same cloud and identity)
     if lab.record.plan.get("nodes"):
         from labtui.adapters.ssh import configure_session_ssh
 
         configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
                               connect_timeout=8.0)
     return lab
+
+
+def _begin_login(store, args: argparse.Namespace):
+    """The lab's Keystone log-in, begun now with keystoneauth1 alone (labtui.adapters.keystone): the
+    password check (about half a second of Keystone's time) then overlaps the imports that follow."""
+    from labtui.adapters.keystone import begin_login
+    from labtui.steps import Tuning
+
+    name = args.cloud
+    if not name and not args.adopt and store.has_session(args.name):
+        rec = store.get_session(args.name)
+        name = (rec.inputs or {}).get("cloud") or rec.cloud or (rec.plan or {}).get("cloud")
+    return begin_login(name, Tuning().cloud_timeout)
 
 
 def _confirm(args: argparse.Namespace):

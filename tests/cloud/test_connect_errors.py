@@ -213,7 +213,9 @@ def test_an_early_login_that_fails_is_said_as_the_sdks_would_be_and_waited_for_o
         cloud.connect(name, timeout=1.5)
     alone = time.monotonic() - started
     started = time.monotonic()
-    early = cloud.EarlyLogin(name, load_clouds().require(name), 1.5)
+    from labtui.adapters.keystone import EarlyLogin
+
+    early = EarlyLogin(name, load_clouds().require(name), 1.5)
     with pytest.raises(LabError) as err:
         cloud.connect(name, timeout=1.5, early=early)
     took = time.monotonic() - started

@@ -1,4 +1,4 @@
-"""The doctor's early Keystone log-in (labtui.adapters.openstack.EarlyLogin), on the real backend.
+"""The doctor's early Keystone log-in (labtui.adapters.keystone.EarlyLogin), on the real backend.
 
 `labtui doctor` begins the log-in with keystoneauth1 alone right after opening the lab, so Keystone's
 answer overlaps openstacksdk's import; the SDK's plugin takes the token only when keystoneauth says
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from labtui.adapters import keystone
 from labtui.adapters import openstack as cloud
 from labtui.errors import LabError
 from labtui.session import LabSession
@@ -40,8 +41,8 @@ def test_the_sdk_takes_the_early_token_and_does_not_log_in_again(store, cloud_en
     lab = _lab(store, "early", "labtui-admin")
     try:
         log = KeystoneLog()
-        cloud.begin_login(lab.ctx)
-        assert isinstance(lab.ctx.adapters.cloud_login, cloud.EarlyLogin)
+        lab.ctx.adapters.cloud_login = keystone.begin_login("labtui-admin", 20.0)
+        assert isinstance(lab.ctx.adapters.cloud_login, keystone.EarlyLogin)
         conn = cloud.session_cloud(lab.ctx)
         assert lab.ctx.adapters.cloud_login is None  # taken
         assert "allowed-address-pairs" in {e.alias for e in conn.conn.network.extensions()}
@@ -55,7 +56,7 @@ def test_refused_credentials_are_said_once_and_not_tried_twice(store, cloud_env)
     lab = _lab(store, "badpass", "labtui-badpass")
     try:
         log = KeystoneLog()
-        cloud.begin_login(lab.ctx)
+        lab.ctx.adapters.cloud_login = keystone.begin_login("labtui-badpass", 20.0)
         with pytest.raises(LabError) as err:
             cloud.session_cloud(lab.ctx)
         assert err.value.code == "cloud-unauthorized" and "not-the-password" not in err.value.render()
@@ -71,7 +72,7 @@ def test_another_identitys_token_is_never_handed_over(cloud_env):
 
     clouds = load_clouds()
     log = KeystoneLog()
-    other = cloud.EarlyLogin("labtui-admin", clouds.require("labtui-member"), 30.0)
+    other = keystone.EarlyLogin("labtui-admin", clouds.require("labtui-member"), 30.0)
     conn = cloud.connect("labtui-admin", timeout=30, early=other)
     try:
         member = cloud.connect("labtui-member", timeout=30)
@@ -86,13 +87,40 @@ def test_another_identitys_token_is_never_handed_over(cloud_env):
 
 def test_only_plain_entries_log_in_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     plain = {"auth": {"auth_url": "https://k:5000/v3", "username": "u", "password": "p", "project_name": "x"}}
-    assert cloud.EarlyLogin.usable(plain)
-    assert cloud.EarlyLogin.usable(plain | {"auth_type": "v3applicationcredential", "cacert": "/etc/ca.pem"})
-    assert not cloud.EarlyLogin.usable(plain | {"auth_type": "v3oidcpassword"})
-    assert not cloud.EarlyLogin.usable(plain | {"insecure": "false"})  # a string: openstacksdk may read it otherwise
-    assert not cloud.EarlyLogin.usable(plain | {"profile": "vexxhost"})
-    assert not cloud.EarlyLogin.usable(plain | {"cert": "/c.pem", "key": "/k.pem"})
+    assert keystone.EarlyLogin.usable(plain)
+    assert keystone.EarlyLogin.usable(plain | {"auth_type": "v3applicationcredential", "cacert": "/etc/ca.pem"})
+    assert not keystone.EarlyLogin.usable(plain | {"auth_type": "v3oidcpassword"})
+    assert not keystone.EarlyLogin.usable(plain | {"insecure": "false"})  # a string: openstacksdk may read it otherwise
+    assert not keystone.EarlyLogin.usable(plain | {"profile": "vexxhost"})
+    assert not keystone.EarlyLogin.usable(plain | {"cert": "/c.pem", "key": "/k.pem"})
     secure = tmp_path / "secure.yaml"
     secure.write_text("clouds: {}\n")
     monkeypatch.setenv("OS_CLIENT_SECURE_FILE", str(secure))
-    assert not cloud.EarlyLogin.usable(plain)  # secure.yaml may hold or override the secret
+    assert not keystone.EarlyLogin.usable(plain)  # secure.yaml may hold or override the secret
+
+
+def test_a_longer_timeout_than_the_early_tries_is_not_cut_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An early try that timed out within its own limit does not decide for a connection allowed to
+    wait longer: that connection tries itself (a silent endpoint, 0.5 s early vs 1.5 s)."""
+    import socket
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/v3"
+        (tmp_path / "clouds.yaml").write_text(
+            "clouds:\n  slow:\n    auth:\n      auth_url: " + url + "\n      username: u\n      password: p\n"
+            "      project_name: x\n      user_domain_name: Default\n      project_domain_name: Default\n")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        early = keystone.begin_login("slow", 0.5)
+        assert early is not None
+        started = time.monotonic()
+        with pytest.raises(LabError) as err:
+            cloud.connect("slow", timeout=1.5, early=early)
+        assert err.value.code == "cloud-timeout" and "within 1.5 s" in err.value.message
+        assert time.monotonic() - started >= 1.5  # the connection's own, longer wait happened
+    finally:
+        srv.close()
