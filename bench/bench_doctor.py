@@ -1,4 +1,4 @@
-"""The doctor on a 4-node lab: SSH + OpenStack + Kubernetes API (target <= 2 s).
+"""The doctor on a 4-node lab: SSH + OpenStack + Kubernetes API (targets: cold <= 1.0 s, CLI <= 1.5 s).
 
 Starts 4 real sshd nodes (network namespaces), builds the incident's layout for them on the real
 OpenStack test backend (Neutron ports with the nodes' addresses, group without protocol 4) and a
@@ -113,11 +113,11 @@ def main() -> int:
         "live_proof_run_s": round(results["live"][0], 3),
         "cli_process_median_s": round(med["cli"], 3),
         "cold_sources_first": results["cold_sources"][0],
-        "target_s": 2.0,
-        "within_target": med["cold"] <= 2.0,
+        "targets_s": {"cold": 1.0, "cli": 1.5},
+        "within_targets": {"cold": med["cold"] <= 1.0, "cli": med["cli"] <= 1.5},
     }
     print(json.dumps(report, indent=2, default=str))
-    return 0 if report["within_target"] else 1
+    return 0 if all(report["within_targets"].values()) else 1
 
 
 if __name__ == "__main__":
