@@ -119,7 +119,7 @@ class Adapters(_Slots):
     ssh: Any = None  # adapters.ssh.NodeSSH
     cloud: Any = None  # adapters.openstack.CloudConnection
     kube: Any = None  # adapters.kube.KubeClient
-    cloud_login: Any = None  # adapters.openstack.EarlyLogin, until the first connection takes it
+    cloud_login: Any = None  # adapters.keystone.EarlyLogin, until the first cloud connection takes it
 
     def close_all(self) -> None:
         self.pop("cloud_login")
