@@ -152,6 +152,11 @@ def adopt(store, args: argparse.Namespace) -> None:
 def _open(args: argparse.Namespace, log_in_early: bool = False):
     from labtui.store import Store
 
+    if args.cloud:  # a name clouds.yaml does not define is refused before the lab remembers it
+        from labtui.cloudconfig import ENV_CLOUD, load_clouds
+
+        if args.cloud != ENV_CLOUD:
+            load_clouds().require(args.cloud)
     store = Store()
     early = _begin_login(store, args) if log_in_early else None  # before the session's imports
     from labtui.session import LabSession

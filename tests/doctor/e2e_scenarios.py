@@ -162,3 +162,26 @@ def test_nothing_reachable_exit_2_with_a_clear_message(sshlab, lab_home, tmp_pat
     assert "could not check the interface and modules of g1" in out.out
     assert "Traceback" not in out.out + out.err
     assert took < 30
+
+
+def test_a_cloud_clouds_yaml_does_not_define_is_refused_and_not_remembered(lab_home, tmp_path, monkeypatch, capsys):
+    """`labtui doctor LAB --cloud typo`: a clear error naming the known clouds, exit 2, and the lab
+    keeps its cloud (it was saved before the run and every later run failed on the typo)."""
+    from labtui.store import Store
+
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  real:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n      username: u\n"
+                      "      password: p\n      project_name: p\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    store = Store()
+    store.create_session("kept", cloud="real", wizard="doctor", inputs={"cloud": "real"})
+    code = main(["doctor", "kept", "--no-live", "--cloud", "typo"])
+    out = capsys.readouterr()
+    assert code == 2, out.out + out.err
+    assert "cloud 'typo' is not defined" in out.err and "known clouds: real" in out.err
+    assert "Traceback" not in out.out + out.err
+    rec = store.get_session("kept")
+    assert (rec.cloud, rec.inputs.get("cloud")) == ("real", "real")
+    code = main(["doctor", "new", "--adopt", "--kubeconfig", str(tmp_path / "none"), "--cloud", "typo"])
+    assert code == 2 and not store.has_session("new")
+    store.close()
