@@ -365,7 +365,12 @@ def _revert(lab, args: argparse.Namespace) -> int:
 def cmd_revert(args: argparse.Namespace) -> int:
     """`labtui revert NAME [CHANGE|all]`: the recorded changes, or revert them (see `_revert`)."""
     args.adopt, args.cloud, args.revert = False, None, args.change
-    lab = _open(args)
+    try:
+        lab = _open(args)
+    except LabError as exc:
+        if exc.code != "not-found":
+            raise
+        raise LabError(exc.message, "list the labs with `labtui sessions`", code="not-found") from None
     try:
         if args.change is None:
             changes = lab.store.changes(lab.record.id, include_reverted=False)

@@ -304,7 +304,7 @@ def parse_matrix_output(text: str, node_of_ip: dict[str, str], pod_ip: dict[str,
 # --------------------------------------------------------------------------- causes from the reasoning
 
 
-def _short(text: str, limit: int = 220) -> str:
+def clip_words(text: str, limit: int = 220) -> str:
     """At most `limit` characters, cut at a word boundary (never mid-word)."""
     text = " ".join(text.split())
     if len(text) <= limit:
@@ -337,7 +337,7 @@ def attach_causes(diag: Any, cells: list[Cell]) -> list[Cell]:
             parts.append(f.title)
         if blocks:
             parts.append(f"blocked at {blocks[0].where}: {blocks[0].detail}")
-        return _short(". ".join(parts)) if parts else ""
+        return clip_words(". ".join(parts)) if parts else ""
 
     for c in cells:
         if c.ok:
@@ -364,6 +364,6 @@ def attach_causes(diag: Any, cells: list[Cell]) -> list[Cell]:
             if c.scope == "host" and not cause:
                 cause = ("the node itself cannot reach the pod: its tunnel or route to the pod CIDR is missing, or "
                          "the security group blocks the encapsulated traffic")
-        c.cause = _short(cause) if cause else ("not explained by the configuration the doctor read: see the capture, "
+        c.cause = clip_words(cause) if cause else ("not explained by the configuration the doctor read: see the capture, "
                                                "calico-node's logs and host firewalls")
     return cells

@@ -51,7 +51,7 @@ from labtui.doctor.matrix import (
     TCP_ANSWER,
     TCP_PORT,
     Cell,
-    _short,
+    clip_words,
     parse_cells,
     plan_cells,
     probe_results,
@@ -343,7 +343,7 @@ def run_live_proof(
         created = rc == 0 or "created" in out or "configured" in out
         apply_error = ""
         if rc != 0:
-            apply_error = _short((err or out).strip(), 200)
+            apply_error = clip_words((err or out).strip(), 200)
             if not created:
                 proof.unchecked.append(Unchecked("matrix", "pod-to-pod connectivity",
                                                  f"`kubectl apply` on {shell.node} failed: {apply_error}",
@@ -369,7 +369,7 @@ def run_live_proof(
                         ips[(node, role)] = ip
             except (ValueError, AttributeError):
                 pass
-        why = apply_error or (_short((err or out).strip(), 200) if rc != 0 else "not ready in time")
+        why = apply_error or (clip_words((err or out).strip(), 200) if rc != 0 else "not ready in time")
         missing = [n for n in pod_nodes if "" in roles[n] and (n, "") not in ips]
         if missing:
             proof.unchecked.append(Unchecked("matrix", f"pods on {', '.join(missing)}",

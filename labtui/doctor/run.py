@@ -396,9 +396,9 @@ def summary_line(diag: Diagnosis) -> str:
         return f"healthy: {ok} of {len(diag.verdicts)} pod paths pass"
     if diag.exit_code == 1:
         return f"{len(diag.problems)} finding(s): " + "; ".join(f.title for f in diag.problems[:2])
-    from labtui.doctor.matrix import _short
+    from labtui.doctor.matrix import clip_words
 
-    return _short("could not check: " + "; ".join(u.what for u in diag.blocked_sources or diag.unchecked), 200)
+    return clip_words("could not check: " + "; ".join(u.what for u in diag.blocked_sources or diag.unchecked), 200)
 
 
 def remember(ctx: StepContext, diag: Diagnosis) -> None:
@@ -412,9 +412,9 @@ def remember(ctx: StepContext, diag: Diagnosis) -> None:
     if "first" not in stored:
         values["first"] = data
     ctx.store.put_facts(ctx.session.id, DOCTOR_SCOPE, values)
-    from labtui.doctor.matrix import _short
+    from labtui.doctor.matrix import clip_words
 
-    ctx.store.update_session(ctx.session.name, health=_short(f"doctor: {summary_line(diag)}", 120))  # never mid-word
+    ctx.store.update_session(ctx.session.name, health=clip_words(f"doctor: {summary_line(diag)}", 120))  # never mid-word
     ctx.reload()
 
 

@@ -192,3 +192,6 @@ def test_labtui_revert_lists_then_reverts_one_change_on_the_node(lab, capsys):
     assert not _exists(lab, "node1", "a") and _exists(lab, "node2", "b")
     assert main(["revert", name, "999"]) == 2  # a number that is not a change: a clear error
     assert "no change #999" in capsys.readouterr().err
+    assert main(["revert", "nosuchlab"]) == 2
+    err = capsys.readouterr().err
+    assert "there is no lab named 'nosuchlab'" in err and "labtui sessions" in err and "--adopt" not in err
