@@ -108,6 +108,11 @@ class SessionRecord:
     created: float
     updated: float
 
+    @property
+    def cloud_name(self) -> str | None:
+        """The lab's cloud: the one chosen for a run (inputs), else the session's, else the plan's."""
+        return (self.inputs or {}).get("cloud") or self.cloud or (self.plan or {}).get("cloud")
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SessionRecord":
         return cls(

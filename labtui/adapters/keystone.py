@@ -102,7 +102,9 @@ class EarlyLogin:
         if not same:
             return False
         if self.failed is not None:
-            if self.timeout < timeout and "timed out" in str(self.failed).lower():
+            from keystoneauth1 import exceptions as ka
+
+            if self.timeout < timeout and isinstance(self.failed, (ka.ConnectTimeout, ka.RequestTimeout)):
                 return False  # the connection may wait longer than this try did: the SDK tries itself
             raise self.failed
         if self.state is None:
@@ -118,15 +120,16 @@ def _secure_files() -> list[Path]:
                     Path("/etc/openstack/secure.yaml")]
 
 
-def begin_login(name: str | None, timeout: float) -> EarlyLogin | None:
-    """Begin the log-in to cloud `name` (from clouds.yaml) now, when its entry is a plain one."""
+def begin_login(name: str | None, timeout: float, clouds: Any = None) -> EarlyLogin | None:
+    """Begin the log-in to cloud `name` now, when its clouds.yaml entry (from `clouds`, a
+    labtui.cloudconfig.CloudsConfig the caller read already, else read here) is a plain one."""
     from labtui.cloudconfig import ENV_CLOUD, load_clouds
     from labtui.errors import LabError
 
     if not name or name == ENV_CLOUD:
         return None
     try:
-        entry = load_clouds().clouds.get(name)
+        entry = (clouds or load_clouds()).clouds.get(name)
     except LabError:
         return None  # connect() says what is wrong with clouds.yaml
     return EarlyLogin(name, entry, timeout) if EarlyLogin.usable(entry) else None

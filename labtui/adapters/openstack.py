@@ -701,7 +701,7 @@ def session_cloud(ctx: Any, cloud: str | None = None, timeout: float | None = No
     from labtui.errors import LabError as _LabError
 
     svc = ctx.adapters.cloud
-    name = _session_cloud_name(ctx, cloud)
+    name = cloud or ctx.session.cloud_name
     if svc is not None and (not name or svc.name == name):
         return svc
     if not name:
@@ -713,10 +713,6 @@ def session_cloud(ctx: Any, cloud: str | None = None, timeout: float | None = No
                   early=ctx.adapters.pop("cloud_login"))
     ctx.adapters.cloud = svc
     return svc
-
-
-def _session_cloud_name(ctx: Any, cloud: str | None = None) -> str | None:
-    return cloud or ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
 
 
 def find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:

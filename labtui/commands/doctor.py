@@ -152,13 +152,15 @@ def adopt(store, args: argparse.Namespace) -> None:
 def _open(args: argparse.Namespace, log_in_early: bool = False):
     from labtui.store import Store
 
+    clouds = None
     if args.cloud:  # a name clouds.yaml does not define is refused before the lab remembers it
         from labtui.cloudconfig import ENV_CLOUD, load_clouds
 
         if args.cloud != ENV_CLOUD:
-            load_clouds().require(args.cloud)
+            clouds = load_clouds()
+            clouds.require(args.cloud)
     store = Store()
-    early = _begin_login(store, args) if log_in_early else None  # before the session's imports
+    early = _begin_login(store, args, clouds) if log_in_early else None  # before the session's imports
     from labtui.session import LabSession
 
     if args.adopt:
@@ -180,7 +182,7 @@ def _open(args: argparse.Namespace, log_in_early: bool = False):
     return lab
 
 
-def _begin_login(store, args: argparse.Namespace):
+def _begin_login(store, args: argparse.Namespace, clouds=None):
     """The lab's Keystone log-in, begun now with keystoneauth1 alone (labtui.adapters.keystone): the
     password check (about half a second of Keystone's time) then overlaps the imports that follow."""
     from labtui.adapters.keystone import begin_login
@@ -188,9 +190,8 @@ def _begin_login(store, args: argparse.Namespace):
 
     name = args.cloud
     if not name and not args.adopt and store.has_session(args.name):
-        rec = store.get_session(args.name)
-        name = (rec.inputs or {}).get("cloud") or rec.cloud or (rec.plan or {}).get("cloud")
-    return begin_login(name, Tuning().cloud_timeout)
+        name = store.get_session(args.name).cloud_name
+    return begin_login(name, Tuning.cloud_timeout, clouds)
 
 
 def _confirm(args: argparse.Namespace):

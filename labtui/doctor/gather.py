@@ -212,35 +212,18 @@ def calico_settings(installation: dict[str, Any] | None, calico_config: dict[str
 
 
 def read_calico_settings(kc: Any, state: Any) -> dict[str, Any]:
-    """The objects `calico_settings` needs, read in parallel through labtui.adapters.kube (each optional)."""
-    from labtui.net.calico import OPERATOR_API, V1, V3
+    """`calico_settings` from the Installation, calico-config and DaemonSets the cluster read already
+    fetched (`state.objects`, not asked again) and FelixConfiguration default, read here (optional)."""
+    from labtui.net.calico import V1, V3
 
     install = getattr(state, "install", None)
-    felix_api = V3 if getattr(install, "v3_served", False) else V1
-    jobs: dict[str, Callable[[], Any]] = {
-        "installation": lambda: kc.get_custom(*OPERATOR_API, "installations", "default")
-        if getattr(install, "mode", None) == "operator" else None,
-        "calico_config": lambda: kc.read_configmap("kube-system", "calico-config"),
-        "felix": lambda: kc.get_custom(*felix_api, "felixconfigurations", "default"),
-        "daemonsets": kc.list_daemonsets,
-    }
-    # what the cluster read already fetched is not asked again (None there: absent or forbidden)
-    got: dict[str, Any] = {k: v for k, v in (getattr(state, "objects", None) or {}).items() if k in jobs}
-    jobs = {k: fn for k, fn in jobs.items() if k not in got}
-
-    def optional(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except LabError:
-            return None  # forbidden or missing: that setting stays unknown
-
-    if len(jobs) == 1:
-        got.update({k: optional(fn) for k, fn in jobs.items()})
-    elif jobs:
-        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-calico") as pool:
-            futures = {k: pool.submit(optional, fn) for k, fn in jobs.items()}
-            got.update({k: fut.result() for k, fut in futures.items()})
-    return calico_settings(got["installation"], got["calico_config"], got["felix"], got["daemonsets"])
+    objects = getattr(state, "objects", None) or {}
+    try:
+        felix = kc.get_custom(*(V3 if getattr(install, "v3_served", False) else V1), "felixconfigurations", "default")
+    except LabError:
+        felix = None  # forbidden or missing: Felix's default port stands
+    installation = objects.get("installation") if getattr(install, "mode", None) == "operator" else None
+    return calico_settings(installation, objects.get("calico_config"), felix, objects.get("daemonsets"))
 
 
 def backend_from_agents(agent_types: list[str] | None) -> str | None:

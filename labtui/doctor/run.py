@@ -46,7 +46,7 @@ def plan_nodes(ctx: StepContext) -> list[Any]:
 
 
 def cloud_name(ctx: StepContext) -> str | None:
-    return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+    return ctx.session.cloud_name
 
 
 def _kube_reader(ctx: StepContext, kubeconfig: str | None,

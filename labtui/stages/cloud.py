@@ -21,7 +21,7 @@ SCOPE = "cloud"
 
 
 def cloud_name(ctx: StepContext) -> str | None:
-    return ctx.inputs.get("cloud") or ctx.session.cloud or (ctx.session.plan or {}).get("cloud")
+    return ctx.session.cloud_name
 
 
 NO_CLOUD = ("the lab has no cloud (machines of your own): there are no security groups or ports to check; "
