@@ -292,7 +292,11 @@ def parse_network(value: str | None, field: str, problems: list[Problem]) -> ipa
         return None
     text = str(value).strip()
     if "/" not in text:
-        problems.append(Problem(field, f"{text!r} has no prefix length", f"write it as CIDR, e.g. {text}/24"))
+        try:  # a whole address: suggest it with a prefix; a short one ("10.100.200") would stay invalid
+            hint = f"write it as CIDR, e.g. {ipaddress.IPv4Address(text)}/24"
+        except ValueError:
+            hint = "use the form a.b.c.d/len, e.g. 10.100.200.0/24 (all four numbers and the prefix length)"
+        problems.append(Problem(field, f"{text!r} has no prefix length", hint))
         return None
     try:
         net = ipaddress.ip_network(text, strict=False)

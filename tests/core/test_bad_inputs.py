@@ -36,6 +36,9 @@ def test_malformed_cidr(incident_plan_data):
 def test_cidr_without_prefix(incident_plan_data):
     [p] = only(problems_of(dict(incident_plan_data, node_subnet="10.100.200.0")), "node_subnet")
     assert "no prefix length" in p.message and p.hint == "write it as CIDR, e.g. 10.100.200.0/24"
+    # a short address (the wizard walk typed it): the hint must not suggest another invalid form
+    [p] = only(problems_of(dict(incident_plan_data, node_subnet="10.100.200")), "node_subnet")
+    assert "no prefix length" in p.message and "10.100.200/24" not in p.hint and "a.b.c.d/len" in p.hint
 
 
 def test_pod_overlaps_node_subnet(incident_plan_data):
