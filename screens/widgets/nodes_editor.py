@@ -46,6 +46,10 @@ def node_line(n: dict[str, Any]) -> str:
     return "  ".join(str(p) for p in parts)
 
 
+# the node fields this form edits (an empty input removes its field); a node's other fields are kept
+FORM_FIELDS = ("name", "address", "role", "user", "port", "key_file", "proxy_jump")
+
+
 class NodesEditor(Vertical):
     DEFAULT_CSS = """
     NodesEditor { height: auto; }
@@ -263,8 +267,8 @@ class NodesEditor(Vertical):
             node["proxy_jump"] = jump
         if self.editing is not None and self.editing < len(self.nodes):
             old = self.nodes[self.editing]
-            if old.get("ssh_host") and old.get("name") == name:  # written by provisioning (the floating IP): kept
-                node["ssh_host"] = old["ssh_host"]
+            if old.get("name") == name:  # what the form does not show (ssh_host, the floating IP provisioning wrote) is kept
+                node = {k: v for k, v in old.items() if k not in FORM_FIELDS} | node
             self.nodes[self.editing] = node
             others = [n for i, n in enumerate(self.nodes) if i != self.editing and n.get("name") == name]
             if others:
