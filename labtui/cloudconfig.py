@@ -14,15 +14,16 @@ from labtui.errors import LabError
 ENV_CLOUD = "envvars"
 
 
-def candidate_files() -> list[Path]:
+def candidate_files(filename: str = "clouds.yaml", env: str = "OS_CLIENT_CONFIG_FILE") -> list[Path]:
+    """Where openstacksdk looks for `filename` (clouds.yaml; secure.yaml with OS_CLIENT_SECURE_FILE), in order."""
     files: list[Path] = []
-    explicit = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    explicit = os.environ.get(env)
     if explicit:
         files.append(Path(explicit).expanduser())
     files += [
-        Path.cwd() / "clouds.yaml",
-        Path.home() / ".config" / "openstack" / "clouds.yaml",
-        Path("/etc/openstack/clouds.yaml"),
+        Path.cwd() / filename,
+        Path.home() / ".config" / "openstack" / filename,
+        Path("/etc/openstack") / filename,
     ]
     return files
 

@@ -8,9 +8,7 @@ and clouds.yaml (labtui.cloudconfig) only in the log-in thread and begin_login.
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
 
@@ -63,7 +61,9 @@ class EarlyLogin:
             return False
         if entry.get("cacert") is not None and not isinstance(entry.get("cacert"), str):
             return False
-        return not any(p.is_file() for p in _secure_files())
+        from labtui.cloudconfig import candidate_files
+
+        return not any(p.is_file() for p in candidate_files("secure.yaml", "OS_CLIENT_SECURE_FILE"))
 
     def _log_in(self, entry: dict[str, Any], timeout: float) -> None:
         try:
@@ -111,13 +111,6 @@ class EarlyLogin:
             return False
         plugin.set_auth_state(self.state)
         return True
-
-
-def _secure_files() -> list[Path]:
-    """Where openstacksdk looks for secure.yaml (secrets merged into clouds.yaml's entries)."""
-    files = [Path(os.environ["OS_CLIENT_SECURE_FILE"]).expanduser()] if os.environ.get("OS_CLIENT_SECURE_FILE") else []
-    return files + [Path.cwd() / "secure.yaml", Path.home() / ".config" / "openstack" / "secure.yaml",
-                    Path("/etc/openstack/secure.yaml")]
 
 
 def begin_login(name: str | None, timeout: float, clouds: Any = None) -> EarlyLogin | None:
