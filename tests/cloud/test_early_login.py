@@ -2,11 +2,12 @@
 
 `labtui doctor` begins the log-in with keystoneauth1 alone right after opening the lab, so Keystone's
 answer overlaps openstacksdk's import; the SDK's plugin takes the token only when keystoneauth says
-both are the same identity. Keystone's own access log shows who logged in: the early try as
-"keystoneauth1" without "openstacksdk" in its user agent, the SDK's own log-in with it."""
+both are the same identity. The tests reach the real Keystone through a counting proxy
+(tests/harness/faultproxy.py, no fault set), so they see every log-in of theirs and only theirs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,21 +16,31 @@ from labtui.adapters import keystone
 from labtui.adapters import openstack as cloud
 from labtui.errors import LabError
 from labtui.session import LabSession
-from tests.harness.openstack.stack import STATE
-
-KEYSTONE_LOG = STATE / "logs" / "keystone.log"
+from tests.harness.faultproxy import FaultProxy
 
 
-class KeystoneLog:
-    def __init__(self) -> None:
-        self.start = KEYSTONE_LOG.stat().st_size
+@pytest.fixture
+def counted(cloud_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A clouds.yaml whose labtui-admin / -member / -badpass log in through a proxy in front of the
+    real Keystone (v3password: no version discovery, so every log-in is one POST through it)."""
+    from labtui.cloudconfig import load_clouds
 
-    def logins(self) -> list[tuple[str, str]]:
-        """(status, who) of each POST /v3/auth/tokens since this object was made."""
-        with open(KEYSTONE_LOG, errors="replace") as fh:
-            fh.seek(self.start)
-            lines = [ln for ln in fh if '"POST /v3/auth/tokens ' in ln]
-        return [(ln.split('" ', 1)[1].split()[0], "sdk" if "openstacksdk/" in ln else "early") for ln in lines]
+    real = load_clouds()
+    with FaultProxy("http://127.0.0.1:5000") as proxy:
+        clouds = {}
+        for name in ("labtui-admin", "labtui-member", "labtui-badpass"):
+            entry = json.loads(json.dumps(real.require(name)))
+            entry["auth"]["auth_url"] = proxy.url + "/v3"
+            entry["auth_type"] = "v3password"
+            clouds[name] = entry
+        (tmp_path / "counted-clouds.yaml").write_text(json.dumps({"clouds": clouds}))
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "counted-clouds.yaml"))
+        yield proxy
+
+
+def logins(proxy: FaultProxy) -> list[int]:
+    """The status of each POST /v3/auth/tokens that went through the proxy."""
+    return [status for method, path, status in proxy.requests if (method, path) == ("POST", "/v3/auth/tokens")]
 
 
 def _lab(store, name: str, cloud_name: str) -> LabSession:
@@ -37,41 +48,38 @@ def _lab(store, name: str, cloud_name: str) -> LabSession:
     return LabSession(store, name)
 
 
-def test_the_sdk_takes_the_early_token_and_does_not_log_in_again(store, cloud_env):
+def test_the_sdk_takes_the_early_token_and_does_not_log_in_again(store, counted):
     lab = _lab(store, "early", "labtui-admin")
     try:
-        log = KeystoneLog()
         lab.ctx.adapters.cloud_login = keystone.begin_login("labtui-admin", 20.0)
         assert isinstance(lab.ctx.adapters.cloud_login, keystone.EarlyLogin)
         conn = cloud.session_cloud(lab.ctx)
         assert lab.ctx.adapters.cloud_login is None  # taken
         assert "allowed-address-pairs" in {e.alias for e in conn.conn.network.extensions()}
         assert conn.project_id
-        assert log.logins() == [("201", "early")]
+        assert logins(counted) == [201]  # the early one; the SDK did not log in again
     finally:
         lab.close()
 
 
-def test_refused_credentials_are_said_once_and_not_tried_twice(store, cloud_env):
+def test_refused_credentials_are_said_once_and_not_tried_twice(store, counted):
     lab = _lab(store, "badpass", "labtui-badpass")
     try:
-        log = KeystoneLog()
         lab.ctx.adapters.cloud_login = keystone.begin_login("labtui-badpass", 20.0)
         with pytest.raises(LabError) as err:
             cloud.session_cloud(lab.ctx)
         assert err.value.code == "cloud-unauthorized" and "not-the-password" not in err.value.render()
-        assert log.logins() == [("401", "early")]  # a lock-out policy counts one failed try, not two
+        assert logins(counted) == [401]  # a lock-out policy counts one failed try, not two
     finally:
         lab.close()
 
 
-def test_another_identitys_token_is_never_handed_over(cloud_env):
+def test_another_identitys_token_is_never_handed_over(counted):
     """An early log-in as the member (another user and project) offered to the admin's connection:
     the cache ids differ, so the SDK logs in as the admin itself."""
     from labtui.cloudconfig import load_clouds
 
     clouds = load_clouds()
-    log = KeystoneLog()
     other = keystone.EarlyLogin("labtui-admin", clouds.require("labtui-member"), 30.0)
     conn = cloud.connect("labtui-admin", timeout=30, early=other)
     try:
@@ -82,7 +90,7 @@ def test_another_identitys_token_is_never_handed_over(cloud_env):
             member.close()
     finally:
         conn.close()
-    assert sorted(log.logins()) == [("201", "early"), ("201", "sdk"), ("201", "sdk")]
+    assert logins(counted) == [201, 201, 201]  # the early one as the member, then the SDK as admin and as member
 
 
 def test_only_plain_entries_log_in_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
