@@ -1,5 +1,5 @@
 """Preparing nodes for kubeadm in parallel: container runtime + Kubernetes packages on four real
-sshd nodes with the SIMULATED tools of tests/build/simulation (fixed delays stand for apt's
+sshd nodes with the SIMULATED tools of tests/cluster/simulation (fixed delays stand for apt's
 downloads and service restarts).
 
 Target: wall time of the four nodes together <= 1.2 x the slowest node alone.
@@ -45,8 +45,8 @@ def prepare(lab, nodes, store, name: str, delays: dict) -> float:
     from labtui.session import LabSession
     from labtui.stages import wizard_for
     from labtui.steps import StepState
-    from tests.build.conftest import ADMIN_CONF
-    from tests.build.simulation import tools
+    from tests.cluster.conftest import ADMIN_CONF
+    from tests.cluster.simulation import tools
 
     for node in lab.nodes:
         lab.restart_node(node)

@@ -19,7 +19,7 @@ import shlex
 import threading
 from typing import Any
 
-from labtui.build import apt, containerd as ctd, kubeadm as kadm
+from labtui.cluster import apt, containerd as ctd, kubeadm as kadm
 from labtui.changes import Applied, ChangeKind, register
 from labtui.errors import LabError
 from labtui.redact import redact
@@ -466,7 +466,7 @@ class CalicoInstall(ChangeKind):
                                    "a control plane without internet: give the file with --calico-manifest FILE "
                                    "(labtui uploads it)", code="download")
             if item.get("edit"):
-                from labtui.build.calico import edit_manifest
+                from labtui.cluster.calico import edit_manifest
 
                 raw = ssh.get(node, dest, sudo=True)
                 ssh.put(node, edit_manifest(raw.decode(), d["pod_cidr"], d["encapsulation"]), dest, mode=0o644, sudo=True)

@@ -41,7 +41,7 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
                                    code="calico-manifest")
                 if args.calico_install == "manifest" or (args.calico_install is None and "calico-node" in p.read_text(errors="replace")
                                                          and "kind: Installation" not in p.read_text(errors="replace")):
-                    from labtui.build.calico import edit_manifest
+                    from labtui.cluster.calico import edit_manifest
 
                     edit_manifest(p.read_text(), "10.244.0.0/16", "IPIP")  # refuses a file that is not calico.yaml
                 values["calico_manifest"] = str(p)

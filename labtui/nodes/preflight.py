@@ -236,7 +236,7 @@ def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[
     """What must hold before the container runtime and kubeadm go on the nodes: a supported OS,
     systemd, cgroup v2 (the kubelet of 1.35+ refuses v1), kubeadm's ports free, a containerd the
     plan's minor supports, enough CPU and memory for the role, unique product_uuid and MAC."""
-    from labtui.build.apt import containerd_needed, containerd_source, version_tuple
+    from labtui.cluster.apt import containerd_needed, containerd_source, version_tuple
 
     out: list[Finding] = []
     roles = {n.name: n.role.value for n in plan.nodes} if plan else {}

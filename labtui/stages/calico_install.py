@@ -23,7 +23,7 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
     """(mode, files) the install applies, in order."""
     from pathlib import Path
 
-    from labtui.build import calico
+    from labtui.cluster import calico
 
     plan = _plan(ctx)
     mode = ctx.inputs.get("calico_install") or "operator"

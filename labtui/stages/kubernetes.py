@@ -132,7 +132,7 @@ class ContainerdStep(BuildStep):
         return self.build_check(ctx)
 
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
-        from labtui.build.kubeadm import pause_image
+        from labtui.cluster.kubeadm import pause_image
         from labtui.changes.kube import containerd_problems
 
         plan = _plan(ctx)
@@ -153,8 +153,8 @@ class ContainerdStep(BuildStep):
         return CheckResult(True, "containerd ready (SystemdCgroup, CRI socket answers) on every node")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.build import apt, containerd as ctd
-        from labtui.build.kubeadm import pause_image
+        from labtui.cluster import apt, containerd as ctd
+        from labtui.cluster.kubeadm import pause_image
 
         plan = _plan(ctx)
         todo, failed = self._status(ctx)
@@ -201,7 +201,7 @@ class PackagesStep(BuildStep):
 
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
         from labtui.adapters.ssh import session_ssh
-        from labtui.build import apt
+        from labtui.cluster import apt
 
         plan = _plan(ctx)
         check = apt.installed_check(plan.kubernetes)
@@ -218,7 +218,7 @@ class PackagesStep(BuildStep):
         return CheckResult(True, f"kubeadm, kubelet and kubectl {_plan(ctx).kubernetes} installed and held on every node")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.build import apt
+        from labtui.cluster import apt
 
         plan = _plan(ctx)
         todo, failed = self._todo(ctx)
@@ -235,7 +235,7 @@ class PackagesStep(BuildStep):
 
 def init_config(ctx: StepContext) -> str:
     """The kubeadm config file for this lab's control plane."""
-    from labtui.build.kubeadm import kubeadm_config
+    from labtui.cluster.kubeadm import kubeadm_config
 
     plan = _plan(ctx)
     cp = plan.control_plane
@@ -286,7 +286,7 @@ class InitStep(BuildStep):
         return CheckResult(False, f"no control plane on {cp} yet")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.build.kubeadm import CONFIG_PATH
+        from labtui.cluster.kubeadm import CONFIG_PATH
         from labtui.changes.kube import control_plane_state
 
         cp = _plan(ctx).control_plane.name

@@ -1,8 +1,8 @@
 #!/usr/bin/python3 -S
-# SIMULATED cluster-build tools for labtui's tests (tests/build): one script installed on a test
+# SIMULATED cluster-build tools for labtui's tests (tests/cluster): one script installed on a test
 # node's PATH (/usr/local/bin) under the names of the tools that cannot run here: apt-get, apt-mark,
 # systemctl, containerd, crictl, curl, gpg, kubeadm, kubelet, kubectl. It replays the real tools'
-# output (tests/build/simulation/recorded/, kubeadm's text as kubeadm prints it) and keeps a little
+# output (tests/cluster/simulation/recorded/, kubeadm's text as kubeadm prints it) and keeps a little
 # state so a re-run sees what the last run did:
 #   - on the node: /tmp/labtui-sim/node.json (installed packages, holds, services); the files the
 #     real tools write (/etc/containerd, /etc/kubernetes, /etc/apt) go to their real paths, which

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from labtui.cli import main
-from tests.build.conftest import reset_nodes
-from tests.build.simulation import tools
+from tests.cluster.conftest import reset_nodes
+from tests.cluster.simulation import tools
 
 pytestmark = pytest.mark.root
 

@@ -1,5 +1,5 @@
 """The Kubernetes stage and Calico's install end to end on four real sshd nodes, with the SIMULATED
-cluster tools (tests/build/simulation) on the nodes' PATH: apt-get, systemctl, containerd, crictl,
+cluster tools (tests/cluster/simulation) on the nodes' PATH: apt-get, systemctl, containerd, crictl,
 kubeadm, kubelet, kubectl replay the real tools' output and keep state on the nodes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import stat
 import pytest
 
 from labtui.steps import StepState
-from tests.build.conftest import all_text, reset_nodes, run_stage
-from tests.build.simulation import tools
+from tests.cluster.conftest import all_text, reset_nodes, run_stage
+from tests.cluster.simulation import tools
 
 pytestmark = pytest.mark.root
 

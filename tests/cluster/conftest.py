@@ -44,7 +44,7 @@ def kubelab():
 def reset_nodes(lab, **scenario):
     """Fresh machines: each sshd restarted (a new private /tmp and /etc overlay), the simulated
     tools installed with `scenario`, the shared cluster state emptied."""
-    from tests.build.simulation import tools
+    from tests.cluster.simulation import tools
 
     for node in lab.nodes:
         lab.restart_node(node)

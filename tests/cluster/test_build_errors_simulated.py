@@ -9,8 +9,8 @@ import pytest
 
 from labtui.stages import wizard_for
 from labtui.steps import Risk, StepState
-from tests.build.conftest import all_text, reset_nodes, run_stage
-from tests.build.simulation import tools
+from tests.cluster.conftest import all_text, reset_nodes, run_stage
+from tests.cluster.simulation import tools
 
 pytestmark = pytest.mark.root
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from labtui.build.containerd import CRI_SOCKET
+from labtui.cluster.containerd import CRI_SOCKET
 
 CONFIG_PATH = "/etc/kubernetes/labtui-kubeadm.yaml"
 API_PORT = 6443

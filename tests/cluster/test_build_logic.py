@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labtui.build import apt, calico, containerd, kubeadm
+from labtui.cluster import apt, calico, containerd, kubeadm
 from labtui.errors import LabError
 from labtui.redact import redact
 
@@ -42,7 +42,7 @@ def _assert_only_changes(before: str, after: str, expected: dict) -> None:
 def _real_default_config() -> str:
     exe = shutil.which("containerd", path="/usr/bin:/usr/sbin")
     if exe is None:
-        pytest.skip("Debian's containerd package is not installed (tests/setup.d/build.apt)")
+        pytest.skip("Debian's containerd package is not installed (tests/setup.d/cluster.apt)")
     return subprocess.run([exe, "config", "default"], capture_output=True, text=True, check=True).stdout
 
 
@@ -317,7 +317,7 @@ def test_runtime_preflight_findings():
 
 
 def test_containerd_source_by_distribution_and_minor():
-    from labtui.build import apt
+    from labtui.cluster import apt
 
     assert apt.containerd_source("ubuntu", "24.04", "1.36") == "distribution"  # noble-updates has 2.2
     assert apt.containerd_source("ubuntu", "22.04", "1.36") == "docker"

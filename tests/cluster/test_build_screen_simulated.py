@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from labtui.store import Store
-from tests.build.conftest import reset_nodes
+from tests.cluster.conftest import reset_nodes
 from tests.ui.conftest import settle
 
 pytestmark = pytest.mark.root
