@@ -148,6 +148,21 @@ PROVISION_LABELS = {
     "availability_zone": "Availability zone",
 }
 FIELD_LABELS.update({f"provision.{k}": v for k, v in PROVISION_LABELS.items()})
+SOURCES_LABELS = {
+    "http_proxy": "HTTP proxy", "no_proxy": "No proxy for", "kubernetes_repo": "Kubernetes packages",
+    "docker_repo": "Docker packages", "calico_manifests": "Calico manifests", "registry_mirror": "Registry mirror",
+}
+FIELD_LABELS.update({f"sources.{k}": v for k, v in SOURCES_LABELS.items()})
+
+# Where the nodes get their software. The defaults are the upstream locations the install pages name:
+# pkgs.k8s.io (https://kubernetes.io/blog/2023/08/15/pkgs-k8s-io-introduction/: .../core:/stable:/v1.36/deb/),
+# Docker's apt repository (https://docs.docker.com/engine/install/debian/: https://download.docker.com/linux/debian)
+# and Calico's release manifests (https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/...).
+# Behind a proxy or without internet (kubespray's *_repo / registry_host settings, k0sctl's airgap) a lab
+# points them at a mirror.
+DEFAULT_KUBERNETES_REPO = "https://pkgs.k8s.io/core:/stable:"
+DEFAULT_DOCKER_REPO = "https://download.docker.com/linux"
+DEFAULT_CALICO_MANIFESTS = "https://raw.githubusercontent.com/projectcalico/calico"
 
 
 def field_label(field: str) -> str:
@@ -237,6 +252,32 @@ class ProvisionSpec(BaseModel):
     availability_zone: str | None = None
 
 
+class SourcesSpec(BaseModel):
+    """Where the nodes get their packages, manifests and images (the plan's `sources` block).
+
+    http_proxy: apt and containerd on the nodes go through it (e.g. http://10.0.0.1:3142, an
+    apt-cacher-ng or squid); no_proxy: extra hosts/CIDRs reached directly (the node subnet, pod and
+    service CIDRs are always added); kubernetes_repo: the base before `/v1.36/deb/`; docker_repo: the
+    base before `/debian` or `/ubuntu`; calico_manifests: the base before `/v3.32.2/manifests/`;
+    registry_mirror: a registry host[:port] containerd pulls docker.io, registry.k8s.io and quay.io
+    images through (its hosts.toml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    http_proxy: str | None = None
+    no_proxy: str | None = None
+    kubernetes_repo: str = DEFAULT_KUBERNETES_REPO
+    docker_repo: str = DEFAULT_DOCKER_REPO
+    calico_manifests: str = DEFAULT_CALICO_MANIFESTS
+    registry_mirror: str | None = None
+
+    @property
+    def customised(self) -> dict[str, str]:
+        """The settings that differ from the upstream defaults (what a dry run names)."""
+        default = SourcesSpec()
+        return {k: str(v) for k, v in self.model_dump().items() if v != getattr(default, k)}
+
+
 class Plan(BaseModel):
     """A lab plan. Construct through `Plan.parse(...)` to get field-named, actionable errors."""
 
@@ -252,6 +293,7 @@ class Plan(BaseModel):
     calico: str = DEFAULT_CALICO
     encapsulation: Encapsulation = Encapsulation.IPIP
     provision: ProvisionSpec | None = None  # None: adopt existing machines
+    sources: SourcesSpec = Field(default_factory=SourcesSpec)  # packages, manifests, images: upstream or a mirror
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Plan":
@@ -446,6 +488,12 @@ def collect_problems(data: dict[str, Any]) -> list[Problem]:
     problems += node_problems(data.get("nodes") or [], data.get("node_subnet"))
     if isinstance(data.get("provision"), dict):
         problems += provision_problems(data["provision"])
+    if data.get("sources") is not None:
+        if isinstance(data["sources"], dict):
+            problems += sources_problems(data["sources"])
+        else:
+            problems.append(Problem("sources", "is not a block of settings",
+                                    "write it as a mapping: " + ", ".join(SOURCES_LABELS)))
     k8s = data.get("kubernetes", DEFAULT_KUBERNETES)
     if k8s not in KUBERNETES_MINORS:
         problems.append(Problem("kubernetes", f"{k8s!r} is not offered", f"choose one of {', '.join(KUBERNETES_MINORS)}"))
@@ -498,6 +546,52 @@ def provision_problems(block: dict[str, Any]) -> list[Problem]:
                                 "if the node subnet is routed to you",
                                 "name the cloud's external network (e.g. public) to reach the control plane at a "
                                 "floating IP and the other nodes through it", "warning"))
+    return problems
+
+
+def _url_problem(field: str, value: str, example: str) -> Problem | None:
+    from urllib.parse import urlsplit
+
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        return Problem(field, f"{value!r} is not a URL ({exc})", f"write it like {example}")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return Problem(field, f"{value!r} is not an http:// or https:// URL", f"write it like {example}")
+    if any(c.isspace() or c in "'\"`$;&|<>\\" for c in value):
+        return Problem(field, f"{value!r} holds characters a URL does not", f"write it like {example}")
+    return None
+
+
+def sources_problems(block: dict[str, Any]) -> list[Problem]:
+    """The sources block: each URL an http(s) URL, the mirror a host[:port], no_proxy a plain list."""
+    problems: list[Problem] = []
+    for key in sorted(set(block) - set(SOURCES_LABELS)):
+        problems.append(Problem(f"sources.{key}", "is not a field of the sources block",
+                                "the fields are " + ", ".join(SOURCES_LABELS)))
+    examples = {"http_proxy": "http://10.0.0.1:3142", "kubernetes_repo": DEFAULT_KUBERNETES_REPO,
+                "docker_repo": DEFAULT_DOCKER_REPO, "calico_manifests": DEFAULT_CALICO_MANIFESTS}
+    for key, example in examples.items():
+        value = block.get(key)
+        if value is None or (key == "http_proxy" and str(value).strip() == ""):
+            continue
+        if not isinstance(value, str) or not value.strip():
+            problems.append(Problem(f"sources.{key}", f"{value!r} is not a URL", f"write it like {example}"))
+            continue
+        bad = _url_problem(f"sources.{key}", value.strip(), example)
+        if bad:
+            problems.append(bad)
+    mirror = block.get("registry_mirror")
+    if mirror not in (None, "") and not (isinstance(mirror, str) and re.match(
+            r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$", mirror.strip())):
+        problems.append(Problem("sources.registry_mirror", f"{mirror!r} is not a registry host",
+                                "write host or host:port, e.g. registry.example.org:5000"))
+    no_proxy = block.get("no_proxy")
+    if no_proxy not in (None, "") and not (isinstance(no_proxy, str) and re.match(r"^[A-Za-z0-9.,:/*_-]+$",
+                                                                                  no_proxy.replace(" ", ""))):
+        problems.append(Problem("sources.no_proxy", f"{no_proxy!r} is not a list of hosts",
+                                "write hosts, domains or CIDRs separated by commas, e.g. .corp.example,10.0.0.0/8"))
     return problems
 
 
