@@ -35,6 +35,7 @@ echo @@modules; cut -d' ' -f1 /proc/modules 2>/dev/null
 echo @@sysmodule; for m in overlay br_netfilter ipip vxlan; do [ -d /sys/module/$m ] && echo $m; done
 echo @@builtin; grep -E '/(overlay|br_netfilter|ipip)\.ko' /lib/modules/$(uname -r)/modules.builtin 2>/dev/null
 echo @@available; for m in overlay br_netfilter ipip; do ls /lib/modules/$(uname -r)/kernel/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/*/*/$m.ko* /lib/modules/$(uname -r)/kernel/*/$m.ko* >/dev/null 2>&1 && echo $m; done
+echo @@filesystems; grep -w overlay /proc/filesystems 2>/dev/null
 echo @@sysctl; for k in net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables; do printf '%s=%s\n' "$k" "$(cat /proc/sys/$k 2>/dev/null || echo absent)"; done
 echo @@cgroup; stat -fc %T /sys/fs/cgroup 2>/dev/null || { [ -f /sys/fs/cgroup/cgroup.controllers ] && echo cgroup2fs; }
 echo @@machine; cat /etc/machine-id 2>/dev/null; cat /sys/class/dmi/id/product_uuid 2>/dev/null
@@ -88,6 +89,9 @@ class NodeFacts:
     swap_total_mb: int = 0
     swap_active: bool = False  # any active swap area (kubelet refuses to start by default)
     modules: dict[str, str] = field(default_factory=dict)  # name -> loaded | builtin | available | missing
+    # name -> what showed it: "/proc/modules", "/sys/module", "modules.builtin", "/proc/filesystems",
+    # "/proc/sys/net/bridge", "tunl0 device", "/lib/modules" (available) or "" (no source showed it)
+    module_sources: dict[str, str] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.ip_forward" -> "0" | "1" | "absent"
     cgroup: str = ""  # "v2" | "v1" | ""
     systemd: str = ""  # `systemctl is-system-running`: running | degraded | offline | ... ("" : no systemctl)
@@ -145,7 +149,9 @@ class NodeFacts:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def summary(self) -> str:
-        mods = ", ".join(f"{m} {self.modules.get(m, '?')}" for m in MODULES)
+        mods = ", ".join(f"{m} {self.modules.get(m, '?')}" + (f" ({self.module_sources[m]})" if self.module_sources.get(m)
+                                                           and self.module_sources[m] != "/proc/modules" else "")
+                         for m in MODULES)
         return (f"{self.os or '?'}, kernel {self.kernel or '?'}, {self.cpus} CPU, {self.memory_mb} MiB, "
                 f"swap {'on' if self.swap_active else 'off'}, {mods}, ip_forward={self.sysctl('net.ipv4.ip_forward')}, "
                 f"runtime {self.runtime_label}, {self.interface or '?'} {self.iface_cidr or '?'}")
@@ -209,24 +215,33 @@ def parse_facts(node: str, text: str) -> NodeFacts:
     f.memory_mb = mem.get("MemTotal", 0) // 1024
     f.swap_total_mb = mem.get("SwapTotal", 0) // 1024
     f.swap_active = any(line.strip() for line in s.get("swaps", [])) or f.swap_total_mb > 0
+    # A module leaves several traces; machines without /lib/modules or /sys/module (containers, some
+    # minimal images) still show what the kernel has in /proc. Every source is read, the first that
+    # shows a module is named, and a module any source shows present is never reported missing.
     loaded = {ln.strip() for ln in s.get("modules", []) if ln.strip()}
     sysmod = {ln.strip() for ln in s.get("sysmodule", []) if ln.strip()}
     builtin = {m for m in MODULES for ln in s.get("builtin", []) if re.search(rf"/{m}\.ko", ln)}
     available = {ln.strip() for ln in s.get("available", []) if ln.strip()}
-    # built-in code without parameters has no /sys/module entry: infer it from what it creates
+    inferred: dict[str, str] = {}  # built-in code leaves no /sys/module entry: what it creates shows it
+    if any(re.search(r"\boverlay\b", ln) for ln in s.get("filesystems", [])):
+        inferred["overlay"] = "/proc/filesystems"
     if any(ln.startswith("net/bridge/") and not ln.endswith("=absent") for ln in s.get("sysctl", [])):
-        sysmod.add("br_netfilter")
+        inferred["br_netfilter"] = "/proc/sys/net/bridge"
     if any(re.match(r"^\d+:\s+tunl0[@:]", ln) for ln in s.get("link", [])):
-        sysmod.add("ipip")
+        inferred["ipip"] = "tunl0 device"
     for m in MODULES:
         if m in loaded:
-            f.modules[m] = "loaded"
-        elif m in builtin or (m in sysmod and m not in loaded):
-            f.modules[m] = "builtin"
+            f.modules[m], f.module_sources[m] = "loaded", "/proc/modules"
+        elif m in sysmod:
+            f.modules[m], f.module_sources[m] = "builtin", "/sys/module"
+        elif m in builtin:
+            f.modules[m], f.module_sources[m] = "builtin", "modules.builtin"
+        elif m in inferred:
+            f.modules[m], f.module_sources[m] = "builtin", inferred[m]
         elif m in available:
-            f.modules[m] = "available"
+            f.modules[m], f.module_sources[m] = "available", "/lib/modules"
         else:
-            f.modules[m] = "missing"
+            f.modules[m], f.module_sources[m] = "missing", ""
     for line in s.get("sysctl", []):
         key, eq, value = line.partition("=")
         if eq:

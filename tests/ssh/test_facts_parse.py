@@ -148,3 +148,49 @@ def test_facts_script_sections_run_as_a_subset_of_the_one_script():
     some = subprocess.run(["sh", "-c", part], capture_output=True, text=True, timeout=30).stdout
     got_whole, got_some = parse_node_probe(whole), parse_node_probe(some)
     assert got_some["complete"] and got_some == got_whole
+
+
+# A machine without /lib/modules and /sys/module (a systemd-nspawn container, some minimal images):
+# the kernel still lists overlay in /proc/filesystems and br_netfilter's sysctls exist (issue 20).
+CONTAINER_LIKE = """@@hostname
+mx1
+@@modules
+@@sysmodule
+@@builtin
+@@available
+@@filesystems
+nodev	overlay
+@@sysctl
+net/ipv4/ip_forward=1
+net/bridge/bridge-nf-call-iptables=0
+@@link
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00
+@@end
+"""
+
+
+def test_modules_on_a_machine_without_lib_modules_or_sys_module():
+    f = parse_facts("mx1", CONTAINER_LIKE)
+    assert f.modules == {"overlay": "builtin", "br_netfilter": "builtin", "ipip": "missing"}
+    assert f.module_sources == {"overlay": "/proc/filesystems", "br_netfilter": "/proc/sys/net/bridge", "ipip": ""}
+    assert "overlay builtin (/proc/filesystems)" in f.summary()
+    # the preflight does not block the Kubernetes stage on modules the kernel has
+    plan = Plan.parse({"name": "c", "node_subnet": "10.0.0.0/24", "encapsulation": "VXLAN",
+                       "nodes": [{"name": "mx1", "address": "10.0.0.5", "role": "control-plane"}]})
+    problems = [x for x in preflight(plan, {"mx1": f}) if x.check in ("overlay", "br-netfilter")]
+    assert problems == [], problems  # before: "the overlay module is missing" (an ERROR that blocked the stage)
+
+
+def test_every_source_is_read_and_named():
+    """Each trace alone is enough, and the one that answered is named."""
+    base = "@@modules\n@@sysmodule\n@@builtin\n@@available\n@@filesystems\n@@sysctl\n@@link\n"
+    cases = {
+        "@@modules\noverlay\n": ("loaded", "/proc/modules"),
+        "@@sysmodule\noverlay\n": ("builtin", "/sys/module"),
+        "@@builtin\nkernel/fs/overlayfs/overlay.ko\n": ("builtin", "modules.builtin"),
+        "@@filesystems\nnodev\toverlay\n": ("builtin", "/proc/filesystems"),
+        "@@available\noverlay\n": ("available", "/lib/modules"),
+    }
+    for section, want in cases.items():
+        f = parse_facts("n", section + base)
+        assert (f.modules["overlay"], f.module_sources["overlay"]) == want, section
