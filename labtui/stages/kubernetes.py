@@ -382,7 +382,7 @@ class AdminConfStep(BuildStep):
             from pathlib import Path
 
             p = Path(wanted).expanduser()
-            if not p.exists() or p.read_bytes() != dest.read_bytes():
+            if not p.exists() or p.read_bytes() != user_kubeconfig(ctx)[0]:
                 return CheckResult(False, f"the kubeconfig for you is not written at {p} yet")
         ready = sum(1 for r in nodes.values() if r)
         return CheckResult(True, f"{len(nodes)} node(s) registered, {ready} Ready; admin.conf in {dest} (0600)",
@@ -413,23 +413,59 @@ class AdminConfStep(BuildStep):
                                 f"ssh {cp} 'sudo {KUBECTL} get nodes -o wide'"))]
 
 
-def write_user_kubeconfig(ctx: StepContext, path: str) -> str:
-    """Copy the lab's admin.conf to `path` (0600) when the user asked for it."""
-    from pathlib import Path
+def user_kubeconfig(ctx: StepContext) -> tuple[bytes, str]:
+    """(the kubeconfig for you, how to reach the API with it): the lab's admin.conf, its server rewritten to
+    the control plane's floating IP when the lab has one and the group lets 6443 in from your SSH source
+    (the Provision stage's `way_in`; the API certificate names the floating IP through certSANs). Without
+    that, admin.conf names https://<fixed IP>:6443, reachable only from the node subnet: the note is the
+    `ssh -L` tunnel to use (audit F13)."""
+    import yaml
 
-    from labtui.paths import session_dir, write_private
+    from labtui.paths import session_dir
 
     src = session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
     if not src.exists():
         raise LabError("this lab has no admin.conf yet", "run the Kubernetes stage's last step first", code="kubeconfig")
+    raw = src.read_bytes()
+    cp = _plan(ctx).control_plane
+    way_in = ctx.store.facts(ctx.session.id, "provision").get("provision", {}).get("way_in") or {}
+    fip, api_cidr = way_in.get("floating_ip"), way_in.get("api_cidr")
+    if fip and api_cidr:
+        try:
+            conf = yaml.safe_load(raw)
+            for cluster in conf.get("clusters") or []:
+                cluster["cluster"]["server"] = f"https://{fip}:6443"
+        except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+            raise LabError("the lab's admin.conf is not a kubeconfig labtui can read",
+                           "fetch it again (the Kubernetes stage's last step)", code="kubeconfig") from None
+        return (yaml.safe_dump(conf, sort_keys=False).encode(),
+                f"it talks to https://{fip}:6443 (the floating IP; the security group lets 6443 in from {api_cidr})")
+    if not (cp.ssh_host or cp.proxy_jump):  # the node subnet is routed to you: admin.conf works as it is
+        return raw, f"it talks to https://{cp.address}:6443 (the control plane on the node subnet)"
+    via = f"{cp.user}@{cp.ssh_host}" if cp.ssh_host else f"-J {cp.proxy_jump} {cp.user}@{cp.address}"
+    key = f"-i {cp.key_file} " if cp.key_file else ""
+    return raw, (f"it names https://{cp.address}:6443, which your machine does not reach: open a tunnel first, "
+                 f"`ssh {key}-N -L 6443:{cp.address}:6443 {via}`, then use "
+                 "`kubectl --server https://127.0.0.1:6443 --tls-server-name kubernetes` (the API certificate "
+                 "names `kubernetes`, not 127.0.0.1)")
+
+
+def write_user_kubeconfig(ctx: StepContext, path: str) -> str:
+    """Write the kubeconfig for you (user_kubeconfig) to `path` (0600) when the user asked for it."""
+    from pathlib import Path
+
+    from labtui.paths import write_private
+
+    data, how = user_kubeconfig(ctx)
     dest = Path(path).expanduser()
     if dest.is_dir():
         raise LabError(f"{dest} is a directory", "give a file path, e.g. ~/.kube/labtui-config", code="kubeconfig")
     try:
-        write_private(dest, src.read_bytes())
+        dest.parent.mkdir(parents=True, exist_ok=True)  # ~/.kube may not exist yet
+        write_private(dest, data)
     except OSError as exc:
         raise LabError(f"cannot write {dest}: {exc.strerror or exc}", "choose a path you can write", code="kubeconfig") from None
-    ctx.info(f"wrote the cluster's kubeconfig to {dest} (0600): export KUBECONFIG={dest}")
+    ctx.info(f"wrote the cluster's kubeconfig to {dest} (0600): export KUBECONFIG={dest}; {how}")
     return str(dest)
 
 
