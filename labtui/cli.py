@@ -242,6 +242,9 @@ def _crash(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    from labtui.logs import route_library_logs
+
+    route_library_logs()  # paramiko's thread logs to labtui.log, never over the terminal or the UI
     try:
         if not argv:  # the UI: do not load the headless command modules on the way to the first frame
             return launch_ui()

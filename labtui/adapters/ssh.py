@@ -252,6 +252,9 @@ class NodeSSH(SSHConnections):
         except LabError as exc:
             return NodeStatus(node, False, error=exc.message, hint=exc.hint or "", code=exc.code)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the user
+            import logging
+
+            logging.getLogger("labtui.ssh").warning("check %s", node, exc_info=True)
             return NodeStatus(node, False, error=f"{node}: unexpected error: {exc}", code="error")
 
     def fan_out(self, nodes: Iterable[str], fn: Callable[[str], Any], *, max_workers: int | None = None) -> dict[str, NodeResult]:

@@ -289,9 +289,14 @@ class SSHConnections:
             self._prefer_known_key_types(t, ep)
             try:
                 t.start_client(timeout=self.connect_timeout)
+                # start_client returns silently when its timeout passes before the key exchange ends (the
+                # banner never came): without a server key, later calls fail with "No existing session"
+                if not t.is_active() or t.host_key is None:
+                    raise EOFError("no SSH banner")
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 text = str(exc) or type(exc).__name__
-                if "banner" in text.lower() or isinstance(exc, EOFError) or "timeout" in text.lower():
+                if ("banner" in text.lower() or isinstance(exc, EOFError) or "timeout" in text.lower()
+                        or "timed out" in text.lower()):
                     raise LabError(
                         f"{ep.label}: {ep.host}:{ep.port}{via} accepted the connection but did not speak SSH within "
                         f"{self.connect_timeout:.0f} s ({text})",

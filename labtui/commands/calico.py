@@ -120,7 +120,9 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
     from labtui.adapters.calico import plan_change, read_cluster
     from labtui.adapters.kubeconfig import control_plane_shell
     from labtui.changes.calico import set_pool_mode
+    from labtui.net.modechange import parse_encapsulation
 
+    parse_encapsulation(args.mode)  # a mode that does not exist is refused before any connection
     with _open(args) as lab:
         kc = _connect(lab, args)
         state = read_cluster(kc)

@@ -1,0 +1,51 @@
+"""Library log records go to labtui's own log file, never to the terminal.
+
+paramiko logs from its transport thread (e.g. "Exception (client): Error reading SSH protocol banner"
+and the traceback after it when a host accepts TCP but does not speak SSH yet, as a VM still booting
+does). With no handler configured, Python's last-resort handler prints those records on stderr, over
+labtui's own clear message and over the UI. `route_library_logs()` gives those loggers a handler that
+appends to <state>/labtui.log (0600, opened on the first record only, so a command that logs nothing
+writes nothing)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+LIBRARY_LOGGERS = ("labtui", "paramiko", "keystoneauth", "openstack", "urllib3", "kubernetes")
+
+
+class PrivateLogHandler(logging.Handler):
+    """Appends formatted records to labtui.log, created 0600 on first use; never raises."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._lock_file = threading.Lock()
+        self.path: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from labtui import paths
+
+            line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {record.levelname} {record.name}: {record.getMessage()}"
+            if record.exc_info:
+                line += "\n" + logging.Formatter().formatException(record.exc_info)
+            with self._lock_file:
+                path = paths.log_path()
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+                self.path = str(path)
+        except Exception:  # noqa: BLE001 - logging must never break the command or the UI
+            pass
+
+
+def route_library_logs() -> None:
+    """Idempotent: each library logger gets one PrivateLogHandler and stops propagating to the root."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, PrivateLogHandler) for h in logger.handlers):
+            logger.addHandler(PrivateLogHandler())
+        logger.propagate = False
