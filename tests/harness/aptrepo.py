@@ -315,8 +315,8 @@ def _wrapper(tool: str, pkg: str) -> bytes:
     return (f"#!/usr/bin/python3 -S\n"
             f"# SIMULATED {tool} (labtui test stand-in, package {pkg}): not Kubernetes' {tool}.\n"
             f"# Runs the recorded simulation in /usr/lib/labtui-simulation/{pkg}/.\n"
-            f"import runpy\n"
-            f"runpy.run_path('/usr/lib/labtui-simulation/{pkg}/kube_tools_simulated.py', run_name='__main__')\n"
+            f"path = '/usr/lib/labtui-simulation/{pkg}/kube_tools_simulated.py'\n"
+            f"exec(compile(open(path).read(), path, 'exec'), {{'__name__': '__main__', '__file__': path}})\n"
             ).encode()
 
 
