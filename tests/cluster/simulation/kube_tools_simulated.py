@@ -11,6 +11,16 @@
 #     nodes of the lab share (tokens, registered nodes, applied Calico objects).
 # The scenario comes from /usr/local/bin/labtui-build-sim.json. (`python3 -S`, few imports: these run
 # dozens of times per node.)
+#
+# MACHINE mode (real Debian test machines, tests/harness/aptrepo.py): the same script is the payload
+# of the stand-in packages kubeadm, kubelet, kubectl and cri-tools, installed by the machine's real apt
+# at /usr/lib/labtui-simulation/<package>/ and run by thin /usr/bin wrappers. There apt-get, apt-mark,
+# systemctl, containerd, ctr, curl and gpg are the real ones, so this script keeps no node state of its
+# own: a tool is installed when its package is (its version file), containerd is up when its socket
+# answers `ctr version`, the kubelet runs under the real systemd. The cluster's shared state is
+# /run/labtui-simulation (a host directory bind-mounted into every machine), with an optional
+# scenario.json there (delays, calico_waiting, ...) and a per-machine /etc/labtui-simulation.json.
+# Every invocation there ends with a "SIMULATED <tool>" line on stderr (stdout is left as the tool's).
 import fcntl
 import json
 import os
@@ -19,11 +29,53 @@ import sys
 import time
 
 BIN = os.path.dirname(os.path.abspath(__file__))
-CONF = json.load(open(os.path.join(BIN, "labtui-build-sim.json")))
-NODE_STATE = "/tmp/labtui-sim/node.json"
-CLUSTER_DIR = CONF["cluster_dir"]
+MACHINE = not os.path.exists(os.path.join(BIN, "labtui-build-sim.json"))
+# (the environment may move both, for tests of the packages' payload outside a machine)
+MACHINE_CLUSTER_DIR = os.environ.get("LABTUI_SIMULATION_DIR", "/run/labtui-simulation")
+SIM_PACKAGES = os.environ.get("LABTUI_SIMULATION_PACKAGES", "/usr/lib/labtui-simulation")
 TOOL = os.path.basename(sys.argv[0])
 ARGS = sys.argv[1:]
+
+
+def _machine_address():
+    """The address a default route leaves from (no packet is sent)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def _machine_conf():
+    import socket
+
+    conf = {"node": socket.gethostname(), "address": _machine_address(), "cluster_dir": MACHINE_CLUSTER_DIR,
+            "delays": {}, "calico_waiting": {}}
+    for path in (os.path.join(MACHINE_CLUSTER_DIR, "scenario.json"), "/etc/labtui-simulation.json"):
+        try:
+            conf.update(json.load(open(path)))
+        except (OSError, ValueError):
+            pass
+    return conf
+
+
+if MACHINE:
+    CONF = _machine_conf()
+    import atexit
+
+    def _banner():
+        sys.stdout.flush()
+        sys.stderr.write(f"SIMULATED {TOOL} (labtui test stand-in package, not the real {TOOL})\n")
+        sys.stderr.flush()
+
+    atexit.register(_banner)
+else:
+    CONF = json.load(open(os.path.join(BIN, "labtui-build-sim.json")))
+NODE_STATE = "/tmp/labtui-sim/node.json"
+CLUSTER_DIR = CONF["cluster_dir"]
 
 
 def out(text=""):
@@ -88,7 +140,46 @@ def read(path, default):
 
 
 def installed(pkg):
+    if MACHINE:  # the stand-in package's version file exists while dpkg has the package installed
+        try:
+            return open(os.path.join(SIM_PACKAGES, pkg, "version")).read().strip()
+        except OSError:
+            return None
     return read(NODE_STATE, {"packages": {}})["packages"].get(pkg)
+
+
+def containerd_active():
+    """Whether the container runtime answers: the simulated service state, or on a machine the real
+    containerd's socket answering `ctr version`."""
+    if not MACHINE:
+        return read(NODE_STATE, {"services": {}}).get("services", {}).get("containerd", {}).get("active")
+    return _ctr("version") is not None
+
+
+def _ctr(*args, socket="/run/containerd/containerd.sock"):
+    """The real ctr's output on a machine, or None when containerd does not answer."""
+    import subprocess
+
+    if not os.path.exists(socket):
+        return None
+    try:
+        res = subprocess.run(["ctr", "--address", socket, "--timeout", "5s", *args], capture_output=True,
+                             text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout if res.returncode == 0 else None
+
+
+def set_kubelet(active):
+    """kubeadm starting (init, join) or stopping (reset) the kubelet."""
+    if MACHINE:
+        import subprocess
+
+        if os.path.isdir("/run/systemd/system"):
+            subprocess.run(["systemctl", "restart" if active else "stop", "kubelet"], capture_output=True)
+        return
+    with node_state() as st:
+        st["services"].setdefault("kubelet", {"enabled": True})["active"] = active
 
 
 def not_installed():
@@ -98,6 +189,8 @@ def not_installed():
 
 
 def k8s_version():
+    if MACHINE:  # the version of the package this copy came with
+        return installed(os.path.basename(BIN)) or CONF.get("kubernetes_version", "1.36.2")
     return CONF.get("kubernetes_version", "1.36.2")
 
 
@@ -236,6 +329,8 @@ def containerd():
 
 
 def crictl():
+    if MACHINE:
+        return crictl_machine()
     st = read(NODE_STATE, {"services": {}})
     active = st.get("services", {}).get("containerd", {}).get("active")
     if not active:
@@ -250,6 +345,79 @@ def crictl():
              "message": "Network plugin returns error: cni plugin not initialized"}]}}, indent=2))
         return
     out("CONTAINER           IMAGE               CREATED             STATE               NAME")
+
+
+def _crictl_endpoint():
+    for i, a in enumerate(ARGS):
+        if a in ("--runtime-endpoint", "-r") and i + 1 < len(ARGS):
+            return ARGS[i + 1]
+        if a.startswith("--runtime-endpoint="):
+            return a.split("=", 1)[1]
+    try:
+        m = re.search(r"runtime-endpoint:\s*(\S+)", open("/etc/crictl.yaml").read())
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    return "unix:///run/containerd/containerd.sock"
+
+
+def crictl_machine():
+    """crictl against the machine's real containerd, through ctr: `info`, `version`, `ps`, `images`."""
+    endpoint = _crictl_endpoint()
+    sock = endpoint.split("://", 1)[-1]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    version = _ctr("version", socket=sock)
+    if version is None:
+        why = "connect: no such file or directory" if not os.path.exists(sock) else "connect: connection refused"
+        err(f'time="{stamp}" level=fatal msg="validate service connection: validate CRI v1 runtime API for '
+            f'endpoint \\"{endpoint}\\": rpc error: code = Unavailable desc = connection error: '
+            f'desc = \\"transport: Error while dialing: dial unix {sock}: {why}\\""')
+        sys.exit(1)
+    plugins = _ctr("plugins", "ls", socket=sock) or ""
+    cri = any(ln.split()[:2] == ["io.containerd.grpc.v1", "cri"] and ln.split()[-1] == "ok"
+              for ln in plugins.splitlines() if len(ln.split()) >= 3)
+    if not cri:  # e.g. containerd.io's own config.toml: disabled_plugins = ["cri"]
+        err(f'time="{stamp}" level=fatal msg="validate service connection: validate CRI v1 runtime API for '
+            f'endpoint \\"{endpoint}\\": rpc error: code = Unimplemented desc = unknown service '
+            f'runtime.v1.RuntimeService"')
+        sys.exit(1)
+    server = re.search(r"Server:\s*\n\s*Version:\s*(\S+)", version)
+    words, skip = [], False
+    for a in ARGS:
+        if skip:
+            skip = False
+        elif a in ("--runtime-endpoint", "-r", "--image-endpoint", "-i", "--timeout", "-t", "--config", "-c"):
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
+    if words[:1] == ["version"]:
+        out("Version:  0.1.0")
+        out("RuntimeName:  containerd")
+        out(f"RuntimeVersion:  {server.group(1) if server else 'unknown'}")
+        out("RuntimeApiVersion:  v1")
+        return
+    if words[:1] == ["info"]:
+        out(json.dumps({"status": {"conditions": [
+            {"type": "RuntimeReady", "status": True, "reason": "", "message": ""},
+            {"type": "NetworkReady", "status": False, "reason": "NetworkPluginNotReady",
+             "message": "Network plugin returns error: cni plugin not initialized"}]}}, indent=2))
+        return
+    if words[:1] == ["images"]:
+        out("IMAGE                                     TAG                 IMAGE ID            SIZE")
+        for ref in (_ctr("-n", "k8s.io", "images", "ls", "-q", socket=sock) or "").split():
+            if ":" in ref.rsplit("/", 1)[-1] and "@" not in ref:
+                name, tag = ref.rsplit(":", 1)
+                out(f"{name:<41} {tag:<19} {'-':<19} -")
+        return
+    if words[:1] == ["ps"]:
+        out("CONTAINER           IMAGE               CREATED             STATE               NAME"
+            "                ATTEMPT             POD ID              POD")
+        for cid in (_ctr("-n", "k8s.io", "containers", "ls", "-q", socket=sock) or "").split():
+            out(f"{cid[:13]:<19} -                   -                   Running             -")
+        return
+    err(f"simulated crictl: unsupported: {' '.join(ARGS)}")
+    sys.exit(1)
 
 
 # --------------------------------------------------------------------------- downloads
@@ -305,6 +473,37 @@ def kubelet():
         not_installed()
     if ARGS[:1] == ["--version"]:
         out(f"Kubernetes v{installed('kubelet')}")
+        return
+    if MACHINE:
+        kubelet_service()
+
+
+def kubelet_service():
+    """The kubelet as systemd runs it on a machine: without kubeadm's config it exits (systemd restarts
+    it every 10 s: the crash loop a real kubelet shows before `kubeadm init/join`); with it, it stays up
+    and answers /healthz on 127.0.0.1:10248. It runs no pods."""
+    config = "/var/lib/kubelet/config.yaml"
+    if not os.path.exists(config):
+        err(f'E1202 01:02:03.000000 run.go:72] "command failed" err="failed to load kubelet config file, '
+            f'path: {config}, error: failed to load Kubelet config file {config}, error failed to read '
+            f'kubelet config file \\"{config}\\", error: open {config}: no such file or directory"')
+        sys.exit(1)
+    import http.server
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"ok" if self.path.startswith("/healthz") else b"404 page not found"
+            self.send_response(200 if body == b"ok" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    out(f"SIMULATED kubelet v{installed('kubelet')}: running, /healthz on 127.0.0.1:10248, no pods "
+        f"(cluster state in {CLUSTER_DIR})")
+    http.server.HTTPServer(("127.0.0.1", 10248), Health).serve_forever()
 
 
 def _listening(port):
@@ -336,8 +535,7 @@ def _cgroup_v1():
 def _preflight(ports, files, control_plane):
     """kubeadm's preflight checks (cmd/kubeadm/app/preflight/checks.go) on this node's real state."""
     errors = []
-    active = read(NODE_STATE, {"services": {}}).get("services", {}).get("containerd", {}).get("active")
-    if not active:
+    if not containerd_active():
         errors.append(("CRI", 'could not connect to the container runtime: validate CRI v1 runtime API for endpoint '
                               '"unix:///run/containerd/containerd.sock": rpc error: code = Unavailable'))
     if _cgroup_v1():
@@ -437,15 +635,24 @@ def kubeadm_init():
         import secrets
 
         cl.update(initialized=True, endpoint=endpoint, ca_hash="sha256:" + secrets.token_hex(32), control_plane=node)
-        cl["nodes"][node] = {"role": "control-plane", "address": address}
+        cl["nodes"][node] = {"role": "control-plane", "address": address, "kubelet_version": k8s_version()}
         ca_hash = cl["ca_hash"]
     _write("/etc/kubernetes/admin.conf", CONF.get("admin_conf") or "apiVersion: v1\nkind: Config\n")
     _write("/etc/kubernetes/kubelet.conf", "apiVersion: v1\nkind: Config\n")
     _write("/etc/kubernetes/pki/ca.crt", "-----BEGIN CERTIFICATE-----\nsimulated\n-----END CERTIFICATE-----\n", 0o644)
-    with node_state() as st:
-        st["services"].setdefault("kubelet", {"enabled": True})["active"] = True
+    _kubelet_files()
+    set_kubelet(True)
     for ln in lines:
         out(ln.format(**fill, token=token, ca_hash=ca_hash))
+
+
+def _kubelet_files():
+    """What kubeadm's kubelet-start phase writes for the kubelet (on a machine the unit reads them)."""
+    if MACHINE:
+        _write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+               "cgroupDriver: systemd\n# written by the SIMULATED kubeadm\n", 0o644)
+        _write("/var/lib/kubelet/kubeadm-flags.env",
+               'KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=unix:///run/containerd/containerd.sock"\n', 0o644)
 
 
 def kubeadm_join():
@@ -472,11 +679,11 @@ def kubeadm_join():
             err("error execution phase preflight: couldn't validate the identity of the API Server: cluster CA found in "
                 f"cluster-info ConfigMap is invalid: none of the public keys \"{cl['ca_hash']}\" are pinned")
             sys.exit(1)
-        cl["nodes"][CONF["node"]] = {"role": "worker", "address": CONF["address"]}
+        cl["nodes"][CONF["node"]] = {"role": "worker", "address": CONF["address"], "kubelet_version": k8s_version()}
     _write("/etc/kubernetes/kubelet.conf", "apiVersion: v1\nkind: Config\n")
     _write("/etc/kubernetes/pki/ca.crt", "-----BEGIN CERTIFICATE-----\nsimulated\n-----END CERTIFICATE-----\n", 0o644)
-    with node_state() as st:
-        st["services"].setdefault("kubelet", {"enabled": True})["active"] = True
+    _kubelet_files()
+    set_kubelet(True)
     sys.stdout.write(recorded("kubeadm-join.txt"))
 
 
@@ -490,8 +697,13 @@ def kubeadm_reset():
         cl["nodes"].pop(CONF["node"], None)
         if cl.get("control_plane") == CONF["node"]:
             cl.update(initialized=False, tokens={}, nodes={}, objects={})
-    with node_state() as st:
-        st["services"].setdefault("kubelet", {"enabled": True})["active"] = False
+    set_kubelet(False)
+    if MACHINE:  # reset cleans what init/join wrote for the kubelet
+        for f in ("config.yaml", "kubeadm-flags.env"):
+            try:
+                os.remove(os.path.join("/var/lib/kubelet", f))
+            except OSError:
+                pass
     sys.stdout.write(recorded("kubeadm-reset.txt"))
 
 
@@ -588,7 +800,7 @@ def kubectl():
                 items.append({"metadata": {"name": name, "labels": {"node-role.kubernetes.io/control-plane": ""}
                                            if n["role"] == "control-plane" else {}},
                               "status": {"addresses": [{"type": "InternalIP", "address": n["address"]}],
-                                         "nodeInfo": {"kubeletVersion": "v" + k8s_version()},
+                                         "nodeInfo": {"kubeletVersion": "v" + n.get("kubelet_version", k8s_version())},
                                          "conditions": [{"type": "Ready", "status": "True" if ready else "False",
                                                          "reason": "KubeletReady" if ready else "KubeletNotReady",
                                                          "message": "kubelet is posting ready status" if ready else
