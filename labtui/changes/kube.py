@@ -157,32 +157,67 @@ class FanOut(ChangeKind):
 
 # --------------------------------------------------------------------------- container runtime
 
-CTD_STATUS = (f"containerd --version 2>/dev/null | head -n 1; echo @@config; cat {ctd.CONFIG_PATH} 2>/dev/null; "
-              f"echo @@active; systemctl is-active containerd 2>/dev/null; echo @@cri; "
-              f"{CRI} info >/dev/null 2>&1 && echo ok")
+# Does the CRI answer? crictl when it is there and works, else containerd's own ctr, which every
+# containerd package ships: its `plugins ls` says whether the CRI plugin (type io.containerd.grpc.v1,
+# id cri: containerd plugins/cri/cri.go) loaded ("ok") or not ("error"/"skip") (cmd/ctr/commands/
+# plugins/plugins.go). crictl comes only with cri-tools, which the next step installs.
+CRI_ANSWERS = (f"{{ {CRI} info >/dev/null 2>&1 || ctr --address {ctd.SOCKET_PATH} plugins ls 2>/dev/null "
+               "| awk '$1==\"io.containerd.grpc.v1\" && $2==\"cri\" {print $4}' | grep -qx ok; }")
 
 
-def containerd_problems(ctx: Any, node: str, minor: str, pause: str) -> list[str]:
-    """What keeps containerd on `node` from serving kubeadm (empty: ready)."""
-    res = _ssh(ctx).run(node, CTD_STATUS, sudo=True, timeout=60.0, stream=False)
+def containerd_files(data: dict[str, Any]) -> dict[str, str | None]:
+    """{path: content} of the files around config.toml the plan wants (None: must be absent)."""
+    files: dict[str, str | None] = dict(ctd.hosts_files(data.get("mirror")))
+    files[ctd.PROXY_DROPIN] = ctd.proxy_dropin(data.get("proxy"))
+    return files
+
+
+def _status_command(files: dict[str, str | None]) -> str:
+    parts = [f"containerd --version 2>/dev/null | head -n 1; echo @@config; cat {ctd.CONFIG_PATH} 2>/dev/null; "
+             f"echo @@active; systemctl is-active containerd 2>/dev/null; echo @@cri; "
+             f"{CRI_ANSWERS} && echo ok"]
+    for path in files:
+        parts.append(f"echo @@file {shlex.quote(path)}; cat {shlex.quote(path)} 2>/dev/null")
+    return "; ".join(parts)
+
+
+def _have_version(line: str) -> tuple[int, int]:
+    for word in line.split():
+        if apt.version_tuple(word) != (0, 0):
+            return apt.version_tuple(word)
+    return (0, 0)
+
+
+def containerd_problems(ctx: Any, node: str, minor: str, pause: str, data: dict[str, Any] | None = None) -> list[str]:
+    """What keeps containerd on `node` from serving kubeadm as the plan wants it (empty: ready)."""
+    data = data or {}
+    files = containerd_files(data)
+    res = _ssh(ctx).run(node, _status_command(files), sudo=True, timeout=60.0, stream=False)
     head, _, rest = res.stdout.partition("@@config\n")
     config, _, rest = rest.partition("@@active\n")
-    active, _, cri = rest.partition("@@cri\n")
+    active, _, rest = rest.partition("@@cri\n")
+    cri, *chunks = rest.split("@@file ")
     version = head.strip()
     if not version:
         return ["containerd is not installed"]
-    have = apt.version_tuple(version.split(" v", 1)[-1] if " v" in version else version.split()[-1])
-    for word in version.split():
-        if apt.version_tuple(word) != (0, 0):
-            have = apt.version_tuple(word)
-            break
+    have = _have_version(version)
     out = []
     if have < apt.containerd_needed(minor):
         out.append(f"containerd {have[0]}.{have[1]} is too old for Kubernetes {minor}")
     if not config.strip():
         out.append(f"{ctd.CONFIG_PATH} is missing")
     else:
-        out += ctd.problems(config, pause)
+        out += ctd.problems(config, pause, registry_config_path=ctd.CERTS_DIR if data.get("mirror") else None)
+    seen = {}
+    for chunk in chunks:
+        path, _, content = chunk.partition("\n")
+        seen[path.strip()] = content
+    for path, want in files.items():
+        got = seen.get(path, "")
+        if want is None and got.strip():
+            out.append(f"{path} is there but the plan has no proxy")
+        elif want is not None and got.strip() != want.strip():
+            out.append(f"{path} is {'missing' if not got.strip() else 'not what the plan says'}")
     if active.strip() != "active":
         out.append("containerd is not running")
     elif cri.strip() != "ok":
@@ -196,43 +231,87 @@ class Containerd(FanOut):
     what = "container runtime"
 
     def node_done(self, ctx: Any, node: str, action: Any) -> bool:
-        problems = containerd_problems(ctx, node, action.data["minor"], action.data["pause"])
+        d = action.data
+        problems = containerd_problems(ctx, node, d["minor"], d["pause"], d)
         with _SEEN_LOCK:
             ctx.memo.bucket("kube_containerd")[node] = problems
         return not problems
+
+    def _install(self, ctx: Any, node: str, d: dict[str, Any]) -> str:
+        """containerd from the distribution when apt's candidate is new enough, else Docker's
+        containerd.io; `containerd --version` read again after, falling back to Docker once."""
+        ssh = _ssh(ctx)
+        step, proxy = d.get("step"), d.get("proxy")
+        policy = ssh.run(node, apt.containerd_policy_script(proxy), sudo=True, timeout=900.0, stream=False)
+        if policy.exit_code != 0:
+            raise _failure(node, "apt-cache policy containerd", policy)
+        candidate = apt.policy_candidate(policy.stdout)
+        source = apt.containerd_source(candidate, d["minor"])
+        ctx.info(f"{node}: apt's containerd candidate is {candidate or '(none)'}: installing "
+                 + ("it" if source == "distribution" else "containerd.io from Docker's repository"),
+                 node=node, step=step)
+        for attempt in (source, "docker"):
+            script = apt.containerd_install_script(attempt, d["os"].get(node, "ubuntu"),
+                                                   docker_repo=d.get("docker_repo") or apt.DEFAULT_DOCKER_REPO,
+                                                   proxy=proxy)
+            res = ssh.run(node, script, sudo=True, timeout=1200.0, step=step)
+            if res.exit_code != 0:
+                raise _failure(node, "installing containerd", res)
+            ver = ssh.run(node, "containerd --version", sudo=True, timeout=60.0, stream=False)
+            have = _have_version(ver.stdout)
+            if have >= apt.containerd_needed(d["minor"]):
+                return attempt
+            if attempt == "docker":
+                break
+            ctx.warn(f"{node}: the distribution's containerd is {have[0]}.{have[1]} after all: trying Docker's",
+                     node=node, step=step)
+        raise LabError(f"{node}: containerd is still older than {'.'.join(map(str, apt.containerd_needed(d['minor'])))} "
+                       f"after the install", "look at the node's apt sources (a mirror without containerd.io 2.x?)",
+                       code="containerd-version")
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
         ssh = _ssh(ctx)
         d = action.data
         step = d.get("step")
-        src = d["sources"][node]
+        # cloud-init's runcmd may still be installing containerd and writing its config: wait first
+        wait = ssh.run(node, apt.CLOUD_INIT_WAIT, sudo=True, timeout=1800.0, stream=False)
+        if wait.exit_code != 0:
+            raise _failure(node, "waiting for cloud-init", wait)
         with _SEEN_LOCK:
             problems = ctx.memo.bucket("kube_containerd").pop(node, None)
         if problems is None:
-            problems = containerd_problems(ctx, node, d["minor"], d["pause"])
+            problems = containerd_problems(ctx, node, d["minor"], d["pause"], d)
         if any("not installed" in p or "too old" in p for p in problems):
-            res = ssh.run(node, apt.containerd_install_script(src["source"], src["os_id"]), sudo=True,
-                          timeout=900.0, step=step)
-            if res.exit_code != 0:
-                raise _failure(node, "installing containerd", res)
+            self._install(ctx, node, d)
         default = ssh.run(node, "containerd config default", sudo=True, timeout=60.0, stream=False)
         if default.exit_code != 0:
             raise _failure(node, "containerd config default", default)
-        config = ctd.edit_config(default.stdout, d["pause"])
+        config = ctd.edit_config(default.stdout, d["pause"],
+                                 registry_config_path=ctd.CERTS_DIR if d.get("mirror") else None)
         backup = ssh.run(node, f"mkdir -p /etc/containerd && if [ -f {ctd.CONFIG_PATH} ] && [ ! -f {ctd.CONFIG_PATH}.labtui-bak ]; "
                                f"then cp -p {ctd.CONFIG_PATH} {ctd.CONFIG_PATH}.labtui-bak && echo saved; fi",
                          sudo=True, timeout=60.0, stream=False)
         ssh.put(node, config, ctd.CONFIG_PATH, mode=0o644, sudo=True)
-        res = ssh.run(node, f"systemctl restart containerd && systemctl enable containerd && {CRI} info >/dev/null",
-                      sudo=True, timeout=300.0, step=step)
+        written = []
+        for path, content in containerd_files(d).items():
+            if content is None:
+                ssh.run(node, f"rm -f {shlex.quote(path)}", sudo=True, timeout=60.0, stream=False).check(f"rm {path}")
+                continue
+            ssh.run(node, f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])}", sudo=True, timeout=60.0,
+                    stream=False).check(f"mkdir for {path}")
+            ssh.put(node, content, path, mode=0o644, sudo=True)
+            written.append(path)
+        res = ssh.run(node, f"systemctl daemon-reload && systemctl restart containerd && systemctl enable containerd "
+                            f"&& {CRI_ANSWERS}", sudo=True, timeout=300.0, step=step)
         if res.exit_code != 0:
-            raise _failure(node, "restarting containerd", res)
-        return {"backup": "saved" in backup.stdout}
+            raise _failure(node, "restarting containerd (and asking its CRI plugin)", res)
+        return {"backup": "saved" in backup.stdout, "files": written}
 
     def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
         restore = (f"mv {ctd.CONFIG_PATH}.labtui-bak {ctd.CONFIG_PATH}" if data.get("backup")
                    else f"rm -f {ctd.CONFIG_PATH}")
-        return f"{restore} && systemctl restart containerd"
+        files = " ".join(shlex.quote(f) for f in data.get("files") or [])
+        return f"{restore}" + (f" && rm -f {files}" if files else "") + " && systemctl daemon-reload && systemctl restart containerd"
 
 
 # --------------------------------------------------------------------------- packages
@@ -248,8 +327,9 @@ class Packages(FanOut):
         return res.exit_code == 0
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
-        res = _ssh(ctx).run(node, apt.install_script(action.data["minor"]), sudo=True, timeout=1200.0,
-                            step=action.data.get("step"))
+        d = action.data
+        script = apt.install_script(d["minor"], repo=d.get("repo") or apt.DEFAULT_KUBERNETES_REPO, proxy=d.get("proxy"))
+        res = _ssh(ctx).run(node, script, sudo=True, timeout=1800.0, step=d.get("step"))
         if res.exit_code != 0:
             raise _failure(node, f"installing kubeadm, kubelet and kubectl {action.data['minor']}", res)
         return {}
@@ -393,13 +473,20 @@ class Join(FanOut):
         return node in cluster_nodes(ctx, action.data["control_plane"])
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
+        """The token never goes on a command line (sudo logs those): kubeadm reads it from a
+        JoinConfiguration file written over SFTP (0600, `install -m 600` under sudo) and removed
+        right after, whatever kubeadm's exit."""
         ssh = _ssh(ctx)
         cp = action.data["control_plane"]
+        step = action.data.get("step")
         join = join_command(ctx, cp)
         for attempt in (1, 2):
-            ctx.info(f"$ ssh {node} sudo {join.shown()} --node-name {node}", node=node, step=action.data.get("step"))
-            res = ssh.run(node, join.command() + f" --node-name {shlex.quote(node)}", sudo=True, timeout=900.0,
-                          step=action.data.get("step"))
+            ctx.info(f"$ ssh {node} sudo kubeadm join --config {kadm.JOIN_CONFIG_PATH}   # {join.shown()} "
+                     f"--node-name {node}, the token in the 0600 file (removed after)", node=node, step=step)
+            ssh.run(node, "mkdir -p /etc/kubernetes", sudo=True, timeout=60.0, stream=False).check("mkdir /etc/kubernetes")
+            ssh.put(node, kadm.join_config(join, node), kadm.JOIN_CONFIG_PATH, mode=0o600, sudo=True)
+            res = ssh.run(node, f"kubeadm join --config {kadm.JOIN_CONFIG_PATH}; rc=$?; rm -f {kadm.JOIN_CONFIG_PATH}; "
+                                f"exit $rc", sudo=True, timeout=900.0, step=step)
             if res.exit_code == 0:
                 return {"control_plane": cp}
             text = (res.stdout + res.stderr).lower()
@@ -460,7 +547,10 @@ class CalicoInstall(ChangeKind):
 
                 ssh.put(node, Path(item["local"]), dest, mode=0o644, sudo=True)
             else:
-                res = ssh.run(node, f"curl -fsSL {shlex.quote(item['url'])} -o {dest}", sudo=True, timeout=300.0, step=step)
+                proxy = d.get("proxy")
+                via = f" -x {shlex.quote(proxy['http_proxy'])} --noproxy {shlex.quote(proxy['no_proxy'])}" if proxy else ""
+                res = ssh.run(node, f"curl -fsSL{via} {shlex.quote(item['url'])} -o {dest}", sudo=True, timeout=300.0,
+                              step=step)
                 if res.exit_code != 0:
                     raise LabError(f"{node}: cannot download {item['url']}: {redact(res.stderr.strip()[-200:])}",
                                    "a control plane without internet: give the file with --calico-manifest FILE "

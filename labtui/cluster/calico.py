@@ -4,12 +4,13 @@ settings. Both carry the plan's pod CIDR and encapsulation (facts/domain.md 1.3,
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 
 from labtui.errors import LabError
 
-RELEASE_BASE = "https://raw.githubusercontent.com/projectcalico/calico/v{version}/manifests"
+DEFAULT_MANIFESTS_BASE = "https://raw.githubusercontent.com/projectcalico/calico"  # then /v3.32.2/manifests/NAME
 POOL_NAME = "default-ipv4-ippool"
 
 # encapsulation -> (CALICO_IPV4POOL_IPIP, CALICO_IPV4POOL_VXLAN, calico_backend)
@@ -20,6 +21,11 @@ MANIFEST_MODES = {
     "VXLANCrossSubnet": ("Never", "CrossSubnet", "vxlan"),
     "None": ("Never", "Never", "bird"),
 }
+# calico-node's probe arguments that ask BIRD: only with the bird backend. The chart emits them only
+# `if and (eq .Values.network "calico") ... (not .Values.vxlan)` (calico@v3.32.1
+# charts/calico/templates/calico-node.yaml:405-425), and with CALICO_NETWORKING_BACKEND=vxlan the node
+# image starts no BIRD ("no need to run a BGP daemon", node/filesystem/etc/rc.local:51-53).
+BIRD_PROBE_ARGS = {"livenessProbe": "-bird-live", "readinessProbe": "-bird-ready"}
 
 
 def _version(version: str) -> str:
@@ -30,16 +36,20 @@ def _version(version: str) -> str:
     return v
 
 
-def manifest_url(version: str, name: str) -> str:
-    return RELEASE_BASE.format(version=_version(version)) + "/" + name
+def manifest_url(version: str, name: str, base: str = DEFAULT_MANIFESTS_BASE) -> str:
+    return f"{base.rstrip('/')}/v{_version(version)}/manifests/{name}"
 
 
-def operator_manifests(version: str) -> list[str]:
-    """The files `kubectl create -f` takes, in order, for an operator install (3.32 split the CRDs out)."""
+def operator_manifests(version: str, base: str = DEFAULT_MANIFESTS_BASE) -> list[str]:
+    """The files `kubectl create -f` takes, in order, for an operator install. From 3.30 on
+    tigera-operator.yaml carries no CRD (calico@v3.30.7 and v3.31.7: 0 CRDs there, 32 in
+    operator-crds.yaml), so operator-crds.yaml goes first or `installation.yaml` fails with "no
+    matches for kind Installation"; at v3.32.1 operator-crds.yaml and v1_crd_projectcalico_org.yaml
+    are the same blob (7cb3ee9), so one name serves 3.30 to 3.32."""
     v = _version(version)
     major, minor = (int(x) for x in v.split(".")[:2])
-    names = (["v1_crd_projectcalico_org.yaml"] if (major, minor) >= (3, 32) else []) + ["tigera-operator.yaml"]
-    return [manifest_url(v, n) for n in names]
+    names = (["operator-crds.yaml"] if (major, minor) >= (3, 30) else []) + ["tigera-operator.yaml"]
+    return [manifest_url(v, n, base) for n in names]
 
 
 def installation(pod_cidr: str, encapsulation: str, *, block_size: int = 26) -> str:
@@ -63,49 +73,112 @@ def installation(pod_cidr: str, encapsulation: str, *, block_size: int = 26) -> 
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
 
 
-def _set_env(text: str, name: str, value: str) -> tuple[str, bool]:
-    """Set `- name: NAME` / `value: "..."` in calico-node's env, uncommenting it when it is
-    commented out (CALICO_IPV4POOL_CIDR ships commented)."""
-    pattern = re.compile(
-        r"^(?P<i>[ \t]*)(?P<c>#[ \t]*)?- name: " + re.escape(name) + r"[ \t]*\n"
-        r"(?P<j>[ \t]*)(?:#[ \t]*)?(?P<pad>[ \t]*)value: [^\n]*$", re.M)
-    m = pattern.search(text)
-    if not m:
-        return text, False
-    indent = m.group("i")
-    value_indent = indent + "  "
-    new = f"{indent}- name: {name}\n{value_indent}value: \"{value}\""
-    return text[:m.start()] + new + text[m.end():], True
+def _yaml():
+    from ruamel.yaml import YAML
+
+    y = YAML()  # round-trip: comments, order and quoting kept
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _docs(text: str) -> list[Any]:
+    try:
+        return [d for d in _yaml().load_all(text)]
+    except Exception as exc:  # ruamel's errors have no common public base worth naming
+        raise LabError(f"calico.yaml is not valid YAML: {str(exc).splitlines()[0]}",
+                       "give an unmodified calico.yaml", code="calico-manifest") from None
+
+
+def _find(docs: list[Any], kind: str, name: str) -> Any:
+    return next((d for d in docs if isinstance(d, dict) and d.get("kind") == kind
+                 and (d.get("metadata") or {}).get("name") == name), None)
+
+
+def _node_container(docs: list[Any]) -> Any:
+    ds = _find(docs, "DaemonSet", "calico-node")
+    if ds is None:
+        return None
+    containers = ds["spec"]["template"]["spec"].get("containers") or []
+    return next((c for c in containers if c.get("name") == "calico-node"), None)
+
+
+def _set_env(container: Any, name: str, value: str) -> None:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    env = container.setdefault("env", [])
+    quoted = DoubleQuotedScalarString(value)
+    for item in env:
+        if item.get("name") == name:
+            item["value"] = quoted
+            return
+    entry = CommentedMap([("name", name), ("value", quoted)])
+    # beside its siblings (CALICO_IPV4POOL_CIDR ships commented out after CALICO_IPV6POOL_VXLAN)
+    at = max((i + 1 for i, it in enumerate(env) if str(it.get("name", "")).startswith("CALICO_IPV")), default=len(env))
+    env.insert(at, entry)
+
+
+def _drop_probe_arg(container: Any, probe: str, arg: str) -> None:
+    command = ((container.get(probe) or {}).get("exec") or {}).get("command")
+    if command is not None:
+        while arg in command:
+            command.remove(arg)
 
 
 def edit_manifest(text: str, pod_cidr: str, encapsulation: str) -> str:
-    """calico.yaml with the pool's CIDR, IPIP/VXLAN modes and the backend the encapsulation needs."""
+    """calico.yaml with the pool's CIDR, IPIP/VXLAN modes, the backend the encapsulation needs and,
+    without BIRD, no BIRD probe arguments. Structural (ruamel.yaml round trip): every other line
+    and comment is kept."""
     if encapsulation not in MANIFEST_MODES:
         raise LabError(f"{encapsulation!r} is not a Calico encapsulation", "choose one in the plan", code="encapsulation")
     if "calico-node" not in text or "CALICO_IPV4POOL_IPIP" not in text:
         raise LabError("this file is not Calico's calico.yaml (no calico-node with CALICO_IPV4POOL_IPIP)",
                        "give the calico.yaml of the plan's Calico release (manifests/calico.yaml)", code="calico-manifest")
     ipip, vxlan, backend = MANIFEST_MODES[encapsulation]
-    out = text
+    docs = _docs(text)
+    container = _node_container(docs)
+    config = _find(docs, "ConfigMap", "calico-config")
+    if container is None:
+        raise LabError("calico.yaml has no calico-node container", "give an unmodified calico.yaml", code="calico-manifest")
+    if config is None or "calico_backend" not in (config.get("data") or {}):
+        raise LabError("calico.yaml has no calico_backend setting", "give an unmodified calico.yaml", code="calico-manifest")
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    config["data"]["calico_backend"] = DoubleQuotedScalarString(backend)
     for name, value in (("CALICO_IPV4POOL_CIDR", pod_cidr), ("CALICO_IPV4POOL_IPIP", ipip),
                         ("CALICO_IPV4POOL_VXLAN", vxlan)):
-        out, found = _set_env(out, name, value)
-        if not found:
-            raise LabError(f"calico.yaml has no {name} entry to set", "give an unmodified calico.yaml", code="calico-manifest")
-    out, n = re.subn(r'^(\s*calico_backend:\s*)"[^"]*"', lambda m: m.group(1) + f'"{backend}"', out, count=1, flags=re.M)
-    if not n:
-        raise LabError("calico.yaml has no calico_backend setting", "give an unmodified calico.yaml", code="calico-manifest")
+        _set_env(container, name, value)
+    if backend != "bird":
+        for probe, arg in BIRD_PROBE_ARGS.items():
+            _drop_probe_arg(container, probe, arg)
+    import io
+
+    buf = io.StringIO()
+    _yaml().dump_all(docs, buf)
+    return buf.getvalue()
+
+
+def manifest_settings(text: str) -> dict[str, Any]:
+    """The pool settings a calico.yaml carries, and its probe arguments (for checks and tests)."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    out: dict[str, Any] = {}
+    ds = next((d for d in docs if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "calico-node"), None)
+    if ds:
+        c = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "calico-node")
+        for e in c.get("env", []):
+            if e["name"] in ("CALICO_IPV4POOL_CIDR", "CALICO_IPV4POOL_IPIP", "CALICO_IPV4POOL_VXLAN") and "value" in e:
+                out[e["name"]] = e["value"]
+    cm = next((d for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "calico-config"), None)
+    if cm and "calico_backend" in (cm.get("data") or {}):
+        out["calico_backend"] = cm["data"]["calico_backend"]
     return out
 
 
-def manifest_settings(text: str) -> dict[str, str]:
-    """The pool settings a calico.yaml carries (for checks and tests)."""
-    out = {}
-    for name in ("CALICO_IPV4POOL_CIDR", "CALICO_IPV4POOL_IPIP", "CALICO_IPV4POOL_VXLAN"):
-        m = re.search(r"^[ \t]*- name: " + name + r"[ \t]*\n[ \t]*value: \"([^\"]*)\"", text, re.M)
-        if m:
-            out[name] = m.group(1)
-    m = re.search(r'^\s*calico_backend:\s*"([^"]*)"', text, re.M)
-    if m:
-        out["calico_backend"] = m.group(1)
-    return out
+def probe_args(text: str) -> list[str]:
+    """calico-node's liveness and readiness probe arguments."""
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    ds = next(d for d in docs if d.get("kind") == "DaemonSet" and d["metadata"]["name"] == "calico-node")
+    c = next(c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "calico-node")
+    return [a for p in BIRD_PROBE_ARGS for a in ((c.get(p) or {}).get("exec") or {}).get("command", [])]

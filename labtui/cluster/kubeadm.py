@@ -18,10 +18,15 @@ from labtui.cluster.containerd import CRI_SOCKET
 
 CONFIG_PATH = "/etc/kubernetes/labtui-kubeadm.yaml"
 API_PORT = 6443
-# the pause image kubeadm expects (`kubeadm config images list`), by Kubernetes minor
+JOIN_CONFIG_PATH = "/etc/kubernetes/labtui-join.yaml"  # holds the bootstrap token: 0600, removed after the join
+# the pause image kubeadm expects (`kubeadm config images list`), by Kubernetes minor: kubespray
+# pins 3.10.1 for 1.34/1.35 and 3.10.2 for 1.36 (kubespray@46dbdd3
+# roles/kubespray_defaults/vars/main/main.yml `pod_infra_supported_versions`), containerd v2.3.4's
+# default sandbox is pause:3.10.2 (docs/cri/config.md). 1.37: not confirmed, the newest tag is used
+# (a different tag only makes kubeadm print a WARNING).
 PAUSE_IMAGES = {"1.34": "registry.k8s.io/pause:3.10.1", "1.35": "registry.k8s.io/pause:3.10.1",
-                "1.36": "registry.k8s.io/pause:3.10.1", "1.37": "registry.k8s.io/pause:3.10.1"}
-DEFAULT_PAUSE = "registry.k8s.io/pause:3.10.1"
+                "1.36": "registry.k8s.io/pause:3.10.2", "1.37": "registry.k8s.io/pause:3.10.2"}
+DEFAULT_PAUSE = "registry.k8s.io/pause:3.10.2"
 
 
 def pause_image(minor: str) -> str:
@@ -57,6 +62,24 @@ def kubeadm_config(*, node_name: str, advertise_address: str, kubernetes_version
         "cgroupDriver": "systemd",
     }
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in (init, cluster, kubelet))
+
+
+def join_config(join: "JoinCommand", node_name: str, cri_socket: str = CRI_SOCKET) -> str:
+    """The worker's JoinConfiguration (kubeadm.k8s.io/v1beta4; kubeadm config API reference,
+    kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/: `discovery.bootstrapToken`
+    {token, apiServerEndpoint, caCertHashes}, `discovery.tlsBootstrapToken`,
+    `nodeRegistration.name`/`criSocket`). It holds the token: write it 0600, remove it after."""
+    cfg = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4",
+        "kind": "JoinConfiguration",
+        "discovery": {
+            "bootstrapToken": {"apiServerEndpoint": join.endpoint, "token": join.token,
+                               "caCertHashes": [join.ca_hash]},
+            "tlsBootstrapToken": join.token,
+        },
+        "nodeRegistration": {"name": node_name, "criSocket": cri_socket},
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
 
 
 def join_config_note() -> str:

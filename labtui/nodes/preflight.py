@@ -20,8 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
 ERROR, WARNING, INFO, OK = "error", "warning", "info", "ok"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2, OK: 3}
 
-K8S_SYSCTL_FILE = "/etc/sysctl.d/99-kubernetes.conf"
-K8S_MODULES_FILE = "/etc/modules-load.d/kubernetes.conf"
+# labtui's own files: cloud-init's user-data writes /etc/sysctl.d/99-kubernetes.conf and
+# /etc/modules-load.d/k8s.conf (labtui/provision_plan.py); the fixes never overwrite nor delete those
+K8S_SYSCTL_FILE = "/etc/sysctl.d/99-labtui-kubernetes.conf"
+K8S_MODULES_FILE = "/etc/modules-load.d/labtui-kubernetes.conf"
 
 
 @dataclass
@@ -236,7 +238,7 @@ def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[
     """What must hold before the container runtime and kubeadm go on the nodes: a supported OS,
     systemd, cgroup v2 (the kubelet of 1.35+ refuses v1), kubeadm's ports free, a containerd the
     plan's minor supports, enough CPU and memory for the role, unique product_uuid and MAC."""
-    from labtui.cluster.apt import containerd_needed, containerd_source, version_tuple
+    from labtui.cluster.apt import containerd_needed, version_tuple
 
     out: list[Finding] = []
     roles = {n.name: n.role.value for n in plan.nodes} if plan else {}
@@ -271,13 +273,12 @@ def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[
                                "kubeadm needs these ports free ([ERROR Port-NNNN]). Find the listener with "
                                "`sudo ss -ltnp` and stop it."))
         if minor and f.runtime == "containerd" and version_tuple(f.runtime_version) < containerd_needed(minor):
-            src = containerd_source(f.os_id, f.os_version, minor)
             out.append(Finding("containerd-version", WARNING, name,
                                f"containerd {f.runtime_version} is too old for Kubernetes {minor}",
                                "Kubernetes 1.36 and later need containerd 2.x (kubeadm warns today and is planned to "
-                               "refuse 1.x at 1.38). The runtime step installs "
-                               + ("the distribution's containerd 2.x." if src == "distribution"
-                                  else "containerd.io 2.x from Docker's repository.")))
+                               "refuse 1.x at 1.38). The runtime step installs the distribution's containerd when "
+                               "apt's candidate on the node is new enough, else containerd.io 2.x from Docker's "
+                               "repository."))
         elif f.runtime and f.runtime != "containerd":
             out.append(Finding("runtime", WARNING, name, f"the node runs {f.runtime_label}",
                                "labtui configures containerd; another runtime is left alone and may conflict."))
@@ -291,5 +292,10 @@ def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[
             out.append(Finding("memory", WARNING, name, f"only {f.memory_mb} MiB memory on a worker",
                                "The kubelet, kube-proxy and calico-node take ~400 MiB together; 2 GiB is comfortable."))
     out += [x for x in _lab_findings(plan, facts, None) if x.check in ("unique-product_uuid", "unique-mac")]
+    if plan and _minor_tuple(minor) >= (1, 37) and _minor_tuple(plan.calico) <= (3, 32):
+        out.append(Finding("calico-kubernetes", WARNING, None,
+                           f"Calico {plan.calico} is not tested with Kubernetes {minor}",
+                           "Calico 3.32's system requirements list Kubernetes 1.34 to 1.36 (facts/domain.md 1.5, "
+                           "tigera/docs _system-requirements.mdx). It may work; Kubernetes 1.36 is the safe choice."))
     out.sort(key=lambda x: (SEVERITY_ORDER.get(x.severity, 9), x.node or "", x.check))
     return out

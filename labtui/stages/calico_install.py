@@ -40,7 +40,7 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
             item["content"] = calico.edit_manifest(text, plan.pod_cidr, plan.encapsulation.value)
             item.pop("edit")
         else:
-            item["url"] = calico.manifest_url(plan.calico, "calico.yaml")
+            item["url"] = calico.manifest_url(plan.calico, "calico.yaml", plan.sources.calico_manifests)
         return mode, [item]
     if mode != "operator":
         raise LabError(f"{mode!r} is not a Calico install mode", "choose operator or manifest", code="calico-install")
@@ -48,7 +48,8 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
     if local:
         files.append({"name": Path(local).name, "local": str(Path(local).expanduser())})
     else:
-        files += [{"name": u.rsplit("/", 1)[-1], "url": u} for u in calico.operator_manifests(plan.calico)]
+        files += [{"name": u.rsplit("/", 1)[-1], "url": u}
+                  for u in calico.operator_manifests(plan.calico, plan.sources.calico_manifests)]
     files.append({"name": "installation.yaml", "content": calico.installation(plan.pod_cidr, plan.encapsulation.value)})
     return mode, files
 
@@ -88,7 +89,8 @@ class CalicoInstallStep(Step):
         "Calico gives pods their addresses and carries their traffic between nodes. labtui installs the\n"
         "plan's version with the plan's pod CIDR and encapsulation: through the tigera-operator (an\n"
         "Installation whose pool has the CIDR, the encapsulation and natOutgoing), or as calico.yaml\n"
-        "(CALICO_IPV4POOL_CIDR, CALICO_IPV4POOL_IPIP / _VXLAN, the backend). The files are fetched on the\n"
+        "(CALICO_IPV4POOL_CIDR, CALICO_IPV4POOL_IPIP / _VXLAN, the backend, no BIRD probes without BIRD).\n"
+        "The files are fetched on the\n"
         "control plane from Calico's release, or uploaded from a file you give when it has no internet.\n"
         "Then it waits for calico-node Ready on every node and reports a pod that cannot start."
     )
@@ -134,13 +136,19 @@ class CalicoInstallStep(Step):
         cp = plan.control_plane.name
         actions: list[Action] = []
         if calico_installed(ctx, cp) is None:
+            import shlex
+
+            from labtui.cluster.apt import proxy_settings
+
+            proxy = proxy_settings(plan)
             mode, files = calico_files(ctx)
             lines = []
             verb = "create" if mode == "operator" else "apply"
             for f in files:
                 dest = f"{CALICO_DIR}/{f['name']}"
                 if f.get("url"):
-                    lines.append(f"ssh {cp} 'sudo curl -fsSL {f['url']} -o {dest}'")
+                    lines.append(f"ssh {cp} sudo curl -fsSL {shlex.quote(f['url'])} -o {dest}"
+                                 + ("   # through the plan's proxy" if proxy else ""))
                     if f.get("edit"):
                         lines.append(f"# labtui sets CALICO_IPV4POOL_CIDR={plan.pod_cidr} and the "
                                      f"{plan.encapsulation.value} modes in {dest}")
@@ -154,7 +162,7 @@ class CalicoInstallStep(Step):
                                            f"{plan.pod_cidr})", kind="ssh", target=cp, risk=Risk.CHANGE,
                 change="kube.calico-install", command="\n".join(lines),
                 revert=f"ssh {cp} 'sudo {KUBECTL} delete -f {CALICO_DIR}/…' (each file, newest first)",
-                data={"node": cp, "mode": mode, "files": files, "pod_cidr": plan.pod_cidr,
+                data={"node": cp, "mode": mode, "files": files, "pod_cidr": plan.pod_cidr, "proxy": proxy,
                       "encapsulation": plan.encapsulation.value, "step": self.id}))
         actions.append(Action(id="wait-calico", title="Wait for calico-node Ready on every node", kind="ssh",
                               target=cp, risk=Risk.READ, run=self._wait,

@@ -114,11 +114,12 @@ class ContainerdStep(BuildStep):
     id = "containerd"
     title = "Container runtime (containerd)"
     why = (
-        "kubeadm needs a CRI runtime. labtui installs containerd (the distribution's when it is new\n"
-        "enough for the plan's Kubernetes, else containerd.io from Docker's repository), writes its\n"
-        "config from the node's own `containerd config default` with SystemdCgroup = true in the runc\n"
-        "options table (config version 2 for containerd 1.x, 3 for 2.x) and the pause image kubeadm\n"
-        "expects, restarts it and checks that the CRI socket answers."
+        "kubeadm needs a CRI runtime. After cloud-init has finished, labtui installs containerd (the\n"
+        "distribution's when apt's candidate is new enough for the plan's Kubernetes, else containerd.io\n"
+        "from Docker's repository), writes its config from the node's own `containerd config default`\n"
+        "with SystemdCgroup = true in the runc options table (config version 2 for containerd 1.x, 3 and\n"
+        "4 for 2.x) and the pause image kubeadm expects, adds the plan's registry mirror and proxy,\n"
+        "restarts it and checks that its CRI plugin answers (with ctr: crictl comes with the next step)."
     )
     hint = "the command log shows each node's output; fix the node and run the step again"
 
@@ -132,13 +133,12 @@ class ContainerdStep(BuildStep):
         return self.build_check(ctx)
 
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
-        from labtui.cluster.kubeadm import pause_image
         from labtui.changes.kube import containerd_problems
 
         plan = _plan(ctx)
-        pause = pause_image(plan.kubernetes)
+        data = containerd_data(ctx)
         ok, failed = _fan(ctx, [n.name for n in plan.nodes],
-                          lambda n: containerd_problems(ctx, n, plan.kubernetes, pause))
+                          lambda n: containerd_problems(ctx, n, plan.kubernetes, data["pause"], data))
         todo = [n for n, problems in ok.items() if problems]
         for n in todo:
             ctx.info(f"{n}: " + "; ".join(ok[n]), node=n, step=self.id)
@@ -154,7 +154,7 @@ class ContainerdStep(BuildStep):
 
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.cluster import apt, containerd as ctd
-        from labtui.cluster.kubeadm import pause_image
+        from labtui.changes.kube import CRI_ANSWERS, containerd_files
 
         plan = _plan(ctx)
         todo, failed = self._status(ctx)
@@ -163,22 +163,49 @@ class ContainerdStep(BuildStep):
         if not todo:
             return []
         facts = _facts(ctx)
-        pause = pause_image(plan.kubernetes)
-        sources = {n: {"source": apt.containerd_source(facts[n].os_id, facts[n].os_version, plan.kubernetes),
-                       "os_id": facts[n].os_id} for n in todo}
-        shown = []
-        for n in todo:
-            shown.append(_shown_script([n], apt.containerd_install_script(sources[n]["source"], sources[n]["os_id"]),
-                                       "only when containerd is missing or too old"))
-        shown.append(f"ssh <node> containerd config default > config.toml   # the node's own defaults, then labtui "
-                     f"sets SystemdCgroup = true in the runc options table and the sandbox image {pause}")
-        shown.append(f"ssh <node> sudo tee {ctd.CONFIG_PATH} < config.toml && "
-                     f"ssh <node> sudo systemctl restart containerd && ssh <node> sudo crictl info")
+        data = containerd_data(ctx)
+        data.update(nodes=todo, os={n: facts[n].os_id for n in todo}, step=self.id)
+        needed = ".".join(map(str, apt.containerd_needed(plan.kubernetes)))
+        shown = [f"ssh <node> sudo sh -c {_q(apt.CLOUD_INIT_WAIT)}   # cloud-init done first (exit 2 = recoverable: fine)",
+                 _shown_script(todo, apt.containerd_policy_script(data["proxy"]),
+                               f"only when containerd is missing or older than {needed}: the candidate decides"),
+                 f"# candidate >= {needed}: the distribution's containerd",
+                 _shown_script(todo, apt.containerd_install_script("distribution", "ubuntu", proxy=data["proxy"])),
+                 "# else containerd.io from Docker's repository (then `containerd --version` is read again)",
+                 _shown_script(todo, apt.containerd_install_script(
+                     "docker", facts[todo[0]].os_id, docker_repo=data["docker_repo"], proxy=data["proxy"])),
+                 f"ssh <node> containerd config default > config.toml   # the node's own defaults, then labtui "
+                 f"sets SystemdCgroup = true in the runc options table and the sandbox image {data['pause']}"
+                 + (f", and the CRI registry config_path = {ctd.CERTS_DIR}" if data["mirror"] else ""),
+                 f"ssh <node> sudo tee {ctd.CONFIG_PATH} < config.toml"]
+        for path, content in containerd_files(data).items():
+            shown.append(f"ssh <node> sudo rm -f {path}" if content is None
+                         else f"ssh <node> sudo tee {path} <<'EOF'\n{content.strip()}\nEOF")
+        shown.append(f"ssh <node> sudo sh -c 'systemctl daemon-reload && systemctl restart containerd && "
+                     f"systemctl enable containerd'\nssh <node> sudo sh -c {_q(CRI_ANSWERS)}")
         return [Action(id="containerd", title="containerd on " + ", ".join(todo), kind="ssh", target=", ".join(todo),
                        risk=Risk.CHANGE, change="kube.containerd", command="\n".join(shown),
-                       revert=f"restore {ctd.CONFIG_PATH}.labtui-bak (or remove the file) and restart containerd",
-                       data={"nodes": todo, "minor": plan.kubernetes, "pause": pause, "sources": sources,
-                             "step": self.id})]
+                       revert=f"restore {ctd.CONFIG_PATH}.labtui-bak (or remove the file), remove the files labtui "
+                              f"wrote, and restart containerd",
+                       data=data)]
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def containerd_data(ctx: StepContext) -> dict[str, Any]:
+    """What the containerd step makes true, from the plan: the pause image, the proxy, the mirror,
+    Docker's repository."""
+    from labtui.cluster import apt
+    from labtui.cluster.kubeadm import pause_image
+
+    plan = _plan(ctx)
+    return {"minor": plan.kubernetes, "pause": pause_image(plan.kubernetes), "proxy": apt.proxy_settings(plan),
+            "mirror": (plan.sources.registry_mirror or "").strip() or None,
+            "docker_repo": plan.sources.docker_repo}
 
 
 class PackagesStep(BuildStep):
@@ -226,11 +253,14 @@ class PackagesStep(BuildStep):
             raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
         if not todo:
             return []
+        proxy = apt.proxy_settings(plan)
+        repo = plan.sources.kubernetes_repo
         return [Action(id="kube-packages", title=f"kubeadm, kubelet, kubectl {plan.kubernetes} on " + ", ".join(todo),
                        kind="ssh", target=", ".join(todo), risk=Risk.CHANGE, change="kube.packages",
-                       command=_shown_script(todo, apt.install_script(plan.kubernetes), "on each node, in parallel"),
+                       command=_shown_script(todo, apt.install_script(plan.kubernetes, repo=repo, proxy=proxy),
+                                             "on each node, in parallel"),
                        revert=_shown_script(todo, apt.remove_script()),
-                       data={"nodes": todo, "minor": plan.kubernetes, "step": self.id})]
+                       data={"nodes": todo, "minor": plan.kubernetes, "repo": repo, "proxy": proxy, "step": self.id})]
 
 
 def init_config(ctx: StepContext) -> str:
@@ -344,8 +374,10 @@ class JoinStep(BuildStep):
             id="join", title="kubeadm join " + ", ".join(missing), kind="ssh", target=", ".join(missing),
             risk=Risk.CHANGE, change="kube.join",
             command=(f"ssh {cp} 'sudo kubeadm token create --print-join-command'   # output kept in memory, not shown\n"
-                     + "\n".join(f"ssh {w} 'sudo kubeadm join {cp}:6443 --token <token> "
-                                 f"--discovery-token-ca-cert-hash sha256:<hash> --node-name {w}'" for w in missing)),
+                     + "\n".join(f"ssh {w} sudo tee /etc/kubernetes/labtui-join.yaml   # 0600: a JoinConfiguration "
+                                 f"with {cp}:6443, the token, the CA hash sha256:<hash>, name {w}\n"
+                                 f"ssh {w} 'sudo sh -c \"kubeadm join --config /etc/kubernetes/labtui-join.yaml; "
+                                 f"rm -f /etc/kubernetes/labtui-join.yaml\"'" for w in missing)),
             revert="\n".join(f"ssh {w} 'sudo kubeadm reset -f'" for w in missing),
             data={"nodes": missing, "control_plane": cp, "step": self.id})]
 

@@ -98,7 +98,8 @@ def test_revert_all_undoes_the_build_newest_first(kubelab, store, capsys):
                  "--accept-new-host-keys", "--quiet"]) == 0
     dry = json.loads(capsys.readouterr().out)
     would = {st["step"]: [a["command"] for a in st.get("actions", [])] for s in dry["stages"] for st in s["steps"]}
-    assert any("apt-get install -y -q containerd" in c for c in would["containerd"])
+    assert any("-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+               "install -y -q containerd" in c for c in would["containerd"])
     assert any("kubeadm=1.36.*" in c for c in would["kube-packages"])
     assert tools.cluster_state(lab) == {} and store.changes(store.get_session("rv").id) == []
     for node in lab.nodes:

@@ -148,4 +148,5 @@ def test_calico_manifest_download_offline_then_online(kubelab, open_lab, store):
     assert ds["env"]["CALICO_IPV4POOL_CIDR"] == "172.16.0.0/16"
     assert (ds["env"]["CALICO_IPV4POOL_IPIP"], ds["env"]["CALICO_IPV4POOL_VXLAN"]) == ("Always", "Never")
     edited = lab.node_exec(lab.nodes[0], ["cat", "/etc/kubernetes/labtui-calico/calico.yaml"]).stdout
-    assert 'calico_backend: "bird"' in edited and "# - name: CALICO_IPV4POOL_CIDR" not in edited
+    # structural edit: one real CIDR entry added, upstream's commented example left as a comment
+    assert 'calico_backend: "bird"' in edited and edited.count("\n            - name: CALICO_IPV4POOL_CIDR\n") == 1

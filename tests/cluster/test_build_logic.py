@@ -182,9 +182,8 @@ def test_calico_installation_and_urls():
     vx = kubeadm.parse_yaml_docs(calico.installation("10.244.0.0/16", "VXLAN"))[0]
     assert vx["spec"]["calicoNetwork"]["bgp"] == "Disabled"
     assert calico.operator_manifests("3.32.2") == [
-        "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/v1_crd_projectcalico_org.yaml",
+        "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/operator-crds.yaml",
         "https://raw.githubusercontent.com/projectcalico/calico/v3.32.2/manifests/tigera-operator.yaml"]
-    assert calico.operator_manifests("3.31.7")[0].endswith("/v3.31.7/manifests/tigera-operator.yaml")
     with pytest.raises(LabError):
         calico.installation("172.16.0.0/16", "ipip")
 
@@ -316,13 +315,250 @@ def test_runtime_preflight_findings():
             if f.check == "cgroup-v1"] == ["error"]
 
 
-def test_containerd_source_by_distribution_and_minor():
-    from labtui.cluster import apt
+# --------------------------------------------------------------------------- the audit's findings (build-audit-2026-12)
 
-    assert apt.containerd_source("ubuntu", "24.04", "1.36") == "distribution"  # noble-updates has 2.2
-    assert apt.containerd_source("ubuntu", "22.04", "1.36") == "docker"
-    assert apt.containerd_source("debian", "12", "1.35") == "docker"  # 1.6 is too old even for 1.35's 1.7 floor
-    assert apt.containerd_source("debian", "13", "1.35") == "distribution"
+
+def _all_scripts(proxy=None):
+    return [apt.install_script("1.36", proxy=proxy), apt.remove_script(), apt.containerd_policy_script(proxy),
+            apt.containerd_install_script("docker", "debian", proxy=proxy),
+            apt.containerd_install_script("distribution", "ubuntu", proxy=proxy)]
+
+
+def test_f3_containerd_config_version4_uses_the_v3_tables():
+    text = (DATA / "containerd2.3-config-version4.toml").read_text()
+    assert containerd.config_version(text) == 4
+    assert containerd.layout_for(text).cgroup_table == containerd.V3_RUNC_OPTIONS
+    out = containerd.edit_config(text, PAUSE)
+    _assert_only_changes(text, out, {
+        containerd.V3_RUNC_OPTIONS + ("SystemdCgroup",): True,
+        containerd.V3_PINNED + ("sandbox",): PAUSE,
+    })
+    assert "            SystemdCgroup = true" in out.splitlines()  # the table's own indentation
+    assert containerd.problems(out, PAUSE) == [] and containerd.edit_config(out, PAUSE) == out
+    # a later version is read with the newest row (the restart's CRI check proves it)
+    assert containerd.layout_for(text.replace("version = 4", "version = 5")).version == 4
+
+
+@pytest.mark.parametrize("fixture,table", [
+    ("containerd1.6-debian12-config-default.toml", containerd.V2_REGISTRY),
+    ("containerd2-config-default.toml", containerd.V3_REGISTRY),
+    ("containerd2.3-config-version4.toml", containerd.V3_REGISTRY)])
+def test_registry_mirror_config_path_per_version(fixture, table):
+    text = (DATA / fixture).read_text()
+    assert containerd.problems(text, registry_config_path=containerd.CERTS_DIR)
+    out = containerd.edit_config(text, PAUSE, registry_config_path=containerd.CERTS_DIR)
+    _assert_only_changes(text, out, {
+        containerd.layout_for(text).cgroup_table + ("SystemdCgroup",): True,
+        containerd.layout_for(text).sandbox_table + (containerd.layout_for(text).sandbox_key,): PAUSE,
+        table + ("config_path",): "/etc/containerd/certs.d",
+    })
+    assert containerd.problems(out, PAUSE, registry_config_path=containerd.CERTS_DIR) == []
+
+
+def test_registry_mirror_hosts_files():
+    files = containerd.hosts_files("mirror.lab.example:5000")
+    assert sorted(files) == [f"/etc/containerd/certs.d/{r}/hosts.toml" for r in ("docker.io", "quay.io", "registry.k8s.io")]
+    docker = tomllib.loads(files["/etc/containerd/certs.d/docker.io/hosts.toml"])
+    assert docker == {"server": "https://registry-1.docker.io",
+                      "host": {"https://mirror.lab.example:5000": {"capabilities": ["pull", "resolve"]}}}
+    assert tomllib.loads(files["/etc/containerd/certs.d/quay.io/hosts.toml"])["server"] == "https://quay.io"
+    assert containerd.hosts_files(None) == {}
+
+
+def _plan_with(**sources):
+    from labtui.model import Plan
+
+    return Plan.model_validate({
+        "name": "p", "node_subnet": "10.100.200.0/24", "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16",
+        "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"}], "sources": sources})
+
+
+def test_proxy_for_apt_containerd_and_curl():
+    assert apt.proxy_settings(_plan_with()) is None
+    proxy = apt.proxy_settings(_plan_with(http_proxy="http://10.0.0.1:3128", no_proxy=".corp.example, 10.9.0.0/16"))
+    assert proxy["http_proxy"] == "http://10.0.0.1:3128"
+    assert proxy["no_proxy"].split(",") == ["localhost", "127.0.0.1", "10.100.200.0/24", "172.16.0.0/16",
+                                            "172.20.0.0/16", ".svc", ".cluster.local", ".corp.example", "10.9.0.0/16"]
+    dropin = containerd.proxy_dropin(proxy)
+    assert dropin.startswith("# labtui") and "[Service]" in dropin
+    assert f'Environment="NO_PROXY={proxy["no_proxy"]}"' in dropin and 'Environment="HTTPS_PROXY=http://10.0.0.1:3128"' in dropin
+    assert containerd.proxy_dropin(None) is None
+    for script in _all_scripts(proxy)[:1] + _all_scripts(proxy)[2:]:
+        assert f"> {apt.APT_PROXY_FILE}" in script and "Acquire::https::Proxy" in script
+        assert "export http_proxy=http://10.0.0.1:3128 https_proxy=http://10.0.0.1:3128" in script  # curl reads these
+    assert f"rm -f {apt.APT_PROXY_FILE}" in apt.install_script("1.36")  # no proxy in the plan: none left behind
+    # a value reaches the shell only quoted
+    odd = {"http_proxy": "http://p:3128/a&b", "no_proxy": "x"}
+    assert "https_proxy='http://p:3128/a&b'" in apt.install_script("1.36", proxy=odd)
+    script = apt.install_script("1.36", repo="https://mirror.example/k8s;x", proxy=odd)
+    assert "'https://mirror.example/k8s;x/v1.36/deb/Release.key'" in script
+    subprocess.run(["sh", "-n", "-c", script], check=True)
+
+
+def test_repositories_from_the_sources_block():
+    script = apt.install_script("1.36", repo="https://mirror.example/k8s")
+    assert "https://mirror.example/k8s/v1.36/deb/Release.key" in script
+    assert "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://mirror.example/k8s/v1.36/deb/ /" in script
+    docker = apt.containerd_install_script("docker", "ubuntu", docker_repo="https://mirror.example/docker")
+    assert "https://mirror.example/docker/ubuntu/gpg" in docker and "https://mirror.example/docker/ubuntu '" in docker
+    assert calico.manifest_url("3.32.2", "calico.yaml", "https://mirror.example/calico") == \
+        "https://mirror.example/calico/v3.32.2/manifests/calico.yaml"
+
+
+def test_f4_f7_every_apt_get_waits_for_the_lock_and_answers_conffiles():
+    for script in _all_scripts():
+        for line in script.splitlines():
+            if "apt-get" not in line:
+                continue
+            assert "-o DPkg::Lock::Timeout=600" in line, line
+            if any(f" {op} " in line for op in ("install", "remove")):
+                assert "--force-conf" in line, line
+    docker = apt.containerd_install_script("docker", "debian")
+    # containerd.io replaces Debian's containerd whose config.toml cloud-init rewrote: take the new one
+    assert "apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confnew install -y -q containerd.io" in docker
+    assert "--force-confdef -o Dpkg::Options::=--force-confold install -y -q ca-certificates curl" in docker
+    for script in _all_scripts()[:1] + _all_scripts()[2:]:
+        assert script.splitlines()[2] == apt.CLOUD_INIT_WAIT  # before any apt
+
+
+@pytest.mark.parametrize("exit_code,ok", [(0, True), (2, True), (1, False), (None, True)])
+def test_f7_cloud_init_wait(tmp_path, exit_code, ok):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    if exit_code is not None:
+        (bin_dir / "cloud-init").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit {exit_code}\n")
+        (bin_dir / "cloud-init").chmod(0o755)
+    res = subprocess.run(["/bin/sh", "-c", apt.CLOUD_INIT_WAIT + "; echo after"], capture_output=True, text=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert (res.returncode == 0 and "after" in res.stdout) is ok
+    if exit_code is not None:
+        assert calls.read_text().split() == ["status", "--wait"]
+    if not ok:
+        assert "cloud-init finished with an error (exit 1)" in res.stderr
+
+
+def test_f11_containerd_source_from_the_apt_candidate():
+    policy = "containerd:\n  Installed: (none)\n  Candidate: 2.2.1-0ubuntu1~24.04.3\n  Version table:\n"
+    assert apt.policy_candidate(policy) == "2.2.1-0ubuntu1~24.04.3"
+    assert apt.policy_candidate("containerd:\n  Installed: (none)\n  Candidate: (none)\n") is None
+    assert apt.containerd_source("2.2.1-0ubuntu1~24.04.3", "1.36") == "distribution"
+    assert apt.containerd_source("1.7.28-0ubuntu1~22.04.1", "1.36") == "docker"
+    assert apt.containerd_source("1.7.28-0ubuntu1~22.04.1", "1.35") == "distribution"
+    assert apt.containerd_source("1.6.20~ds1-1+deb12u3", "1.35") == "docker"
+    assert apt.containerd_source("1:2.1.0-1", "1.37") == "distribution"  # an epoch
+    assert apt.containerd_source(None, "1.35") == "docker"
     script = apt.containerd_install_script("docker", "debian")
     assert "https://download.docker.com/linux/debian" in script and "containerd.io" in script
     assert "$(. /etc/os-release && echo $VERSION_CODENAME)" in script
+    assert not hasattr(apt, "DISTRO_CONTAINERD")
+
+
+def test_f14_pins_quoted_and_a_held_minor_changed():
+    script = apt.install_script("1.37")
+    lines = script.splitlines()
+    install = next(ln for ln in lines if "install -y -q --allow-change-held-packages" in ln)
+    assert "'kubelet=1.37.*' 'kubeadm=1.37.*' 'kubectl=1.37.*' cri-tools" in install
+    unhold = next(i for i, ln in enumerate(lines) if ln.startswith("apt-mark unhold"))
+    hold = next(i for i, ln in enumerate(lines) if ln.startswith("apt-mark hold"))
+    assert unhold < lines.index(install) < hold
+    # in sh, the quoted glob reaches apt unexpanded even when a file matches it
+    assert "kubelet=1.37.*" in subprocess.run(["sh", "-c", "echo 'kubelet=1.37.*'"], capture_output=True,
+                                              text=True).stdout
+
+
+def test_f2_cri_tools_installed_held_and_the_cri_checked_without_crictl(tmp_path):
+    from labtui.changes.kube import CRI_ANSWERS
+
+    script = apt.install_script("1.36")
+    assert "apt-mark hold kubelet kubeadm kubectl cri-tools" in script
+    assert "command -v crictl" in apt.installed_check("1.36") and "cri-tools" in apt.installed_check("1.36")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    table = ("TYPE                  ID     PLATFORMS  STATUS\\n"
+             "io.containerd.grpc.v1 cri    -          {status}\\n")
+    for status, ok in (("ok", True), ("error", False)):
+        (bin_dir / "ctr").write_text(f"#!/bin/sh\n[ \"$1 $2 $3 $4\" = '--address /run/containerd/containerd.sock "
+                                     f"plugins ls' ] || exit 9\nprintf '{table.format(status=status)}'\n")
+        (bin_dir / "ctr").chmod(0o755)
+        res = subprocess.run(["/bin/sh", "-c", CRI_ANSWERS + " && echo ok"], capture_output=True, text=True,
+                             env={"PATH": f"{bin_dir}:/usr/bin:/bin"})  # no crictl on this PATH
+        assert (res.stdout.strip() == "ok") is ok
+
+
+def test_f16_join_token_only_in_a_0600_file(monkeypatch):
+    from types import SimpleNamespace
+
+    from labtui.changes import kube
+
+    join = kubeadm.JoinCommand("10.0.0.1:6443", "abcdef.0123456789abcdef", "sha256:" + "c" * 64)
+    cfg = yaml.safe_load(kubeadm.join_config(join, "w1"))
+    assert cfg["apiVersion"] == "kubeadm.k8s.io/v1beta4" and cfg["kind"] == "JoinConfiguration"
+    assert cfg["discovery"]["bootstrapToken"] == {"apiServerEndpoint": "10.0.0.1:6443", "token": join.token,
+                                                  "caCertHashes": [join.ca_hash]}
+    assert cfg["nodeRegistration"]["name"] == "w1"
+
+    runs, puts = [], []
+
+    class FakeSSH:
+        def run(self, node, command, **kw):
+            runs.append(command)
+            return SimpleNamespace(exit_code=0, stdout="", stderr="", check=lambda *a: None)
+
+        def put(self, node, data, path, *, mode, sudo):
+            puts.append((path, mode, data))
+
+    monkeypatch.setattr(kube, "_ssh", lambda ctx: FakeSSH())
+    monkeypatch.setattr(kube, "join_command", lambda ctx, cp, fresh=False: join)
+    ctx = SimpleNamespace(info=lambda *a, **k: None, warn=lambda *a, **k: None)
+    kube.Join().node_run(ctx, "w1", SimpleNamespace(data={"control_plane": "cp1", "step": "join"}))
+    assert not any(join.token in c for c in runs)
+    assert puts == [(kubeadm.JOIN_CONFIG_PATH, 0o600, kubeadm.join_config(join, "w1"))]
+    assert any(c.startswith(f"kubeadm join --config {kubeadm.JOIN_CONFIG_PATH}; rc=$?; rm -f {kubeadm.JOIN_CONFIG_PATH}")
+               for c in runs)
+
+
+def test_f17_sysctl_fix_leaves_cloud_inits_file_alone():
+    from labtui.nodes.preflight import fix_for
+
+    fix = fix_for("sysctl", _facts("cp1"))
+    for text in (fix.command, fix.revert, fix_for("modules", _facts("cp1")).command):
+        assert "/etc/sysctl.d/99-kubernetes.conf" not in text and "/etc/modules-load.d/k8s.conf" not in text
+    assert "/etc/sysctl.d/99-labtui-kubernetes.conf" in fix.command and "rm -f /etc/sysctl.d/99-labtui-kubernetes.conf" in fix.revert
+
+
+def test_f5_vxlan_manifest_drops_the_bird_probes():
+    text = (DATA / "calico-excerpt.yaml").read_text()
+    assert calico.probe_args(text) == ["/bin/calico-node", "-felix-live", "-bird-live",
+                                       "/bin/calico-node", "-felix-ready", "-bird-ready"]
+    for enc in ("VXLAN", "VXLANCrossSubnet"):
+        out = calico.edit_manifest(text, "172.16.0.0/16", enc)
+        assert calico.probe_args(out) == ["/bin/calico-node", "-felix-live", "/bin/calico-node", "-felix-ready"]
+    assert calico.probe_args(calico.edit_manifest(text, "172.16.0.0/16", "IPIP")) == calico.probe_args(text)
+    # structural: the comments stay
+    out = calico.edit_manifest(text, "172.16.0.0/16", "VXLAN")
+    assert "# Enable or Disable VXLAN on the default IP pool." in out and out.count("\n---\n") == text.count("\n---\n")
+
+
+def test_f6_operator_crds_from_3_30_on():
+    assert [u.rsplit("/", 1)[-1] for u in calico.operator_manifests("3.31.7")] == ["operator-crds.yaml", "tigera-operator.yaml"]
+    assert [u.rsplit("/", 1)[-1] for u in calico.operator_manifests("3.30.7")] == ["operator-crds.yaml", "tigera-operator.yaml"]
+    assert [u.rsplit("/", 1)[-1] for u in calico.operator_manifests("3.29.7")] == ["tigera-operator.yaml"]
+
+
+def test_f15_pause_tag_per_minor():
+    assert kubeadm.pause_image("1.35") == "registry.k8s.io/pause:3.10.1"
+    assert kubeadm.pause_image("1.36") == "registry.k8s.io/pause:3.10.2"
+
+
+def test_f19_kubernetes_137_with_calico_332_warns():
+    from labtui.model import Plan
+    from labtui.nodes.preflight import runtime_preflight
+
+    plan = Plan.model_validate({
+        "name": "p", "kubernetes": "1.37", "calico": "3.32.2", "node_subnet": "10.100.200.0/24",
+        "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16",
+        "nodes": [{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"}]})
+    found = [f for f in runtime_preflight(plan, {"cp1": _facts("cp1")}) if f.check == "calico-kubernetes"]
+    assert [f.severity for f in found] == ["warning"]
+    assert not [f for f in runtime_preflight(_plan("1.36"), {"cp1": _facts("cp1")}) if f.check == "calico-kubernetes"]

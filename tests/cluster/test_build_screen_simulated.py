@@ -44,7 +44,7 @@ async def test_containerd_step_through_the_wizard_screen(kubelab, lab_home, monk
                 break
         assert modal is not None, "no confirmation was asked"
         shown = "\n".join(str(s.render()) for s in modal.query("Static"))
-        assert "apt-get install -y -q containerd" in shown and "SystemdCgroup = true" in shown
+        assert "install -y -q containerd" in shown and "SystemdCgroup = true" in shown
         await pilot.press("y")
         for _ in range(600):
             await pilot.pause(0.05)

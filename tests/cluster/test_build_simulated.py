@@ -37,9 +37,9 @@ def test_four_fresh_nodes_to_a_cluster_then_nothing_to_do(fresh_nodes, open_lab,
     # each node: containerd 2.x configured with SystemdCgroup in the version-3 table, packages held
     for node in lab.nodes:
         config = lab.node_exec(node, ["cat", "/etc/containerd/config.toml"]).stdout
-        assert "SystemdCgroup = true" in config and "sandbox = 'registry.k8s.io/pause:3.10.1'" in config
+        assert "SystemdCgroup = true" in config and "sandbox = 'registry.k8s.io/pause:3.10.2'" in config
         held = lab.node_exec(node, ["apt-mark", "showhold"]).stdout.split()
-        assert held == ["kubeadm", "kubectl", "kubelet"]
+        assert held == ["cri-tools", "kubeadm", "kubectl", "kubelet"]  # crictl: kubeadm no longer pulls it
     # the kubeadm config on the control plane, as shown before init
     config = lab.node_exec(lab.nodes[0], ["cat", "/etc/kubernetes/labtui-kubeadm.yaml"]).stdout
     assert "podSubnet: 172.16.0.0/16" in config and f"advertiseAddress: {lab.nodes[0].address}" in config
@@ -74,7 +74,28 @@ def test_four_fresh_nodes_to_a_cluster_then_nothing_to_do(fresh_nodes, open_lab,
     assert not TOKEN.search(text), TOKEN.search(text)
     tokens = list(tools.cluster_state(lab)["tokens"])
     assert tokens and not any(t in text for t in tokens)
-    assert "--discovery-token-ca-cert-hash sha256:<hash>" in text  # shown, with the token masked
+    assert "the CA hash sha256:<hash>" in text and "kubeadm join --config /etc/kubernetes/labtui-join.yaml" in text  # shown, no token
+
+
+def test_containerd_2_3_from_docker_with_config_version_4_and_a_mirror(kubelab, open_lab):
+    """F2, F3, F11 on fresh nodes: apt's containerd candidate is 1.7 (too old for 1.36), so
+    containerd.io comes from Docker (2.3.4, config version 4); the CRI is asked with ctr (no crictl
+    yet); the registry mirror's config_path and hosts.toml are written."""
+    lab = reset_nodes(kubelab, containerd_version="2.3.4", candidates={"containerd": "1.7.28-0ubuntu1~22.04.1"})
+    lab_session, events = open_lab(lab, name="k8s-v4", sources={"registry_mirror": "mirror.lab.example:5000"})
+    outcomes = run_stage(lab_session, "kubernetes", until="containerd")
+    assert _states(outcomes)["containerd"] == StepState.DONE, [o.detail for o in outcomes]
+    for node in lab.nodes:
+        config = lab.node_exec(node, ["cat", "/etc/containerd/config.toml"]).stdout
+        assert config.startswith("# labtui test fixture") and "version = 4" in config
+        assert "            SystemdCgroup = true" in config
+        assert "      config_path = '/etc/containerd/certs.d'" in config
+        hosts = lab.node_exec(node, ["cat", "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"]).stdout
+        assert '[host."https://mirror.lab.example:5000"]' in hosts
+        assert "download.docker.com" in lab.node_exec(node, ["cat", "/etc/apt/sources.list.d/docker.list"]).stdout
+        assert lab.node_exec(node, ["sh", "-c", "command -v crictl && crictl info"], check=False).returncode != 0
+    assert any("candidate is 1.7.28-0ubuntu1~22.04.1: installing containerd.io from Docker's repository" in e.message
+               for e in events)
 
 
 def test_built_cluster_is_what_the_calico_stage_reads(kubelab, open_lab, store):

@@ -35,7 +35,7 @@ def _simulate_kernel_modules(sshlab, on: bool) -> None:
                                              f"{SIM_MODULES}/ipip && mount --bind {SIM_MODULES} /sys/module"])
         else:
             sshlab.node_exec(n, ["sh", "-c", "umount /sys/module; sysctl -q -w net.ipv4.ip_forward=0; "
-                                             "rm -f /etc/sysctl.d/99-kubernetes.conf"], check=False)
+                                             "rm -f /etc/sysctl.d/99-kubernetes.conf /etc/sysctl.d/99-labtui-kubernetes.conf"], check=False)
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_preflight_fix_with_confirmation_and_revert(cli_lab, capsys, store):
     assert "Preflight checks: done" in out
     assert fwd(node1) == "1" and fwd(lab.nodes[1]) == "1"
     assert root_ip_forward() == "0"  # the node's network namespace only
-    conf = node1.dir / "sysctl.d" / "99-kubernetes.conf"
+    conf = node1.dir / "sysctl.d" / "99-labtui-kubernetes.conf"  # labtui's own file, not cloud-init's
     assert "net.ipv4.ip_forward = 1" in conf.read_text()
     rec = store.get_session("lab")
     changes = store.changes(rec.id)

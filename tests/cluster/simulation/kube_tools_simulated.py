@@ -1,7 +1,7 @@
 #!/usr/bin/python3 -S
 # SIMULATED cluster-build tools for labtui's tests (tests/cluster): one script installed on a test
 # node's PATH (/usr/local/bin) under the names of the tools that cannot run here: apt-get, apt-mark,
-# systemctl, containerd, crictl, curl, gpg, kubeadm, kubelet, kubectl. It replays the real tools'
+# systemctl, containerd, crictl, curl, gpg, kubeadm, kubelet, kubectl (and apt-cache, ctr). It replays the real tools'
 # output (tests/cluster/simulation/recorded/, kubeadm's text as kubeadm prints it) and keeps a little
 # state so a re-run sees what the last run did:
 #   - on the node: /tmp/labtui-sim/node.json (installed packages, holds, services); the files the
@@ -197,8 +197,21 @@ def k8s_version():
 # --------------------------------------------------------------------------- apt
 
 
+def _words(argv):
+    """The non-option words (`-o NAME=VALUE` takes its value along)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "-o":
+            skip = True
+        elif not a.startswith("-"):
+            out.append(a)
+    return out
+
+
 def apt_get():
-    args = [a for a in ARGS if not a.startswith("-")]
+    args = _words(ARGS)
     if not args:
         err("E: Invalid operation")
         sys.exit(100)
@@ -214,7 +227,8 @@ def apt_get():
         return
     if op in ("install", "remove", "purge"):
         delay("apt-install" if op == "install" else "apt-remove")
-        versions = {"containerd": CONF.get("containerd_version", "1.7.24"),
+        versions = {"cri-tools": "1.36.0",
+                    "containerd": CONF.get("containerd_version", "1.7.24"),
                     "containerd.io": CONF.get("containerd_version", "2.2.1"),
                     "kubelet": k8s_version(), "kubeadm": k8s_version(), "kubectl": k8s_version()}
         out("Reading package lists... Done")
@@ -223,10 +237,10 @@ def apt_get():
             for spec in pkgs:
                 name, _, want = spec.partition("=")
                 if op == "install":
-                    if name in st["held"] and st["packages"].get(name):
+                    if name in st["held"] and st["packages"].get(name) and "--allow-change-held-packages" not in ARGS:
                         out(f"{name} is already the newest version ({st['packages'][name]}).")
                         continue
-                    if name in ("kubelet", "kubeadm", "kubectl") and not os.path.exists("/etc/apt/sources.list.d/kubernetes.list"):
+                    if name in ("kubelet", "kubeadm", "kubectl", "cri-tools") and not os.path.exists("/etc/apt/sources.list.d/kubernetes.list"):
                         err(f"E: Unable to locate package {name}")
                         sys.exit(100)
                     version = versions.get(name, "1.0")
@@ -240,6 +254,19 @@ def apt_get():
                         out(f"Removing {name} ...")
         return
     err(f"E: Invalid operation {op}")
+    sys.exit(100)
+
+
+def apt_cache():
+    args = _words(ARGS)
+    if args[:1] == ["policy"]:
+        for pkg in args[1:]:
+            cand = CONF.get("candidates", {}).get(pkg, CONF.get("containerd_version", "2.2.1") + "-0ubuntu1")
+            out(f"{pkg}:")
+            out(f"  Installed: {installed(pkg) or '(none)'}")
+            out(f"  Candidate: {cand or '(none)'}")
+        return
+    err(f"E: simulated apt-cache: unsupported {' '.join(args)}")
     sys.exit(100)
 
 
@@ -321,16 +348,37 @@ def containerd():
             f"v{version} {pkg}-{version}")
         return
     if ARGS[:2] == ["config", "default"]:
-        name = "containerd2-config-default.toml" if version.startswith("2") else "containerd1.6-debian12-config-default.toml"
+        name = ("containerd2.3-config-version4.toml" if re.match(r"2\.([3-9]|\d\d)", version) else
+                "containerd2-config-default.toml" if version.startswith("2") else "containerd1.6-debian12-config-default.toml")
         sys.stdout.write(recorded(name))
         return
     err(f"containerd: unknown command {' '.join(ARGS)}")
     sys.exit(1)
 
 
+def ctr():
+    # containerd's own client (in the containerd and containerd.io packages)
+    if not (installed("containerd") or installed("containerd.io")):
+        not_installed()
+    active = read(NODE_STATE, {"services": {}}).get("services", {}).get("containerd", {}).get("active")
+    if not active:
+        err('ctr: failed to dial "/run/containerd/containerd.sock": connection error: desc = "transport: error while '
+            'dialing: dial unix:///run/containerd/containerd.sock: timeout"')
+        sys.exit(1)
+    if "plugins" in ARGS:
+        out("TYPE                                      ID                       PLATFORMS      STATUS    ")
+        out("io.containerd.cri.v1                      images                   -              ok        ")
+        out("io.containerd.cri.v1                      runtime                  linux/amd64    ok        ")
+        out("io.containerd.grpc.v1                     cri                      -              ok        ")
+        return
+    out("Client:\n  Version:  v2.2.1\nServer:\n  Version:  v2.2.1")
+
+
 def crictl():
     if MACHINE:
         return crictl_machine()
+    if not installed("cri-tools"):
+        not_installed()
     st = read(NODE_STATE, {"services": {}})
     active = st.get("services", {}).get("containerd", {}).get("active")
     if not active:
@@ -436,6 +484,8 @@ def curl():
         body = recorded("pkgs-k8s-io-release-key.asc").replace("pkgs.k8s.io", "download.docker.com")
     elif "projectcalico/calico" in url:
         name = url.rsplit("/", 1)[-1]
+        if name == "operator-crds.yaml":  # the same blob as v1_crd_projectcalico_org.yaml at v3.32.1
+            name = "v1_crd_projectcalico_org.yaml"
         try:
             body = recorded("calico-" + name)
         except OSError:
@@ -656,9 +706,15 @@ def _kubelet_files():
 
 
 def kubeadm_join():
-    endpoint = ARGS[1]
-    token = ARGS[ARGS.index("--token") + 1]
-    ca_hash = ARGS[ARGS.index("--discovery-token-ca-cert-hash") + 1]
+    if "--config" in ARGS:  # a JoinConfiguration (v1beta4): discovery.bootstrapToken
+        text = open(ARGS[ARGS.index("--config") + 1]).read()
+        endpoint = re.search(r"apiServerEndpoint: (\S+)", text).group(1)
+        token = re.search(r"\btoken: (\S+)", text).group(1)
+        ca_hash = re.search(r"caCertHashes:\s*\n\s*- (\S+)", text).group(1)
+    else:
+        endpoint = ARGS[1]
+        token = ARGS[ARGS.index("--token") + 1]
+        ca_hash = ARGS[ARGS.index("--discovery-token-ca-cert-hash") + 1]
     _preflight([10250], ["/etc/kubernetes/kubelet.conf", "/etc/kubernetes/pki/ca.crt"], False)
     delay("join")
     with cluster() as cl:
@@ -843,7 +899,7 @@ def kubectl():
     sys.exit(1)
 
 
-TOOLS = {"apt-get": apt_get, "apt-mark": apt_mark, "systemctl": systemctl, "containerd": containerd,
+TOOLS = {"apt-get": apt_get, "apt-cache": apt_cache, "ctr": ctr, "apt-mark": apt_mark, "systemctl": systemctl, "containerd": containerd,
          "crictl": crictl, "curl": curl, "gpg": gpg, "kubelet": kubelet, "kubeadm": kubeadm, "kubectl": kubectl}
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RECORDED = HERE / "recorded"
 DATA = HERE.parent / "data"
-TOOLS = ("apt-get", "apt-mark", "systemctl", "containerd", "crictl", "curl", "gpg", "kubeadm", "kubelet", "kubectl")
+TOOLS = ("apt-get", "apt-cache", "apt-mark", "systemctl", "containerd", "ctr", "crictl", "curl", "gpg", "kubeadm", "kubelet", "kubectl")
 REBIND = ("hosts", "hostname", "machine-id", "sysctl.d", "modules-load.d", "os-release")
 
 
@@ -65,7 +65,8 @@ def install(lab, *, admin_conf: str = "", cgroup_v1: tuple[str, ...] = (), **ext
         for tool in TOOLS:
             lab.install_script(node, tool, script)
         for f in list(RECORDED.iterdir()) + [DATA / "containerd1.6-debian12-config-default.toml",
-                                             DATA / "containerd2-config-default.toml"]:
+                                             DATA / "containerd2-config-default.toml",
+                                             DATA / "containerd2.3-config-version4.toml"]:
             lab.install_script(node, f.name, f.read_text(), mode=0o644)
         set_scenario(lab, node, admin_conf=admin_conf, **extra)
 
