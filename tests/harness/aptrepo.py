@@ -111,6 +111,31 @@ class RepoInfo:
     def docker_repo(self, url: str) -> str:
         return f"{url.rstrip('/')}/{self.docker_base}"
 
+    def calico_manifests(self, url: str) -> str:
+        return f"{url.rstrip('/')}/{CALICO_BASE}"
+
+
+CALICO_BASE = "calico"  # labtui appends /v3.32.2/manifests/<file>, as on raw.githubusercontent.com/projectcalico/calico
+# SIMULATED manifests: the recorded excerpts the simulated kubectl understands, under the names Calico's
+# release serves (operator-crds.yaml and v1_crd_projectcalico_org.yaml are one blob at v3.32.1)
+CALICO_FILES = {"calico.yaml": "calico-calico.yaml", "tigera-operator.yaml": "calico-tigera-operator.yaml",
+                "operator-crds.yaml": "calico-v1_crd_projectcalico_org.yaml",
+                "v1_crd_projectcalico_org.yaml": "calico-v1_crd_projectcalico_org.yaml"}
+
+
+def _calico_manifests(root: Path) -> None:
+    """<root>/calico/v<version>/manifests/<file> for every Calico version labtui offers (idempotent)."""
+    from labtui.model import CALICO_VERSIONS
+
+    recorded = HERE.parent / "cluster" / "simulation" / "recorded"
+    for version in CALICO_VERSIONS:
+        d = root / CALICO_BASE / f"v{version}" / "manifests"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, src in CALICO_FILES.items():
+            data = (recorded / src).read_bytes()
+            if not (d / name).exists() or (d / name).read_bytes() != data:
+                (d / name).write_bytes(data)
+
 
 KUBERNETES_BASE = "kubernetes/core:/stable:"
 DOCKER_BASE = "docker/linux"
@@ -516,6 +541,7 @@ def ensure_repos() -> RepoInfo:
             tmp.rename(root)
             shutil.rmtree(old, ignore_errors=True)
             stamp.write_text(digest + "\n")
+        _calico_manifests(root)
         return RepoInfo(root=root, kubernetes_base=KUBERNETES_BASE, docker_base=DOCKER_BASE, key_fingerprint=fpr)
 
 
@@ -556,6 +582,10 @@ class RepoServer:
     def docker_repo(self, address: str = "127.0.0.1") -> str:
         """The plan's docker_repo for a machine reaching the host at `address`."""
         return self.info.docker_repo(self.url(address))
+
+    def calico_manifests(self, address: str = "127.0.0.1") -> str:
+        """The plan's calico_manifests for a machine reaching the host at `address`."""
+        return self.info.calico_manifests(self.url(address))
 
     def close(self) -> None:
         self.httpd.shutdown()
