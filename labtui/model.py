@@ -145,7 +145,7 @@ PROVISION_LABELS = {
     "image": "Image", "login_user": "Login user", "flavor_control_plane": "Flavor (control plane)",
     "flavor_worker": "Flavor (workers)", "network": "Network", "external_network": "External network",
     "floating_ip": "Floating IP", "ssh_cidr": "SSH source", "keypair": "Keypair", "public_key_file": "Public key file",
-    "availability_zone": "Availability zone",
+    "availability_zone": "Availability zone", "dns_nameservers": "DNS servers",
 }
 FIELD_LABELS.update({f"provision.{k}": v for k, v in PROVISION_LABELS.items()})
 SOURCES_LABELS = {
@@ -250,6 +250,17 @@ class ProvisionSpec(BaseModel):
     keypair: str | None = None  # an existing keypair; None: import public_key_file
     public_key_file: str = "~/.ssh/id_ed25519.pub"
     availability_zone: str | None = None
+    # the lab subnet's DNS servers (Neutron's `dns_nameservers`, `openstack subnet create --dns-nameserver`);
+    # None: the cloud's DHCP default, which on ML2/OVS dnsmasq without `dnsmasq_dns_servers` resolves no
+    # external names (audit F10). Only used when labtui creates the subnet.
+    dns_nameservers: list[str] | None = None
+
+    @field_validator("dns_nameservers", mode="before")
+    @classmethod
+    def _dns(cls, v: Any) -> Any:
+        if v is None or isinstance(v, (str, list, tuple)):
+            return dns_list(v) or None  # "9.9.9.9, 1.1.1.1" as typed in the wizard, or a YAML list
+        return v
 
 
 class SourcesSpec(BaseModel):
@@ -537,6 +548,7 @@ def provision_problems(block: dict[str, Any]) -> list[Problem]:
             problems.append(Problem("provision.ssh_cidr", "0.0.0.0/0 opens port 22 of every node to the whole internet",
                                     "give your own address (e.g. 203.0.113.7/32) unless the cloud is private",
                                     "warning"))
+    problems += dns_problems(block.get("dns_nameservers"))
     if block.get("floating_ip", True) not in (True, False):
         problems.append(Problem("provision.floating_ip", f"{block.get('floating_ip')!r} is not true or false",
                                 "write true or false"))
@@ -546,6 +558,44 @@ def provision_problems(block: dict[str, Any]) -> list[Problem]:
                                 "if the node subnet is routed to you",
                                 "name the cloud's external network (e.g. public) to reach the control plane at a "
                                 "floating IP and the other nodes through it", "warning"))
+    return problems
+
+
+def dns_list(value: Any) -> list[str]:
+    """The DNS servers as a list: a list stays one, a string is split at commas and blanks."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [x for x in re.split(r"[,\s]+", value.strip()) if x]
+    if isinstance(value, (list, tuple)):
+        return [str(x).strip() for x in value if str(x).strip()]
+    return [str(value)]
+
+
+def dns_problems(value: Any) -> list[Problem]:
+    """provision.dns_nameservers: IPv4 addresses (Neutron takes at most 5 by default: max_dns_nameservers)."""
+    field = "provision.dns_nameservers"
+    if value is None or value == [] or value == "":
+        return []
+    if not isinstance(value, (list, str)):
+        return [Problem(field, f"{value!r} is not a list of addresses", "write a list, e.g. [9.9.9.9, 1.1.1.1]")]
+    problems: list[Problem] = []
+    servers = dns_list(value)
+    for server in servers:
+        try:
+            ip = ipaddress.ip_address(server)
+        except ValueError:
+            problems.append(Problem(field, f"{server!r} is not an IP address",
+                                    "give the DNS servers' IPv4 addresses, e.g. 9.9.9.9, 1.1.1.1 (or leave it empty "
+                                    "for the cloud's default)"))
+            continue
+        if ip.version != 4:
+            problems.append(Problem(field, f"{server} is IPv6; the lab's subnet is IPv4", "give IPv4 addresses"))
+    if len(set(servers)) != len(servers):
+        problems.append(Problem(field, "names a server twice", "give each DNS server once"))
+    if len(servers) > 5:
+        problems.append(Problem(field, f"{len(servers)} servers: Neutron allows 5 per subnet by default",
+                                "give at most 5 (max_dns_nameservers)"))
     return problems
 
 

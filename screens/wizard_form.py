@@ -33,6 +33,8 @@ def field_widget_id(field: str) -> str | None:
         return "f-provision_mode"
     if field.startswith("provision."):  # the plan's provision block <- the Machines step's prov_* inputs
         return f"f-prov_{field.split('.', 1)[1]}"
+    if field.startswith("sources."):  # the plan's sources block <- the Sources step's src_* inputs
+        return f"f-src_{field.split('.', 1)[1]}"
     return f"f-{field}"
 
 
@@ -184,7 +186,9 @@ class StepFormMixin:
         if values:
             self.app.store.save_inputs(self.lab.name, values)
             self.lab.ctx.reload()
-        if self._problems:  # an error the user is correcting: show what is still wrong, not the old text
+        # an error the user is correcting: show what is still wrong, not the old text; a step that checks
+        # as you type (the Sources step's URLs) shows a new error before the save too
+        if self._problems or getattr(step, "validate_as_typed", False):
             try:
                 self._show_problems(step.validate(self.lab.ctx, values) if values else [])
             except LabError:

@@ -15,7 +15,7 @@ from textual.widgets import Button, Static
 
 from labtui.model import encapsulation_choice
 from labtui.stages import wizard_for
-from labtui.stages.plan import ReviewStep
+from labtui.stages.plan import ReviewStep, sources_summary
 from labtui.steps import STATE_ICONS, Step, StepState, Wizard
 
 from screens.messages import PreviewReady
@@ -78,6 +78,7 @@ class StepPanelMixin:
                 text.append("Needs from the cloud: " + encapsulation_choice(enc).needs + "\n", style="cyan")
             except ValueError:
                 pass
+        text.append("Sources: " + sources_summary(data.get("sources")) + "\n")
         self.query_one("#step-actions", Static).update(text)
         problems = review.problems(ctx)
         self._show_problems(problems)

@@ -25,7 +25,7 @@ from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError, ValidationFailed
 
 PLAN_INPUT_KEYS = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico",
-                   "encapsulation", "provision")
+                   "encapsulation", "provision", "sources")
 
 
 # --------------------------------------------------------------------------- plan files
@@ -80,7 +80,7 @@ def plan_yaml(store, name: str) -> str:
     """The lab's plan as a plan file (or a template with the defaults for a lab not created yet)."""
     import yaml
 
-    from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation, Plan
+    from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation, Plan, SourcesSpec
 
     if store.has_session(name):
         rec = store.get_session(name)
@@ -93,7 +93,8 @@ def plan_yaml(store, name: str) -> str:
                 "nodes": [{"name": "cp1", "address": "10.0.0.11", "role": "control-plane", "user": "ubuntu"},
                           {"name": "w1", "address": "10.0.0.21", "role": "worker", "user": "ubuntu"}],
                 "node_subnet": "10.0.0.0/24", "pod_cidr": "172.16.0.0/16", "service_cidr": "172.20.0.0/16",
-                "kubernetes": DEFAULT_KUBERNETES, "calico": DEFAULT_CALICO, "encapsulation": Encapsulation.IPIP.value}
+                "kubernetes": DEFAULT_KUBERNETES, "calico": DEFAULT_CALICO, "encapsulation": Encapsulation.IPIP.value,
+                "sources": SourcesSpec().model_dump()}
     order = list(Plan.model_fields)
     data = {k: data[k] for k in sorted(data, key=lambda k: order.index(k) if k in order else len(order))
             if not (data[k] is None and k not in ("cloud",))}
@@ -101,19 +102,35 @@ def plan_yaml(store, name: str) -> str:
     head = ("# labtui plan file: `labtui up NAME --plan FILE` creates or updates the lab from it.\n"
             "# cloud: a cloud in clouds.yaml, or null to adopt machines you already have.\n"
             "# encapsulation: IPIP | IPIPCrossSubnet | VXLAN | VXLANCrossSubnet | None (IPIP Always is the safe\n"
-            "#   choice on OpenStack: it needs a security-group rule with IP protocol 4 between the nodes).\n")
+            "#   choice on OpenStack: it needs a security-group rule with IP protocol 4 between the nodes).\n"
+            "# sources: where the nodes get packages, manifests and images (the upstream defaults; behind a proxy\n"
+            "#   set http_proxy, or point kubernetes_repo, docker_repo, calico_manifests, registry_mirror at a mirror).\n")
     return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
-def apply_plan_file(store, name: str, data: dict[str, Any]) -> bool:
-    """Create or update the lab from a validated plan: the plan wizard's inputs and the saved plan.
-    Returns True when something changed."""
-    from labtui.stages.plan import provision_inputs
+def plan_inputs(data: dict[str, Any]) -> dict[str, Any]:
+    """The plan wizard's inputs for a plan: its fields, the Create or adopt step's prov_* and the
+    Sources step's src_* (so the wizard shows what the file says)."""
+    from labtui.stages.plan import provision_inputs, sources_inputs
 
     inputs = {k: data.get(k) for k in PLAN_INPUT_KEYS if k in data}
     if inputs.get("cloud") is None:
         inputs["cloud"] = ""
     inputs.update(provision_inputs(data.get("provision"), data.get("cloud")))  # the wizard's Create or adopt step
+    inputs.update(sources_inputs(data.get("sources")))  # the wizard's Sources step
+    return inputs
+
+
+def sources_line(data: dict[str, Any]) -> str:
+    from labtui.stages.plan import sources_summary
+
+    return "Sources: " + sources_summary(data.get("sources"))
+
+
+def apply_plan_file(store, name: str, data: dict[str, Any]) -> bool:
+    """Create or update the lab from a validated plan: the plan wizard's inputs and the saved plan.
+    Returns True when something changed."""
+    inputs = plan_inputs(data)
     if not store.has_session(name):
         store.create_session(name, cloud=data.get("cloud") or None)
         changed = True
@@ -239,6 +256,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"Plan file {args.plan}: valid ({len(data.get('nodes') or [])} nodes, "
               f"{data.get('encapsulation')}). The lab {args.name} does not exist yet: a dry run changes nothing, "
               f"so it stops here. Run without --dry-run to create it (changes still ask first).")
+        print(sources_line(data))
         return 0
     if data is not None and not args.dry_run:
         if apply_plan_file(store, args.name, data):
@@ -248,8 +266,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         if data is not None and args.dry_run:  # the plan file in memory only: nothing is saved
             lab.ctx.session.plan = data
-            lab.ctx.session.inputs.update({k: data.get(k) for k in PLAN_INPUT_KEYS if k in data})
+            lab.ctx.session.inputs.update(plan_inputs(data))
             lab.ctx.reload = lambda: None  # keep the in-memory plan for this dry run
+        if args.dry_run:
+            _line(sources_line(lab.ctx.session.plan or {}), args.json)
         if lab.ctx.session.plan and (lab.ctx.session.plan.get("nodes") or []):
             from labtui.adapters.ssh import configure_session_ssh
 
@@ -261,6 +281,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     done = rc == 0 and not args.dry_run
     if args.json:
         print(json.dumps({"lab": args.name, "dry_run": args.dry_run, "exit_code": rc, "done": done,
+                          "sources": _customised(lab.ctx.session.plan or {}),
                           "stages": report}, indent=2, sort_keys=True, default=str))
     elif done and (args.from_stage or args.until):
         print(f"Every stage of {args.name} from {stages[0].title} to {stages[-1].title} is done.")
@@ -269,6 +290,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     elif args.dry_run:
         print("Dry run: nothing was changed.")
     return rc
+
+
+def _customised(plan: dict[str, Any]) -> dict[str, str]:
+    """The plan's sources that differ from upstream (empty: all upstream)."""
+    from labtui.model import SourcesSpec
+
+    try:
+        return SourcesSpec.model_validate(plan.get("sources") or {}).customised
+    except ValueError:
+        return {}
 
 
 def register(sub: Any) -> None:

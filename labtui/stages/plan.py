@@ -9,7 +9,12 @@ from labtui.errors import LabError
 from labtui.inventory import load_inventory
 from labtui.model import (
     CALICO_VERSIONS,
+    DEFAULT_CALICO_MANIFESTS,
+    DEFAULT_DOCKER_REPO,
+    DEFAULT_KUBERNETES_REPO,
     PROVISION_LABELS,
+    SOURCES_LABELS,
+    SourcesSpec,
     DEFAULT_CALICO,
     DEFAULT_KUBERNETES,
     ENCAPSULATION_CHOICES,
@@ -21,8 +26,10 @@ from labtui.model import (
     default_networks,
     guess_subnet,
     network_problems,
+    dns_list,
     node_problems,
     provision_problems,
+    sources_problems,
 )
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
@@ -166,6 +173,11 @@ def provision_block(inputs: dict[str, Any]) -> dict[str, Any] | None:
         if key == "floating_ip":
             block[key] = value is not False
             continue
+        if key == "dns_nameservers":
+            servers = dns_list(value)
+            if servers:
+                block[key] = servers
+            continue
         text = str(value).strip() if value is not None else ""
         if text:
             block[key] = text
@@ -180,6 +192,9 @@ def provision_inputs(block: dict[str, Any] | None, cloud: str | None) -> dict[st
     out: dict[str, Any] = {"provision_mode": CREATE if isinstance(block, dict) else ADOPT}
     for key, name in PROVISION_INPUTS.items():
         value = (block or {}).get(key)
+        if key == "dns_nameservers":
+            out[name] = ", ".join(dns_list(value))
+            continue
         out[name] = (value is not False) if key == "floating_ip" else ("" if value is None else str(value))
     if isinstance(block, dict) and not block.get("public_key_file"):
         out[PROVISION_INPUTS["public_key_file"]] = DEFAULT_PUBLIC_KEY
@@ -226,6 +241,8 @@ class MachinesStep(InputStep):
                    required=False, when=("provision_mode", CREATE)),
         InputField("prov_availability_zone", "Availability zone", required=False, when=("provision_mode", CREATE),
                    help="empty: the cloud's default"),
+        InputField("prov_dns_nameservers", "DNS servers", required=False, when=("provision_mode", CREATE),
+                   help="of the new subnet, e.g. 9.9.9.9, 1.1.1.1; empty: the cloud's DHCP default"),
     ]
 
     def skip_reason(self, ctx: StepContext) -> str | None:
@@ -244,7 +261,7 @@ class MachinesStep(InputStep):
             out["provision_mode"] = CREATE if isinstance(block, dict) else ADOPT
         for key, name in PROVISION_INPUTS.items():
             if isinstance(block, dict) and block.get(key) is not None:
-                out[name] = block[key]
+                out[name] = ", ".join(dns_list(block[key])) if key == "dns_nameservers" else block[key]
         return out
 
     def check(self, ctx: StepContext) -> CheckResult:
@@ -379,6 +396,98 @@ class VersionsStep(InputStep):
         return [p for p in collect_problems(data) if p.field in self.keys]
 
 
+SOURCES_INPUTS = {k: f"src_{k}" for k in SOURCES_LABELS}  # the plan's sources field -> the wizard's input
+SOURCES_DEFAULTS = {"kubernetes_repo": DEFAULT_KUBERNETES_REPO, "docker_repo": DEFAULT_DOCKER_REPO,
+                    "calico_manifests": DEFAULT_CALICO_MANIFESTS}
+
+
+def sources_block(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The plan's `sources` block from the Sources step's inputs: an empty URL is its upstream default,
+    an empty proxy or mirror is none."""
+    block: dict[str, Any] = {}
+    for key, name in SOURCES_INPUTS.items():
+        value = inputs.get(name)
+        text = str(value).strip() if value is not None else ""
+        block[key] = text or SOURCES_DEFAULTS.get(key)
+    return block
+
+
+def sources_inputs(block: dict[str, Any] | None) -> dict[str, Any]:
+    """The Sources step's inputs for a plan's sources block (a plan file applied to the lab)."""
+    full = SourcesSpec.model_validate(block or {}).model_dump() if isinstance(block, dict) else SourcesSpec().model_dump()
+    return {name: "" if full.get(key) is None else str(full[key]) for key, name in SOURCES_INPUTS.items()}
+
+
+def sources_summary(block: dict[str, Any] | None) -> str:
+    """One line for a plan summary or a dry run: the settings that differ from upstream, else 'upstream'."""
+    try:
+        spec = SourcesSpec.model_validate(block or {})
+    except Exception:  # noqa: BLE001 - an invalid block is reported by validation, not here
+        return "(not valid: see the Sources step)"
+    custom = spec.customised
+    if not custom:
+        return ("upstream (pkgs.k8s.io, download.docker.com, Calico's GitHub manifests; images from their registries; "
+                "no proxy)")
+    return "; ".join(f"{SOURCES_LABELS[k]} {v}" for k, v in custom.items())
+
+
+class SourcesStep(InputStep):
+    id = "sources"
+    title = "Sources (proxy, mirrors)"
+    why = (
+        "Where the nodes get their software: Kubernetes packages from pkgs.k8s.io, containerd from Docker's\n"
+        "repository when the distribution's is too old, Calico's manifests from GitHub, images from\n"
+        "docker.io, registry.k8s.io and quay.io. Behind a proxy, or with a mirror (apt-cacher-ng, a registry\n"
+        "cache), change them here; the defaults below are the upstream locations. Leave a field as it is\n"
+        "and the node goes there directly."
+    )
+    expect = "The upstream defaults, or your proxy and mirrors as http(s) URLs; nothing is contacted yet."
+    by_hand = "curl -sI --proxy http://PROXY:PORT https://pkgs.k8s.io/core:/stable:/v1.36/deb/Release   # from a node"
+    validate_as_typed = True  # the screen shows a bad URL while it is typed, before the save
+    fields = [
+        InputField("src_http_proxy", "HTTP proxy", required=False, default="",
+                   help="apt and containerd go through it, e.g. http://10.0.0.1:3142; empty: direct"),
+        InputField("src_no_proxy", "No proxy for", required=False, default="",
+                   help="extra hosts/CIDRs, comma-separated (nodes, pods, services are added)"),
+        InputField("src_kubernetes_repo", "Kubernetes packages", required=False, default=DEFAULT_KUBERNETES_REPO,
+                   help="the base before /v1.36/deb/"),
+        InputField("src_docker_repo", "Docker packages", required=False, default=DEFAULT_DOCKER_REPO,
+                   help="the base before /ubuntu or /debian"),
+        InputField("src_calico_manifests", "Calico manifests", required=False, default=DEFAULT_CALICO_MANIFESTS,
+                   help="the base before /v3.32.2/manifests/"),
+        InputField("src_registry_mirror", "Registry mirror", required=False, default="",
+                   help="host[:port] for docker.io, registry.k8s.io, quay.io; empty: direct"),
+    ]
+
+    def defaults(self, ctx: StepContext) -> dict[str, Any]:
+        """The inputs, else the saved plan's sources (a plan file), else the upstream defaults."""
+        if any(name in ctx.inputs for name in SOURCES_INPUTS.values()):
+            return super().defaults(ctx)
+        saved = (ctx.session.plan or {}).get("sources")
+        return sources_inputs(saved if isinstance(saved, dict) else None)
+
+    def check(self, ctx: StepContext) -> CheckResult:
+        if not any(name in ctx.inputs for name in SOURCES_INPUTS.values()):
+            saved = (ctx.session.plan or {}).get("sources")
+            # optional: a lab that never opened this step uses the upstream locations
+            return CheckResult(True, ("from the saved plan: " if saved else "") + sources_summary(saved))
+        errors = [p for p in self.validate(ctx, dict(ctx.inputs)) if p.severity == "error"]
+        if errors:
+            return CheckResult(False, "; ".join(f"{p.label}: {p.message}" for p in errors))
+        return CheckResult(True, "saved: " + sources_summary(sources_block(ctx.inputs)))
+
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Problem]:
+        return sources_problems(sources_block(values))
+
+
+def plan_sources(inputs: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan's sources: the Sources step's inputs win, else the saved plan's block (None: defaults)."""
+    if any(name in inputs for name in SOURCES_INPUTS.values()):
+        return sources_block(inputs)
+    block = inputs.get("sources", saved.get("sources"))
+    return block if isinstance(block, dict) else None
+
+
 class ReviewStep(Step):
     id = "review"
     title = "Review and save"
@@ -396,6 +505,9 @@ class ReviewStep(Step):
         data["cloud"] = data.get("cloud") or None
         if "provision_mode" in ctx.inputs:  # the Machines step's inputs win over a plan file's block
             data["provision"] = provision_block({**ctx.inputs, "cloud": data["cloud"]})
+        sources = plan_sources(ctx.inputs, saved)
+        if sources is not None:
+            data["sources"] = sources
         return data
 
     expect = "The whole plan on one page with no ✗; a warning (!) says what it will cost you and offers a way out."
@@ -442,7 +554,8 @@ class ReviewStep(Step):
         plan = Plan.parse(self._data(ctx))  # raises ValidationFailed (a LabError) with every problem
         return [Action(
             id="save-plan", title="Save the plan", kind="local", risk=Risk.LOCAL,
-            command=f"labtui: save plan {plan.name} ({len(plan.nodes)} nodes, {plan.encapsulation.value})",
+            command=(f"labtui: save plan {plan.name} ({len(plan.nodes)} nodes, {plan.encapsulation.value}; "
+                     f"sources: {sources_summary(plan.sources.model_dump())})"),
             run=lambda c, a, plan=plan: self._save(c, plan),
         )]
 
@@ -455,4 +568,4 @@ class ReviewStep(Step):
 
 def build() -> Wizard:
     return Wizard("plan", "Plan", [LabStep(), MachinesStep(), NodesStep(), NetworksStep(), VersionsStep(),
-                                   ReviewStep()])
+                                   SourcesStep(), ReviewStep()])

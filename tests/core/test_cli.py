@@ -38,13 +38,13 @@ def test_sessions_show_info(store, incident_plan_data, lab_home):
     store.create_session("half")
     rows = json.loads(labtui("sessions", "--json").stdout)
     by_name = {r["name"]: r for r in rows}
-    assert by_name["incident"]["stage"] == "Plan" and by_name["incident"]["done_steps"] == 6
+    assert by_name["incident"]["stage"] == "Plan" and by_name["incident"]["done_steps"] == 7  # the plan wizard's 7 steps, Sources among them
     assert by_name["half"]["done_steps"] == 0
     table = labtui("sessions").stdout
     assert "incident" in table and "half" in table
     shown = json.loads(labtui("show", "incident", "--json").stdout)
     assert shown["plan"]["encapsulation"] == "IPIP"
-    assert [s["state"] for s in shown["steps"] if s["wizard"] == "plan"] == ["done", "skipped"] + ["done"] * 4
+    assert [s["state"] for s in shown["steps"] if s["wizard"] == "plan"] == ["done", "skipped"] + ["done"] * 5
     text = labtui("show", "incident").stdout
     assert "cp1=10.100.200.4 (control-plane)" in text and "encapsulation IPIP" in text
     info = json.loads(labtui("info", "--json").stdout)

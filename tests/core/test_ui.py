@@ -73,6 +73,10 @@ async def test_create_lab_quit_midway_resume_same_step(lab_home):
         assert wizard.query_one("#f-encapsulation").value == "IPIP"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
+        assert wizard.current[1].id == "sources"  # the upstream defaults shown: saved as they are
+        assert wizard.query_one("#f-src_kubernetes_repo").value == "https://pkgs.k8s.io/core:/stable:"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
         assert wizard.current[1].id == "review"
         await pilot.press("ctrl+s")
         await settle(app, pilot)

@@ -136,3 +136,85 @@ def test_the_cloud_stage_is_skipped_with_its_reason_for_a_lab_without_a_cloud(la
         assert [o.state for o in outcomes] == [StepState.SKIPPED] * 3
         assert "no cloud" in outcomes[0].detail and "UDP 4789" in outcomes[0].detail
         assert runner.stage_done()
+
+
+# --------------------------------------------------------------------------- the sources block
+
+
+def _sources_plan(tmp_path, capsys, **sources) -> Path:
+    import yaml
+
+    code, out, _ = _run(capsys, "show", "src", "--plan-yaml")
+    data = yaml.safe_load(out)
+    data["sources"] = sources
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data, sort_keys=False))
+    return plan
+
+
+PROXY = {"http_proxy": "http://10.0.0.1:3142", "no_proxy": ".corp.example", "registry_mirror": "mirror.corp.example:5000",
+         "kubernetes_repo": "https://apt.corp.example/k8s/core:/stable:"}
+
+
+def test_the_template_shows_the_upstream_sources(lab_home, capsys):
+    import yaml
+
+    code, out, _ = _run(capsys, "show", "src", "--plan-yaml")
+    assert code == 0 and "# sources:" in out
+    assert yaml.safe_load(out)["sources"]["kubernetes_repo"] == "https://pkgs.k8s.io/core:/stable:"
+
+
+def test_plan_file_sources_dry_run_then_saved_and_shown_in_the_wizards_inputs(lab_home, capsys, tmp_path):
+    plan = _sources_plan(tmp_path, capsys, **PROXY)
+    # a dry run of a lab that does not exist yet: valid, the customised sources named, nothing saved
+    code, out, err = _run(capsys, "up", "src", "--plan", str(plan), "--dry-run")
+    assert code == 0, out + err
+    assert ("Sources: HTTP proxy http://10.0.0.1:3142; No proxy for .corp.example; Kubernetes packages "
+            "https://apt.corp.example/k8s/core:/stable:; Registry mirror mirror.corp.example:5000") in out
+    from labtui.store import Store
+
+    assert not Store().has_session("src")
+    # applied: the saved plan carries them, the wizard's Sources step shows them
+    code, out, err = _run(capsys, "up", "src", "--plan", str(plan), "--until", "plan")
+    assert code == 0, out + err
+    rec = Store().get_session("src")
+    assert {k: rec.plan["sources"][k] for k in PROXY} == PROXY
+    assert rec.plan["sources"]["docker_repo"] == "https://download.docker.com/linux"  # the default stays
+    assert rec.inputs["src_http_proxy"] == "http://10.0.0.1:3142" and rec.inputs["src_registry_mirror"] == \
+        "mirror.corp.example:5000"
+    # a dry run of the lab names them too (text and JSON), and writes nothing
+    before = Store().get_session("src")
+    code, out, err = _run(capsys, "up", "src", "--dry-run", "--until", "plan")
+    assert code == 0 and "Sources: HTTP proxy http://10.0.0.1:3142;" in out
+    code, out, err = _run(capsys, "up", "src", "--dry-run", "--until", "plan", "--json")
+    assert json.loads(out)["sources"] == PROXY
+    after = Store().get_session("src")
+    assert (after.plan, after.inputs) == (before.plan, before.inputs)
+    # the plan prints back with them
+    code, again, _ = _run(capsys, "show", "src", "--plan-yaml")
+    import yaml
+
+    assert yaml.safe_load(again)["sources"]["http_proxy"] == "http://10.0.0.1:3142"
+
+
+def test_a_default_plans_dry_run_says_upstream(lab_home, capsys, tmp_path):
+    plan = _sources_plan(tmp_path, capsys)
+    code, out, err = _run(capsys, "up", "src", "--plan", str(plan), "--dry-run")
+    assert code == 0 and "Sources: upstream (pkgs.k8s.io" in out
+
+
+@pytest.mark.parametrize("sources, needle", [
+    ({"http_proxy": "htp://10.0.0.1:3142"}, "HTTP proxy: 'htp://10.0.0.1:3142' is not an http:// or https:// URL"),
+    ({"http_proxy": "http://10.0.0.1:3142; rm -rf /"}, "HTTP proxy: "),
+    ({"registry_mirror": "https://mirror/"}, "Registry mirror: 'https://mirror/' is not a registry host"),
+    ({"kubernetes_repo": ""}, "Kubernetes packages: '' is not a URL"),
+    ({"colour": "blue"}, "sources.colour: is not a field of the sources block"),
+])
+def test_bad_sources_are_refused_by_their_label_and_save_nothing(lab_home, capsys, tmp_path, sources, needle):
+    plan = _sources_plan(tmp_path, capsys, **sources)
+    code, out, err = _run(capsys, "up", "src", "--plan", str(plan))
+    assert code == 2, out + err
+    assert needle in err and "Traceback" not in err
+    from labtui.store import Store
+
+    assert not Store().has_session("src")

@@ -67,17 +67,20 @@ async def test_plan_wizard_provisioning_saved_into_the_plan(lab_home, tmp_path, 
         # a bad SSH source and a public key file that does not exist: refused by their labels
         screen.query_one("#f-prov_ssh_cidr").value = "203.0.113.300/32"
         screen.query_one("#f-prov_public_key_file").value = str(tmp_path / "nope.pub")
+        screen.query_one("#f-prov_dns_nameservers").value = "9.9.9.9, dns.example"
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         problems = str(screen.query_one("#step-problems").render())
         assert "✗ SSH source: '203.0.113.300/32' is not a CIDR" in problems
         assert f"✗ Public key file: {tmp_path / 'nope.pub'} does not exist" in problems
+        assert "✗ DNS servers: 'dns.example' is not an IP address" in problems
         assert screen.current[1].id == "machines" and app.focused.id == "f-prov_ssh_cidr"
         # corrected: the error goes as the value is fixed
         screen.query_one("#f-prov_ssh_cidr").value = "203.0.113.7/32"
         screen.query_one("#f-prov_public_key_file").value = str(key) + ".pub"
         screen.query_one("#f-prov_external_network").value = "public"
         screen.query_one("#f-prov_flavor_worker").value = "m1.small"
+        screen.query_one("#f-prov_dns_nameservers").value = "9.9.9.9, 1.1.1.1"  # the new subnet's DNS (audit F10)
         await pilot.pause(0.5)
         assert "SSH source" not in str(screen.query_one("#step-problems").render())
         await pilot.press("ctrl+s")
@@ -85,7 +88,7 @@ async def test_plan_wizard_provisioning_saved_into_the_plan(lab_home, tmp_path, 
         assert screen.current[1].id == "nodes"
         await _add_node(pilot, "cp1", "10.60.0.10")
         await _add_node(pilot, "w1", "10.60.0.11")
-        for step in ("nodes", "networks", "versions"):
+        for step in ("nodes", "networks", "versions", "sources"):
             await pilot.press("ctrl+s")
             await settle(app, pilot)
             assert screen.current[1].id != step, str(screen.query_one("#step-problems").render())
@@ -100,6 +103,7 @@ async def test_plan_wizard_provisioning_saved_into_the_plan(lab_home, tmp_path, 
         "image": None, "login_user": None, "flavor_control_plane": None, "flavor_worker": "m1.small",
         "network": None, "external_network": "public", "floating_ip": True, "ssh_cidr": "203.0.113.7/32",
         "keypair": None, "public_key_file": str(key) + ".pub", "availability_zone": None,
+        "dns_nameservers": ["9.9.9.9", "1.1.1.1"],
     }
 
 
