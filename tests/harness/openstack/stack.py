@@ -79,6 +79,9 @@ DB_PASSWORD = "labtui-db-pw"
 DATABASES = ["keystone", "glance", "placement", "neutron", "nova_api", "nova", "nova_cell0"]
 
 IMAGE_NAME = "labtui-image"
+# nova-compute's driver: the fake driver, plus real machines for images with labtui_rootfs
+# (services/labtui_machine_virt.py; other images stay fake)
+COMPUTE_DRIVER = "labtui_machine.LabtuiMachineDriver"
 FLAVOR_NAME = "labtui.tiny"
 
 # clouds.yaml entries written for the tests
@@ -315,10 +318,16 @@ def _base_python() -> str:
 
 
 def _install_plugins() -> None:
-    """Place the fake virt driver in nova.virt and register the fake ML2 mechanism driver."""
+    """Place the virt drivers (the fake one and its real-machine subclass) in nova.virt and register
+    the fake ML2 mechanism driver."""
     site = _site_packages()
-    if _copy_if_changed(SERVICE_FILES / "labtui_fake_virt.py", site / "nova" / "virt" / "labtui_fake.py") \
-            and _alive("nova-compute"):  # a running compute still has the old driver loaded
+    changed = _copy_if_changed(SERVICE_FILES / "labtui_fake_virt.py", site / "nova" / "virt" / "labtui_fake.py")
+    changed |= _copy_if_changed(SERVICE_FILES / "labtui_machine_virt.py", site / "nova" / "virt" / "labtui_machine.py")
+    nova_conf = STATE / "etc" / "nova" / "nova.conf"
+    if nova_conf.exists() and f"compute_driver = {COMPUTE_DRIVER}\n" not in nova_conf.read_text():
+        write_configs()  # written by an older checkout of the harness: another driver
+        changed = True
+    if changed and _alive("nova-compute"):  # a running compute still has the old driver loaded
         log("restarting nova-compute: its fake virt driver changed")
         _stop("nova-compute", timeout=10)
         start_nova_daemon("nova-compute")
@@ -471,7 +480,7 @@ enable_security_group = true
 [DEFAULT]
 log_file = {logs}/nova-app.log
 transport_url = {_transport()}
-compute_driver = labtui_fake.LabtuiFakeDriver
+compute_driver = {COMPUTE_DRIVER}
 host = labtui-compute
 my_ip = {HOST}
 state_path = {STATE}/nova
