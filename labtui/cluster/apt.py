@@ -55,12 +55,16 @@ def apt_get(args: str, *, conffiles: str = CONF_KEEP) -> str:
 # --------------------------------------------------------------------------- cloud-init, proxy
 
 # cloud-init status --wait: 0 done, 2 done with recoverable errors (deprecated keys, a module
-# warning), 1 a critical error (cloud-init doc/rtd/reference/cli.rst, "status").
+# warning), 1 an error (cloud-init doc/rtd/reference/cli.rst, "status"). The wait is there so that
+# apt does not race cloud-init's own apt and writes: once it returns, cloud-init is finished either
+# way. An error is told (with where to read it) and the build goes on; what the build needs from the
+# node is checked by its own steps (the preflight reads modules, sysctls and swap itself).
 CLOUD_INIT_WAIT = (
     "if command -v cloud-init >/dev/null 2>&1; then "
-    "cloud-init status --wait >/dev/null 2>&1; rc=$?; "
+    "rc=0; cloud-init status --wait >/dev/null 2>&1 || rc=$?; "
     "if [ $rc -ne 0 ] && [ $rc -ne 2 ]; then "
-    "echo \"cloud-init finished with an error (exit $rc): see /var/log/cloud-init-output.log\" >&2; exit 1; fi; fi"
+    "echo \"warning: cloud-init finished with errors (exit $rc; see /var/log/cloud-init-output.log); "
+    "it is done, so the build goes on\" >&2; fi; fi"
 )
 
 
