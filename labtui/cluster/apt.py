@@ -16,8 +16,10 @@ User-typed values (repository URLs, the proxy) reach the shell only through shle
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
+from urllib.parse import urlsplit
 from typing import Any
 
 KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
@@ -81,11 +83,42 @@ def proxy_settings(plan: Any) -> dict[str, str] | None:
     for h in (getattr(src, "no_proxy", None) or "").replace(" ", "").split(","):
         if h and h not in hosts:
             hosts.append(h)
-    return {"http_proxy": url, "no_proxy": ",".join(hosts)}
+    direct = []
+    for repo in (getattr(src, "kubernetes_repo", None), getattr(src, "docker_repo", None)):
+        host = urlsplit(repo or "").hostname
+        if host and host not in direct and _bypassed(host, hosts):
+            direct.append(host)
+    return {"http_proxy": url, "no_proxy": ",".join(hosts), "direct": ",".join(direct)}
 
 
-def apt_proxy_conf(url: str) -> str:
-    return f'Acquire::http::Proxy "{url}";\nAcquire::https::Proxy "{url}";\n'
+def _bypassed(host: str, no_proxy: list[str]) -> bool:
+    """Whether curl's NO_PROXY rules send `host` direct: an exact name or address, a domain suffix
+    (.example.org or example.org), or an address inside a CIDR."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+    for entry in no_proxy:
+        if addr is not None and "/" in entry:
+            try:
+                if addr in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        elif host == entry.lstrip(".") or host.endswith("." + entry.lstrip(".")):
+            return True
+    return False
+
+
+def apt_proxy_conf(url: str, direct: str = "") -> str:
+    """apt's proxy, and DIRECT for the repository hosts NO_PROXY covers: apt reads no NO_PROXY, but
+    takes a per-host proxy, the keyword DIRECT meaning none (apt.conf(5), "http::Proxy::<host>").
+    A mirror inside the lab network is then reached directly, as curl reaches it, instead of through a
+    proxy that may refuse its port (apt-cacher-ng's AllowUserPorts is 80 by default)."""
+    lines = [f'Acquire::http::Proxy "{url}";', f'Acquire::https::Proxy "{url}";']
+    for host in filter(None, direct.split(",")):
+        lines += [f'Acquire::http::Proxy::{host} "DIRECT";', f'Acquire::https::Proxy::{host} "DIRECT";']
+    return "\n".join(lines) + "\n"
 
 
 def node_prelude(proxy: dict[str, str] | None) -> list[str]:
@@ -93,7 +126,7 @@ def node_prelude(proxy: dict[str, str] | None) -> list[str]:
     lines = ["set -e", "export DEBIAN_FRONTEND=noninteractive", CLOUD_INIT_WAIT]
     if proxy:
         url, no = proxy["http_proxy"], proxy.get("no_proxy", "")
-        lines.append(f"printf '%s' {shlex.quote(apt_proxy_conf(url))} > {APT_PROXY_FILE}")
+        lines.append(f"printf '%s' {shlex.quote(apt_proxy_conf(url, proxy.get('direct', '')))} > {APT_PROXY_FILE}")
         lines.append(f"export http_proxy={shlex.quote(url)} https_proxy={shlex.quote(url)} "
                      f"no_proxy={shlex.quote(no)} HTTPS_PROXY={shlex.quote(url)} NO_PROXY={shlex.quote(no)}")
     else:

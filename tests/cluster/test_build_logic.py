@@ -395,6 +395,23 @@ def test_proxy_for_apt_containerd_and_curl():
     subprocess.run(["sh", "-n", "-c", script], check=True)
 
 
+def test_apt_goes_direct_to_a_repository_no_proxy_covers():
+    """apt reads no NO_PROXY: a mirror inside the lab network (or a no_proxy domain) gets a per-host
+    DIRECT, as curl goes direct to it; seen on real machines, where apt-cacher-ng refused the mirror's port."""
+    proxy = apt.proxy_settings(_plan_with(http_proxy="http://10.100.200.1:3142", no_proxy=".corp.example",
+                                          kubernetes_repo="http://10.100.200.1:8088/k8s",
+                                          docker_repo="https://mirror.corp.example/docker"))
+    assert proxy["direct"] == "10.100.200.1,mirror.corp.example"
+    conf = apt.apt_proxy_conf(proxy["http_proxy"], proxy["direct"])
+    assert 'Acquire::http::Proxy::10.100.200.1 "DIRECT";' in conf
+    assert 'Acquire::https::Proxy::mirror.corp.example "DIRECT";' in conf
+    upstream = apt.proxy_settings(_plan_with(http_proxy="http://10.0.0.1:3128"))
+    assert upstream["direct"] == ""  # pkgs.k8s.io and download.docker.com go through the proxy
+    assert "DIRECT" not in apt.apt_proxy_conf(upstream["http_proxy"], upstream["direct"])
+    assert 'Proxy::10.100.200.1 \"DIRECT\"' not in apt.install_script("1.36", proxy=proxy)
+    assert "Acquire::http::Proxy::10.100.200.1" in apt.install_script("1.36", proxy=proxy)
+
+
 def test_repositories_from_the_sources_block():
     script = apt.install_script("1.36", repo="https://mirror.example/k8s")
     assert "https://mirror.example/k8s/v1.36/deb/Release.key" in script
