@@ -174,10 +174,49 @@ def flavor_problem(flavor: FlavorInfo, role: str) -> str | None:
     return None
 
 
+# The root disk a node needs. Nova refuses an image-backed server on a disk=0 flavor to non-admins: policy
+# `os_compute_api:servers:create:zero_disk_flavor` defaults to admin only (nova/policies/servers.py;
+# "Only volume-backed servers are allowed for flavors with zero disk"). And a node's disk holds the OS, the
+# container images of kubeadm and Calico (about 2 GB) and the kubelet's image store, whose garbage
+# collection starts at 85 % full and whose eviction at 15 % free (kubelet defaults): below about 20 GB a lab
+# node soon evicts its own pods.
+MIN_DISK_GB = 20
+DISK_WHY = (f"a node needs a root disk of {MIN_DISK_GB} GB or more (the OS, the Kubernetes and Calico images, "
+            "and room before the kubelet starts evicting pods)")
+ZERO_DISK_WHY = ("its disk is 0 GB: Nova boots such a flavor only from a volume, and its default policy "
+                 "(os_compute_api:servers:create:zero_disk_flavor) refuses that to non-admin users")
+
+
+def flavor_disk_problem(flavor: FlavorInfo) -> tuple[str | None, str | None]:
+    """(error, warning) about the flavor's root disk: 0 GB is refused, under MIN_DISK_GB is a warning
+    (a flavor the user named is theirs to choose)."""
+    if flavor.disk <= 0:
+        return f"flavor {flavor.name}: {ZERO_DISK_WHY}", None
+    if flavor.disk < MIN_DISK_GB:
+        return None, f"flavor {flavor.name} has a {flavor.disk} GB disk: {DISK_WHY}"
+    return None, None
+
+
 def choose_flavor(flavors: Iterable[FlavorInfo], role: str) -> FlavorInfo | None:
-    """The smallest flavor that is big enough for the role."""
-    fit = [f for f in flavors if flavor_problem(f, role) is None]
+    """The smallest flavor that is big enough for the role: kubeadm's CPU and RAM, and a root disk of
+    at least MIN_DISK_GB (disk=0 flavors never: see ZERO_DISK_WHY)."""
+    fit = [f for f in flavors if flavor_problem(f, role) is None and f.disk >= MIN_DISK_GB]
     return min(fit, key=lambda f: (f.vcpus, f.ram, f.disk, f.name)) if fit else None
+
+
+def no_flavor_reason(flavors: Iterable[FlavorInfo], role: str) -> str:
+    """Why choose_flavor found nothing: the flavors left out by CPU/RAM and by disk, counted."""
+    flavors = list(flavors)
+    big = [f for f in flavors if flavor_problem(f, role) is None]
+    zero = [f.name for f in big if f.disk <= 0]
+    small = [f"{f.name} ({f.disk} GB)" for f in big if 0 < f.disk < MIN_DISK_GB]
+    cpus, ram = MINIMUM["control-plane" if role == "control-plane" else "worker"]
+    parts = [f"{len(flavors) - len(big)} with fewer than {cpus} vCPU or {ram} MB RAM (kubeadm's minimum)"]
+    if zero:
+        parts.append(f"{', '.join(zero)} with a 0 GB disk (Nova boots those only from a volume, for admins)")
+    if small:
+        parts.append(f"{', '.join(small)} with less than {MIN_DISK_GB} GB disk")
+    return "no flavor fits a " + role + ": " + "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- quotas
@@ -338,6 +377,38 @@ def ssh_cidr_problem(cidr: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+# RFC 1918 private ranges and RFC 6598 carrier-grade NAT: an address in them is translated on its way out
+NAT_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+
+
+def behind_nat(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and any(ip in n for n in NAT_RANGES)
+
+
+def nat_warning(mine: str, external_cidrs: Iterable[str]) -> str | None:
+    """The warning for the SSH source labtui guessed (`mine`, the local address toward the cloud) when it
+    is private (RFC 1918 / CGNAT) and the cloud's external network is not: behind NAT the packets reach the
+    cloud from the NAT's public address, and Neutron matches a rule's remote_ip_prefix against the source
+    it sees, so port 22 opened only to `mine` lets nobody in. None when both sides are private (a private
+    cloud reached without NAT) or the external network's range is unknown and `mine` is public."""
+    if not behind_nat(mine):
+        return None
+    cidrs = [c for c in external_cidrs if c]
+    if cidrs and all(any(ipaddress.ip_network(c, strict=False).subnet_of(n) for n in NAT_RANGES)
+                     for c in cidrs if ipaddress.ip_network(c, strict=False).version == 4):
+        return None
+    where = f" (external network {', '.join(cidrs)})" if cidrs else ""
+    return (f"SSH source: your address as labtui sees it is {mine}, a private address, and the cloud{where} is "
+            f"not on a private network: behind NAT the cloud sees your public address instead, so port 22 would "
+            f"open only to {mine}/32 and SSH to the floating IP would time out. Set provision.ssh_cidr to your "
+            "public address (e.g. the address `curl -s https://ifconfig.me` prints, as a.b.c.d/32), in the plan "
+            "file or the plan wizard's Machines step (SSH source)")
+
+
 # ----------------------------------------------------------------------------- cloud-init
 
 
@@ -346,19 +417,36 @@ K8S_SYSCTL = ("net.bridge.bridge-nf-call-iptables = 1\n"
               "net.ipv4.ip_forward = 1\n")
 
 
-def render_user_data(lab: str, node: str, *, kubernetes: str, packages: bool) -> str:
-    """cloud-config that prepares a node for kubeadm: swap off, overlay and br_netfilter, the
-    sysctls, (on Ubuntu/Debian) containerd and the kubeadm packages, and the SSH host key
-    fingerprints on the console (labtui pins them before its first connection)."""
+def render_user_data(lab: str, node: str, *, packages: bool = True, http_proxy: str | None = None) -> str:
+    """cloud-config that prepares a node for kubeadm: swap off, overlay and br_netfilter, the sysctls,
+    /etc/hosts managed (the node's name resolves to itself), apt through the plan's proxy, and the SSH
+    host key fingerprints on the console (labtui pins them before its first connection).
+
+    It installs no packages: labtui's Kubernetes stage installs containerd and kubeadm/kubelet/kubectl
+    itself, from the plan's sources. A cloud-init apt-get in runcmd raced labtui's own apt for the dpkg
+    lock, installed Debian 12's containerd 1.6 (whose conffile then stopped the containerd.io install at
+    dpkg's question) and rewrote /etc/containerd/config.toml behind labtui's back (audit F4, F7, F18).
+
+    `packages`: the image uses apt (Ubuntu, Debian): only then is the apt proxy written.
+    `http_proxy`: the plan's sources.http_proxy, as cloud-init's `apt: {proxy: ...}` (cc_apt_configure;
+    schema-cloud-config-v1.json at cloud-init 04eacd0: apt.proxy, "Alias for defining a http APT proxy"),
+    so apt on the node goes through it from the first boot on."""
     lines = [
         "#cloud-config",
-        f"# labtui: lab {lab}, node {node}: prepared for kubeadm",
+        f"# labtui: lab {lab}, node {node}: prepared for kubeadm (labtui installs the packages itself)",
         f"hostname: {node}",
+        # cc_update_etc_hosts: /etc/hosts from cloud-init's template, so `hostname` resolves on the node
+        # (kubeadm's preflight looks the node name up); schema: manage_etc_hosts true | "template" | "localhost"
+        "manage_etc_hosts: true",
         "ssh_pwauth: false",
         "ssh:",
         "  emit_keys_to_console: true",
         "ssh_fp_console_blacklist: []",
         "ssh_key_console_blacklist: []",
+    ]
+    if http_proxy and packages:
+        lines += ["apt:", "  proxy: " + _yaml_str(http_proxy)]
+    lines += [
         "write_files:",
         "  - path: /etc/modules-load.d/k8s.conf",
         "    content: |",
@@ -371,25 +459,12 @@ def render_user_data(lab: str, node: str, *, kubernetes: str, packages: bool) ->
     cmds = [
         "swapoff -a",
         "sed -i '/\\sswap\\s/ s/^/#/' /etc/fstab",
-        "modprobe overlay",
-        "modprobe br_netfilter",
-        "sysctl --system",
+        # built into some kernels (no module to load, e.g. a container's host kernel): what the module
+        # creates is then enough; a failed runcmd line would mark the whole cloud-init run as an error
+        "modprobe overlay || grep -qw overlay /proc/filesystems",
+        "modprobe br_netfilter || [ -d /proc/sys/net/bridge ]",
+        "sysctl --system || true",
     ]
-    if packages:
-        repo = f"https://pkgs.k8s.io/core:/stable:/v{kubernetes}/deb/"
-        cmds += [
-            "apt-get update",
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y containerd apt-transport-https ca-certificates curl gpg",
-            "mkdir -p /etc/containerd /etc/apt/keyrings",
-            "containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' > /etc/containerd/config.toml",
-            "systemctl restart containerd",
-            f"curl -fsSL {repo}Release.key | gpg --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg",
-            f"echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {repo} /' > "
-            "/etc/apt/sources.list.d/kubernetes.list",
-            "apt-get update",
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y kubelet kubeadm kubectl",
-            "apt-mark hold kubelet kubeadm kubectl",
-        ]
     lines.append("runcmd:")
     for c in cmds:
         lines.append("  - " + _yaml_str(c))
@@ -409,10 +484,23 @@ _KEY_LINE = re.compile(r"^\s*((?:ssh|ecdsa-sha2|sk-ssh|sk-ecdsa)[\w@.-]*)\s+([A-
 _FP_TYPES = {"ED25519": "ssh-ed25519", "ECDSA": "ecdsa-sha2-nistp256", "RSA": "ssh-rsa", "DSA": "ssh-dss"}
 
 
+_SYSLOG = re.compile(r"^<\d{1,3}>[A-Z][a-z]{2}\s+\d{1,2}\s+\d\d:\d\d:\d\d\s+[\w.\[\]-]+:\s?")
+
+
+def fingerprints_printed(text: str) -> bool:
+    """Whether the console holds cloud-init's whole fingerprint block (BEGIN ... END, any line prefix).
+
+    cloud-init prints it in `keys_to_console`, a final-stage module that runs after `scripts_user`
+    (runcmd) and `ssh_authkey_fingerprints` (cloud-init config/cloud.cfg.tmpl at 04eacd0, lines
+    210-212): on a real VM it appears only once the user-data's commands are done, minutes after ACTIVE."""
+    return bool(_FP_BLOCK.search(_clean(text or "")))
+
+
 def _clean(text: str) -> str:
     # cloud-init writes through the kernel console: strip "ci-info:"/"ec2:" prefixes and timestamps
     out = []
     for line in text.splitlines():
+        line = _SYSLOG.sub("", line)  # "<14>Dec  5 22:47:21 cloud-init: " (cloud-init's syslog-style console lines)
         line = re.sub(r"^\[\s*\d+\.\d+\]\s*", "", line)
         line = re.sub(r"^(ec2|ci-info):\s?", "", line)
         out.append(line)

@@ -193,7 +193,9 @@ def derive_requirements(net: CalicoNetworking, nodes: list[NodeRef]) -> list[Req
     if net.typha:
         reqs.append(Requirement("typha", "rule", "TCP 5473 (Typha) from the nodes",
                                 "calico-node on every node talks to Typha (which may run on any node) "
-                                "on TCP 5473; the operator install always runs Typha.", "Calico Typha",
+                                "on TCP 5473; the operator install always runs Typha, on the host network "
+                                "(tigera/operator pkg/render/typha.go: TyphaPort 5473, HostNetwork true), "
+                                "so a node without a local Typha reaches one on another node.", "Calico Typha",
                                 "tcp", 5473, 5473, pairs=_pairs(nodes, nodes)))
     reqs.append(Requirement("apiserver", "rule", "TCP 6443 (Kubernetes API) into the control plane",
                             "kubelet, kube-proxy and calico-node on every node reach the API server on "

@@ -69,7 +69,20 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
         bgp = bool(install["bgp"])
     if typha is None and install.get("mode") in ("operator", "manifest"):
         typha = bool(install.get("typha"))
+    if typha is None and plan.get("provision") is not None and not ctx.inputs.get("adopted"):
+        # a lab labtui provisions and installs Calico on, before that install: the plan's install decides.
+        # The operator (labtui's default) always deploys Typha, host-networked on TCP 5473
+        # (tigera/operator pkg/render/typha.go: `TyphaPort int32 = 5473`, `HostNetwork: true`), and
+        # calico-node on a node without a local Typha connects to one on another node (audit F1): the
+        # group must carry 5473 before the first install. (A lab whose cluster exists already is read
+        # from the cluster: the Calico stage's facts above.)
+        typha = typha_planned(ctx)
     return CalicoNetworking.for_encapsulation(Encapsulation(enc), bgp=bgp, typha=typha, pod_cidr=pod)
+
+
+def typha_planned(ctx: StepContext) -> bool:
+    """Whether the lab's Calico install will run Typha: the operator install (the default) always does."""
+    return (ctx.inputs.get("calico_install") or "operator") == "operator"
 
 
 def plan_nodes(ctx: StepContext) -> list[dict[str, Any]]:

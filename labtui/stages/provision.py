@@ -87,8 +87,9 @@ def choices(ctx: StepContext) -> dict[str, Any]:
     if cached is not None:
         return cached
     from labtui.adapters import provision as p
-    from labtui.provision_plan import (choose_flavor, flavor_problem, guess_login_user, ssh_cidr_problem,
-                                       supports_packages, usable_images)
+    from labtui.provision_plan import (choose_flavor, flavor_disk_problem, flavor_problem, guess_login_user,
+                                       nat_warning, no_flavor_reason, ssh_cidr_problem, supports_packages,
+                                       usable_images)
 
     s = spec(ctx) or {}
     plan = ctx.session.plan or {}
@@ -122,18 +123,25 @@ def choices(ctx: StepContext) -> dict[str, Any]:
                 raise _bad(f"Flavor ({role})", f"cloud {c.name} has no flavor {s[key]!r}",
                            "choose one of: " + ", ".join(f.label for f in sorted(offer["flavors"], key=lambda f: (f.vcpus, f.ram))[:8]),
                            "no-flavor")
-            problem = flavor_problem(fl, role)
+            problem = flavor_problem(fl, role) or flavor_disk_problem(fl)[0]
             if problem:
-                raise _bad(f"Flavor ({role})", problem, "choose a bigger flavor: " + ", ".join(
-                    f.name for f in offer["flavors"] if flavor_problem(f, role) is None) or "ask the cloud admin",
-                    "flavor-too-small")
+                bigger = [f.name for f in offer["flavors"] if flavor_problem(f, role) is None and f.disk > 0]
+                raise _bad(f"Flavor ({role})", problem,
+                           ("choose another flavor: " + ", ".join(bigger)) if bigger else "ask the cloud admin",
+                           "flavor-too-small")
+            warn = flavor_disk_problem(fl)[1]
+            if warn:
+                out["warnings"].append(warn)
+                ctx.warn(warn)
         else:
             fl = choose_flavor(offer["flavors"], role)
             if fl is None:
-                raise _bad(f"Flavor ({role})", f"cloud {c.name} has no flavor big enough for a {role}",
-                           "ask the cloud admin for a flavor with 2 vCPU and 2 GB RAM (1 and 1 GB for workers)",
+                raise _bad(f"Flavor ({role})", f"cloud {c.name}: {no_flavor_reason(offer['flavors'], role)}",
+                           "ask the cloud admin for a flavor with 2 vCPU, 2 GB RAM and a 20 GB disk (workers: 1 vCPU, "
+                           "1 GB), or name a flavor in the plan (provision.flavor_control_plane / flavor_worker)",
                            "flavor-too-small")
-        out[role] = {"id": fl.id, "name": fl.name, "vcpus": fl.vcpus, "ram": fl.ram, "label": fl.label}
+        out[role] = {"id": fl.id, "name": fl.name, "vcpus": fl.vcpus, "ram": fl.ram, "disk": fl.disk,
+                     "label": fl.label}
     # network
     node_subnet = plan.get("node_subnet")
     if s.get("network"):
@@ -149,6 +157,12 @@ def choices(ctx: StepContext) -> dict[str, Any]:
                        "set the plan's node subnet to the network's subnet, or let labtui create a network",
                        "subnet-mismatch")
         out["network"] = {"id": net["id"], "name": net["name"], "subnet_id": match["id"], "existing": True}
+        if s.get("dns_nameservers"):
+            note = (f"DNS servers: the network {net['name']} exists, labtui does not change its subnet; set them "
+                    f"yourself if its DHCP gives none: openstack subnet set "
+                    + " ".join(f"--dns-nameserver {d}" for d in s["dns_nameservers"]) + f" {match['id']}")
+            out["warnings"].append(note)
+            ctx.warn(note)
     else:
         out["network"] = {"existing": False}
     # external network
@@ -168,6 +182,15 @@ def choices(ctx: StepContext) -> dict[str, Any]:
         if not mine:
             raise _bad("SSH source", "labtui cannot tell your address", "set provision.ssh_cidr to YOUR.IP/32")
         cidr = f"{mine}/32"
+        if ext:  # behind NAT the cloud sees another address than the one labtui guessed (audit F9)
+            try:
+                ext_cidrs = [x["cidr"] for x in p.subnets_of(c, ext["id"])]
+            except LabError:
+                ext_cidrs = []  # a member may not see the external network's subnets: warn on the private side alone
+            nat = nat_warning(mine, ext_cidrs)
+            if nat:
+                out["warnings"].append(nat)
+                ctx.warn(nat)
     err, warn = ssh_cidr_problem(cidr)
     if err:
         raise _bad("SSH source", err, "write it as CIDR, e.g. 203.0.113.7/32")
@@ -200,6 +223,7 @@ def choices(ctx: StepContext) -> dict[str, Any]:
         raise _bad("Availability zone", f"cloud {c.name} has no availability zone {s['availability_zone']!r}",
                    "choose one of: " + ", ".join(offer["availability_zones"]))
     out["availability_zone"] = s.get("availability_zone")
+    out["dns_nameservers"] = list(s.get("dns_nameservers") or [])
     out["offer"] = {"images": out["images"], "flavors": [f.label for f in offer["flavors"]],
                     "networks": [n["name"] for n in offer["networks"] if not n["external"]],
                     "external_networks": [n["name"] for n in offer["networks"] if n["external"]],
@@ -238,6 +262,7 @@ def network_actions(ctx: StepContext) -> list[Action]:
     lab, tag, n = ctx.session.name, lab_tag_of(ctx), lab_names(ctx)
     desc = DESCRIPTION.format(lab=lab)
     cidr = (ctx.session.plan or {})["node_subnet"]
+    dns = list(ch.get("dns_nameservers") or [])  # Neutron's subnet attribute dns_nameservers (audit F10)
     q = shlex.quote
     acts = [
         resource_action("network", lab=lab, tag=tag, name=n.network, title=f"create network {n.network}",
@@ -245,8 +270,10 @@ def network_actions(ctx: StepContext) -> list[Action]:
                         attrs={"name": n.network, "description": desc}),
         resource_action("subnet", lab=lab, tag=tag, name=n.subnet, title=f"create subnet {n.subnet} ({cidr})",
                         command=(f"openstack subnet create --network {n.network} --subnet-range {cidr} "
-                                 f"--description {q(desc)} --tag {q(tag)} {n.subnet}"),
-                        attrs={"name": n.subnet, "description": desc, "cidr": cidr, "ip_version": 4},
+                                 + "".join(f"--dns-nameserver {q(d)} " for d in dns)
+                                 + f"--description {q(desc)} --tag {q(tag)} {n.subnet}"),
+                        attrs={"name": n.subnet, "description": desc, "cidr": cidr, "ip_version": 4,
+                               **({"dns_nameservers": dns} if dns else {})},
                         refs={"network_id": ["network", n.network]}),
     ]
     ext = ch["external"]
@@ -272,7 +299,20 @@ def rule_specs(ctx: StepContext) -> list:
     from labtui.provision_plan import rules_for
 
     ch = choices(ctx)
-    return rules_for(requirements(ctx), ch["ssh_cidr"], (ctx.session.plan or {}).get("pod_cidr"))
+    specs = rules_for(requirements(ctx), ch["ssh_cidr"], (ctx.session.plan or {}).get("pod_cidr"))
+    if ch["floating_ip"]:
+        specs.append(api_rule(ch["ssh_cidr"]))
+    return specs
+
+
+def api_rule(cidr: str):
+    """TCP 6443 from your machine (the SSH source) to the control plane's floating IP: the kubeconfig labtui
+    writes for you then talks to https://<floating IP>:6443 (audit F13; the certificate names the floating
+    IP: the Kubernetes stage adds it to the API server's certSANs)."""
+    from labtui.provision_plan import RuleSpec
+
+    return RuleSpec("apiserver-from-you", "kubectl on your machine reaches the API server at the control plane's "
+                    "floating IP", "tcp", 6443, 6443, "cidr", cidr)
 
 
 def group_actions(ctx: StepContext) -> list[Action]:
@@ -358,8 +398,8 @@ def machine_actions(ctx: StepContext) -> list[Action]:
                              attrs=attrs, refs=refs, target=node["name"], list_refs=("security_group_ids",))
         pa.together = "ports"  # one per node, independent of each other
         ports.append(pa)
-        user_data = render_user_data(lab, node["name"], kubernetes=plan.get("kubernetes") or "1.36",
-                                     packages=ch["image"]["packages"])
+        user_data = render_user_data(lab, node["name"], packages=ch["image"]["packages"],
+                                     http_proxy=((plan.get("sources") or {}).get("http_proxy") or None))
         sattrs: dict[str, Any] = {"name": n.server(node["name"]), "image_id": ch["image"]["id"],
                                   "flavor_id": flavor["id"], "key_name": ch["keypair"]["name"],
                                   "user_data": _b64(user_data)}
@@ -495,7 +535,9 @@ class OfferStep(ProvisionStep):
         detail = (f"image {ch['image']['label']} (login {ch['login_user']}); control plane "
                   f"{ch['control-plane']['name']}, workers {ch['worker']['name']}; {net}"
                   + (f", router to {ch['external']['name']}" if ch["external"] else ", no external network")
-                  + f"; SSH from {ch['ssh_cidr']}")
+                  + f"; SSH from {ch['ssh_cidr']}"
+                  + (f"; DNS {', '.join(ch['dns_nameservers'])}" if ch.get("dns_nameservers") else "")
+                  + "".join(f"\n    ! {w}" for w in ch.get("warnings") or []))
         return CheckResult(True, detail, {"choices": ctx.store.facts(ctx.session.id, SCOPE).get(SCOPE, {}).get("choices")})
 
 
@@ -604,7 +646,8 @@ class MachinesStep(_ActionsStep):
     why = (
         "One server per plan node, on a port with the node's fixed IP and the lab's group, with\n"
         "cloud-init user-data that prepares it for kubeadm (swap off, overlay and br_netfilter, the\n"
-        "sysctls, containerd and the kubeadm packages) and prints its SSH host keys on the console.\n"
+        "sysctls, /etc/hosts, apt's proxy; the packages come later, from the Kubernetes stage) and\n"
+        "prints its SSH host keys on the console.\n"
         "All servers build in parallel; a server that ends in ERROR is shown with its fault and the\n"
         "next run recreates only it. With an external network a floating IP goes on the control plane:\n"
         "it is the way in (SSH to the control plane at that address, to the other nodes through it)."
@@ -743,8 +786,9 @@ def _write_nodes(ctx: StepContext, ch: dict[str, Any]) -> None:
                 new["proxy_jump"] = jump
         if new:
             updates[node["name"]] = new
-    if fip:
-        ctx.store.put_facts(ctx.session.id, SCOPE, {"way_in": {"floating_ip": fip, "proxy_jump": jump}})
+    if fip:  # api_cidr: the group lets 6443 in from there (api_rule), so a kubeconfig can use the floating IP
+        ctx.store.put_facts(ctx.session.id, SCOPE, {"way_in": {"floating_ip": fip, "proxy_jump": jump,
+                                                               "api_cidr": ch["ssh_cidr"]}})
     if not updates:
         return
     plan["nodes"] = [dict(n, **updates.get(n["name"], {})) for n in plan.get("nodes") or []]
@@ -772,7 +816,8 @@ class HostKeysStep(ProvisionStep):
         "Before the first SSH connection labtui reads each server's console log, takes the host key\n"
         "fingerprints cloud-init printed there, and pins the keys whose fingerprints match into its\n"
         "known_hosts: nobody can stand in for your new VM. A key that differs from the console's is\n"
-        "refused. When the console holds no fingerprints, labtui says so and asks you at first contact."
+        "refused. cloud-init prints them only after the user-data's commands, so labtui waits for them\n"
+        "(all servers together, up to 10 minutes); if they never come it says so and asks you at first contact."
     )
 
     def check(self, ctx: StepContext) -> CheckResult:
@@ -804,8 +849,9 @@ class HostKeysStep(ProvisionStep):
         n = lab_names(ctx)
         nodes = [node["name"] for node in _nodes(ctx)]
         return [Action(id="host-keys", title=f"pin the host keys of {', '.join(nodes)} from their console logs",
-                       command="; ".join(f"openstack console log show {n.server(x)} | grep -A6 'SSH HOST KEY'"
-                                         for x in nodes),
+                       command="\n".join(f"until openstack console log show {n.server(x)} | grep -q 'END SSH HOST KEY "
+                                          f"FINGERPRINTS'; do sleep 5; done; openstack console log show {n.server(x)} "
+                                          "| grep -A6 'BEGIN SSH HOST KEY FINGERPRINTS'" for x in nodes),
                        kind="local", target=", ".join(nodes), risk=Risk.LOCAL, run=_pin_all,
                        api="POST /compute/v2.1/servers/<id>/action {\"os-getConsoleOutput\": {}} (each server)",
                        data={"nodes": nodes})]
@@ -835,13 +881,57 @@ def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
     if missing:
         raise LabError(f"cloud {c.name}: the servers of {', '.join(missing)} do not exist",
                        "run the Machines step first", code="missing-resource")
-    with ThreadPoolExecutor(min(8, len(nodes))) as pool:
-        consoles = dict(zip(nodes, pool.map(lambda x: p.console_output(c, servers[n.server(x)]["id"]), nodes)))
-    return {x: pin_host_key(ctx, x, n.server(x), consoles[x]) for x in nodes}
+    consoles, waited = wait_for_host_keys(ctx, c, {x: servers[n.server(x)]["id"] for x in nodes})
+    return {x: pin_host_key(ctx, x, n.server(x), consoles[x], waited=waited.get(x)) for x in nodes}
 
 
-def pin_host_key(ctx: StepContext, node: str, server_name: str, console: str) -> dict[str, Any]:
-    """Pin the node's key when its fingerprint is on the console; refuse a different key."""
+# how long the host keys may take to reach the console: cloud-init prints them after the user-data's runcmd
+# (see labtui.provision_plan.fingerprints_printed); a test makes it short with ctx.tuning.host_key_wait
+HOST_KEY_WAIT = 600.0
+HOST_KEY_POLL = 5.0
+HOST_KEY_NOTE_EVERY = 30.0  # a progress line this often while waiting
+
+
+def wait_for_host_keys(ctx: StepContext, c: Any, ids: dict[str, str]) -> tuple[dict[str, str], dict[str, float]]:
+    """Poll every server's console together (os-getConsoleOutput) every few seconds until cloud-init's
+    fingerprint block is on it, or the wait is over. Returns (node -> its last console text,
+    node -> seconds waited in vain for the nodes whose block never came)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labtui.adapters import provision as p
+    from labtui.provision_plan import fingerprints_printed
+
+    timeout = float(getattr(ctx.tuning, "host_key_wait", 0) or HOST_KEY_WAIT)
+    poll = float(getattr(ctx.tuning, "host_key_poll", 0) or HOST_KEY_POLL)
+    started = time.monotonic()
+    texts: dict[str, str] = {}
+    pending = list(ids)
+    noted = started
+    with ThreadPoolExecutor(min(8, len(ids)) or 1) as pool:
+        while pending:
+            got = dict(zip(pending, pool.map(lambda x: p.console_output(c, ids[x]), pending)))
+            texts.update(got)
+            now = time.monotonic()
+            for node in [x for x in pending if fingerprints_printed(got[x])]:
+                pending.remove(node)
+                ctx.info(f"{node}: cloud-init printed the SSH host keys on the console after {now - started:.0f} s",
+                         node=node, step="host-keys")
+            if not pending or now - started >= timeout or ctx.cancel.is_set():
+                break
+            if now - noted >= HOST_KEY_NOTE_EVERY or noted == started:
+                noted = now
+                ctx.info(f"waiting for cloud-init to print the SSH host keys of {', '.join(pending)} on the console "
+                         f"({now - started:.0f} s of {timeout:.0f} s; it prints them once the user-data's commands "
+                         "are done)", step="host-keys", data={"pending": list(pending)})
+            ctx.cancel.wait(min(poll, max(0.0, timeout - (now - started))))
+    spent = time.monotonic() - started
+    return texts, {x: spent for x in pending}
+
+
+def pin_host_key(ctx: StepContext, node: str, server_name: str, console: str,
+                 waited: float | None = None) -> dict[str, Any]:
+    """Pin the node's key when its fingerprint is on the console; refuse a different key. `waited`: the
+    seconds labtui waited for the fingerprints in vain (the console never showed them)."""
     from labtui.adapters.ssh import HostKeyInfo, session_ssh
     from labtui.provision_plan import console_host_keys
 
@@ -849,9 +939,14 @@ def pin_host_key(ctx: StepContext, node: str, server_name: str, console: str) ->
     ssh = session_ssh(ctx)
     facts = ctx.store.facts(ctx.session.id, SCOPE).get(SCOPE, {}).get("host_keys") or {}
     if not keys:
-        ctx.warn(f"{node}: the console log of {server_name} holds no SSH host key fingerprints (cloud-init may "
-                 "still be booting, or the image does not print them); labtui will ask you to compare the key at "
-                 "first contact", node=node)
+        why = (f"after waiting {waited:.0f} s, the console log of {server_name} still holds no SSH host key "
+               "fingerprints (cloud-init has not finished its user-data yet, failed, or the image does not print "
+               "them)") if waited is not None else \
+            f"the console log of {server_name} holds no SSH host key fingerprints"
+        ctx.warn(f"{node}: timed out: {why}. labtui cannot pin the key, so it is NOT verified: at first contact "
+                 "you will be shown the key's fingerprint to compare (a headless run refuses it unless "
+                 "--accept-new-host-keys); check it with `openstack console log show " + server_name + "` when "
+                 "cloud-init is done", node=node)
         facts[node] = "no-fingerprints"
         ctx.store.put_facts(ctx.session.id, SCOPE, {"host_keys": facts})
         return {"node": node, "pinned": None}

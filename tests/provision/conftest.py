@@ -20,7 +20,10 @@ from tests.harness.openstack.stack import ADMIN_PASSWORD, REGION
 
 AUTH_URL = "http://127.0.0.1:5000/v3"
 IMAGE = "ubuntu-24.04-prov"
-FLAVORS = {"prov.cp": (2, 2048), "prov.worker": (1, 1024), "prov.small": (1, 512)}
+# (vCPU, RAM MB, disk GB). labtui chooses only flavors with a 20 GB disk or more (MIN_DISK_GB): the .d20 ones;
+# the 1 GB ones stay for the refusals (a flavor named in the plan)
+FLAVORS = {"prov.cp": (2, 2048, 1), "prov.worker": (1, 1024, 1), "prov.small": (1, 512, 1),
+           "prov.cp.d20": (2, 2048, 20), "prov.worker.d20": (1, 1024, 20)}
 EXT_NET = "labtui-prov-ext"
 EXT_CIDR = "203.0.113.0/24"
 NODE_SUBNET = "10.60.0.0/24"
@@ -65,9 +68,9 @@ def _admin_setup(adm) -> None:
 
         adm.image.create_image(name=IMAGE, disk_format="raw", container_format="bare", visibility="public",
                                data=io.BytesIO(b"\0" * 1024), os_distro="ubuntu", os_version="24.04")
-    for name, (vcpus, ram) in FLAVORS.items():
+    for name, (vcpus, ram, disk) in FLAVORS.items():
         if adm.compute.find_flavor(name, ignore_missing=True) is None:
-            adm.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=1)
+            adm.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk)
     net = adm.network.find_network(EXT_NET, ignore_missing=True)
     if net is None:
         net = adm.network.create_network(name=EXT_NET, is_router_external=True, is_shared=False)
@@ -213,3 +216,14 @@ def labtui(capsys):
         return code, out, err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def short_host_key_wait(monkeypatch):
+    """The fake virt driver's console never gets cloud-init's fingerprints unless a test writes them: the
+    Host keys step's wait for them (10 minutes on a real cloud) is cut to a few seconds here; a test of
+    the wait sets its own."""
+    import labtui.stages.provision as prov
+
+    monkeypatch.setattr(prov, "HOST_KEY_WAIT", 3.0)
+    monkeypatch.setattr(prov, "HOST_KEY_POLL", 0.5)

@@ -93,4 +93,55 @@ def test_no_fingerprints_on_the_console_falls_back_to_asking(make_lab, sshlab, c
     steps = {s["step"]: s for s in json.loads(out)["steps"]}
     assert "no fingerprints on the console, labtui asks at first contact" in steps["host-keys"]["detail"]
     assert "holds no SSH host key fingerprints" in err
+    # the wait ran out (3 s in these tests, 10 minutes by default), and it says what that means
+    assert "timed out: after waiting 3 s" in err and "it is NOT verified" in err and "at first contact" in err
     assert not (lab_home / "known_hosts").exists() or sshlab.nodes[0].address not in (lab_home / "known_hosts").read_text()
+
+
+def test_the_host_keys_step_waits_for_cloud_init_to_print_them(make_lab, sshlab, consoles, labtui, tmp_path, lab_home,
+                                                               monkeypatch):
+    """On a real VM cloud-init prints the fingerprints after runcmd, minutes after ACTIVE (cloud-init's
+    cloud.cfg.tmpl: scripts_user, then keys_to_console): the first console reads find only the boot.
+    labtui keeps reading every few seconds, for all servers together, and pins once they are there."""
+    import threading
+
+    import labtui.adapters.provision as p
+    import labtui.stages.provision as prov
+
+    monkeypatch.setattr(prov, "HOST_KEY_WAIT", 60.0)
+    lab = ssh_lab_plan(make_lab, sshlab, tmp_path, name="later")
+    names = {n.name: f"labtui-{lab}-{n.name}" for n in sshlab.nodes}
+    booting = "[    3.2] cloud-init[612]: Cloud-init v. 24.1 running 'init' at Sat, 05 Dec 2026 22:47:01 +0000.\n"
+    for n in sshlab.nodes:
+        consoles(names[n.name], booting)
+    real = p.console_output
+    reads: dict[str, int] = {}
+    timers = []
+
+    def console_output(c, server_id):  # the fingerprints appear ~2 s after labtui's first read of each console
+        text = real(c, server_id)
+        reads[server_id] = reads.get(server_id, 0) + 1
+        if reads[server_id] == 1:
+            server = c.conn.compute.get_server(server_id).name
+            node = next(n for n in sshlab.nodes if names[n.name] == server)
+            # with the syslog prefix cloud-init's console lines carry on some images
+            later = booting + "".join(f"<14>Dec  5 22:47:21 cloud-init: {line}\n" for line in
+                                      cloud_init_console(server, [(node.fingerprint, "ED25519")]).splitlines())
+            t = threading.Timer(2.0, consoles, (server, later))
+            t.start()
+            timers.append(t)
+        return text
+
+    monkeypatch.setattr(p, "console_output", console_output)
+    code, out, err = labtui("provision", lab, "--yes", "--json")
+    for t in timers:
+        t.join()
+    assert code == 0, err[-3000:]
+    steps = {s["step"]: s for s in json.loads(out)["steps"]}
+    assert steps["host-keys"]["state"] == "done" and "every node's host key is pinned" in steps["host-keys"]["detail"]
+    assert all(count >= 2 for count in reads.values()), reads  # read again until the block was there
+    assert "waiting for cloud-init to print the SSH host keys of" in err
+    assert "cloud-init printed the SSH host keys on the console after" in err
+    known = (lab_home / "known_hosts").read_text()
+    for n in sshlab.nodes:
+        assert n.known_hosts_line() in known

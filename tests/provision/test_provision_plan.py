@@ -7,9 +7,11 @@ import base64
 
 from labtui.model import Encapsulation
 from labtui.net.check import CalicoNetworking, NodeRef, derive_requirements
-from labtui.provision_plan import (FlavorInfo, ImageInfo, Names, choose_flavor, console_host_keys, fingerprint_of,
-                                   flavor_problem, guess_login_user, lab_tag, pairs_cidr, quota_shortfalls,
-                                   render_user_data, rules_for, shortfall_hint, ssh_cidr_problem, usable_images)
+from labtui.provision_plan import (MIN_DISK_GB, FlavorInfo, ImageInfo, Names, choose_flavor, console_host_keys,
+                                   fingerprint_of, fingerprints_printed, flavor_disk_problem, flavor_problem,
+                                   guess_login_user, lab_tag, nat_warning, no_flavor_reason, pairs_cidr,
+                                   quota_shortfalls, render_user_data, rules_for, shortfall_hint, ssh_cidr_problem,
+                                   usable_images)
 
 NODES = [NodeRef("cp1", "control-plane", "10.60.0.10", "10.60.0.0/24"), NodeRef("w1", "worker", "10.60.0.11", "10.60.0.0/24"),
          NodeRef("w2", "worker", "10.60.0.12", "10.60.0.0/24")]
@@ -27,10 +29,10 @@ def test_images_prefer_ubuntu_2404_then_2204_then_debian_12():
 
 
 def test_flavors_too_small_are_refused_with_kubeadms_reason():
-    tiny = FlavorInfo("a", "m1.tiny", 1, 512)
-    small = FlavorInfo("b", "m1.small", 1, 2048)
-    medium = FlavorInfo("c", "m1.medium", 2, 4096)
-    cp = FlavorInfo("d", "c2r2", 2, 2048)
+    tiny = FlavorInfo("a", "m1.tiny", 1, 512, 20)
+    small = FlavorInfo("b", "m1.small", 1, 2048, 20)
+    medium = FlavorInfo("c", "m1.medium", 2, 4096, 40)
+    cp = FlavorInfo("d", "c2r2", 2, 2048, 20)
     assert "the number of available CPUs 1 is less than the required 2" in flavor_problem(small, "control-plane")
     assert "the system RAM (512 MB) is less than the minimum 1024 MB" in flavor_problem(tiny, "worker")
     assert flavor_problem(small, "worker") is None
@@ -80,15 +82,39 @@ def test_ssh_from_anywhere_warns():
 
 
 def test_user_data_prepares_the_node_for_kubeadm():
-    text = render_user_data("lab1", "cp1", kubernetes="1.36", packages=True)
-    assert text.startswith("#cloud-config\n")
-    for piece in ("hostname: cp1", "swapoff -a", "br_netfilter", "overlay", "net.ipv4.ip_forward = 1",
-                  "emit_keys_to_console: true", "pkgs.k8s.io/core:/stable:/v1.36/deb/", "kubeadm", "containerd"):
-        assert piece in text
-    assert "install -y kubelet kubeadm kubectl" not in render_user_data("lab1", "w1", kubernetes="1.36", packages=False)
     import yaml
 
-    assert yaml.safe_load(text)["runcmd"][0] == "swapoff -a"
+    text = render_user_data("lab1", "cp1", packages=True)
+    assert text.startswith("#cloud-config\n")
+    for piece in ("hostname: cp1", "swapoff -a", "br_netfilter", "overlay", "net.ipv4.ip_forward = 1",
+                  "emit_keys_to_console: true"):
+        assert piece in text
+    data = yaml.safe_load(text)
+    assert data["runcmd"][0] == "swapoff -a"
+    assert data["manage_etc_hosts"] is True
+    assert "apt" not in data  # no proxy in the plan: apt goes direct
+
+
+def test_user_data_installs_no_packages_labtui_installs_them():
+    """cloud-init's own apt-get raced labtui's apt and rewrote containerd's config (audit F4/F7/F18): the
+    user-data installs nothing; labtui's Kubernetes stage does, from the plan's sources."""
+    import yaml
+
+    for packages in (True, False):
+        data = yaml.safe_load(render_user_data("lab1", "w1", packages=packages))
+        assert "packages" not in data and "package_update" not in data
+        cmds = "\n".join(data["runcmd"])
+        for gone in ("apt-get", "containerd", "kubeadm", "kubelet", "pkgs.k8s.io", "config.toml", "apt-mark"):
+            assert gone not in cmds, gone
+
+
+def test_user_data_sends_apt_through_the_plans_proxy():
+    import yaml
+
+    data = yaml.safe_load(render_user_data("lab1", "cp1", packages=True, http_proxy="http://10.0.0.1:3142"))
+    assert data["apt"] == {"proxy": "http://10.0.0.1:3142"}  # cloud-init cc_apt_configure: apt.proxy
+    # an image without apt gets no apt block
+    assert "apt" not in yaml.safe_load(render_user_data("lab1", "cp1", packages=False, http_proxy="http://p:3128"))
 
 
 def test_console_fingerprints_and_keys_from_cloud_init_output():
@@ -119,3 +145,39 @@ def test_names_and_tag():
     assert (n.network, n.subnet, n.router, n.group, n.keypair, n.server("cp1")) == (
         "labtui-lab1-net", "labtui-lab1-subnet", "labtui-lab1-router", "labtui-lab1", "labtui-lab1", "labtui-lab1-cp1")
     assert lab_tag("lab1") == "labtui-lab:lab1" and len(lab_tag("x" * 80)) == 60
+
+
+def test_flavor_choice_skips_zero_disk_and_needs_a_root_disk():
+    zero = FlavorInfo("z", "c2r2.zero", 2, 2048, 0)  # what old labtui took first: the smallest
+    small_disk = FlavorInfo("s", "c2r2.d10", 2, 2048, 10)
+    good = FlavorInfo("g", "c2r4.d20", 2, 4096, MIN_DISK_GB)
+    assert choose_flavor([zero, small_disk, good], "control-plane") == good
+    assert choose_flavor([zero, small_disk], "worker") is None
+    reason = no_flavor_reason([zero, small_disk, FlavorInfo("t", "tiny", 1, 512, 20)], "worker")
+    assert "c2r2.zero with a 0 GB disk" in reason and "c2r2.d10 (10 GB) with less than 20 GB disk" in reason
+    assert "1 with fewer than 1 vCPU or 1024 MB RAM" in reason
+    err, warn = flavor_disk_problem(zero)
+    assert "zero_disk_flavor" in err and warn is None
+    err, warn = flavor_disk_problem(small_disk)
+    assert err is None and "10 GB disk" in warn
+    assert flavor_disk_problem(good) == (None, None)
+
+
+def test_nat_warning_when_a_private_address_faces_a_public_cloud():
+    warn = nat_warning("192.168.1.23", ["198.51.100.0/24"])
+    assert "192.168.1.23" in warn and "provision.ssh_cidr" in warn and "private address" in warn
+    assert nat_warning("100.64.3.4", []) is not None  # CGNAT, the external range unknown
+    assert nat_warning("10.0.0.5", ["172.24.4.0/24"]) is None  # a private cloud: no NAT between
+    assert nat_warning("203.0.113.9", ["198.51.100.0/24"]) is None  # a public address is what the cloud sees
+
+
+def test_fingerprint_block_with_a_syslog_prefix():
+    fp = "SHA256:AbCdEfGhIjKlMnOpQrStUvWxYz0123456789+/abcde"
+    head = ["<14>Dec  5 22:47:21 cloud-init: #############################################################",
+            "<14>Dec  5 22:47:21 cloud-init: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
+            f"<14>Dec  5 22:47:21 cloud-init: 256 {fp} root@cp1 (ED25519)"]
+    partial = "\n".join(head)
+    assert not fingerprints_printed(partial)  # still printing: not done
+    whole = partial + "\n<14>Dec  5 22:47:21 cloud-init: -----END SSH HOST KEY FINGERPRINTS-----\n"
+    assert fingerprints_printed(whole)
+    assert [(k.key_type, k.fingerprint) for k in console_host_keys(whole)] == [("ssh-ed25519", fp)]
