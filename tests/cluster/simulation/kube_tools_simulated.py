@@ -75,6 +75,27 @@ if MACHINE:
 else:
     CONF = json.load(open(os.path.join(BIN, "labtui-build-sim.json")))
 NODE_STATE = "/tmp/labtui-sim/node.json"
+# what kubeadm init writes when the scenario gives none: kubeadm's shape (controlPlaneEndpoint as the
+# server, the kubernetes-admin user), with SIMULATED certificate data
+SIMULATED_ADMIN_CONF = """apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: U0lNVUxBVEVE
+    server: https://{address}:6443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: U0lNVUxBVEVE
+    client-key-data: U0lNVUxBVEVEIEtFWQ==
+"""
 CLUSTER_DIR = CONF["cluster_dir"]
 
 
@@ -687,7 +708,7 @@ def kubeadm_init():
         cl.update(initialized=True, endpoint=endpoint, ca_hash="sha256:" + secrets.token_hex(32), control_plane=node)
         cl["nodes"][node] = {"role": "control-plane", "address": address, "kubelet_version": k8s_version()}
         ca_hash = cl["ca_hash"]
-    _write("/etc/kubernetes/admin.conf", CONF.get("admin_conf") or "apiVersion: v1\nkind: Config\n")
+    _write("/etc/kubernetes/admin.conf", CONF.get("admin_conf") or SIMULATED_ADMIN_CONF.format(address=CONF["address"]))
     _write("/etc/kubernetes/kubelet.conf", "apiVersion: v1\nkind: Config\n")
     _write("/etc/kubernetes/pki/ca.crt", "-----BEGIN CERTIFICATE-----\nsimulated\n-----END CERTIFICATE-----\n", 0o644)
     _kubelet_files()
