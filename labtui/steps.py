@@ -82,12 +82,16 @@ class Action:
 class CheckResult:
     """What a step's check found. `done`: nothing to do. `skip`: the step does not apply to this lab
     (the detail says why). A check step that found work for a later step is done, and says so in
-    `detail` ("1 rule missing: the next step adds it")."""
+    `detail` ("1 rule missing: the next step adds it"). `blocked`: the step has work to do but a
+    precondition failed (e.g. Runtime preflight found systemd not running on a node): the detail names
+    the finding and the node, `hint` says what to do, and no change is offered."""
 
     done: bool
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     skip: bool = False
+    blocked: bool = False
+    hint: str = ""
 
 
 @dataclass
@@ -267,7 +271,7 @@ class StepOutcome:
     state: StepState
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
-    phase: str = ""  # where a step that did not finish stopped: check | plan | confirm | apply | verify
+    phase: str = ""  # where a step that did not finish stopped: check | blocked | plan | confirm | apply | verify
 
 
 @dataclass
@@ -322,6 +326,10 @@ class Runner:
                 return self._finish(step, StepState.SKIPPED, pre.detail or "does not apply to this lab", pre.data)
             if pre.done:
                 return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
+            if pre.blocked:  # a precondition failed: nothing is planned, nothing is offered
+                phase = "blocked"
+                raise LabError(f"{step.title}: {pre.detail}", pre.hint or getattr(step, "hint", "")
+                               or "fix what the finding says, then run the step again", code="blocked")
             phase = "plan"
             actions = step.plan(ctx)
             if not actions:

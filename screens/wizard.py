@@ -499,7 +499,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
                     extra = diagnosis_text(ctx.memo.doctor_diag)
                 elif result.data.get("findings"):
                     extra = findings_text(result.data["findings"])
-                actions = [] if (result.done or result.skip) else step.plan(ctx)
+                actions = [] if (result.done or result.skip or result.blocked) else step.plan(ctx)
             self.post_message(PreviewReady(step.id, actions, check=result, extra=extra))
         except LabError as exc:
             self.post_message(PreviewReady(step.id, [], exc.render(), check=result, extra=extra))

@@ -111,6 +111,8 @@ class StepPanelMixin:
                 status.append(f"– does not apply: {check.detail}\n", style="dim")
             elif check.done:
                 status.append(f"● {check.detail or 'already done'}\n", style="green")
+            elif check.blocked:
+                status.append(f"✗ {check.detail}\n", style="bold red")
             else:
                 status.append(f"○ not done yet: {check.detail or 'the step has work to do'}\n", style="yellow")
             self.query_one("#step-status", Static).update(status)
@@ -118,7 +120,11 @@ class StepPanelMixin:
         if message.extra is not None and message.extra.plain:
             text.append_text(message.extra)
             text.append("\n")
-        if message.error:
+        if check is not None and check.blocked:
+            text.append("What to do: ", style="bold")
+            text.append((check.hint or step.hint or "fix what the finding says, then run the step again") + "\n")
+            text.append("No change is offered while the step is blocked.", style="dim")
+        elif message.error:
             text.append(message.error + "\n", style="yellow")
         elif message.actions:
             text.append("What \"Do it for me\" will run (each change asks first):\n", style="bold")

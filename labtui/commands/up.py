@@ -220,6 +220,12 @@ def _preview_step(lab, step, entry: dict[str, Any], as_json: bool) -> int:
         entry.update(state="skipped" if pre.skip else "done", detail=pre.detail)
         _line(f"  {'–' if pre.skip else '●'} {step.title}: {pre.detail or 'already satisfied'}", as_json)
         return 0
+    if pre.blocked:  # a precondition failed: nothing would be offered, so nothing is planned
+        entry.update(state="blocked", detail=pre.detail, next=pre.hint)
+        _line(f"  ✗ {step.title}: {pre.detail}", as_json)
+        if pre.hint:
+            _line(f"    -> {pre.hint}", as_json)
+        return 1
     try:
         actions = step.plan(ctx)
     except LabError as exc:

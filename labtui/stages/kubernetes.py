@@ -85,6 +85,30 @@ def _forget(ctx: StepContext, key: str) -> None:
     ctx.memo.bucket("kube_recent").pop(key, None)
 
 
+def preflight_blocks(ctx: StepContext, nodes: list[str]) -> CheckResult | None:
+    """The Runtime preflight's errors on these nodes (from their stored facts, re-read by that step),
+    as a blocked check: an install on a node the preflight rejects (no systemd, cgroup v1 for 1.35+,
+    an unsupported OS...) is not offered. None when nothing blocks."""
+    from labtui.nodes.preflight import ERROR, runtime_preflight
+
+    if not nodes:
+        return None
+    findings = [f for f in runtime_preflight(_plan(ctx), _facts(ctx))
+                if f.severity == ERROR and (f.node is None or f.node in nodes)]
+    if not findings:
+        return None
+    where = sorted({f.node for f in findings if f.node}) or nodes
+    lines = "; ".join((f"{f.node}: " if f.node else "") + f.title for f in findings)
+    todo = [f.why.split(". ")[-1].rstrip(".") for f in findings if f.why]
+    return CheckResult(
+        False, f"BLOCKED by Runtime preflight on {', '.join(where)}: {lines}. Nothing is installed on "
+        + ("that node" if len(where) == 1 else "those nodes") + " until it is fixed",
+        {"blocked_by": "runtime-preflight", "blocked_nodes": where,
+         "findings": [f.__dict__ for f in findings]}, blocked=True,
+        hint=(" ".join(dict.fromkeys(t + "." for t in todo)) + " " if todo else "")
+        + "Then run Runtime preflight again (or `labtui up` again: it resumes there)")
+
+
 def _shown_script(nodes: list[str], script: str, note: str = "") -> str:
     target = nodes[0] if len(nodes) == 1 else "{" + ",".join(nodes) + "}"
     return (f"ssh {target} sudo sh -s <<'EOF'" + (f"   # {note}" if note else "") + f"\n{script.strip()}\nEOF")
@@ -148,6 +172,9 @@ class ContainerdStep(BuildStep):
         todo, failed = self._status(ctx)
         if failed:
             return CheckResult(False, "; ".join(failed.values()))
+        blocked = preflight_blocks(ctx, todo)
+        if blocked:
+            return blocked
         if todo:
             return CheckResult(False, "containerd to install or configure on " + ", ".join(todo))
         return CheckResult(True, "containerd ready (SystemdCgroup, CRI socket answers) on every node")
@@ -160,7 +187,7 @@ class ContainerdStep(BuildStep):
         todo, failed = self._status(ctx)
         if failed:
             raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
-        if not todo:
+        if not todo or preflight_blocks(ctx, todo):
             return []
         facts = _facts(ctx)
         data = containerd_data(ctx)
@@ -240,6 +267,9 @@ class PackagesStep(BuildStep):
         todo, failed = self._todo(ctx)
         if failed:
             return CheckResult(False, "; ".join(failed.values()))
+        blocked = preflight_blocks(ctx, todo)
+        if blocked:
+            return blocked
         if todo:
             return CheckResult(False, "to install on " + ", ".join(todo))
         return CheckResult(True, f"kubeadm, kubelet and kubectl {_plan(ctx).kubernetes} installed and held on every node")
@@ -251,7 +281,7 @@ class PackagesStep(BuildStep):
         todo, failed = self._todo(ctx)
         if failed:
             raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
-        if not todo:
+        if not todo or preflight_blocks(ctx, todo):
             return []
         proxy = apt.proxy_settings(plan)
         repo = plan.sources.kubernetes_repo
