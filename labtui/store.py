@@ -435,6 +435,75 @@ class Store:
         return out
 
 
+class DryRunStore(Store):
+    """The store a dry run works on: it reads the lab's record, and what the steps would write (facts
+    read, inputs remembered, the doctor's health...) stays in memory for the run, so later steps see
+    it as in a real run while the record itself is left as it was (DESIGN 8: a dry run writes nothing,
+    not even to the lab's own record). Changes and step runs are never recorded; the command log is
+    not written (the dry run prints what it read)."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        super().__init__(home)
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._inputs: dict[str, dict[str, Any]] = {}
+        self._facts: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def create_session(self, name: str, cloud: str | None = None, wizard: str = "plan", **fields: Any) -> SessionRecord:
+        raise LabError("a dry run creates no lab", "run without --dry-run to create it", code="dry-run")
+
+    def delete_session(self, name: str) -> None:
+        raise LabError("a dry run deletes nothing", "run without --dry-run", code="dry-run")
+
+    def get_session(self, name: str) -> SessionRecord:
+        rec = super().get_session(name)
+        for key, value in self._sessions.get(name, {}).items():
+            setattr(rec, key, json.loads(_json(value)) if key in ("plan", "inputs") else value)
+        if name in self._inputs:
+            rec.inputs = {**rec.inputs, **self._inputs[name]}
+        return rec
+
+    def list_sessions(self) -> list[SessionRecord]:
+        return [self.get_session(r.name) for r in super().list_sessions()]
+
+    def update_session(self, name: str, **fields: Any) -> SessionRecord:
+        allowed = {"cloud", "wizard", "step", "plan", "inputs", "health"}
+        if set(fields) - allowed:
+            raise ValueError(f"unknown session fields: {set(fields) - allowed}")
+        super().get_session(name)  # the lab exists
+        if "inputs" in fields:
+            self._inputs.pop(name, None)
+        self._sessions.setdefault(name, {}).update(fields)
+        return self.get_session(name)
+
+    def save_inputs(self, name: str, values: dict[str, Any]) -> SessionRecord:
+        super().get_session(name)
+        self._inputs.setdefault(name, {}).update(json.loads(_json(values)))
+        return self.get_session(name)
+
+    def record_step(self, session_id: int, wizard: str, step: str, state: str, detail: str = "",
+                    outputs: dict | None = None, session_step: str | None = None) -> None:
+        return None
+
+    def add_events(self, session_id: int, events: list[Event]) -> None:
+        return None
+
+    def record_change(self, session_id: int, change: Change) -> Change:
+        raise LabError("a dry run changes nothing", "run without --dry-run to apply the change", code="dry-run")
+
+    def mark_reverted(self, change_id: int) -> None:
+        raise LabError("a dry run reverts nothing", "run without --dry-run", code="dry-run")
+
+    def put_facts(self, session_id: int, scope: str, values: dict[str, Any]) -> None:
+        self._facts.setdefault((session_id, scope), {}).update(json.loads(_json(values)))
+
+    def facts(self, session_id: int, scope: str | None = None) -> dict[str, dict[str, Any]]:
+        out = super().facts(session_id, scope)
+        for (sid, sc), values in self._facts.items():
+            if sid == session_id and (scope is None or sc == scope):
+                out.setdefault(sc, {}).update(values)
+        return out
+
+
 class EventRecorder:
     """Buffers events and writes them in batches (one transaction per batch) from any thread."""
 

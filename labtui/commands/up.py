@@ -249,9 +249,9 @@ def _preview_step(lab, step, entry: dict[str, Any], as_json: bool) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from labtui.session import LabSession
-    from labtui.store import Store
+    from labtui.store import DryRunStore, Store
 
-    store = Store()
+    store = DryRunStore() if args.dry_run else Store()  # a dry run reads the lab's record, never writes it
     stages = _stages(args.from_stage, args.until)
     data = read_plan_file(args.plan, args.name) if args.plan else None
     if data is None and not store.has_session(args.name):

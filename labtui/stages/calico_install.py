@@ -111,12 +111,30 @@ class CalicoInstallStep(Step):
         run = ctx.store.step_states(ctx.session.id, "kubernetes").get("kubeadm-init")
         return run is not None and run.state == "done"
 
+    def _why_not(self, ctx: StepContext) -> str:
+        """Why the step does not apply: a cluster labtui did not build (a kubeconfig of yours, or a cluster
+        reached without the Kubernetes stage), or a Kubernetes stage that has not run (or not finished) yet."""
+        from labtui.paths import session_dir
+
+        plan = ctx.session.plan or {}
+        not_built = "the cluster was not built by labtui's Kubernetes stage: Calico is read as it is"
+        if not plan.get("nodes") or ctx.inputs.get("kubeconfig"):
+            return not_built
+        runs = ctx.store.step_states(ctx.session.id, "kubernetes")
+        if not runs and (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists():
+            return not_built  # a cluster reached over SSH (Kubernetes API access) that labtui did not make
+        run = runs.get("kubeadm-init")
+        when = ("the Kubernetes stage has not run yet" if not runs
+                else "the Kubernetes stage is not finished yet (kubeadm init is not done)"
+                if run is None or run.state != "done" else "")
+        return (f"{when}: labtui installs Calico on the cluster that stage builds, so run it first (for a cluster "
+                "you already have, Calico is read as it is)")
+
     def check(self, ctx: StepContext) -> CheckResult:
         from labtui.changes.kube import calico_installed
 
         if not self._applies(ctx):
-            return CheckResult(False, "the cluster was not built by labtui's Kubernetes stage: Calico is read "
-                                      "as it is", skip=True)
+            return CheckResult(False, self._why_not(ctx), skip=True)
         cp = _plan(ctx).control_plane.name
         try:
             mode = calico_installed(ctx, cp)

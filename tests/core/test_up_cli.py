@@ -218,3 +218,44 @@ def test_bad_sources_are_refused_by_their_label_and_save_nothing(lab_home, capsy
     from labtui.store import Store
 
     assert not Store().has_session("src")
+
+
+# --------------------------------------------------------------------------- issue 18, item 3
+
+
+def _record(home) -> dict:
+    """Everything the lab's record holds (the database's rows), read without labtui."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(home) / "labtui.db")
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                for t in ("sessions", "step_runs", "facts", "changes", "events")}
+    finally:
+        db.close()
+
+
+def test_a_dry_run_writes_nothing_to_the_labs_record(lab_home, capsys, tmp_path):
+    """`labtui up NAME --dry-run` once stored the doctor's health ("could not check ..."), after which
+    the report said both that and "found nothing that blocks pod traffic"; and it said Calico's
+    install step does not apply because "the cluster was not built by labtui's Kubernetes stage"
+    for a lab whose Kubernetes stage had simply not run yet."""
+    import yaml
+
+    _, template, _ = _run(capsys, "show", "dry", "--plan-yaml")
+    data = yaml.safe_load(template)
+    for node in data["nodes"]:  # SSH is refused at once: nothing answers there
+        node.update(ssh_host="127.0.0.1", port=1)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert _run(capsys, "up", "dry", "--plan", str(plan), "--until", "plan")[0] == 0
+    from labtui.paths import state_home
+
+    before = _record(state_home())
+    code, out, err = _run(capsys, "up", "dry", "--dry-run")
+    assert "Dry run: nothing was changed." in out, out + err
+    after = _record(state_home())
+    for table in before:
+        assert after[table] == before[table], table
+    calico = next(line for line in out.splitlines() if "Install Calico" in line)
+    assert "not built by labtui" not in calico and "the Kubernetes stage has not run yet" in calico, calico
