@@ -9,25 +9,6 @@ from pathlib import Path
 import pytest
 
 NODE_NAMES = ["kcp", "kw1", "kw2", "kw3"]
-ADMIN_CONF = """apiVersion: v1
-kind: Config
-clusters:
-- cluster:
-    certificate-authority-data: U0lNVUxBVEVE
-    server: https://{address}:6443
-  name: kubernetes
-contexts:
-- context:
-    cluster: kubernetes
-    user: kubernetes-admin
-  name: kubernetes-admin@kubernetes
-current-context: kubernetes-admin@kubernetes
-users:
-- name: kubernetes-admin
-  user:
-    client-certificate-data: U0lNVUxBVEVE
-    client-key-data: U0lNVUxBVEVEIEtFWQ==
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +29,6 @@ def reset_nodes(lab, **scenario):
 
     for node in lab.nodes:
         lab.restart_node(node)
-    scenario.setdefault("admin_conf", ADMIN_CONF.format(address=lab.nodes[0].address))
     tools.install(lab, **scenario)
     return lab
 

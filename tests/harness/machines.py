@@ -55,7 +55,12 @@ IMAGE_PROPERTIES = {"os_distro": "debian", "os_version": "12", "os_admin_user": 
                     ROOTFS_PROPERTY: str(IMAGE_DIR)}
 # The network-config cloud-init renders (networkd, the only renderer on a minbase image) needs
 # systemd-networkd running, as on Debian's cloud images; Debian ships it disabled.
-CUSTOMIZE = ['chroot "$1" systemctl enable systemd-networkd.service']
+CUSTOMIZE = ['chroot "$1" systemctl enable systemd-networkd.service',
+             # cloud-init's locale module sets LANG=en_US.UTF-8 (its Debian default), which a minbase root has
+             # not generated: the module fails, and systemd-in-nspawn then sometimes never sees the failed
+             # cloud-config.service's empty cgroup, so the unit (TimeoutSec=0) and cloud-final wait forever.
+             # Debian's cloud images ship the locale generated, so the image does too.
+             'echo "en_US.UTF-8 UTF-8" > "$1/etc/locale.gen" && chroot "$1" locale-gen']
 ADMIN_USER = "debian"
 
 SHARED_DIR = ROOT / "machines" / "shared"  # bound read-write at /run/labtui-simulation in every machine
