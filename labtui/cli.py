@@ -218,20 +218,9 @@ def _quiet_stdout() -> None:
 
 def _crash(exc: BaseException) -> int:
     """A bug: one clear line for the user, the traceback in a 0600 file for the report."""
-    import traceback
+    from labtui.logs import write_crash
 
-    where = "the log directory"
-    try:
-        from labtui import paths
-
-        path = paths.state_home() / "crash.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as fh:
-            fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + " ".join(sys.argv) + "\n")
-            fh.write("".join(traceback.format_exception(exc)))
-        where = str(path)
-    except Exception:  # noqa: BLE001 - reporting a crash must not crash
-        pass
+    where = write_crash(exc)
     try:
         print(f"labtui: unexpected error: {type(exc).__name__}: {exc}\n  -> this is a bug in labtui; the details are "
               f"in {where}", file=sys.stderr)

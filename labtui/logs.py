@@ -49,3 +49,31 @@ def route_library_logs() -> None:
         if not any(isinstance(h, PrivateLogHandler) for h in logger.handlers):
             logger.addHandler(PrivateLogHandler())
         logger.propagate = False
+
+
+def write_crash(exc: BaseException, context: str = "") -> str:
+    """A bug's traceback appended to crash.log in the state directory (0600), for the report. Returns
+    the file's path, or "the log directory" when it cannot be written (reporting a crash never crashes)."""
+    import sys
+    import traceback
+
+    try:
+        from labtui import paths
+
+        home = paths.state_home()
+        home.mkdir(parents=True, exist_ok=True)
+        path = home / "crash.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(path, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + (context or " ".join(sys.argv)) + "\n")
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return str(path)
+    except Exception:  # noqa: BLE001 - reporting a crash must not crash
+        return "the log directory"
+
+
+def crash_line(exc: BaseException, context: str = "") -> str:
+    """The one line a user sees for a bug: what broke, and where its traceback is (written now)."""
+    where = write_crash(exc, context)
+    return (f"unexpected error: {type(exc).__name__}: {exc} -> this is a bug in labtui; the details are in {where}")

@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from labtui.errors import LabError
 from labtui.model import NAME_RE, Problem, covering_subnet
 
+from screens.crash import CrashReporting
 from screens.modals import HelpScreen
 from screens.widgets.nodes_editor import NodesEditor
 
@@ -60,7 +61,7 @@ def adopt_problems(name: str, kubeconfig: str, nodes: list[dict[str, Any]], clou
     return problems
 
 
-class AdoptScreen(Screen):
+class AdoptScreen(CrashReporting, Screen):
     BINDINGS = [
         Binding("ctrl+s", "save", "Create & run doctor", id="adopt.save", priority=True),
         Binding("escape", "back", "Back", id="adopt.back"),

@@ -10,6 +10,7 @@ from textual.screen import Screen
 from labtui.events import Event
 from labtui.session import LabSession
 
+from screens.crash import CrashReporting
 from screens.widgets.command_log import CommandLog
 
 FLUSH_SECONDS = 0.1
@@ -29,7 +30,7 @@ def row_in_full(table, row_key) -> "Text":
     return text
 
 
-class LabScreen(Screen):
+class LabScreen(CrashReporting, Screen):
     """Opens the lab's LabSession, shows its engine events in the screen's CommandLog and closes
     the session when the screen goes away.
 

@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 from labtui.errors import LabError
 from labtui.session import LabSession
 
+from screens.crash import worker_crash
 from screens.base import LabScreen
 from screens.modals import ConfirmModal, HelpScreen
 from screens.widgets.command_log import CommandLog
@@ -156,7 +157,7 @@ class DoctorScreen(LabScreen):
         except LabError as exc:
             self.post_message(DoctorDone(error=exc.render()))
         except Exception as exc:  # noqa: BLE001 - never a traceback on screen
-            self.post_message(DoctorDone(error=f"the doctor failed: {type(exc).__name__}: {exc}"))
+            self.post_message(DoctorDone(error="the doctor failed: " + worker_crash(exc, "doctor")))
         finally:
             self.busy = False
 

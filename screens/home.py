@@ -13,6 +13,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from labtui.errors import LabError
 
+from screens.crash import CrashReporting, worker_crash
+
 
 HELP = """The labs you have started. A lab is one cluster you are building or repairing; it remembers
 every input, every step and every command, so you can quit at any moment and come back.
@@ -26,7 +28,7 @@ labtui fetch it over SSH), its nodes and its cloud; everything else is read from
 then the doctor runs."""
 
 
-class HomeScreen(Screen):
+class HomeScreen(CrashReporting, Screen):
     AUTO_FOCUS = "#sessions"
     DEFAULT_CSS = """
     #home-empty { padding: 1 2; color: $text-muted; }
@@ -85,7 +87,7 @@ class HomeScreen(Screen):
             records = store.list_sessions()
             rows = [lab_summary(store, rec) for rec in records]
         except Exception as exc:  # noqa: BLE001 - the list must never take the screen down
-            msg = exc.render() if isinstance(exc, LabError) else f"could not read the labs: {exc!r}"
+            msg = exc.render() if isinstance(exc, LabError) else "could not read the labs: " + worker_crash(exc, "labs")
             self.app.call_from_thread(self.notify, msg, severity="error")
             return
         self.app.call_from_thread(self._fill, rows)

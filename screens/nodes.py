@@ -25,6 +25,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from labtui.errors import LabError
 from labtui.session import LabSession
 
+from screens.crash import CrashReporting
 from screens.messages import EngineEvent
 from screens.modals import HelpScreen, PromptModal
 from screens.widgets.command_log import CommandLog
@@ -260,7 +261,7 @@ class NodeTable(Widget, can_focus=True):
         self.refresh()
 
 
-class NodesScreen(Screen):
+class NodesScreen(CrashReporting, Screen):
     BINDINGS = [
         Binding("r", "recheck", "Re-check all", id="nodes.recheck"),
         Binding("c", "command", "Command", id="nodes.command"),

@@ -29,6 +29,7 @@ from labtui.steps import STATE_ICONS, CheckResult, Step, StepState, Wizard
 from labtui.stages import available_wizards, wizard_for
 from labtui.stages.plan import ReviewStep
 
+from screens.crash import worker_crash
 from screens.base import LabScreen
 from screens.messages import PreviewReady, StepFinished
 from screens.modals import HelpScreen
@@ -136,7 +137,13 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         """Back from the Doctor, Security, Calico or Nodes screen: what they applied shows here."""
         if self.lab is None:
             return
-        self.lab.ctx.memo.clear()  # what another screen changed must be read again
+        # what another screen changed must be read again; but never under a running step or check:
+        # back from its own confirmation (or host-key) dialog, the worker goes on with this memo, and
+        # clearing it there broke the Provision stage's rule batch ("'NoneType' object does not
+        # support item assignment", issue 18 item 2)
+        if not self._step_busy and not self._rechecking and not any(
+                w.is_running and w.node is self for w in self.app.workers):
+            self.lab.ctx.memo.clear()
         self.lab.ctx.reload()
         self._fill_step_list()
         if self.current is not None and not self._step_busy:
@@ -173,7 +180,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             with self._engine:
                 wizard, point = lab.resume(wizard)
         except Exception as exc:  # noqa: BLE001 - a re-check that breaks must not take the screen with it
-            msg = exc.render() if isinstance(exc, LabError) else f"could not re-check: {exc!r}"
+            msg = exc.render() if isinstance(exc, LabError) else "could not re-check: " + worker_crash(exc, "re-check")
             self.app.call_from_thread(self.notify, msg, severity="error")
             point = None
 
@@ -403,7 +410,14 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         except Exception as exc:  # noqa: BLE001 - never let a bug take the UI down; show it instead
             from labtui.steps import StepOutcome
 
-            outcome = StepOutcome(step.id, StepState.FAILED, f"unexpected error: {exc!r}")
+            outcome = StepOutcome(step.id, StepState.FAILED, worker_crash(exc, f"step {wizard.id}/{step.id}"))
+            try:  # the command log and labtui.log say it too
+                from labtui import events as ev
+                from labtui.events import Event
+
+                self.lab.ctx.emit(Event(ev.STEP_FAILED, outcome.detail, step=step.id))
+            except Exception:  # noqa: BLE001 - reporting a bug must not hide it
+                pass
         self.post_message(StepFinished(outcome))
 
     def on_step_finished(self, message: StepFinished) -> None:
@@ -504,7 +518,8 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         except LabError as exc:
             self.post_message(PreviewReady(step.id, [], exc.render(), check=result, extra=extra))
         except Exception as exc:  # noqa: BLE001
-            self.post_message(PreviewReady(step.id, [], f"could not plan this step: {exc!r}", check=result, extra=extra))
+            self.post_message(PreviewReady(step.id, [], "could not plan this step: "
+                                           + worker_crash(exc, f"preview {wizard.id}/{step.id}"), check=result, extra=extra))
 
     # ------------------------------------------------------------------ navigation
     def _move(self, delta: int) -> None:

@@ -188,7 +188,10 @@ class CloudResource(ChangeKind):
         _cache(ctx)[(self.res, d["name"])] = info["id"]
         ctx.memo.bucket("provision_missing").pop((self.res, d["name"]), None)
         # the API's own answer to the create is what the step's verify sees (no second read of it)
-        ctx.memo.provision_seen[action.id] = (time.monotonic(), info)
+        seen = getattr(ctx.memo, "provision_seen", None)
+        if seen is None:
+            seen = ctx.memo.provision_seen = {}
+        seen[action.id] = (time.monotonic(), info)
         return Applied(True, {"id": info["id"], "name": d["name"], "lab": d["lab"], "tag": d["tag"]}, result=info,
                        revert_command=self.delete_command(info["id"]), target=d["name"], note=note)
 
