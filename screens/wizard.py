@@ -334,6 +334,8 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             notes = self.query(f"#note-{event.input.id[2:]}")
             if notes:
                 notes.first().update(self._path_note(event.value))
+        if isinstance(event, Input.Changed) and event.input.id == "f-name" and self._name_watch:
+            self._check_name(event.value)  # the error the user is correcting follows the typing
         if self.lab is None or self.current is None:
             return
         if self._draft_timer is not None:
@@ -382,10 +384,27 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         elif event.button.id == "use-always":
             self._use_always()
 
+    _name_problem = False
+    _name_watch = False  # after a refused name, the field is checked as it is typed
+
+    def _check_name(self, value: str) -> bool:
+        """The lab name's error, shown while it is wrong and cleared as soon as it is right."""
+        name = str(value or "").strip()
+        self._name_problem = not NAME_RE.match(name)
+        if self._name_problem:
+            self._show_problems_text(f"Lab name: {name!r} is not valid -> use lower-case letters, digits and '-'")
+        elif self.app.store.has_session(name):
+            self._name_problem = True
+            self._show_problems_text(f"Lab name: a lab named {name!r} already exists -> choose another name, or "
+                                     "resume it from the home screen")
+        else:
+            self._show_problems_text("")
+        return not self._name_problem
+
     def _create_lab(self, values: dict[str, Any]) -> bool:
         name = str(values.get("name", "")).strip()
-        if not NAME_RE.match(name):
-            self._show_problems_text(f"Lab name: {name!r} is not valid -> use lower-case letters, digits and '-'")
+        if not self._check_name(name):
+            self._name_watch = True
             self.notify("the lab needs a valid name", severity="error")
             self.query_one("#f-name", Input).focus()
             return False
@@ -393,6 +412,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             self.app.store.create_session(name, cloud=values.get("cloud") or None)
         except LabError as exc:
             self._show_problems_text(exc.render())
+            self._name_problem = self._name_watch = True  # e.g. taken: each keystroke says whether it still is wrong
             self.notify(exc.render(), severity="error")
             self.query_one("#f-name", Input).focus()
             return False

@@ -202,3 +202,35 @@ async def test_resume_after_a_finished_stage_lands_on_the_next_stage(lab_home, t
         assert wizard.id != "plan", step.id
         assert wizard.id == "provision" and step.id == wizard.steps[0].id
     assert Store().get_session("upped").wizard == "provision"
+
+
+async def test_the_lab_name_error_follows_the_typing(lab_home):
+    """Issue 18, item 8: the error said "'My Lab' is not valid" after the field was corrected; every
+    other field clears as you type."""
+    store = Store()
+    store.create_session("taken")
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press(*"My Lab")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        problems = lambda: str(app.screen.query_one("#step-problems").render())  # noqa: E731
+        assert "'My Lab' is not valid" in problems()
+        name = app.screen.query_one("#f-name")
+        name.value = "my-lab"
+        await settle(app, pilot)
+        assert problems().strip() == "", problems()
+        name.value = "My"
+        await settle(app, pilot)
+        assert "'My' is not valid" in problems()
+        name.value = "taken"
+        await settle(app, pilot)
+        assert "'taken' already exists" in problems()
+        name.value = "my-lab"
+        await settle(app, pilot)
+        assert problems().strip() == ""
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen.lab is not None and app.screen.lab.name == "my-lab"
