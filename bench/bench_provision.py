@@ -11,6 +11,12 @@ loop until the four servers are ACTIVE. Like labtui (a fresh process), it starts
 connection: its login and the services' version discovery are inside its time (a connection
 warmed by the setup would hide ~1 s that any real script pays).
 
+Both boot REAL Debian 12 machines (the test cloud's Nova boots the image debian-12-labtui-machine
+with systemd-nspawn and real cloud-init: tests/harness/machines.py), and both stop when every
+server's console shows cloud-init's host key fingerprints (labtui pins them from there; a script
+that wants to SSH safely must wait for the same): the time is boot-to-keys, not only ACTIVE.
+`--fake` measures the fake servers as before (ACTIVE only; labtui's console wait cut to 1 s).
+
 Runs alternate (empty project before each); medians compared. Target: labtui <= 1.3 x raw.
 
     .venv/bin/python bench/bench_provision.py [--runs 3]
@@ -60,7 +66,27 @@ def setup(tmp: Path):
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     conn = cf._connect(username=PROJECT, password=PROJECT + "-pw", project_name=PROJECT)
+    if REAL:
+        from tests.harness import machines
+
+        machines.ensure_ready(adm)
+        if adm.compute.find_flavor(REAL_FLAVOR, ignore_missing=True) is None:
+            adm.compute.create_flavor(name=REAL_FLAVOR, vcpus=2, ram=2048, disk=20)
     return conn, key.with_suffix(".pub")
+
+
+REAL = True
+REAL_FLAVOR = "labtui.machine.d20"
+
+
+def _image_and_flavors():
+    from tests.provision import conftest as cf
+
+    if REAL:
+        from tests.harness import machines
+
+        return machines.IMAGE_NAME, REAL_FLAVOR, REAL_FLAVOR
+    return cf.IMAGE, "prov.cp.d20", "prov.worker.d20"
 
 
 def run_labtui(tmp: Path, pub: Path, i: int) -> float:
@@ -72,8 +98,16 @@ def run_labtui(tmp: Path, pub: Path, i: int) -> float:
     os.environ["LABTUI_HOME"] = str(tmp / f"state{i}")
     store = Store()
     lab = f"bench{i}"
+    image, fl_cp, fl_w = _image_and_flavors()
+    extra = {"image": image, "flavor_control_plane": fl_cp, "flavor_worker": fl_w}
+    if REAL:
+        extra["login_user"] = "debian"
+    else:
+        import labtui.stages.provision as prov_stage
+
+        prov_stage.HOST_KEY_WAIT = 1.0  # fake consoles never print keys: do not wait 10 minutes for them
     store.create_session(lab, cloud="prov", wizard="provision",
-                         plan=Plan.parse(cf.plan_data(lab, "prov", pub)).model_dump(mode="json"))
+                         plan=Plan.parse(cf.plan_data(lab, "prov", pub, **extra)).model_dump(mode="json"))
     store.close()
     quiet = cli.eprint
     cli.eprint = lambda s: None
@@ -101,8 +135,9 @@ def run_raw(pub: Path, i: int, warm=None) -> float:
         conn.authorize()
     net_ = conn.network
     ext = net_.find_network(cf.EXT_NET)
-    image = conn.image.find_image(cf.IMAGE)
-    fl_cp, fl_w = conn.compute.find_flavor("prov.cp"), conn.compute.find_flavor("prov.worker")
+    image_name, cp_name, w_name = _image_and_flavors()
+    image = conn.image.find_image(image_name)
+    fl_cp, fl_w = conn.compute.find_flavor(cp_name), conn.compute.find_flavor(w_name)
     net = net_.create_network(name=f"{lab}-net")
     net_.set_tags(net, [tag])
     sub = net_.create_subnet(network_id=net.id, name=f"{lab}-subnet", cidr=cf.NODE_SUBNET, ip_version=4)
@@ -148,6 +183,14 @@ def run_raw(pub: Path, i: int, warm=None) -> float:
         if any(v == "ERROR" for v in states.values()):
             raise SystemExit("raw: a server went to ERROR")
         time.sleep(0.5)
+    if REAL:  # then every console until cloud-init printed the host keys, polled together
+        waiting = set(ids)
+        while waiting:
+            for sid in list(waiting):
+                out = conn.compute.get_server_console_output(sid).get("output") or ""
+                if "-----END SSH HOST KEY FINGERPRINTS-----" in out:
+                    waiting.discard(sid)
+            time.sleep(0.5)
     return time.monotonic() - t
 
 
@@ -156,7 +199,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--warm-raw", action="store_true",
                     help="give the raw script the setup's warm connection (its login and discovery not timed)")
+    ap.add_argument("--fake", action="store_true", help="fake servers (ACTIVE only), as before the real machines")
     args = ap.parse_args()
+    global REAL
+    REAL = not args.fake
     from tests.provision.conftest import empty_project
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-provision-"))
@@ -174,6 +220,8 @@ def main() -> int:
     print(json.dumps({"labtui_s": [round(x, 2) for x in labtui_t], "raw_s": [round(x, 2) for x in raw_t],
                       "labtui_median_s": round(ml, 2), "raw_median_s": round(mr, 2), "ratio": round(ml / mr, 2),
                       "target": 1.3, "load_average_1m": round(load, 2),
+                      "servers": "real Debian 12 machines, until the console shows the host keys" if REAL
+                      else "fake (ACTIVE)",
                       "raw_connection": "warm (not timed)" if args.warm_raw else "fresh (timed, like labtui's)"}, indent=2))
     return 0
 
