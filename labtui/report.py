@@ -163,7 +163,7 @@ def _proof(diag: dict[str, Any] | None) -> dict[str, Any] | None:
         "captures": [{"node": c.get("node"), "command": c.get("command"), "seen": c.get("seen") or [],
                       "lines": c.get("lines") or [], "simulated": bool(c.get("simulated"))}
                      for c in diag.get("captures") or []],
-        "unchecked": [u.get("line") or f"could not check {u.get('what')}: {u.get('reason')}"
+        "unchecked": [u.get("line") or f"{'skipped' if u.get('skipped') else 'could not check'} {u.get('what')}: {u.get('reason')}"
                       for u in diag.get("unchecked") or []],
     }
 

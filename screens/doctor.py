@@ -218,7 +218,7 @@ class DoctorScreen(LabScreen):
             label.append(f.title)
             findings.add_option(Option(label, id=f.id))
         for u in diag.unchecked:
-            findings.add_option(Option(Text(f"? could not check {u.what}", style="yellow"), id=f"unchecked:{u.source}:{u.what}"))
+            findings.add_option(Option(Text(f"{'–' if u.skipped else '?'} {u.verb} {u.what}", style="dim" if u.skipped else "yellow"), id=f"unchecked:{u.source}:{u.what}"))
         if not diag.findings and not diag.unchecked:
             findings.add_option(Option(Text("✓ no findings: pod traffic passes on every pair", style="green"), id="healthy"))
         findings.highlighted = 0 if findings.option_count else None

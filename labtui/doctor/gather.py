@@ -540,8 +540,12 @@ def gather(
     if read_cloud is not None and plan_nodes:
         jobs["cloud"] = timed("cloud", cloud_then(plan_nodes))
     elif read_cloud is None and cloud_name is None:
-        unchecked.append(Unchecked("cloud", "the security groups and ports", "no cloud is set for this lab",
-                                   "pass --cloud NAME (from clouds.yaml) to check the OpenStack side"))
+        unchecked.append(Unchecked("cloud", "the security groups and ports",
+                                   "no cloud in the plan (machines of your own): there are no security groups, ports "
+                                   "or anti-spoofing to read, so the checks of the cloud's side were skipped; your "
+                                   "network must let the encapsulation through between the nodes",
+                                   "if the machines are on OpenStack, pass --cloud NAME (from clouds.yaml) to check "
+                                   "that side too", skipped=True))
     if ssh is not None and plan_nodes:
         jobs["ssh"] = timed("ssh", do_ssh)
     if "kube" in jobs and "cloud" in jobs:

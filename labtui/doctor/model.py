@@ -123,15 +123,22 @@ class Neutron:
 
 @dataclass
 class Unchecked:
-    """Something the doctor could not check, and why ("could not check X")."""
+    """Something the doctor could not check, and why ("could not check X"); `skipped`: a check that
+    does not apply to this lab (no cloud in the plan: no security groups or ports to read), said as
+    such and never counted as a failure to check."""
 
     source: str  # "cloud" | "kube" | "ssh" | "ssh:node2" | "bgp" | "matrix" | "capture"
     what: str
     reason: str
     hint: str = ""
+    skipped: bool = False
+
+    @property
+    def verb(self) -> str:
+        return "skipped" if self.skipped else "could not check"
 
     def line(self) -> str:
-        text = f"could not check {self.what}: {self.reason}"
+        text = f"{self.verb} {self.what}: {self.reason}"
         return f"{text} -> {self.hint}" if self.hint else text
 
 

@@ -103,7 +103,7 @@ class Diagnosis:
     @property
     def blocked_sources(self) -> list[Unchecked]:
         """The unchecked sources without which no verdict on pod traffic is possible."""
-        return [u for u in self.unchecked if u.source in ("cloud", "kube", "nodes")]
+        return [u for u in self.unchecked if u.source in ("cloud", "kube", "nodes") and not u.skipped]
 
     @property
     def exit_code(self) -> int:

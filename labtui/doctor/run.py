@@ -398,7 +398,13 @@ def summary_line(diag: Diagnosis) -> str:
         return f"{len(diag.problems)} finding(s): " + "; ".join(f.title for f in diag.problems[:2])
     from labtui.doctor.matrix import clip_words
 
-    return clip_words("could not check: " + "; ".join(u.what for u in diag.blocked_sources or diag.unchecked), 200)
+    failed = [u for u in diag.blocked_sources or diag.unchecked if not u.skipped]
+    skipped = [u for u in diag.unchecked if u.skipped]
+    text = ("could not check: " + "; ".join(u.what for u in failed) if failed
+            else "no verdict on pod traffic without the live proof")
+    if skipped:
+        text += "; skipped (do not apply): " + "; ".join(u.what for u in skipped)
+    return clip_words(text, 200)
 
 
 def remember(ctx: StepContext, diag: Diagnosis) -> None:

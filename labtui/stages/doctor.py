@@ -70,7 +70,8 @@ class DiagnoseStep(Step):
             return []
         if not diag.options:
             if diag.exit_code == 2:
-                raise LabError("the doctor could not check: " + "; ".join(u.line() for u in diag.unchecked[:3]),
+                raise LabError("the doctor could not check: " + "; ".join([u.line() for u in diag.unchecked if not u.skipped][:3]
+                                                               + [u.line() for u in diag.unchecked if u.skipped]),
                                "make the missing source reachable (kubeconfig, cloud, SSH) and run the step again")
             raise LabError("the doctor found problems it cannot fix by itself: "
                            + "; ".join(f.title for f in diag.problems[:3]),

@@ -259,3 +259,36 @@ def test_a_dry_run_writes_nothing_to_the_labs_record(lab_home, capsys, tmp_path)
         assert after[table] == before[table], table
     calico = next(line for line in out.splitlines() if "Install Calico" in line)
     assert "not built by labtui" not in calico and "the Kubernetes stage has not run yet" in calico, calico
+
+
+def test_the_doctor_says_the_cloud_checks_were_skipped_for_a_lab_without_a_cloud(lab_home, capsys, tmp_path):
+    """Issue 18, item 10: "no cloud in the plan" was reported as "could not check"; it says which checks
+    were skipped and why, and is not counted as a failure to check."""
+    import yaml
+
+    _, template, _ = _run(capsys, "show", "own", "--plan-yaml")
+    data = yaml.safe_load(template)
+    for node in data["nodes"]:
+        node.update(ssh_host="127.0.0.1", port=1)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert _run(capsys, "up", "own", "--plan", str(plan), "--until", "plan")[0] == 0
+    code, out, err = _run(capsys, "up", "own", "--dry-run", "--from", "doctor", "--until", "doctor")
+    line = next(ln for ln in out.splitlines() if "Pods talk across nodes" in ln)
+    assert "could not check the security groups and ports" not in line, line
+    assert "skipped the security groups and ports: no cloud in the plan (machines of your own)" in line, line
+    from labtui.doctor.model import Unchecked
+    from labtui.doctor.run import summary_line
+    from labtui.session import LabSession
+    from labtui.store import Store
+
+    with LabSession(Store(), "own") as lab:
+        from labtui.doctor.run import run_doctor
+
+        diag = run_doctor(lab.ctx, live=False)
+    cloud = [u for u in diag.unchecked if u.source == "cloud"]
+    assert cloud and all(isinstance(u, Unchecked) and u.skipped for u in cloud)
+    assert cloud[0] not in diag.blocked_sources
+    summary = summary_line(diag)
+    assert "skipped (do not apply): the security groups and ports" in summary
+    assert "could not check: the security groups" not in summary
