@@ -653,7 +653,8 @@ def incident_cluster(*, ipip: str = "CrossSubnet", vxlan: str = "Never", backend
 
 
 def operator_cluster(*, encapsulation: str = "VXLANCrossSubnet", bgp: str = "Enabled", v3: bool = True,
-                     extra_pools: Iterable[dict] = (), **kw: Any) -> FakeCluster:
+                     extra_pools: Iterable[dict] = (), nodes: Iterable[tuple[str, str, bool]] = INCIDENT_NODES,
+                     **kw: Any) -> FakeCluster:
     """An operator install as the quickstart leaves it: tigera-operator, Installation default with
     one pool (custom-resources.yaml uses VXLANCrossSubnet), calico-node in calico-system, Typha, and
     (by default) the Calico API server serving projectcalico.org/v3."""
@@ -666,7 +667,7 @@ def operator_cluster(*, encapsulation: str = "VXLANCrossSubnet", bgp: str = "Ena
     c.add("apps/v1/daemonsets", calico_node_daemonset("calico-system", ipip=ipip, vxlan=vxlan, registry="quay.io/calico"))
     if v3:
         c.add("apiregistration.k8s.io/v1/apiservices", apiservice())
-    _nodes(c, INCIDENT_NODES, ns="calico-system", tunnel_kind="vxlan" if vxlan != "Never" else "ipip",
+    _nodes(c, list(nodes), ns="calico-system", tunnel_kind="vxlan" if vxlan != "Never" else "ipip",
            registry="quay.io/calico")
     c.add_pool(ippool("default-ipv4-ippool", "172.16.0.0/16", ipip=ipip, vxlan=vxlan, operator=True))
     for p in extra_pools:

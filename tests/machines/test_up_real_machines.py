@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.harness import aptrepo, machines
+from tests.harness.kube import ADMIN, kubeconfig_text, operator_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.openstack, pytest.mark.slow]
 
@@ -121,6 +122,14 @@ def _lab_files(cloud: dict, ssh_key: Path, repos, tmp_path: Path) -> tuple[dict,
 def test_up_builds_a_cluster_on_three_real_machines(e2e_cloud, ssh_key, repos, tmp_path):
     conn, cloud = e2e_cloud
     env, plan_file, home = _lab_files(cloud, ssh_key, repos, tmp_path)
+    # SIMULATED at the process boundary: the cluster's API server. kmock, loaded with what an operator
+    # install of Calico with this plan leaves (the 3 nodes, pool 172.16.0.0/16 VXLAN Always, calico-node
+    # Ready), listens on the host, which the machines and labtui reach at the lab subnet's gateway; the
+    # simulated kubeadm init writes the admin.conf that points at it (scenario.json in the shared dir).
+    api = operator_cluster(encapsulation="VXLAN", bgp="Disabled", host="0.0.0.0",
+                           nodes=[(n["name"], n["address"], n["role"] == "control-plane") for n in NODES]).start()
+    (machines.SHARED_DIR / "scenario.json").write_text(json.dumps(
+        {"admin_conf": kubeconfig_text(f"http://{GATEWAY}:{api.port}", ADMIN)}))
 
     # the dry run names the sources and writes nothing
     dry = _labtui(env, "up", "real", "--plan", str(plan_file), "--dry-run", "--until", "kubernetes",
@@ -166,28 +175,23 @@ def test_up_builds_a_cluster_on_three_real_machines(e2e_cloud, ssh_key, repos, t
     finally:
         cp.close()
 
-    # Calico's install step (SIMULATED kubectl applies the manifests the control plane downloaded through the proxy)
-    code = subprocess.run([sys.executable, "-c", (
-        "from labtui.store import Store\n"
-        "from labtui.session import LabSession\n"
-        "from labtui.stages import wizard_for\n"
-        "s = Store()\n"
-        "with LabSession(s, 'real', emit=lambda e: None, confirm=lambda a: True) as lab:\n"
-        "    from labtui.adapters.ssh import configure_session_ssh\n"
-        "    configure_session_ssh(lab.ctx, headless=True)\n"
-        "    lab.ctx.tuning.calico_wait = 60.0\n"
-        "    w = wizard_for('calico')\n"
-        "    out = lab.runner(w).run_step(w.step('calico-install'))\n"
-        "    print(out.state.value, out.detail)\n")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert code.stdout.startswith("done"), code.stdout + code.stderr[-3000:]
-    state = json.loads((machines.SHARED_DIR / "cluster.json").read_text()) if (machines.SHARED_DIR / "cluster.json").exists() else {}
-    if state:
-        assert sorted(state.get("nodes", {})) == ["cp", "w1", "w2"], state.get("nodes")
+    # Calico (SIMULATED kubectl applies the manifests the control plane downloaded through the proxy; the
+    # API server is kmock) and the doctor: every stage done, the lab healthy
+    rest = _labtui(env, "up", "real", "--from", "calico", "--yes", "--json", timeout=900)
+    assert rest.returncode == 0, rest.stdout[-5000:] + rest.stderr[-5000:]
+    report = json.loads(rest.stdout)
+    assert [st["stage"] for st in report["stages"]] == ["calico", "doctor"], report
+    assert all(s["state"] in ("done", "skipped") for st in report["stages"] for s in st["steps"]), rest.stdout[-4000:]
+    state = json.loads((machines.SHARED_DIR / "cluster.json").read_text())
+    assert sorted(state["nodes"]) == ["cp", "w1", "w2"], state["nodes"]
+    sessions = json.loads(_labtui(env, "sessions", "--json").stdout)
+    health = next(s for s in sessions if s["name"] == "real")["health"]
+    assert "healthy" in health, health
 
     # a second run: nothing applied, nothing recorded
     before = subprocess.run([sys.executable, "-m", "labtui", "revert", "real"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120).stdout
-    again = _labtui(env, "up", "real", "--yes", "--json", "--until", "kubernetes", timeout=900)
+    again = _labtui(env, "up", "real", "--yes", "--json", timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     after = subprocess.run([sys.executable, "-m", "labtui", "revert", "real"], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=120).stdout
@@ -210,6 +214,8 @@ def test_up_builds_a_cluster_on_three_real_machines(e2e_cloud, ssh_key, repos, t
             c.close()
         assert "COMMAND=" in journal  # sudo's log is there to be read
         assert not [t for t in tokens if t in journal], f"a bootstrap token reached {n['name']}'s sudo log"
+
+    api.stop()
 
     # teardown leaves nothing
     ids = [s.id for s in conn.compute.servers()]
