@@ -370,6 +370,9 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
                 self._show_problems(step.problems(self.lab.ctx))
                 self.notify("the plan has problems: fix them in their step (listed above)", severity="error")
                 return
+        forget = getattr(self.lab.ctx.prompts, "forget_refusals", None)
+        if forget is not None and forget():  # a host key refused before is asked again on this run
+            self.lab.ctx.memo.node_facts = None
         self._step_busy = True
         self.query_one("#step-run", Button).disabled = True
         self._set_busy(f"{step.title}: checking, then doing what is needed")
@@ -450,7 +453,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         if outcome.state in (StepState.DONE, StepState.SKIPPED):
             word = "skipped" if outcome.state == StepState.SKIPPED else "done"
             # a check that found work for the next step says so in its detail: show its words
-            self.notify(f"{word}: {step.title}" + (f"\n{outcome.detail}" if outcome.detail else ""),
+            self._brief(f"{word}: {step.title}" + (f"\n{outcome.detail}" if outcome.detail else ""),
                         timeout=8 if outcome.detail else 4)
             self._advance()
         else:
@@ -461,6 +464,13 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             if type(step).__module__ != "labtui.stages.plan":  # show what the check finds now
                 self._preview(wizard, step, keep_status=True)
 
+    def _brief(self, text: str, timeout: float = 4) -> None:
+        """A step's good news as one toast at a time (the step list and the command log keep it): at 80x24
+        stacked toasts covered the next step's fields. On a small terminal it goes away sooner."""
+        self.app.clear_notifications()
+        small = self.app.size.width < 100 or self.app.size.height < 30
+        self.notify(text, timeout=min(timeout, 3) if small else timeout)
+
     def _advance(self) -> None:
         wizard, step = self.current
         idx = wizard.index(step.id)
@@ -468,7 +478,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             # an input step that does not apply (Machines without a cloud): recorded as skipped, with its reason
             skipped = wizard.steps[idx + 1]
             outcome = self.lab.runner(wizard).run_step(skipped)
-            self.notify(f"skipped: {skipped.title}" + (f"\n{outcome.detail}" if outcome.detail else ""))
+            self._brief(f"skipped: {skipped.title}" + (f"\n{outcome.detail}" if outcome.detail else ""))
             idx += 1
         if idx + 1 < len(wizard.steps):
             nxt = wizard.steps[idx + 1]
