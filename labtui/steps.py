@@ -321,20 +321,20 @@ class Runner:
             try:
                 pre = step.check(ctx)
             except LabError as exc:
-                raise LabError(f"{step.title}: could not check: {exc.message}", exc.hint, code=exc.code) from exc
+                raise LabError(f"could not check: {exc.message}", exc.hint, code=exc.code) from exc
             if pre.skip:
                 return self._finish(step, StepState.SKIPPED, pre.detail or "does not apply to this lab", pre.data)
             if pre.done:
                 return self._finish(step, StepState.DONE, pre.detail or "already satisfied", pre.data)
             if pre.blocked:  # a precondition failed: nothing is planned, nothing is offered
                 phase = "blocked"
-                raise LabError(f"{step.title}: {pre.detail}", pre.hint or getattr(step, "hint", "")
+                raise LabError(pre.detail or "blocked", pre.hint or getattr(step, "hint", "")
                                or "fix what the finding says, then run the step again", code="blocked")
             phase = "plan"
             actions = step.plan(ctx)
             if not actions:
-                raise LabError(f"{step.title}: {pre.detail or 'not done'}",
-                               getattr(step, "hint", "") or "labtui has no automatic way to do this step; "
+                raise LabError(pre.detail or "not done",
+                               pre.hint or getattr(step, "hint", "") or "labtui has no automatic way to do this step; "
                                "read its explanation, do it by hand, then run it again", code="step-needs-user")
             from labtui.execute import Executor
 
@@ -350,7 +350,7 @@ class Runner:
             phase = "verify"
             post = step.verify(ctx)
             if not post.done:
-                raise LabError(f"{step.title}: still not done after {execution.summary()}: {post.detail}",
+                raise LabError(f"still not done after {execution.summary()}: {post.detail}",
                                getattr(step, "hint", "") or "what is still wrong is said above; fix it (Show me how lists the "
                                "commands to run by hand) and run the step again",
                                code="step-not-verified")

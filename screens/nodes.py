@@ -160,11 +160,22 @@ def prompts_for(app: Any) -> Any:
                 answers[key] = bool(ask(HostKeyModal(info)))
             return answers[key]
 
-    return Prompts(
+    def forget_refusals() -> bool:
+        """The user runs a step again: a key refused before is asked again (a refusal is remembered only
+        so the background reads of one visit do not ask twice). True when there was one to forget."""
+        with lock:
+            refused = [k for k, v in answers.items() if not v]
+            for k in refused:
+                del answers[k]
+        return bool(refused)
+
+    prompts = Prompts(
         host_key=host_key,
         passphrase=lambda node, path: ask(PromptModal(f"Passphrase for {path} (to reach {node}; never stored):",
                                                       password=True)) or None,
     )
+    prompts.forget_refusals = forget_refusals  # type: ignore[attr-defined]
+    return prompts
 
 
 def row_text(cells: list[Any]) -> Text:

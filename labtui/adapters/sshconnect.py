@@ -300,7 +300,9 @@ class SSHConnections:
                     raise LabError(
                         f"{ep.label}: {ep.host}:{ep.port}{via} accepted the connection but did not speak SSH within "
                         f"{self.connect_timeout:.0f} s ({text})",
-                        "is sshd running there, and is this the right port? A VM that is still booting answers like this",
+                        "a VM that is still booting answers like this: wait a minute and run it again; if it "
+                        f"persists, check that sshd runs on the machine and listens on port {ep.port} "
+                        "(ss -tlnp on its console), and that the plan's SSH port is right",
                         code="ssh",
                     ) from None
                 raise LabError(f"{ep.label}: the SSH handshake with {ep.display}{via} failed: {text}",

@@ -68,6 +68,31 @@ def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str
     return results
 
 
+def unreachable_hint(ctx: StepContext, failed: list) -> str:
+    """What to do about the nodes the facts could not be read from: a host key not accepted (yet) says
+    how to be asked again; anything else keeps the connection's own hint (what was found, what to check)."""
+    keys = sorted(r.node for r in failed if r.error is not None and r.error.code == "hostkey-unknown")
+    hints: list[str] = []
+    if keys:
+        nodes = ", ".join(keys)
+        if ctx.prompts.host_key is None:  # headless
+            lab = ctx.session.name
+            hints.append(f"the host key of {nodes} is not accepted yet: compare its fingerprint (above) with the VM's "
+                         f"console log (cloud-init prints it), then accept it with: labtui nodes trust {lab} "
+                         f"{keys[0] if len(keys) == 1 else '--all'} (or run again with --accept-new-host-keys)")
+        else:
+            hints.append(f"the host key of {nodes} was not accepted: run this step again (ctrl+s) and you are asked "
+                         "again; compare the fingerprint with the VM's console log (cloud-init prints it) and press "
+                         "y to accept it, or n to refuse (labtui then cannot reach the node). The Nodes screen (t) "
+                         "does the same")
+    for r in failed:
+        if r.error is not None and r.error.code != "hostkey-unknown" and r.error.hint:
+            text = f"{r.node}: {r.error.hint}"
+            if text not in hints:
+                hints.append(text)
+    return "; ".join(hints)
+
+
 class FactsStep(Step):
     id = "facts"
     title = "Node facts"
@@ -90,7 +115,7 @@ class FactsStep(Step):
         failed = [r for r in results.values() if not r.ok]
         if failed:
             return CheckResult(False, "; ".join(r.message for r in failed),
-                               {"unreachable": [r.node for r in failed]})
+                               {"unreachable": [r.node for r in failed]}, hint=unreachable_hint(ctx, failed))
         return CheckResult(True, f"facts of {len(results)} node(s) gathered",
                            {"nodes": {n: r.value.summary() for n, r in results.items()}})
 

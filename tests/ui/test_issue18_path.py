@@ -1,0 +1,70 @@
+"""Issue 18: the learner's path tells the truth at every step and never leaves them stuck (a refused
+host key is asked again, torn-down labs say so, no-cloud steps show as skipped from the start, the
+plan's Nodes form keeps a filled row)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from labtui.store import Store
+from screens.app import LabApp
+from screens.wizard import WizardScreen
+from tests.ui.conftest import settle
+
+SIZE = (140, 42)
+
+
+def _state(store: Store, lab: str, wizard: str, step: str) -> str:
+    rec = store.get_session(lab)
+    run = store.step_states(rec.id, wizard).get(step)
+    return run.state if run else "pending"
+
+
+@pytest.mark.root
+async def test_a_refused_host_key_is_asked_again_on_the_next_run_with_the_choice_explained(lab_home, tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, sshd)")
+    from screens.nodes import HostKeyModal
+    from tests.harness.sshnodes import SSHNodes
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setenv("LABTUI_SSH_KNOWN_HOSTS", str(tmp_path / "none"))
+    with SSHNodes(1) as nodes:
+        monkeypatch.setenv("LABTUI_SSH_CONFIG", str(nodes.ssh_config))
+        store = Store()
+        store.create_session("incident", wizard="nodes", plan=nodes.plan_data("incident", via_config=True))
+        store.update_session("incident", wizard="nodes", step="facts")
+        app = LabApp(store=store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            app.open_wizard("incident")
+
+            async def answer(key: str) -> list[str]:
+                asked = []
+                for _ in range(300):
+                    await pilot.pause(0.05)
+                    if isinstance(app.screen, HostKeyModal):
+                        asked.append(app.screen.info.node)
+                        await pilot.press(key)
+                    elif asked and not any(w.is_running for w in app.workers):
+                        break
+                await settle(app, pilot, 6)
+                return asked
+
+            assert await answer("n") == ["node1"]  # refused while the lab opened
+            screen = app.screen
+            assert isinstance(screen, WizardScreen)
+            screen._show(screen.current[0], screen.current[0].step("facts"))
+            await settle(app, pilot, 6)
+            assert not isinstance(app.screen, HostKeyModal)  # the background reads do not ask twice
+            await pilot.press("ctrl+s")
+            assert await answer("n") == ["node1"]  # the explicit run asks again
+            assert _state(store, "incident", "nodes", "facts") == "failed"
+            status = str(screen.query_one("#step-status").render())
+            assert "no automatic way" not in status
+            assert "run this step again (ctrl+s)" in status and "press y" in status
+            await pilot.press("ctrl+s")
+            assert await answer("y") == ["node1"]
+            assert _state(store, "incident", "nodes", "facts") == "done"
