@@ -113,6 +113,9 @@ class LabSession:
         from labtui.steps import StepState
 
         finished = (StepState.DONE, StepState.SKIPPED)
+        from labtui.stages import mark_not_applicable
+
+        mark_not_applicable(self.ctx)  # a lab without a cloud: its Provision and Cloud steps say so now
         point = self.runner(wizard).resume()
         if point.changed or any(v not in finished for v in point.states.values()):
             return wizard, point

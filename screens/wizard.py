@@ -450,6 +450,10 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         outcome = message.outcome
         self.lab.ctx.reload()
         wizard, step = self.current
+        if wizard.id == "plan":  # the plan may have gained or lost its cloud: the steps that do not apply say so
+            from labtui.stages import mark_not_applicable
+
+            mark_not_applicable(self.lab.ctx)
         if outcome.state in (StepState.DONE, StepState.SKIPPED):
             word = "skipped" if outcome.state == StepState.SKIPPED else "done"
             # a check that found work for the next step says so in its detail: show its words

@@ -32,3 +32,33 @@ def next_wizard(wizard_id: str) -> Wizard | None:
     if wizard_id in ids and ids.index(wizard_id) + 1 < len(ids):
         return wizard_for(ids[ids.index(wizard_id) + 1])
     return None
+
+
+def not_applicable(step, ctx) -> str | None:
+    """Why a step does not apply to this lab, known from its saved plan alone (no I/O), or None."""
+    fn = getattr(step, "not_applicable", None)
+    return fn(ctx) if callable(fn) else None
+
+
+def mark_not_applicable(ctx) -> list[str]:
+    """Record the steps that do not apply to this lab (a lab without a cloud: Provision, Cloud) as skipped
+    with their reason, so every list shows them as such from the start; a step recorded so that applies
+    again (the plan gained a cloud) is pending again. Returns the steps whose state changed."""
+    changed = []
+    for wizard in available_wizards():
+        runs = ctx.store.step_states(ctx.session.id, wizard.id)
+        for step in wizard.steps:
+            if not callable(getattr(step, "not_applicable", None)):
+                continue
+            reason = not_applicable(step, ctx)
+            run = runs.get(step.id)
+            state = run.state if run else "pending"
+            if reason and state == "pending":
+                ctx.store.record_step(ctx.session.id, wizard.id, step.id, "skipped", reason)
+            elif not reason and state == "skipped":
+                ctx.store.record_step(ctx.session.id, wizard.id, step.id, "pending",
+                                      "the plan changed: this step applies to the lab now")
+            else:
+                continue
+            changed.append(f"{wizard.id}/{step.id}")
+    return changed

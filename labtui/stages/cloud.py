@@ -32,6 +32,10 @@ NO_CLOUD = ("the lab has no cloud (machines of your own): there are no security 
 class CloudStep(Step):
     """A step of this stage: skipped, with the reason, for a lab without a cloud."""
 
+    def not_applicable(self, ctx: StepContext) -> str | None:
+        """Why the step does not apply, from the saved plan alone: shown as soon as the lab opens."""
+        return NO_CLOUD if ctx.session.plan and not cloud_name(ctx) else None
+
     def check(self, ctx: StepContext) -> CheckResult:
         if not cloud_name(ctx):
             return CheckResult(False, NO_CLOUD, skip=True)

@@ -506,6 +506,11 @@ def quota_needs(ctx: StepContext) -> dict[str, int]:
 
 
 class ProvisionStep(Step):
+    def not_applicable(self, ctx: StepContext) -> str | None:
+        """Why the step does not apply, from the saved plan alone (no cloud read): shown as soon as the
+        lab opens. None while the plan is not saved (the step may apply then)."""
+        return skip_reason(ctx) if ctx.session.plan else None
+
     def skip(self, ctx: StepContext) -> CheckResult | None:
         reason = skip_reason(ctx)
         return CheckResult(False, reason, skip=True) if reason else None

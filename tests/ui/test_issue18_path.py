@@ -68,3 +68,50 @@ async def test_a_refused_host_key_is_asked_again_on_the_next_run_with_the_choice
             await pilot.press("ctrl+s")
             assert await answer("y") == ["node1"]
             assert _state(store, "incident", "nodes", "facts") == "done"
+
+
+def _icon(screen: WizardScreen, wizard_id: str, step_id: str) -> str:
+    from screens.wizard import StepItem
+
+    for item in screen.query(StepItem):
+        if item.step is not None and item.wizard.id == wizard_id and item.step.id == step_id:
+            return str(item.query_one("Label").render())[0]
+    raise AssertionError(f"{wizard_id}/{step_id}")
+
+
+async def test_no_cloud_lab_shows_provision_and_cloud_steps_skipped_as_soon_as_it_opens(lab_home, incident_plan_data):
+    from labtui.stages import wizard_for
+
+    store = Store()
+    store.create_session("incident", wizard="nodes", plan=incident_plan_data)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 8)
+        screen = app.screen
+        assert isinstance(screen, WizardScreen)
+        for wizard_id in ("provision", "cloud"):
+            for step in wizard_for(wizard_id).steps:  # no ctrl+s on any of them
+                assert _icon(screen, wizard_id, step.id) == "–", f"{wizard_id}/{step.id}"
+                assert _state(store, "incident", wizard_id, step.id) == "skipped"
+        rec = store.get_session("incident")
+        runs = store.step_states(rec.id, "cloud")
+        assert "no cloud" in runs["check"].detail
+        assert "no cloud in the plan" in store.step_states(rec.id, "provision")["network"].detail
+        # the Nodes stage's steps are not touched: they do apply
+        assert _icon(screen, "nodes", "preflight") != "–"
+
+
+def test_a_plan_that_gains_a_cloud_makes_its_provision_steps_pending_again(store, incident_plan_data):
+    from labtui.session import LabSession
+    from labtui.stages import mark_not_applicable
+
+    store.create_session("incident", wizard="nodes", plan=incident_plan_data)
+    with LabSession(store, "incident") as lab:
+        assert "cloud/check" in mark_not_applicable(lab.ctx)
+        assert mark_not_applicable(lab.ctx) == []  # once
+        store.update_session("incident", cloud="test", plan=dict(incident_plan_data, cloud="test"))
+        lab.ctx.reload()
+        assert "cloud/check" in mark_not_applicable(lab.ctx)
+    assert _state(store, "incident", "cloud", "check") == "pending"
