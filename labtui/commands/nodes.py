@@ -219,6 +219,26 @@ def cmd_facts(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
+def seconds(text: str) -> float:
+    """A --timeout value: a positive number of seconds (argparse refuses anything else, before any
+    connection, with this message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds (e.g. --timeout 10)")
+    return value
+
+
+def _seconds_option(text: str) -> float:
+    try:
+        return seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise LabError(f"--timeout: {exc}", "give the seconds as a positive number, e.g. --timeout 10",
+                       code="usage") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     command = list(args.remote_command)
     # argparse hands options written between NODE and `--` to the remainder: take them back
@@ -231,9 +251,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif opt == "--accept-new-host-keys":
             args.accept_new_host_keys = True
         elif opt == "--timeout" and command:
-            args.timeout = float(command.pop(0))
+            args.timeout = _seconds_option(command.pop(0))
         elif opt.startswith("--timeout="):
-            args.timeout = float(opt.split("=", 1)[1])
+            args.timeout = _seconds_option(opt.split("=", 1)[1])
         else:
             raise LabError(f"unknown option {opt}", "options go before --, the command after it", code="usage")
     if args.node == "--":
@@ -444,7 +464,7 @@ def register(subparsers: Any) -> None:
     common(p)
     p.add_argument("--node", action="append", help="only this node (repeatable)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--timeout", type=float, default=None, help="connect timeout in seconds (default 10)")
+    p.add_argument("--timeout", type=seconds, default=None, help="connect timeout in seconds (default 10)")
     p.add_argument("--workers", type=int, default=None, help="parallel connections (default 16)")
     p.add_argument("--inventory", metavar="FILE", help="create the lab from an inventory if it does not exist")
     p.add_argument("--subnet", metavar="CIDR", help="the node subnet for a lab created from --inventory")
@@ -461,7 +481,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("node", nargs="?", help="the node (omit with --all)")
     p.add_argument("--all", action="store_true", help="on every node, in parallel")
     p.add_argument("--sudo", action="store_true", help="run it with sudo (passwordless sudo only)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds before the command is stopped")
+    p.add_argument("--timeout", type=seconds, default=300.0, help="seconds before the command is stopped")
     p.add_argument("remote_command", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- COMMAND...")
     p.set_defaults(func=cmd_run)
 
