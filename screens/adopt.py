@@ -133,6 +133,10 @@ class AdoptScreen(CrashReporting, Screen):
         }
 
     def action_save(self) -> None:
+        if not self.query_one(NodesEditor).commit_pending():  # a row filled but not added is not dropped
+            self.notify("the node in the form was not added: fix the field named below, or clear the form (New)",
+                        severity="error")
+            return
         v = self.values()
         store = self.app.store
         problems = adopt_problems(v["name"], v["kubeconfig"], v["nodes"], v["cloud"], store.has_session(v["name"]))

@@ -350,6 +350,14 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             self.notify("re-checking the lab; run the step when it has finished", severity="warning")
             return
         wizard, step = self.current
+        for editor in self.query(NodesEditor):  # a row filled in the form but not added is not dropped
+            had = editor.pending()
+            if not editor.commit_pending():
+                self.notify("the node in the form was not added: fix the field named above, or clear the form (New)",
+                            severity="error")
+                return
+            if had:
+                self.notify(f"added the node from the form ({len(editor.nodes)} node(s) now)")
         values = self._collect(step)
         if self.lab is None:
             if not self._create_lab(values):

@@ -1,8 +1,11 @@
 """Edit the node list of a plan: a table (the highlighted row is shown in full below it), a form
 that adds a node or edits the selected row (enter on a row loads it), and inventory import.
 
-A line pasted into the name field with tabs ("cp1<TAB>10.100.200.4<TAB>ubuntu") fills the fields
-in order: name, address, user, port, key file, ProxyJump (a role word anywhere sets the role)."""
+One order everywhere: the table's columns, the form's fields and a pasted line are Name, Address,
+Role, User, Port, Key file, ProxyJump. A line pasted into the name field with tabs
+("cp1<TAB>10.100.200.4<TAB>ubuntu<TAB>22") fills the fields in that order (a role word anywhere sets
+the role); every field is checked at once and a wrong one is named ("SSH port: 'ubuntu' is not a port
+number"). A row filled but not added is added by `commit_pending()` (the plan's Save & continue)."""
 
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class NodesEditor(Vertical):
     NodesEditor Input { width: 100%; }
     NodesEditor Select { width: 100%; }
     NodesEditor #node-key-note { height: auto; }
+    NodesEditor #node-problem { height: auto; color: $error; text-style: bold; }
     NodesEditor .editor-row { height: auto; margin-top: 1; }
     NodesEditor .editor-row Button { min-width: 8; margin-right: 1; }
     NodesEditor #node-inventory { width: 1fr; }
@@ -88,15 +92,15 @@ class NodesEditor(Vertical):
             yield Label("Role")
             yield Select(ROLES, value="control-plane" if not self.nodes else "worker", allow_blank=False,
                          id="node-role", compact=True)
-            yield Label("SSH port")
-            yield Input(placeholder="22", id="node-port", compact=True, restrict=r"[0-9]*", max_length=5)
             yield Label("SSH user")
             yield Input(placeholder="ubuntu", id="node-user", compact=True)
-            yield Label("ProxyJump")
-            yield Input(placeholder="user@bastion (optional)", id="node-jump", compact=True)
+            yield Label("SSH port")
+            yield Input(placeholder="22", id="node-port", compact=True, max_length=5)
             yield Label("Key file")
-            yield Input(placeholder="~/.ssh/id_ed25519 (empty: agent, ~/.ssh/config)", id="node-key",
-                        compact=True, classes="wide")
+            yield Input(placeholder="~/.ssh/id_ed25519 (empty: agent)", id="node-key", compact=True)
+            yield Label("ProxyJump")
+            yield Input(placeholder="user@bastion (optional)", id="node-jump", compact=True, classes="wide")
+        yield Static("", id="node-problem")
         yield Static("", id="node-key-note")
         with Horizontal(id="node-buttons", classes="editor-row"):
             yield Button("Add node", id="node-add", variant="primary")
@@ -173,6 +177,7 @@ class NodesEditor(Vertical):
         self.editing = None
         for wid in PASTE_ORDER:
             self._input(wid).value = ""
+        self._show_problem("")
         self.query_one("#node-role", Select).value = "control-plane" if not self.nodes else "worker"
         self.query_one("#node-add", Button).label = "Add node"
         self._show_full()
@@ -205,6 +210,8 @@ class NodesEditor(Vertical):
             return
         if wid == "node-key":
             self.query_one("#node-key-note", Static).update(key_note(event.value))
+        if wid in PASTE_ORDER and self._problem_shown:  # a named error clears (or changes) as it is typed
+            self._check_form()
         if wid.startswith("node-"):
             event.stop()  # the form's keystrokes are not the plan's drafts: Add / Save row commits
 
@@ -220,6 +227,79 @@ class NodesEditor(Vertical):
         if role:
             self.query_one("#node-role", Select).value = role
         self._input(order[min(len(parts), len(order)) - 1]).focus()
+        if len(parts) > len(order):
+            self._show_problem(f"the pasted line has {len(parts)} values but the form takes {len(order)} from "
+                               f"{start.removeprefix('node-')}: the extra ones were left out (order: name, address, "
+                               "role, user, port, key file, ProxyJump)")
+            return
+        problems = self._check_form()
+        if problems:
+            self._input(FIELD_INPUT.get(problems[0][0], "node-name")).focus()
+
+    # ------------------------------------------------------------------ checking the form
+    _problem_shown = False
+
+    def _show_problem(self, text: str) -> None:
+        self._problem_shown = bool(text)
+        self.query_one("#node-problem", Static).update(Text(text))
+
+    def form_problems(self, *, complete: bool = False) -> list[tuple[str, str]]:
+        """(field, message) for each wrong field of the form, named as on screen. `complete`: a missing
+        name or address is a problem too (when the row is added)."""
+        from labtui.model import FIELD_LABELS, NodeSpec
+
+        values = {f: self._input(FIELD_INPUT[f]).value.strip() for f in ("name", "address", "user", "port",
+                                                                          "key_file", "proxy_jump")}
+        problems: list[tuple[str, str]] = []
+        if complete:
+            for f in ("name", "address"):
+                if not values[f]:
+                    problems.append((f, f"Node {f}: needed (a node needs at least a name and an address)"))
+        port = values["port"]
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            problems.append(("port", f"SSH port: {port!r} is not a port number (1-65535; empty: 22)"))
+        probe = {"name": values["name"] or "x", "address": values["address"] or "127.0.0.1"}
+        probe.update({f: values[f] for f in ("user", "key_file", "proxy_jump") if values[f]})
+        if port.isdigit():
+            probe["port"] = int(port)
+        try:
+            NodeSpec.model_validate(probe)
+        except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError: each field named
+            for err in getattr(exc, "errors", lambda: [])():
+                loc = str(err.get("loc", ("",))[0])
+                if loc in ("name", "address") and not values[loc]:
+                    continue
+                label = {"name": "Node name", "address": "Address"}.get(loc, FIELD_LABELS.get(loc, loc))
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                problems.append((loc, f"{label}: {msg}"))
+        order = ["name", "address", "user", "port", "key_file", "proxy_jump"]  # the form's order
+        return sorted(problems, key=lambda p: order.index(p[0]) if p[0] in order else len(order))
+
+    def _check_form(self, *, complete: bool = False) -> list[tuple[str, str]]:
+        problems = self.form_problems(complete=complete)
+        self._show_problem("\n".join(f"✗ {m}" for _, m in problems))
+        return problems
+
+    def pending(self) -> bool:
+        """The form holds a row that is not in the table yet (or an edit not saved)."""
+        form = {f: self._input(FIELD_INPUT[f]).value.strip() for f in ("name", "address", "user", "port",
+                                                                        "key_file", "proxy_jump")}
+        if not any(form.values()):
+            return False
+        if self.editing is not None and self.editing < len(self.nodes):
+            n = self.nodes[self.editing]
+            row = {"name": n.get("name", ""), "address": n.get("address", ""),
+                   "user": n.get("user", "") if n.get("user", "ubuntu") != "ubuntu" else "",
+                   "port": str(n.get("port", "")) if n.get("port", 22) != 22 else "",
+                   "key_file": n.get("key_file") or "", "proxy_jump": n.get("proxy_jump") or ""}
+            return form != row or self.query_one("#node-role", Select).value != n.get("role", "worker")
+        return True
+
+    def commit_pending(self) -> bool:
+        """Add (or save) the row still in the form; False when it has a wrong field (named, focused)."""
+        if not self.pending():
+            return True
+        return self.add_from_inputs()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -245,13 +325,14 @@ class NodesEditor(Vertical):
             event.stop()
             self.add_from_inputs()
 
-    def add_from_inputs(self) -> None:
+    def add_from_inputs(self) -> bool:
+        problems = self._check_form(complete=True)
+        if problems:
+            self.app.notify(problems[0][1], title="Node not added", severity="warning")
+            self._input(FIELD_INPUT.get(problems[0][0], "node-name")).focus()
+            return False
         name = self._input("node-name").value.strip()
         address = self._input("node-address").value.strip()
-        if not name or not address:
-            self.app.notify("a node needs at least a name and an address", severity="warning")
-            self._input("node-name" if not name else "node-address").focus()
-            return
         node: dict[str, Any] = {"name": name, "address": address, "role": self.query_one("#node-role", Select).value}
         user = self._input("node-user").value.strip()
         port = self._input("node-port").value.strip()
@@ -279,6 +360,7 @@ class NodesEditor(Vertical):
         self.clear_form()
         self._input("node-name").focus()
         self._changed()
+        return True
 
     def remove_selected(self) -> None:
         table = self.query_one(DataTable)

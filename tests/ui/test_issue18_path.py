@@ -115,3 +115,45 @@ def test_a_plan_that_gains_a_cloud_makes_its_provision_steps_pending_again(store
         lab.ctx.reload()
         assert "cloud/check" in mark_not_applicable(lab.ctx)
     assert _state(store, "incident", "cloud", "check") == "pending"
+
+
+async def test_plan_nodes_form_adds_a_filled_row_on_save_and_names_a_wrong_pasted_field(lab_home, incident_inputs):
+    from screens.widgets.nodes_editor import NodesEditor
+    from tests.ui.test_plan import _lab, _open
+
+    store = _lab(dict(incident_inputs, nodes=[{"name": "cp1", "address": "10.100.200.4", "role": "control-plane"}]),
+                 "nodes")
+    app = LabApp(store=store, resume="incident")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(app, pilot, "nodes")
+        editor = screen.query_one(NodesEditor)
+        # a line pasted in the table's column order (name, address, role, user, port): the port is
+        # its own field, and a value in the wrong place is named
+        editor.query_one("#node-name").focus()
+        editor.query_one("#node-name").insert_text_at_cursor("w1\t10.100.200.21\tworker\troot\t2222")
+        await pilot.pause()
+        assert [editor.query_one(f"#{w}").value for w in ("node-name", "node-address", "node-user", "node-port")] == \
+            ["w1", "10.100.200.21", "root", "2222"]
+        assert str(editor.query_one("#node-problem").render()).strip() == ""
+        editor.clear_form()
+        editor.query_one("#node-name").focus()
+        editor.query_one("#node-name").insert_text_at_cursor("w1\t10.100.200.21\t2222\tubuntu")
+        await pilot.pause()
+        problem = str(editor.query_one("#node-problem").render())
+        assert "SSH port: 'ubuntu' is not a port number" in problem and "SSH user: '2222'" in problem
+        assert app.focused is editor.query_one("#node-user")
+        # Save & continue with the wrong row in the form: not dropped, not added, the field named
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert screen.current[1].id == "nodes" and [n["name"] for n in editor.nodes] == ["cp1"]
+        assert "SSH port: 'ubuntu'" in str(editor.query_one("#node-problem").render())
+        # corrected as typed: the error goes; Save & continue adds the row, then goes on
+        editor.query_one("#node-user").value = "ubuntu"
+        editor.query_one("#node-port").value = "2222"
+        await pilot.pause()
+        assert str(editor.query_one("#node-problem").render()).strip() == ""
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert screen.current[1].id == "networks"
+    nodes = store.get_session("incident").inputs["nodes"]
+    assert [(n["name"], n.get("user"), n.get("port")) for n in nodes] == [("cp1", None, None), ("w1", "ubuntu", 2222)]
