@@ -100,7 +100,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"Lab {rec.name}  cloud: {summary['cloud']}  at: {summary['stage']} / {summary['step_title']}")
     if rec.plan:
         p = rec.plan
-        print(f"  nodes: {', '.join(n['name'] + '=' + n['address'] + ' (' + n['role'] + ')' for n in p.get('nodes', []))}")
+        print(f"  nodes: {', '.join(n['name'] + '=' + n['address'] + ' (' + n.get('role', 'worker') + ')' for n in p.get('nodes', []))}")
         print(f"  networks: nodes {p.get('node_subnet')}, pods {p.get('pod_cidr')}, services {p.get('service_cidr')}")
         print(f"  Kubernetes {p.get('kubernetes')}, Calico {p.get('calico')}, encapsulation {p.get('encapsulation')}")
     else:
@@ -109,7 +109,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         icon = {"done": "●", "failed": "✗", "running": "◐", "skipped": "–"}.get(s["state"], "○")
         print(f"  {icon} {s['wizard']:8} {s['title']:34} {s['state']}" + (f"  {s['detail']}" if s["detail"] else ""))
     for c in data["changes"]:
-        print(f"  change #{c['id']}: {c['description']}  (revert: {c['revert_command'] or 'n/a'})")
+        if c.get("reverted"):  # undone (a revert or the teardown): listed, marked as such
+            print(f"  change #{c['id']}: {c['description']}  [reverted]")
+        else:
+            print(f"  change #{c['id']}: {c['description']}  (revert: {c['revert_command'] or 'n/a'})")
     return 0
 
 

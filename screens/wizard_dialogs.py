@@ -93,6 +93,21 @@ class WizardDialogsMixin:
         """The machines are gone: the step list shows what is true now (the engine marked the stages that
         depended on them pending)."""
         self.lab.ctx.reload()
+        self.lab.ctx.memo.clear()  # what was read of the machines (facts, SSH errors) is stale now
+        ssh = self.lab.ctx.adapters.pop("ssh")
+        if ssh is not None:
+            try:
+                ssh.close()
+            except Exception:  # noqa: BLE001 - closing a connection to a deleted machine must not matter
+                pass
         self._fill_step_list()
-        if self.current:
-            self._show(*self.current)
+        rec = self.lab.record
+        try:  # the engine moved the lab back to the Provision stage: land there, not on a stale error
+            wizard = self._wizard_of(rec.wizard)
+            step = wizard.step(rec.step) if rec.step else wizard.steps[0]
+        except (KeyError, AttributeError):
+            if self.current:
+                self._show(*self.current)
+            return
+        self._user_moved = False
+        self._show(wizard, step)

@@ -92,3 +92,14 @@ def forget_the_machines(ctx: StepContext) -> None:
             if run.state in ("done", "failed", "running"):
                 ctx.store.record_step(ctx.session.id, wid, step_id, "pending",
                                       "the lab was torn down: its machines are gone")
+    # the lab is back at the Provision stage (home, `labtui sessions` and the wizard land there), not at
+    # the step it was on when its machines still existed
+    from labtui.stages import wizard_for
+
+    rec = ctx.store.get_session(ctx.session.name)
+    provision = wizard_for("provision")
+    if provision is not None and rec.wizard in WIZARD_ORDER[WIZARD_ORDER.index("provision"):]:
+        runs = ctx.store.step_states(ctx.session.id, "provision")
+        first = next((s.id for s in provision.steps
+                      if not (s.id in runs and runs[s.id].state in ("done", "skipped"))), provision.steps[0].id)
+        ctx.store.update_session(ctx.session.name, wizard="provision", step=first)

@@ -157,3 +157,84 @@ async def test_plan_nodes_form_adds_a_filled_row_on_save_and_names_a_wrong_paste
         assert screen.current[1].id == "networks"
     nodes = store.get_session("incident").inputs["nodes"]
     assert [(n["name"], n.get("user"), n.get("port")) for n in nodes] == [("cp1", None, None), ("w1", "ubuntu", 2222)]
+
+
+def _torn_down_lab(store: Store, incident_plan_data) -> None:
+    """A lab whose machines were provisioned and which stood at Nodes / Node facts with an SSH error."""
+    from labtui.stages import wizard_for
+    from labtui.store import Change
+
+    plan = dict(incident_plan_data, cloud="nowhere", provision={"image": "debian-12", "flavor_control_plane": "m1",
+                                                                 "flavor_worker": "m1", "network": "labnet"})
+    store.create_session("incident", cloud="nowhere", wizard="nodes", plan=plan)
+    rec = store.get_session("incident")
+    for step in wizard_for("provision").steps:
+        store.record_step(rec.id, "provision", step.id, "done", "")
+    store.record_step(rec.id, "nodes", "facts", "failed", "cp1: 10.100.200.4:22 refused the connection",
+                      session_step="facts")
+    store.record_change(rec.id, Change(kind="cloud.server", target="labtui-incident-cp1",
+                                       description="server labtui-incident-cp1",
+                                       command="openstack server create labtui-incident-cp1",
+                                       revert_command="openstack server delete 1234", revert_data={"id": "1234"}))
+
+
+def test_after_a_teardown_sessions_and_show_say_what_is_true(store, incident_plan_data, capsys):
+    from labtui.cli import main
+    from labtui.session import LabSession
+    from labtui.stages.teardown import forget_the_machines
+
+    _torn_down_lab(store, incident_plan_data)
+    rec = store.get_session("incident")
+    change = store.changes(rec.id)[0]
+    with LabSession(store, "incident") as lab:  # what the teardown does once every delete succeeded
+        store.mark_reverted(change.id)
+        store.update_session("incident", health="torn down")
+        forget_the_machines(lab.ctx)
+    assert main(["sessions"]) == 0
+    out = capsys.readouterr().out
+    assert "Node facts" not in out and "Provision / What the cloud offers" in out
+    assert main(["sessions", "--json"]) == 0
+    import json
+
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["stage"] == "Provision" and row["done_steps"] == 0 and row["health"] == "torn down"
+    assert main(["show", "incident"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if f"change #{change.id}:" in x)
+    assert "[reverted]" in line and "revert: openstack server delete" not in line
+
+
+async def test_after_a_teardown_from_the_wizard_it_lands_on_provision_not_on_a_stale_ssh_error(
+        lab_home, incident_plan_data, monkeypatch):
+    import labtui.stages.teardown as td
+    from screens.modals import ConfirmModal
+
+    store = Store()
+    _torn_down_lab(store, incident_plan_data)
+    monkeypatch.setattr(td, "teardown_plan", lambda ctx: list(ctx.store.changes(ctx.session.id)))
+
+    def deleted(ctx, items, *, confirmed):  # the cloud's deletes are tests/provision's; the record's part is real
+        for c in items:
+            ctx.store.mark_reverted(c.id)
+        ctx.store.update_session(ctx.session.name, health="torn down")
+        td.forget_the_machines(ctx)
+        ctx.reload()
+        return items, []
+    monkeypatch.setattr(td, "teardown", deleted)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 8)
+        screen = app.screen
+        assert isinstance(screen, WizardScreen) and screen.current[1].id == "facts"
+        await pilot.press("ctrl+t")
+        await settle(app, pilot, 6)
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        await settle(app, pilot, 8)
+        assert screen.current[0].id == "provision" and screen.current[1].id == "offer"
+        assert "refused the connection" not in str(screen.query_one("#step-status").render())
+        assert _icon(screen, "nodes", "facts") == "○"
+    rec = store.get_session("incident")
+    assert (rec.wizard, rec.step) == ("provision", "offer")
