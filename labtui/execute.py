@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.changes import LAYER_ORDER, Applied, AppliedThenFailed, kind, layer_of
+from labtui.changes import LAYER_ORDER, Applied, AppliedThenFailed, FailedCleanly, kind, layer_of
 from labtui.errors import LabError
 from labtui.events import Event
 from labtui.steps import Action, Risk, StepContext
@@ -206,7 +206,7 @@ class Executor:
                 exc, a = failed.error, failed.outcome.action
                 raise ExecutionStopped(exc.message,
                                        ((exc.hint + "; ") if exc.hint else "") + f"stopped at '{a.title}': "
-                                       + self._stopped_hint(execution), execution,
+                                       + self._stopped_hint(execution, failed), execution,
                                        code=exc.code or "stopped") from exc
         return execution
 
@@ -216,11 +216,36 @@ class Executor:
         except _Failed as failed:
             return failed
 
-    def _stopped_hint(self, execution: Execution) -> str:
-        n = len(execution.changes)
-        if not n:
-            return "nothing was changed; run it again when ready"
-        return f"the {n} change(s) applied before it are recorded and can be reverted (`labtui revert NAME` lists them)"
+    def _stopped_hint(self, execution: Execution, failed: "_Failed | None" = None) -> str:
+        """What the run left, as checked: the changes recorded before the stop, and for the action
+        that failed, what it left (recorded with its revert), or that it left nothing (checked by
+        its kind), or that labtui cannot tell. "nothing was changed" only when that was checked."""
+        name = self.ctx.session.name
+        others = [o.change for o in execution.outcomes
+                  if o.change is not None and (failed is None or o is not failed.outcome)]
+        parts = []
+        if others:
+            parts.append(f"the {len(others)} change(s) applied before it are recorded and can be reverted "
+                         f"(`labtui revert {name}` lists them)")
+        if failed is None:  # stopped before the next batch started: nothing of it ran
+            return parts[0] if parts else "nothing was changed; run it again when ready"
+        a, exc, partial = failed.outcome.action, failed.error, failed.outcome.change
+        if partial is not None:
+            how = f"`labtui revert {name} {partial.id}`" + (f" ($ {partial.revert_command})" if partial.revert_command else "")
+            if exc.code == "not-verified":
+                said = f"'{a.title}' ran and is recorded as change #{partial.id}; undo it with {how}"
+            else:
+                said = (f"'{a.title}' changed part of what it does before it failed: that is recorded as change "
+                        f"#{partial.id}; undo it with {how}")
+            parts.insert(0, said)
+        elif isinstance(exc, FailedCleanly):
+            parts.insert(0, exc.checked)
+            if not others:
+                parts.append("nothing was changed; run it again when ready")
+        else:
+            parts.insert(0, f"labtui cannot tell whether '{a.title}' changed part of what it does before it failed "
+                            "(nothing of it is recorded)" + (f"; its undo, if needed: $ {a.revert}" if a.revert else ""))
+        return "; ".join(parts)
 
     def _run_one(self, a: Action, verify: bool) -> Outcome:
         ctx = self.ctx

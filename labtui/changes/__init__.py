@@ -61,6 +61,15 @@ class AppliedThenFailed(LabError):
         self.applied = applied
 
 
+class FailedCleanly(LabError):
+    """A change that failed and checked it left nothing behind (`checked` says what was checked):
+    the executor may then say that nothing was changed."""
+
+    def __init__(self, error: LabError, checked: str) -> None:
+        super().__init__(error.message, error.hint, code=error.code)
+        self.checked = checked
+
+
 class ChangeKind:
     """Subclass, set `kind` and `layer`, implement `run` and `revert`; `applied` when it can tell."""
 

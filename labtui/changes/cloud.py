@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from labtui.changes import Applied, ChangeKind, register
+from labtui.changes import Applied, AppliedThenFailed, ChangeKind, register
 from labtui.errors import LabError
 from labtui.provision_plan import DESCRIPTION
 from labtui.steps import Action, Risk
@@ -183,7 +183,15 @@ class CloudResource(ChangeKind):
             info = p.create(c, self.res, self.body(ctx, action), api=action.api or "", command=action.command,
                             name=d["name"])
         if self.taggable and d["tag"] not in (info.get("tags") or []):
-            p.tag(c, self.res, info["id"], sorted(set(info.get("tags") or []) | {d["tag"]}))
+            try:
+                p.tag(c, self.res, info["id"], sorted(set(info.get("tags") or []) | {d["tag"]}))
+            except LabError as exc:  # the resource exists: recorded with its delete, and said
+                raise AppliedThenFailed(
+                    LabError(f"{exc.message} (the {TITLES[self.res]} {d['name']} ({info['id']}) was created before it)",
+                             exc.hint, code=exc.code),
+                    Applied(True, {"id": info["id"], "name": d["name"], "lab": d["lab"], "tag": d["tag"]}, result=info,
+                            revert_command=self.delete_command(info["id"]), target=d["name"],
+                            note="created, then tagging it failed")) from exc
             info = dict(info, tags=sorted(set(info.get("tags") or []) | {d["tag"]}))
         _cache(ctx)[(self.res, d["name"])] = info["id"]
         ctx.memo.bucket("provision_missing").pop((self.res, d["name"]), None)

@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 from labtui.cluster import apt, containerd as ctd, kubeadm as kadm
-from labtui.changes import Applied, ChangeKind, register
+from labtui.changes import Applied, AppliedThenFailed, ChangeKind, FailedCleanly, register
 from labtui.errors import LabError
 from labtui.redact import redact
 
@@ -47,6 +47,25 @@ def _failure(node: str, what: str, res: Any) -> LabError:
     last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), f"exit code {res.exit_code}")
     return LabError(f"{node}: {what} failed (exit {res.exit_code}): {redact(last)}",
                     "the command's output is in the command log", code="command-failed")
+
+
+class NodeLeft(LabError):
+    """A node's change failed after it had changed the node: `value` is that node's revert data
+    (what `node_revert_command` undoes), `left` says what is there. The fan-out records it."""
+
+    def __init__(self, error: LabError, value: dict[str, Any], left: str) -> None:
+        super().__init__(f"{error.message} (it left: {left}; recorded with its revert)", error.hint, code=error.code)
+        self.value = value
+        self.left = left
+
+
+def _state_lines(ctx: Any, node: str, command: str) -> list[str] | None:
+    """The output of a read-only state command, or None when it cannot be read."""
+    try:
+        res = _ssh(ctx).run(node, command, sudo=True, timeout=60.0, stream=False)
+    except LabError:
+        return None
+    return [ln.rstrip() for ln in res.stdout.splitlines() if ln.strip()] if res.exit_code == 0 else None
 
 
 def _seen(ctx: Any, action: Any) -> dict[str, tuple[float, bool]]:
@@ -110,30 +129,39 @@ class FanOut(ChangeKind):
             return self.node_run(ctx, node, action)
 
         results = ssh.fan_out(action.data["nodes"], one)
-        changed = [n for n, r in results.items() if r.ok and r.value is not None]
+        # a node that failed after changing itself (NodeLeft) is recorded like a changed one
+        partial = {n: r.error for n, r in results.items() if not r.ok and isinstance(r.error, NodeLeft)}
+        values = {n: (partial[n].value if n in partial else r.value) for n, r in results.items()
+                  if n in partial or (r.ok and r.value is not None)}
+        changed = list(values)
         failed = {n: r.error.render() if r.error else "failed" for n, r in results.items() if not r.ok}
         if failed and not changed:
             msgs = [r.error for r in results.values() if not r.ok and r.error]
             if len(msgs) == 1:
                 raise msgs[0]
-            raise LabError("; ".join(m.message for m in msgs),
-                           "fix what each node's message says, then run the step again", code="nodes-failed")
+            error = LabError("; ".join(m.message for m in msgs),
+                             "fix what each node's message says, then run the step again", code="nodes-failed")
+            if msgs and all(isinstance(m, FailedCleanly) for m in msgs):  # each node checked it left nothing
+                raise FailedCleanly(error, "; ".join(m.checked for m in msgs))  # type: ignore[attr-defined]
+            raise error
         if not changed:
             return Applied(False, note="already so on every node")
         note = ("; failed on " + ", ".join(sorted(failed))) if failed else ""
-        return Applied(True, revert_data={"nodes": changed, **{n: results[n].value for n in changed}},
-                       result={"nodes": changed, "failed": failed},
-                       revert_command=self._revert_text(changed, results), target=", ".join(changed), note=note)
+        return Applied(True, revert_data={"nodes": changed, **values},
+                       result={"nodes": [n for n in changed if n not in partial], "failed": failed,
+                               "partial": {n: e.left for n, e in partial.items()}},
+                       revert_command=self._revert_text(changed, values), target=", ".join(changed), note=note)
 
-    def _revert_text(self, nodes: list[str], results: dict[str, Any]) -> str | None:
+    def _revert_text(self, nodes: list[str], values: dict[str, Any]) -> str | None:
         parts = [f"ssh {n} sudo sh -c {shlex.quote(c)}" for n in nodes
-                 if (c := self.node_revert_command(n, results[n].value or {}))]
+                 if (c := self.node_revert_command(n, values[n] or {}))]
         return "; ".join(parts) or None
 
     def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
         failed = (applied.result or {}).get("failed") or {}
         if failed:
-            return (f"{self.what}: done on {', '.join(applied.result['nodes'])}; failed on "
+            done = applied.result.get("nodes") or []
+            return (f"{self.what}: " + (f"done on {', '.join(done)}; " if done else "") + "failed on "
                     + "; ".join(f"{msg}" for msg in failed.values())
                     + ". Run the step again: it retries only the failed node(s)")
         return None
@@ -291,21 +319,30 @@ class Containerd(FanOut):
         backup = ssh.run(node, f"mkdir -p /etc/containerd && if [ -f {ctd.CONFIG_PATH} ] && [ ! -f {ctd.CONFIG_PATH}.labtui-bak ]; "
                                f"then cp -p {ctd.CONFIG_PATH} {ctd.CONFIG_PATH}.labtui-bak && echo saved; fi",
                          sudo=True, timeout=60.0, stream=False)
-        ssh.put(node, config, ctd.CONFIG_PATH, mode=0o644, sudo=True)
-        written = []
-        for path, content in containerd_files(d).items():
-            if content is None:
-                ssh.run(node, f"rm -f {shlex.quote(path)}", sudo=True, timeout=60.0, stream=False).check(f"rm {path}")
-                continue
-            ssh.run(node, f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])}", sudo=True, timeout=60.0,
-                    stream=False).check(f"mkdir for {path}")
-            ssh.put(node, content, path, mode=0o644, sudo=True)
-            written.append(path)
-        res = ssh.run(node, f"systemctl daemon-reload && systemctl restart containerd && systemctl enable containerd "
-                            f"&& {CRI_ANSWERS}", sudo=True, timeout=300.0, step=step)
-        if res.exit_code != 0:
-            raise _failure(node, "restarting containerd (and asking its CRI plugin)", res)
-        return {"backup": "saved" in backup.stdout, "files": written}
+        backup.check("saving containerd's config")
+        written: list[str] = []
+        saved = {"backup": "saved" in backup.stdout, "files": written}
+        try:  # from here on the node is changed: a failure is recorded with its revert (NodeLeft)
+            ssh.put(node, config, ctd.CONFIG_PATH, mode=0o644, sudo=True)
+            for path, content in containerd_files(d).items():
+                if content is None:
+                    ssh.run(node, f"rm -f {shlex.quote(path)}", sudo=True, timeout=60.0, stream=False).check(f"rm {path}")
+                    continue
+                ssh.run(node, f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])}", sudo=True, timeout=60.0,
+                        stream=False).check(f"mkdir for {path}")
+                ssh.put(node, content, path, mode=0o644, sudo=True)
+                written.append(path)
+            res = ssh.run(node, f"systemctl daemon-reload && systemctl restart containerd && systemctl enable containerd "
+                                f"&& {CRI_ANSWERS}", sudo=True, timeout=300.0, step=step)
+            if res.exit_code != 0:
+                raise _failure(node, "restarting containerd (and asking its CRI plugin)", res)
+        except LabError as exc:
+            left = f"labtui's {ctd.CONFIG_PATH}" + (f" (the old one saved as {ctd.CONFIG_PATH}.labtui-bak)"
+                                                     if saved["backup"] else "")
+            if written:
+                left += ", " + ", ".join(written)
+            raise NodeLeft(exc, saved, left) from exc
+        return saved
 
     def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
         restore = (f"mv {ctd.CONFIG_PATH}.labtui-bak {ctd.CONFIG_PATH}" if data.get("backup")
@@ -329,9 +366,20 @@ class Packages(FanOut):
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
         d = action.data
         script = apt.install_script(d["minor"], repo=d.get("repo") or apt.DEFAULT_KUBERNETES_REPO, proxy=d.get("proxy"))
+        before = _state_lines(ctx, node, apt.packages_state())
         res = _ssh(ctx).run(node, script, sudo=True, timeout=1800.0, step=d.get("step"))
         if res.exit_code != 0:
-            raise _failure(node, f"installing kubeadm, kubelet and kubectl {action.data['minor']}", res)
+            error = _failure(node, f"installing kubeadm, kubelet and kubectl {action.data['minor']}", res)
+            after = _state_lines(ctx, node, apt.packages_state()) if before is not None else None
+            if after is None:  # cannot tell: say so, and the revert to run if needed
+                raise LabError(error.message + "; labtui could not tell whether it installed part of them",
+                               f"undo it if needed: ssh {node} sudo sh -c {shlex.quote(apt.remove_script())}",
+                               code=error.code)
+            left = [ln for ln in after if ln not in before]
+            if left or len(after) != len(before):
+                raise NodeLeft(error, {}, "; ".join(left) or "a package or file was removed")
+            raise FailedCleanly(error, f"nothing was left on {node} (checked: its packages, holds and apt source "
+                                       "read as before)")
         return {}
 
     def node_revert_command(self, node: str, data: dict[str, Any]) -> str | None:
@@ -561,14 +609,23 @@ class CalicoInstall(ChangeKind):
                 raw = ssh.get(node, dest, sudo=True)
                 ssh.put(node, edit_manifest(raw.decode(), d["pod_cidr"], d["encapsulation"]), dest, mode=0o644, sudo=True)
             files.append(dest)
-        for dest in files:
-            verb = "create" if d["mode"] == "operator" else "apply"
+        def applied(sent: list[str], note: str = "") -> Applied:
+            return Applied(True, revert_data={"node": node, "files": sent}, target=node, note=note,
+                           revert_command=f"ssh {node} sudo sh -c '" + "; ".join(
+                               f"{KUBECTL} delete --ignore-not-found -f {f}" for f in reversed(sent)) + "'")
+
+        verb = "create" if d["mode"] == "operator" else "apply"
+        for i, dest in enumerate(files):
             res = ssh.run(node, f"{KUBECTL} {verb} -f {dest}", sudo=True, timeout=300.0, step=step)
             if res.exit_code != 0 and "AlreadyExists" not in res.stderr:
-                raise _failure(node, f"kubectl {verb} -f {dest}", res)
-        return Applied(True, revert_data={"node": node, "files": files}, target=node,
-                       revert_command=f"ssh {node} sudo sh -c '" + "; ".join(
-                           f"{KUBECTL} delete -f {f}" for f in reversed(files)) + "'")
+                error = _failure(node, f"kubectl {verb} -f {dest}", res)
+                # kubectl creates a manifest's objects one by one: this file may be partly in the
+                # cluster, the ones before it are: recorded with their delete
+                sent = files[:i + 1]
+                left = ", ".join(sent[:-1]) + (" and " if i else "") + f"part of {dest} may be"
+                raise AppliedThenFailed(LabError(f"{error.message} ({left} in the cluster)", error.hint,
+                                                 code=error.code), applied(sent, "failed halfway"))
+        return applied(files)
 
     def verify(self, ctx: Any, action: Any, applied: Applied) -> str | None:
         if calico_installed(ctx, action.data["node"]) is None:

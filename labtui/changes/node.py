@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from labtui.changes import Applied, ChangeKind, register
+from labtui.changes import Applied, AppliedThenFailed, ChangeKind, FailedCleanly, register
+from labtui.errors import LabError
 from labtui.steps import Action, Risk
 
 
@@ -45,19 +46,63 @@ class NodeCommand(ChangeKind):
                                    timeout=60.0, stream=False)
         return res.exit_code == 0
 
+    def state_command(self, action: Action) -> str | None:
+        """A read-only command printing what the change touches (`state=` on the Action; the
+        preflight fixes have theirs): read before and after a failure to tell what it left."""
+        d = action.data
+        if d.get("state"):
+            return d["state"]
+        if d.get("fix"):
+            from labtui.nodes.preflight import fix_state
+
+            return fix_state(d["fix"])
+        return None
+
     def run(self, ctx: Any, action: Action) -> Applied:
         from labtui.adapters.ssh import session_ssh
 
         d = action.data
-        res = session_ssh(ctx).run(d["node"], d["command"], sudo=d.get("sudo", True),
-                                   timeout=float(d.get("timeout") or 600.0), step=d.get("step"))
-        res.check(action.title)
-        return Applied(True, {"node": d["node"], "command": d.get("revert"), "sudo": d.get("sudo", True)},
-                       result={"exit_code": res.exit_code, "stdout": res.stdout[-4000:]}, target=d["node"])
+        node = d["node"]
+        ssh = session_ssh(ctx)
+        state = self.state_command(action)
+        before = _read_state(ssh, node, state, d) if state else None
+        res = ssh.run(node, d["command"], sudo=d.get("sudo", True),
+                      timeout=float(d.get("timeout") or 600.0), step=d.get("step"))
+        if res.exit_code != 0:
+            try:
+                res.check(what_of(action, node))
+            except LabError as exc:
+                raise self._failed(ctx, action, exc, state, before) from None
+        return Applied(True, self._revert_data(action),
+                       result={"exit_code": res.exit_code, "stdout": res.stdout[-4000:]}, target=node)
 
+    @staticmethod
+    def _revert_data(action: Action) -> dict[str, Any]:
+        d = action.data
+        return {"node": d["node"], "command": d.get("revert"), "sudo": d.get("sudo", True)}
+
+    def _failed(self, ctx: Any, action: Action, exc: LabError, state: str | None,
+                before: list[str] | None) -> LabError:
+        """What a failed command left on its node, checked: nothing (`FailedCleanly`), something
+        (`AppliedThenFailed`: recorded with its revert), or cannot tell (the error as it is; the
+        executor then says so, never "nothing was changed")."""
+        from labtui.adapters.ssh import session_ssh
+
+        node = action.data["node"]
+        if state is None or before is None:
+            return exc
+        try:
+            after = _read_state(session_ssh(ctx), node, state, action.data)
+        except LabError:
+            return exc
+        if after == before:
+            return FailedCleanly(exc, f"nothing was left on {node} (checked: what it touches reads as before)")
+        left = [ln for ln in after if ln not in before] or ["(a setting it touches is gone)"]
+        error = LabError(exc.message + f"; it left on {node}: " + "; ".join(left), exc.hint, code=exc.code)
+        return AppliedThenFailed(error, Applied(True, self._revert_data(action), target=node,
+                                                note="failed halfway: " + "; ".join(left)))
     def revert(self, ctx: Any, change: Any) -> str:
         from labtui.adapters.ssh import session_ssh
-        from labtui.errors import LabError
 
         data = change.revert_data or {}
         command = data.get("command")
@@ -71,6 +116,18 @@ class NodeCommand(ChangeKind):
 
 
 register(NodeCommand)
+
+
+def what_of(action: Action, node: str) -> str:
+    """The action's title without its node: the failure says the node once."""
+    return action.title[len(node) + 2:] if action.title.startswith(f"{node}: ") else action.title
+
+
+def _read_state(ssh: Any, node: str, state: str, d: dict[str, Any]) -> list[str]:
+    res = ssh.run(node, state, sudo=d.get("sudo", True), timeout=60.0, stream=False)
+    if res.exit_code != 0:
+        raise LabError(f"{node}: could not read what the change touches (exit {res.exit_code})", code="state-unread")
+    return [ln.rstrip() for ln in res.stdout.splitlines() if ln.strip()]
 
 
 # The preflight fixes record their own kind names; they behave as node commands.

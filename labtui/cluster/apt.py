@@ -188,6 +188,15 @@ def installed_check(minor: str) -> str:
     ])
 
 
+def packages_state() -> str:
+    """A read-only command printing what `install_script` changes (labtui's apt source and key, the
+    packages and their holds): the same before and after a failed install means it left nothing."""
+    pkgs = " ".join(HELD)
+    return (f"for f in {SOURCE_LIST} {KEYRING}; do [ ! -e $f ] || echo $f: $(md5sum < $f); done; "
+            f"dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}} ${{Version}}\\n' {pkgs} 2>/dev/null "
+            "| grep '^.i'; apt-mark showhold 2>/dev/null | sed 's/^/held /'")
+
+
 def remove_script() -> str:
     pkgs = " ".join(HELD)
     return f"apt-mark unhold {pkgs} && {apt_get('remove -y ' + pkgs)} && rm -f {SOURCE_LIST} {KEYRING}"

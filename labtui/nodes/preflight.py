@@ -48,16 +48,36 @@ class Fix:
     revert: str
 
 
+def _all_or_nothing(steps: list[str], undo: list[str]) -> str:
+    """`steps` joined with &&, and on the first failure `undo` runs (each best effort) and the
+    command exits with the failing step's code: a fix that fails leaves the node as it found it."""
+    return (" && ".join(steps) + " || { rc=$?; " + "; ".join(f"{u} 2>/dev/null" for u in undo)
+            + "; exit $rc; }")
+
+
 def fix_for(fix_id: str, facts: NodeFacts) -> Fix:
-    """The exact commands for a fix on one node (the revert restores what the facts saw)."""
+    """The exact commands for a fix on one node (the revert restores what the facts saw).
+
+    Each fix is all or nothing: a file is written to a temporary name and moved into place last,
+    and a failure undoes the steps before it (a runtime setting goes back to what the facts saw),
+    so a refused `sysctl -w` leaves neither labtui's file nor a changed setting behind.
+    `fix_state(fix_id)` reads what a fix touches, so a failure can be checked against it."""
     if fix_id == "sysctl":
         old_fwd = facts.sysctl("net.ipv4.ip_forward")
         old_fwd = old_fwd if old_fwd in ("0", "1") else "0"
+        old_bridge = facts.sysctl("net.bridge.bridge-nf-call-iptables")
+        bridge_set = "sysctl -q -w net.bridge.bridge-nf-call-iptables"
+        undo = [f"rm -f {K8S_SYSCTL_FILE}.labtui-new", f"sysctl -q -w net.ipv4.ip_forward={old_fwd}"]
+        if old_bridge in ("0", "1"):
+            undo.append(f"{{ [ ! -e {BRIDGE_NF} ] || {bridge_set}={old_bridge}; }}")
         return Fix(
             "sysctl", "enable IPv4 forwarding (and bridged traffic through iptables) persistently",
-            f"printf 'net.ipv4.ip_forward = 1\\nnet.bridge.bridge-nf-call-iptables = 1\\n' > {K8S_SYSCTL_FILE} && "
-            f"sysctl -q -w net.ipv4.ip_forward=1 && "
-            f"{{ [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || sysctl -q -w net.bridge.bridge-nf-call-iptables=1; }}",
+            _all_or_nothing([
+                f"printf 'net.ipv4.ip_forward = 1\\nnet.bridge.bridge-nf-call-iptables = 1\\n' > {K8S_SYSCTL_FILE}.labtui-new",
+                "sysctl -q -w net.ipv4.ip_forward=1",
+                f"{{ [ ! -e {BRIDGE_NF} ] || {bridge_set}=1; }}",
+                f"mv -f {K8S_SYSCTL_FILE}.labtui-new {K8S_SYSCTL_FILE}",
+            ], undo),
             f"rm -f {K8S_SYSCTL_FILE} && sysctl -q -w net.ipv4.ip_forward={old_fwd}",
         )
     if fix_id == "modules":
@@ -68,16 +88,40 @@ def fix_for(fix_id: str, facts: NodeFacts) -> Fix:
         lines = "\\n".join(wanted or ["overlay", "br_netfilter"])
         return Fix(
             "modules", f"load the kernel modules {mods} now and at every boot",
-            f"modprobe -a {mods} && printf '{lines}\\n' > {K8S_MODULES_FILE}",
+            _all_or_nothing([f"modprobe -a {mods}", f"printf '{lines}\\n' > {K8S_MODULES_FILE}.labtui-new",
+                             f"mv -f {K8S_MODULES_FILE}.labtui-new {K8S_MODULES_FILE}"],
+                            [f"rm -f {K8S_MODULES_FILE}.labtui-new"]),
             f"rm -f {K8S_MODULES_FILE}   (the modules stay loaded until the next reboot)",
         )
     if fix_id == "swap":
         return Fix(
             "swap", "turn swap off now and at every boot (comment it out in /etc/fstab)",
-            "swapoff -a && sed -i.labtui-bak -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@#\\1@' /etc/fstab",
+            _all_or_nothing(["swapoff -a", "sed -i.labtui-bak -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@#\\1@' /etc/fstab"],
+                            ["swapon -a"]),
             "mv /etc/fstab.labtui-bak /etc/fstab && swapon -a",
         )
     raise KeyError(fix_id)
+
+
+BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def _files_state(*paths: str) -> str:
+    return "; ".join(f"[ ! -e {p} ] || {{ echo {p}: $(md5sum < {p}); }}" for p in paths)
+
+
+def fix_state(fix_id: str) -> str | None:
+    """A read-only command printing what a fix touches (its files and settings): the same output
+    before and after a failed fix means the fix left nothing behind."""
+    if fix_id == "sysctl":
+        return (_files_state(K8S_SYSCTL_FILE, K8S_SYSCTL_FILE + ".labtui-new")
+                + f"; echo net.ipv4.ip_forward = $(cat /proc/sys/net/ipv4/ip_forward); "
+                f"[ ! -e {BRIDGE_NF} ] || echo net.bridge.bridge-nf-call-iptables = $(cat {BRIDGE_NF})")
+    if fix_id == "modules":
+        return _files_state(K8S_MODULES_FILE, K8S_MODULES_FILE + ".labtui-new")
+    if fix_id == "swap":
+        return _files_state("/etc/fstab", "/etc/fstab.labtui-bak") + "; echo swaps: $(tail -n +2 /proc/swaps | wc -l)"
+    return None
 
 
 def _minor(version: str) -> str:
