@@ -175,6 +175,7 @@ def walk(lab, stages, *, dry_run: bool, as_json: bool) -> tuple[int, list[dict[s
 
     report: list[dict[str, Any]] = []
     rc = 0
+    said: dict[str, str] = {}  # dry run: a problem already told (its message -> the step that told it)
     for wizard in stages:
         runner = lab.runner(wizard)
         stage = {"stage": wizard.id, "title": wizard.title, "steps": []}
@@ -184,7 +185,7 @@ def walk(lab, stages, *, dry_run: bool, as_json: bool) -> tuple[int, list[dict[s
             entry: dict[str, Any] = {"step": step.id, "title": step.title}
             stage["steps"].append(entry)
             if dry_run:
-                rc = max(rc, _preview_step(lab, step, entry, as_json))
+                rc = max(rc, _preview_step(lab, step, entry, as_json, said))
                 continue
             outcome = runner.run_step(step)
             entry.update(state=outcome.state.value, detail=outcome.detail)
@@ -204,15 +205,29 @@ def walk(lab, stages, *, dry_run: bool, as_json: bool) -> tuple[int, list[dict[s
     return rc, report
 
 
-def _preview_step(lab, step, entry: dict[str, Any], as_json: bool) -> int:
+def _preview_step(lab, step, entry: dict[str, Any], as_json: bool, said: dict[str, str] | None = None) -> int:
     """Dry run of one step: check it; when not done, list the Actions it would run (already-so ones
-    marked). Reads only."""
+    marked). Reads only. A problem in the plan's inputs is told once, where it is first met; the steps
+    after it that meet it again refer to it."""
     from labtui.execute import ALREADY, Executor
 
     ctx = lab.ctx
+    said = {} if said is None else said
     try:
         pre = step.check(ctx)
     except LabError as exc:
+        if exc.message in said:
+            entry.update(state="unknown", detail=f"not checked: the input problem named at {said[exc.message]}")
+            _line(f"  ? {step.title}: not checked (the input problem named at {said[exc.message]})", as_json)
+            return 1
+        if exc.code == "invalid" or getattr(exc, "input_field", None):  # the plan's input is wrong (e.g. a public
+            # key file that is not there, an image the cloud does not have)
+            said[exc.message] = step.title
+            entry.update(state="invalid", detail=exc.render(), next=exc.hint or "")
+            _line(f"  ✗ {step.title}: the plan's input is wrong: {exc.message}", as_json)
+            if exc.hint:
+                _line(f"    -> {exc.hint}", as_json)
+            return 1
         entry.update(state="unknown", detail=f"cannot be checked now: {exc.message}")
         _line(f"  ? {step.title}: cannot be checked before the steps above are applied ({exc.message})", as_json)
         return 0

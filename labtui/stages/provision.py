@@ -77,7 +77,11 @@ def requirements(ctx: StepContext) -> list:
 
 
 def _bad(field: str, message: str, hint: str, code: str = "invalid") -> LabError:
-    return LabError(f"{FIELD}: {field}: {message}", hint, code=code)
+    """A problem with one of the plan's provision inputs (named as on screen). `input_field` tells a
+    dry run it is the plan's input, to be named once, not a step that cannot be checked yet."""
+    err = LabError(f"{FIELD}: {field}: {message}", hint, code=code)
+    err.input_field = field  # type: ignore[attr-defined]
+    return err
 
 
 def choices(ctx: StepContext) -> dict[str, Any]:
@@ -93,8 +97,13 @@ def choices(ctx: StepContext) -> dict[str, Any]:
 
     s = spec(ctx) or {}
     plan = ctx.session.plan or {}
+    # the plan's own inputs first: a public key file that cannot be read is said before the cloud is read
+    public_key = None if s.get("keypair") else _public_key(s)
     c = _conn(ctx)
-    offer = p.offer(c)
+    run = ctx.memo.bucket("provision")
+    if "offer" not in run:  # read once per run, whatever the steps that ask (a refused input included)
+        run["offer"] = p.offer(c)
+    offer = run["offer"]
     out: dict[str, Any] = {"warnings": []}
     # image
     images = usable_images(offer["images"])
@@ -206,16 +215,7 @@ def choices(ctx: StepContext) -> dict[str, Any]:
                        + ", or leave it empty to import your public key", "no-keypair")
         out["keypair"] = {"name": s["keypair"], "existing": True}
     else:
-        path = Path(s.get("public_key_file") or "~/.ssh/id_ed25519.pub").expanduser()
-        try:
-            text = path.read_text().strip()
-        except OSError as exc:
-            raise _bad("Public key file", f"cannot read {path}: {exc.strerror or exc}",
-                       "create a key with `ssh-keygen -t ed25519`, or set provision.public_key_file / "
-                       "provision.keypair") from None
-        if "PRIVATE KEY" in text or not text.startswith(("ssh-", "ecdsa-", "sk-")):
-            raise _bad("Public key file", f"{path} is not an OpenSSH public key",
-                       "give the .pub file (labtui never uploads or stores a private key)")
+        path, text = public_key
         out["keypair"] = {"name": lab_names(ctx).keypair, "existing": False, "public_key": text,
                           "file": str(path), "private": str(path)[:-4] if str(path).endswith(".pub") else None}
     if s.get("availability_zone") and offer["availability_zones"] and \
@@ -232,6 +232,22 @@ def choices(ctx: StepContext) -> dict[str, Any]:
                     "availability_zones": offer["availability_zones"]}
     ctx.memo.provision_choices = out
     return out
+
+
+def _public_key(s: dict[str, Any]) -> tuple[Path, str]:
+    """The plan's public key file and its text (the file is read, never the private key): a LabError
+    naming the field when it cannot be read or is not an OpenSSH public key."""
+    path = Path(s.get("public_key_file") or "~/.ssh/id_ed25519.pub").expanduser()
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise _bad("Public key file", f"cannot read {path}: {exc.strerror or exc}",
+                   "create a key with `ssh-keygen -t ed25519`, or set provision.public_key_file / "
+                   "provision.keypair") from None
+    if "PRIVATE KEY" in text or not text.startswith(("ssh-", "ecdsa-", "sk-")):
+        raise _bad("Public key file", f"{path} is not an OpenSSH public key",
+                   "give the .pub file (labtui never uploads or stores a private key)")
+    return path, text
 
 
 def _same_net(a: str | None, b: str | None) -> bool:
