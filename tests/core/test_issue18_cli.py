@@ -26,3 +26,16 @@ def test_nodes_run_refuses_a_negative_timeout_written_after_the_node(store, inci
     assert code != 0
     assert "--timeout" in captured.err and "positive number of seconds" in captured.err
     assert "unexpected error" not in captured.out + captured.err
+
+
+def test_every_field_of_sessions_json_is_documented_in_the_readme(store, incident_plan_data):
+    from pathlib import Path
+
+    from labtui.session import lab_summary
+
+    store.create_session("lab", plan=incident_plan_data, wizard="nodes")
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("`labtui sessions --json` gives one object per lab"):]
+    section = section[:section.index("\n\n", section.index("| field |"))]
+    for key in lab_summary(store, store.get_session("lab")):
+        assert f"`{key}`" in section, key
