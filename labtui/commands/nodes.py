@@ -239,6 +239,28 @@ def _seconds_option(text: str) -> float:
                        code="usage") from None
 
 
+def _run_stoppable(ssh, node: str, text: str, *, sudo: bool, timeout: float):
+    """Run `text` on `node`; on ctrl+c the remote command is stopped too (closing the channel alone
+    leaves it running: without a terminal sshd sends it no hangup): the command records its process
+    group in a file of its own, and the interrupt kills that group (TERM) over a new session."""
+    import secrets
+
+    pidfile = f"/tmp/labtui-run-{secrets.token_hex(8)}.pid"
+    wrapped = (f"echo $$ > {pidfile} 2>/dev/null\n(\n{text}\n)\nrc=$?\nrm -f {pidfile}\nexit $rc")
+    try:
+        return ssh.run(node, wrapped, sudo=sudo, timeout=timeout, announce=False)
+    except KeyboardInterrupt:
+        stop = (f"p=$(cat {pidfile} 2>/dev/null) && g=$(ps -o pgid= -p \"$p\" | tr -d ' ') && "
+                f"[ -n \"$g\" ] && kill -TERM -- -\"$g\"; rm -f {pidfile}")
+        try:
+            ssh.run(node, stop, sudo=sudo, timeout=10, stream=False, announce=False)
+            eprint(f"labtui: {node}: stopped the remote command (its process group got SIGTERM)")
+        except (LabError, KeyboardInterrupt):
+            eprint(f"labtui: {node}: could not stop the remote command; look with: labtui nodes run NAME {node} "
+                   "-- ps -ef")
+        raise
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     command = list(args.remote_command)
     # argparse hands options written between NODE and `--` to the remainder: take them back
@@ -283,7 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         names = _names(lab, argparse.Namespace(node=None if args.all else args.node))
         timeout = args.timeout
         if len(names) == 1 and not args.all:
-            res = ssh.run(names[0], text, sudo=args.sudo, timeout=timeout, announce=False)
+            res = _run_stoppable(ssh, names[0], text, sudo=args.sudo, timeout=timeout)
             if res.exit_code != 0:
                 print(f"labtui: {names[0]}: exit code {res.exit_code} after {res.duration:.2f}s", file=sys.stderr)
             return res.exit_code if 0 <= res.exit_code < 256 else 1

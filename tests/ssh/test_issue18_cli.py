@@ -65,3 +65,53 @@ def test_up_on_machines_that_do_not_speak_ssh_says_what_was_found_and_what_to_ch
     assert "accepted the connection but did not speak SSH" in out
     assert "no automatic way" not in out
     assert "still booting" in out and f"listens on port {port}" in out
+
+
+def test_ctrl_c_on_nodes_run_leaves_no_remote_process(fresh_lab, ssh_env, store, tmp_path, monkeypatch):
+    """`labtui nodes run LAB NODE -- sleep N` interrupted with ctrl+c (SIGINT): the remote sleep is gone
+    too (the sshd nodes' processes are visible from here: they share this machine's PID namespace)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from labtui.model import Plan
+
+    known = tmp_path / "known_hosts"
+    known.write_text(fresh_lab.known_hosts.read_text())
+    store.create_session("lab", plan=Plan.parse(fresh_lab.plan_data("lab", via_config=True)).model_dump(mode="json"),
+                         wizard="nodes")
+    env = dict(os.environ, LABTUI_SSH_CONFIG=str(fresh_lab.ssh_config), LABTUI_SSH_KNOWN_HOSTS=str(known),
+               LABTUI_HOME=os.environ["LABTUI_HOME"], HOME=str(ssh_env))
+    env.pop("SSH_AUTH_SOCK", None)
+    from pathlib import Path
+
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # this checkout's labtui
+    marker = "4747"
+
+    def remote_sleeps() -> list[str]:
+        out = subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True, text=True).stdout
+        return out.split()
+
+    assert remote_sleeps() == []
+    proc = subprocess.Popen([sys.executable, "-m", "labtui", "nodes", "run", "lab", "node1", "--accept-new-host-keys",
+                             "--", f"sleep {marker}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if remote_sleeps():
+                break
+            time.sleep(0.1)
+        assert remote_sleeps(), "the remote sleep never started"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopped the remote command" in err
+    for _ in range(50):
+        if not remote_sleeps():
+            break
+        time.sleep(0.1)
+    assert remote_sleeps() == []
