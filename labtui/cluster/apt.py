@@ -32,8 +32,8 @@ PACKAGES = ("kubelet", "kubeadm", "kubectl")
 HELD = PACKAGES + ("cri-tools",)
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/95labtui-proxy"
 LOCK_TIMEOUT = 600
-DEFAULT_KUBERNETES_REPO = "https://pkgs.k8s.io/core:/stable:"
-DEFAULT_DOCKER_REPO = "https://download.docker.com/linux"
+# the upstream locations: one definition, the plan's sources defaults (labtui.model)
+from labtui.model import DEFAULT_DOCKER_REPO, DEFAULT_KUBERNETES_REPO  # noqa: E402
 
 _MINOR = re.compile(r"^1\.\d{2}$")
 

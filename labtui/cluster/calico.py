@@ -10,7 +10,7 @@ import yaml
 
 from labtui.errors import LabError
 
-DEFAULT_MANIFESTS_BASE = "https://raw.githubusercontent.com/projectcalico/calico"  # then /v3.32.2/manifests/NAME
+from labtui.model import DEFAULT_CALICO_MANIFESTS as DEFAULT_MANIFESTS_BASE  # then /v3.32.2/manifests/NAME
 POOL_NAME = "default-ipv4-ippool"
 
 # encapsulation -> (CALICO_IPV4POOL_IPIP, CALICO_IPV4POOL_VXLAN, calico_backend)
