@@ -907,7 +907,7 @@ def _pin_all(ctx: StepContext, action: Action) -> dict[str, Any]:
 
 
 # how long the host keys may take to reach the console: cloud-init prints them after the user-data's runcmd
-# (see labtui.provision_plan.fingerprints_printed); a test makes it short with ctx.tuning.host_key_wait
+# (see labtui.provision_plan.fingerprints_printed); tests and the bench shorten these module values
 HOST_KEY_WAIT = 600.0
 HOST_KEY_POLL = 5.0
 HOST_KEY_NOTE_EVERY = 30.0  # a progress line this often while waiting
@@ -922,8 +922,7 @@ def wait_for_host_keys(ctx: StepContext, c: Any, ids: dict[str, str]) -> tuple[d
     from labtui.adapters import provision as p
     from labtui.provision_plan import fingerprints_printed
 
-    timeout = float(getattr(ctx.tuning, "host_key_wait", 0) or HOST_KEY_WAIT)
-    poll = float(getattr(ctx.tuning, "host_key_poll", 0) or HOST_KEY_POLL)
+    timeout, poll = HOST_KEY_WAIT, HOST_KEY_POLL
     started = time.monotonic()
     texts: dict[str, str] = {}
     pending = list(ids)
