@@ -15,6 +15,7 @@ from typing import Any, Callable
 from labtui import events as ev
 from labtui.errors import LabError
 from labtui.events import Event
+from labtui.model import Plan
 from labtui.store import Change, SessionRecord, Store
 
 
@@ -199,6 +200,13 @@ class StepContext:
     @property
     def inputs(self) -> dict[str, Any]:
         return self.session.inputs
+
+    @property
+    def plan(self) -> Plan | None:
+        """The lab's saved plan, typed and validated (labtui.model.Plan), or None before the plan wizard
+        saved one. Stages, the doctor and the commands read the plan here, never as a dict."""
+        data = self.session.plan
+        return Plan.model_validate(data) if data else None
 
     def reload(self) -> None:
         self.session = self.store.get_session(self.session.name)
