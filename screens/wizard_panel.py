@@ -17,6 +17,7 @@ from labtui.model import encapsulation_choice
 from labtui.stages import wizard_for
 from labtui.stages.plan import ReviewStep, sources_summary
 from labtui.steps import STATE_ICONS, Step, StepState, Wizard
+from labtui.teaching import LabValues, fill, unknown_placeholders
 
 from screens.messages import PreviewReady
 
@@ -153,8 +154,20 @@ class StepPanelMixin:
         text.append("Show me how: the same by hand\n", style="bold")
         by_hand = getattr(step, "by_hand", "")
         commands = [a.command for a in self._preview_actions if getattr(a, "command", "")]
+        if by_hand and self.lab is not None:
+            # the lab's own values in place of CLOUD, NODE, KEY_FILE...: a line the learner can run as it is
+            ctx = self.lab.ctx
+            try:
+                plan = ctx.plan
+            except ValueError:  # a plan the wizard has not finished: its values are not known yet
+                plan = None
+            by_hand = fill(by_hand, LabValues(self.lab.name, ctx.session.cloud_name, plan))
         if by_hand:
             text.append(by_hand.rstrip() + "\n")
+            missing = unknown_placeholders(by_hand)
+            if missing:
+                text.append(f"({', '.join(missing)}: values this lab does not know yet; put in your own)\n",
+                            style="dim")
         for c in commands:
             text.append(f"{c}\n")
         if not by_hand and not commands:

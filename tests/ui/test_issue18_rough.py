@@ -1,0 +1,62 @@
+"""Issue 18, the rough edges: "Show me how" prints the lab's own values, the palette lists the lab's
+steps and actions before Textual's own commands, the step pane opens at the top of its "why"."""
+
+from __future__ import annotations
+
+from labtui.model import Plan
+from labtui.stages import wizard_for
+from labtui.store import Store
+from labtui.teaching import LabValues, fill, unknown_placeholders
+from screens.app import LabApp
+from screens.wizard import WizardScreen
+from tests.ui.conftest import settle
+
+
+def test_show_me_how_puts_in_the_adopted_labs_nodes_and_keys(incident_plan_data):
+    data = dict(incident_plan_data, nodes=[dict(n) for n in incident_plan_data["nodes"]])
+    data["nodes"][0].update(user="debian", port=2222, key_file="~/.ssh/lab key", proxy_jump="jump@bastion")
+    plan = Plan.model_validate(data)
+    by_hand = wizard_for("nodes").step("facts").by_hand + "\n" + wizard_for("plan").step("nodes").by_hand
+    text = fill(by_hand, LabValues("incident", None, plan))
+    assert "ssh -i ~/'.ssh/lab key' -p 2222 -J jump@bastion debian@10.100.200.4 'uname -r" in text
+    assert "ssh -i ~/'.ssh/lab key' debian@10.100.200.4 hostname" in text
+    assert unknown_placeholders(text) == []
+    # the Cloud step of a no-cloud lab: the cloud is not known, the placeholder stays and is named
+    cloud = fill(wizard_for("plan").step("lab").by_hand, LabValues("incident", None, plan))
+    assert unknown_placeholders(cloud) == ["CLOUD"]
+
+
+def test_show_me_how_puts_in_the_provisioned_labs_names(incident_plan_data):
+    data = dict(incident_plan_data, cloud="lab cloud", provision={"public_key_file": "~/.ssh/id_rsa.pub"},
+                sources={"http_proxy": "http://10.0.0.1:3142"})
+    plan = Plan.model_validate(data)
+    text = fill("openstack --os-cloud CLOUD token issue\nopenstack port list --server SERVER --long\n"
+                "openstack port show PORT -c allowed_address_pairs\nopenstack security group rule list GROUP\n"
+                "ssh -i KEY_FILE USER@ADDRESS hostname\ncurl -sI --proxy http://PROXY:PORT https://pkgs.k8s.io/",
+                LabValues("incident", None, plan))
+    assert "--os-cloud 'lab cloud' token" in text
+    assert "--server labtui-incident-cp1 --long" in text
+    assert "port show labtui-incident-cp1 -c" in text
+    assert "rule list labtui-incident\n" in text
+    assert "ssh -i ~/.ssh/id_rsa ubuntu@10.100.200.4 hostname" in text
+    assert "--proxy http://10.0.0.1:3142 https" in text
+    assert unknown_placeholders(text) == []
+
+
+async def test_f2_in_the_wizard_shows_the_lab_values_not_placeholders(lab_home, incident_plan_data):
+    store = Store()
+    store.create_session("incident", wizard="nodes", plan=incident_plan_data)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 8)
+        screen = app.screen
+        assert isinstance(screen, WizardScreen)
+        screen._show(screen.current[0], screen.current[0].step("facts"))
+        await settle(app, pilot, 4)
+        await pilot.press("f2")
+        await settle(app, pilot, 4)
+        how = str(screen.query_one("#step-how").render())
+        assert "ssh ubuntu@10.100.200.4 'uname -r" in how
+        assert "NODE" not in how
