@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from labtui.events import Event, EventBus
 from labtui.model import Plan
-import os
-import threading
-import time
-
 from labtui.paths import log_path, session_dir
-from labtui.steps import Action, Prompts, Runner, StepContext, Wizard
+from labtui.runner import ResumePoint, Runner
+from labtui.stages import available_wizards, mark_not_applicable, next_wizard, wizard_for
+from labtui.steps import Action, Prompts, StepContext, StepState, Wizard
 from labtui.store import SessionRecord, Store
 
 
@@ -27,8 +28,6 @@ def ago(ts: float) -> str:
 def lab_summary(store: Store, rec: SessionRecord) -> dict[str, Any]:
     """One lab at a glance (`labtui sessions`, the home screen): the whole lab's progress (every
     stage's steps done or skipped), the stage and step it is at, its health."""
-    from labtui.stages import available_wizards, wizard_for
-
     done = total = 0
     stage_done = stage_total = 0
     for wizard in available_wizards():
@@ -105,16 +104,11 @@ class LabSession:
     def runner(self, wizard: Wizard) -> Runner:
         return Runner(wizard, self.ctx)
 
-    def resume(self, wizard: Wizard) -> tuple[Wizard, Any]:
+    def resume(self, wizard: Wizard) -> tuple[Wizard, ResumePoint]:
         """Where the lab stands: `wizard`'s resume point (its done steps re-checked); when that stage is
         finished and nothing changed (e.g. after `labtui up --until plan`), the first step not done of
         the next unfinished stage instead of the finished stage's last step."""
-        from labtui.stages import next_wizard
-        from labtui.steps import StepState
-
         finished = (StepState.DONE, StepState.SKIPPED)
-        from labtui.stages import mark_not_applicable
-
         mark_not_applicable(self.ctx)  # a lab without a cloud: its Provision and Cloud steps say so now
         point = self.runner(wizard).resume()
         if point.changed or any(v not in finished for v in point.states.values()):
