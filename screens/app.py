@@ -18,7 +18,7 @@ from screens.registry import entry
 
 class LabApp(App):
     TITLE = "labtui"
-    COMMANDS = App.COMMANDS | {LabCommands}
+    COMMANDS = {LabCommands}  # one provider: the lab's commands first, then the screen's and Textual's
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
     ]
@@ -54,13 +54,15 @@ class LabApp(App):
         save_setting("theme", getattr(theme, "name", str(theme)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The palette lists every action of the current screen (with its key), then Textual's own."""
+        """Every action of the current screen (with its key), then Textual's own (theme, keys, quit...).
+        The palette (screens.commands) lists these after the lab's labs, screens and steps."""
         seen: set[str] = set()
         from screens.modals import keys_as_pressed
 
         for active in screen.active_bindings.values():
             b = active.binding
-            if not b.description or b.action in seen or not active.enabled:
+            # the lab's own bindings all carry an id; a focused widget's (a table's "Cursor down") do not
+            if not b.id or not b.description or b.action in seen or not active.enabled:
                 continue
             seen.add(b.action)
             yield SystemCommand(b.description, f"this screen's action; key: {keys_as_pressed(self, b)}",

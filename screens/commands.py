@@ -1,4 +1,5 @@
-"""The ctrl+p command palette: labs, new lab, the current lab's steps and screens, help."""
+"""The ctrl+p command palette: labs, new lab, the current lab's screens and steps, then the screen's
+actions (with their keys) and Textual's own commands (theme, keys, screenshot, quit)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,19 @@ class LabCommands(Provider):
                                  step.why.splitlines()[0] if step.why else ""))
         return cmds
 
+    def _all(self) -> list[tuple[str, object, str]]:
+        """The lab's commands, then this screen's actions and Textual's own (one provider, so the
+        order is fixed: discovery hits keep the order they are yielded in)."""
+        system = [(c.title, c.callback, c.help) for c in self.app.get_system_commands(self.screen)]
+        return self._commands() + system
+
     async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
+        for name, callback, help_text in self._all():
             yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
+        for name, callback, help_text in self._all():
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)

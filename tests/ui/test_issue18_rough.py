@@ -60,3 +60,26 @@ async def test_f2_in_the_wizard_shows_the_lab_values_not_placeholders(lab_home, 
         how = str(screen.query_one("#step-how").render())
         assert "ssh ubuntu@10.100.200.4 'uname -r" in how
         assert "NODE" not in how
+
+
+async def test_the_palette_lists_the_labs_screens_steps_and_actions_before_textuals_own(lab_home, incident_plan_data):
+    from textual.command import CommandPalette
+
+    store = Store()
+    store.create_session("incident", wizard="nodes", plan=incident_plan_data)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 8)
+        await pilot.press("ctrl+p")
+        await settle(app, pilot, 10)
+        assert isinstance(app.screen, CommandPalette)
+        options = app.screen.query_one("CommandList")
+        prompts = [str(options.get_option_at_index(i).prompt).split("\n")[0] for i in range(options.option_count)]
+        assert prompts[0] == "New lab"
+        assert not [p for p in prompts if p.startswith("Cursor")]  # a focused widget's keys are not the lab's
+        first_textual = min(prompts.index(p) for p in ("Keys", "Quit", "Theme", "Screenshot") if p in prompts)
+        last_step = max(i for i, p in enumerate(prompts) if p.startswith("Step: "))
+        show_how = prompts.index("Show me how")  # the screen's own action, with its key
+        assert last_step < show_how < first_textual
