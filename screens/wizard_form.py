@@ -55,9 +55,16 @@ class StepFormMixin:
     def _focus_first(self) -> None:
         for w in self.query_one("#step-form", Vertical).query("Input, Select, Switch"):
             if w.focusable and not w.disabled:
-                w.focus()
-                self.call_after_refresh(w.scroll_visible, animate=False)  # at 80x24 the form is below the why
+                # the pane opens at the top of the step's "why" (read first); the focused field takes the
+                # keys and comes into view with tab or the scroll (at 80x24 it is below the why)
+                w.focus(scroll_visible=False)
+                self.call_after_refresh(self._pane_home)
                 return
+        self.call_after_refresh(self._pane_home)
+
+    def _pane_home(self) -> None:
+        for pane in self.query("#step-pane"):
+            pane.scroll_home(animate=False, immediate=True)
 
     def _fields(self, step: Step) -> list[InputField]:
         if self._skip_reason(step):

@@ -3,6 +3,8 @@ steps and actions before Textual's own commands, the step pane opens at the top 
 
 from __future__ import annotations
 
+import pytest
+
 from labtui.model import Plan
 from labtui.stages import wizard_for
 from labtui.store import Store
@@ -83,3 +85,23 @@ async def test_the_palette_lists_the_labs_screens_steps_and_actions_before_textu
         last_step = max(i for i, p in enumerate(prompts) if p.startswith("Step: "))
         show_how = prompts.index("Show me how")  # the screen's own action, with its key
         assert last_step < show_how < first_textual
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_the_step_pane_opens_at_the_top_of_the_why_with_the_first_field_focused(lab_home, incident_inputs, size):
+    store = Store()
+    store.create_session("fresh", wizard="plan", inputs=incident_inputs)
+    app = LabApp(store=store)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("fresh")
+        await settle(app, pilot, 8)
+        screen = app.screen
+        assert isinstance(screen, WizardScreen)
+        for step_id in ("lab", "nodes", "networks", "sources"):
+            screen._show(screen.current[0], screen.current[0].step(step_id))
+            await settle(app, pilot, 6)
+            pane = screen.query_one("#step-pane")
+            assert pane.scroll_y == 0, step_id
+            form = screen.query_one("#step-form")
+            assert app.focused is not None and form in app.focused.ancestors, step_id  # keys go to the first field
