@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Callable, Iterable
 
-from labtui.doctor.explain import Finding, _join, _plural
+from labtui.doctor.findings import Diagnosis, Finding, FixAction, FixOption
 from labtui.doctor.model import (
     BGP_PORT,
     ERROR,
@@ -30,51 +29,19 @@ from labtui.doctor.model import (
     proto_number,
     same_subnet,
 )
-from labtui.doctor.paths import EPHEMERAL, PathVerdict, _reply_blocks, bgp_verdicts, pair_verdicts
+from labtui.doctor.paths import EPHEMERAL, PathVerdict, reply_blocks, bgp_verdicts, pair_verdicts
+from labtui.doctor.words import join_words, plural
+from labtui.model import Encapsulation
 from labtui.net.calico import IPPoolInfo
 from labtui.net.check import antispoof_admits
 from labtui.net.model import NodePort, SecurityGroup, SGRule
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labtui.doctor.reason import Diagnosis
+# Diagnose facts again without options (the simulation of a plan): labtui.doctor.reason.diagnose
+Rediagnose = Callable[[DoctorFacts], Diagnosis]
 
 # the findings about pod paths that a fix option addresses
 TRAFFIC_FINDINGS = ("crosssubnet-antispoofing", "direct-antispoofing", "ipip-blocked", "vxlan-blocked",
                     "direct-unroutable", "direct-sg-blocked", "bgp-blocked", "ipip-without-bgp")
-
-@dataclass
-class FixAction:
-    """One change the doctor would make; `command` is exactly what the user would type."""
-
-    id: str
-    kind: str  # sg-rule | port-pairs | port-security-off | pool-mode | installation-encapsulation
-    layer: str  # openstack | calico
-    target: str
-    title: str
-    command: str
-    revert: str
-    params: dict[str, Any] = field(default_factory=dict)
-    order: int = 0  # 0 security groups, 1 ports, 2 calico (open the network first, then switch)
-    risk: str = "change"  # change | destructive
-
-
-@dataclass
-class FixOption:
-    number: int
-    key: str
-    title: str
-    summary: str
-    why: str
-    tradeoffs: str
-    actions: list[FixAction] = field(default_factory=list)
-    available: bool = True
-    unavailable_reason: str = ""
-    recommended: bool = False
-    discouraged: bool = False
-    rank: int = 0
-    expected: str = ""  # what the simulation says after it
-    target_modes: dict[str, tuple[str, str]] = field(default_factory=dict)  # pool -> (ipip, vxlan)
-
 
 
 # --------------------------------------------------------------------------- fixes
@@ -117,7 +84,7 @@ def _ref_group(facts: DoctorFacts, gid: str) -> str:
     return g.name if g.name and len(same_name) == 1 else g.id
 
 
-def _node_group(facts: DoctorFacts) -> str | None:
+def node_group(facts: DoctorFacts) -> str | None:
     """A group every node port is in (the natural home for node-to-node rules)."""
     ports = [n.port for n in facts.nodes if n.port and n.port.port_security_enabled]
     if not ports:
@@ -129,7 +96,6 @@ def _node_group(facts: DoctorFacts) -> str | None:
         if gid in common:
             return gid
     return None
-
 
 
 def _pairs_action(port: NodePort, node: str, cidr: str) -> FixAction:
@@ -162,14 +128,9 @@ def _portsec_action(facts: DoctorFacts, port: NodePort, node: str) -> FixAction:
                 "allowed_address_pairs": port.pair_addresses}, order=1, risk="destructive")
 
 
-ENCAP_BY_MODES = {("Always", "Never"): "IPIP", ("CrossSubnet", "Never"): "IPIPCrossSubnet",
-                  ("Never", "Always"): "VXLAN", ("Never", "CrossSubnet"): "VXLANCrossSubnet",
-                  ("Never", "Never"): "None"}
-
-
 def _pool_action(facts: DoctorFacts, pool: IPPoolInfo, ipip: str, vxlan: str) -> FixAction:
-    enc = ENCAP_BY_MODES[(ipip, vxlan)]
-    old_enc = ENCAP_BY_MODES.get((pool.ipip_mode.replace("Off", "Never"), pool.vxlan_mode), "None")
+    enc = Encapsulation.from_pool_modes(ipip, vxlan).value
+    old_enc = Encapsulation.from_pool_modes(pool.ipip_mode, pool.vxlan_mode).value
     if pool.operator_managed or facts.calico.install_mode == "operator":
         idx = pool.installation_index if pool.installation_index is not None else 0
         path = f"/spec/calicoNetwork/ipPools/{idx}/encapsulation"
@@ -236,7 +197,6 @@ def _with_modes(facts: DoctorFacts, modes: dict[str, tuple[str, str]]) -> Doctor
     return f
 
 
-
 def _rule_action(facts: DoctorFacts, gid: str, proto: str | None, port: int | None,
                  remote_group: str | None, remote_ip: str | None, why: str, *,
                  port_max: int | None = None, direction: str = "ingress") -> FixAction:
@@ -285,10 +245,10 @@ def _rule_exists(facts: DoctorFacts, act: FixAction) -> bool:
     return False
 
 
-def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
+def network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
     """The OpenStack changes that make every pair's path pass, for facts already in the target mode."""
     actions: dict[str, FixAction] = {}
-    home = _node_group(facts)
+    home = node_group(facts)
     bird = bird_runs(facts)
 
     def group_of(port: NodePort) -> str | None:
@@ -359,7 +319,7 @@ def _network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:
                 if f"sg-{direction}" in codes:
                     add_rule(b, a, "tcp", BGP_PORT, None, "Calico BGP between the nodes (labtui doctor)",
                              direction=direction)
-            if any(blk.node == a.name for blk in _reply_blocks(facts, a, b, TCP, EPHEMERAL)):
+            if any(blk.node == a.name for blk in reply_blocks(facts, a, b, TCP, EPHEMERAL)):
                 # a stateless group: the replies come back to an ephemeral port and need their own rule
                 add_rule(a, b, "tcp", EPHEMERAL[0], None, "replies to Calico BGP, stateless group (labtui doctor)",
                          port_max=EPHEMERAL[1])
@@ -440,11 +400,9 @@ def _path_failures(diag: Diagnosis) -> list[PathVerdict]:
     return [v for v in diag.verdicts + diag.bgp if v.ok is False]
 
 
-def fix_options(diag: Diagnosis) -> list[FixOption]:
-    """Every option, simulated on the facts, ranked: every path passing first, then the fewest changes,
-    then the least disruptive (no tunnel-type switch, no port security off)."""
-    from labtui.doctor.reason import diagnose
-
+def fix_options(diag: Diagnosis, rediagnose: Rediagnose) -> list[FixOption]:
+    """Every option, simulated on the facts (`rediagnose`), ranked: every path passing first, then the
+    fewest changes, then the least disruptive (no tunnel-type switch, no port security off)."""
     facts = diag.facts
     traffic = [f for f in diag.findings if f.severity == ERROR and (
         f.id.split(":")[0] in TRAFFIC_FINDINGS)]
@@ -477,9 +435,9 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
             opt.available = False
             opt.unavailable_reason = reason
         if number == 3 and no_sec:
-            opt.why += (f" Port security is off on the port of {_join(no_sec)}: anti-spoofing does not act there, "
+            opt.why += (f" Port security is off on the port of {join_words(no_sec)}: anti-spoofing does not act there, "
                         f"and Neutron refuses allowed-address-pairs on such a port, so it gets none.")
-        net = _network_actions(target, number)
+        net = network_actions(target, number)
         calico = [_pool_action(facts, p, *modes[p.name]) for p in active_pools(facts)
                   if modes[p.name] != (p.ipip_mode.replace("Off", "Never"), p.vxlan_mode)]
         opt.actions = sorted(net + calico, key=lambda a: (a.order, a.id))
@@ -487,9 +445,9 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
         sending = [n for n in facts.nodes if n.port and n.port.port_security_enabled]
         if number == 3 and pairs and len({a.params["port_id"] for a in pairs}) < len(sending):
             ports = list(dict.fromkeys(a.params["node"] for a in pairs))
-            opt.title = (f"The pod CIDR as an allowed-address-pair on the port of {_join(ports)} "
+            opt.title = (f"The pod CIDR as an allowed-address-pair on the port of {join_words(ports)} "
                          f"(the other node ports have it)")
-        after = diagnose(simulate(facts, opt.actions), with_options=False)
+        after = rediagnose(simulate(facts, opt.actions))
         left = _path_failures(after)
         new_errors = [f for f in after.findings if f.severity == ERROR and f.id not in before
                       and f.id.split(":")[0] not in TRAFFIC_FINDINGS]
@@ -501,7 +459,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
                 first = left[0]
                 opt.available = False
                 opt.unavailable_reason = ("a simulation of this plan still leaves "
-                                          f"{_plural(len(left), 'path')} blocked: "
+                                          f"{plural(len(left), 'path')} blocked: "
                                           f"{first.blocks[0].detail if first.blocks else first.pair}")
         opt.expected = _expected(after, left, new_errors)
         after_ids[number] = {f.id for f in after.findings if f.severity in (ERROR, WARNING)}
@@ -510,7 +468,7 @@ def fix_options(diag: Diagnosis) -> list[FixOption]:
         options.append(opt)
     for rank, o in enumerate(sorted(options, key=lambda o: keys[o.number]), 1):
         o.rank = rank
-    diag._after_ids = after_ids  # what each simulated plan leaves, for _link_fixes (not serialised)
+    diag.after_ids = after_ids  # what each simulated plan leaves, for link_fixes
     first_ok = min((o for o in options if o.available and not o.discouraged), key=lambda o: o.rank, default=None)
     if first_ok:
         first_ok.recommended = True
@@ -526,24 +484,22 @@ def _expected(after: Diagnosis, left: list[PathVerdict], new_errors: list[Findin
         text = f"after this plan the doctor expects every pod path to pass ({n_ok} of {len(pods)})"
     else:
         text = (f"after this plan the doctor expects {n_ok} of {len(pods)} pod paths to pass"
-                + (f" and {_plural(len(bgp_left), 'BGP session')} to stay blocked" if bgp_left else "")
+                + (f" and {plural(len(bgp_left), 'BGP session')} to stay blocked" if bgp_left else "")
                 + f"; still blocked: {left[0].blocks[0].detail if left[0].blocks else left[0].pair}")
     if new_errors:
-        text += "; but it brings a new problem: " + _join(f.title for f in new_errors)
+        text += "; but it brings a new problem: " + join_words(f.title for f in new_errors)
     return text
 
 
-def _link_fixes(diag: Diagnosis) -> None:
+def link_fixes(diag: Diagnosis, rediagnose: Rediagnose) -> None:
     """Which options clear which finding (by simulating each option)."""
-    from labtui.doctor.reason import diagnose
-
-    known: dict[int, set[str]] = getattr(diag, "_after_ids", {})
+    known = diag.after_ids
     for opt in diag.options:
         if not opt.available:
             continue
         still = known.get(opt.number)
         if still is None:
-            still = {f.id for f in diagnose(simulate(diag.facts, opt.actions), with_options=False).findings
+            still = {f.id for f in rediagnose(simulate(diag.facts, opt.actions)).findings
                      if f.severity in (ERROR, WARNING)}
         for f in diag.findings:
             if f.severity in (ERROR, WARNING) and f.id not in still:
@@ -556,4 +512,3 @@ def ordered_actions(option: FixOption) -> list[FixAction]:
     """The safe order: security groups, then ports, then the Calico switch (the network is open before
     any packet takes the new path)."""
     return sorted(option.actions, key=lambda a: (a.order, a.id))
-

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable
 
-from labtui.doctor.reason import BgpPeer, Calico, DoctorFacts, Neutron, Node, Unchecked
+from labtui.doctor.model import BgpPeer, Calico, DoctorFacts, Neutron, Node, Unchecked
 from labtui.errors import LabError
 from labtui.events import INFO, WARN, Event, null_emit
 from labtui.net.calico import IPPoolInfo
@@ -480,7 +480,7 @@ def gather(
             if more is not None:
                 try:
                     extras[key] = more(value)
-                except Exception as exc:  # noqa: BLE001 - these facts are optional
+                except Exception as exc:
                     extras[f"{key}-error"] = exc
             return value
         return run
@@ -522,10 +522,10 @@ def gather(
                     if fut is not None:
                         try:
                             pre = fut.result()
-                        except Exception:  # noqa: BLE001 - read it again by id below
+                        except Exception:
                             pre = None
                     extras["cloud"] = read_cloud_support(lab, pre) if pre is not None else read_cloud_support(lab)
-                except Exception as exc:  # noqa: BLE001 - these facts are optional
+                except Exception as exc:
                     extras["cloud-error"] = exc
             return lab
         return run
@@ -563,7 +563,7 @@ def gather(
             try:
                 results[key] = fut.result()
                 sources[key] = True
-            except Exception as exc:  # noqa: BLE001 - every failure becomes "could not check"
+            except Exception as exc:
                 sources[key] = False
                 what = {"kube": "the Calico pools and nodes (Kubernetes API)",
                         "cloud": "the security groups and ports (OpenStack)",
@@ -578,7 +578,7 @@ def gather(
             try:
                 results["cloud"] = timed("cloud", cloud_then(knodes))()
                 sources["cloud"] = True
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 sources["cloud"] = False
                 unchecked.append(_unchecked_from(exc, "cloud", "the security groups and ports (OpenStack)"))
         else:

@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from labtui.doctor.reason import ProbeResult, Unchecked
+from labtui.doctor.model import ProbeResult, Unchecked
 
 TCP_PORT = 8080
 TCP_ANSWER = "labtui-probe-ok"

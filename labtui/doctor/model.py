@@ -185,7 +185,7 @@ class DoctorFacts:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DoctorFacts":
@@ -198,13 +198,13 @@ class DoctorFacts:
 # --------------------------------------------------------------------------- (de)serialisation
 
 
-def _to_plain(obj: Any) -> Any:
+def to_plain(obj: Any) -> Any:
     if is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
+        return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj
 
 
@@ -285,7 +285,7 @@ def _addr(cidr: str | None) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def _net(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def network_of(text: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     if not text:
         return None
     try:
@@ -313,11 +313,11 @@ def node_subnet(node: Node) -> tuple[str | None, str]:
     Calico decides CrossSubnet from the node's IPv4Address (address/prefix, auto-detected from the
     interface), so the API annotation wins, then the interface seen over SSH, then Neutron."""
     if node.calico_cidr and "/" in node.calico_cidr:
-        return str(_net(node.calico_cidr)), "Calico node address"
+        return str(network_of(node.calico_cidr)), "Calico node address"
     if node.iface_cidr and "/" in node.iface_cidr:
-        return str(_net(node.iface_cidr)), f"interface {node.iface or ''}".strip()
+        return str(network_of(node.iface_cidr)), f"interface {node.iface or ''}".strip()
     if node.port and node.port.subnet_cidr:
-        return str(_net(node.port.subnet_cidr)), "Neutron subnet"
+        return str(network_of(node.port.subnet_cidr)), "Neutron subnet"
     return None, ""
 
 
@@ -325,7 +325,7 @@ def same_subnet(a: Node, b: Node) -> bool | None:
     """Is b's address inside a's subnet (the test CrossSubnet makes on a, sending to b)?"""
     sub, _ = node_subnet(a)
     ip = _ip(b.ip)
-    net = _net(sub)
+    net = network_of(sub)
     if net is None or ip is None:
         return None
     return ip in net

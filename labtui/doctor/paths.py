@@ -79,7 +79,7 @@ def _want(proto: int | None, dport: PortSpec) -> tuple[str | None, tuple[int, in
     return wanted, ports
 
 
-def _allowing_rule(facts: DoctorFacts, port: NodePort, direction: str, proto: int | None, dport: PortSpec,
+def allowing_rule(facts: DoctorFacts, port: NodePort, direction: str, proto: int | None, dport: PortSpec,
                    peer_port: NodePort | None, peer_addr: str | None) -> tuple[SecurityGroup, SGRule] | None:
     """The rule of the port's groups that lets (proto, dport) in from / out to the peer (labtui.net.check)."""
     wanted, ports = _want(proto, dport)
@@ -124,27 +124,27 @@ def _flow(facts: DoctorFacts, a: Node, b: Node, proto: int | None, dport: PortSp
                             f"port {pb.label} of {b.name} has no allowed-address-pair for {dst_addr}: {how} also "
                             "drops packets to addresses the port does not own",
                             b.name, pb.id, list(pb.security_group_ids)))
-    if pa.port_security_enabled and _allowing_rule(facts, pa, "egress", proto, dport, pb, dst_addr) is None:
+    if pa.port_security_enabled and allowing_rule(facts, pa, "egress", proto, dport, pb, dst_addr) is None:
         names = _group_names(facts, pa)
         blocks.append(Block("sg-egress", f"group {names}",
                             f"no egress rule in {names} (port {pa.label} of {a.name}) lets {what} out",
                             a.name, pa.id, list(pa.security_group_ids), _near_rules(facts, pa, "egress", proto, dport)))
-    if pb.port_security_enabled and _allowing_rule(facts, pb, "ingress", proto, dport, pa, src_addr) is None:
+    if pb.port_security_enabled and allowing_rule(facts, pb, "ingress", proto, dport, pa, src_addr) is None:
         names = _group_names(facts, pb)
         src_desc = f"{src_addr} ({a.name})" if not direct else f"pod addresses {src_addr} on {a.name}"
         near = _near_rules(facts, pb, "ingress", proto, dport)
         detail = f"no ingress rule in {names} (port {pb.label} of {b.name}) allows {what} from {src_desc}"
         if near:
-            detail += f" (there is {_join_near(near)}, but it does not cover {a.name}'s port)"
+            detail += f" (there is {join_near(near)}, but it does not cover {a.name}'s port)"
         blocks.append(Block("sg-ingress", f"group {names}", detail, b.name, pb.id, list(pb.security_group_ids), near))
     return blocks
 
 
-def _join_near(near: list[str]) -> str:
+def join_near(near: list[str]) -> str:
     return "; ".join(near[:2]) + (f" and {len(near) - 2} more" if len(near) > 2 else "")
 
 
-def _reply_blocks(facts: DoctorFacts, a: Node, b: Node, proto: int, dport: PortSpec) -> list[Block]:
+def reply_blocks(facts: DoctorFacts, a: Node, b: Node, proto: int, dport: PortSpec) -> list[Block]:
     """The replies of a connection from a to b, as stateless groups see them: a packet from b back to a's
     ephemeral port, which needs its own egress rule on b and ingress rule on a."""
     if not (stateless(facts, a.port) or stateless(facts, b.port)):
@@ -234,9 +234,9 @@ def bgp_verdicts(facts: DoctorFacts) -> list[PathVerdict]:
             v = PathVerdict(a.name, b.name, "(BGP)", "bgp", same_subnet(a, b), None)
             if a.port and b.port:
                 ab = _flow(facts, a, b, TCP, BGP_PORT, a.ip, b.ip, direct=False) or \
-                    _reply_blocks(facts, a, b, TCP, EPHEMERAL)
+                    reply_blocks(facts, a, b, TCP, EPHEMERAL)
                 ba = _flow(facts, b, a, TCP, BGP_PORT, b.ip, a.ip, direct=False) or \
-                    _reply_blocks(facts, b, a, TCP, EPHEMERAL)
+                    reply_blocks(facts, b, a, TCP, EPHEMERAL)
                 v.ok = not ab or not ba
                 v.blocks = [] if v.ok else ab
             out.append(v)

@@ -57,7 +57,7 @@ from labtui.doctor.matrix import (
     probe_results,
     source_key,
 )
-from labtui.doctor.reason import Capture, ProbeResult, Unchecked
+from labtui.doctor.model import Capture, ProbeResult, Unchecked
 from labtui.events import INFO, WARN, Event, null_emit
 
 PROBE_LABEL = "labtui.io/probe"
@@ -326,7 +326,7 @@ def run_live_proof(
     def run(cmd: str, timeout: float) -> tuple[int, str, str]:
         try:
             return shell.run(cmd, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - LabError or a transport error: reported, not raised
+        except Exception as exc:
             return 255, "", str(exc)
 
     manifest = probe_manifest(pod_nodes, image, namespace, roles=roles, run_id=run_id, ttl=ttl)
@@ -410,7 +410,7 @@ def run_live_proof(
             def do_capture() -> None:
                 try:
                     capture_box["res"] = capture_shell.run(full, timeout=15)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     capture_box["res"] = (255, "", str(exc))
 
             cap_thread = threading.Thread(target=do_capture, name="doctor-capture", daemon=True)

@@ -18,18 +18,13 @@ import time
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.doctor.reason import (
-    Diagnosis,
-    DoctorFacts,
-    FixAction,
-    FixOption,
-    Unchecked,
-    active_pools,
-    diagnose,
-    ordered_actions,
-)
+from labtui.doctor.findings import Diagnosis, FixAction, FixOption
+from labtui.doctor.fixes import ordered_actions
+from labtui.doctor.model import DoctorFacts, Unchecked, active_pools
+from labtui.doctor.reason import diagnose
 from labtui.errors import LabError
 from labtui.events import Event
+from labtui.model import POOL_MODES, Encapsulation
 from labtui.steps import Action, StepContext
 
 DOCTOR_SCOPE = "doctor"
@@ -194,8 +189,6 @@ def live_values(facts: DoctorFacts, state: Any, kubeadm_cm: dict[str, Any] | Non
     """What the live cluster says about the values a plan holds, each with where it was read."""
     import ipaddress
 
-    from labtui.doctor.reason import ENCAP_BY_MODES
-
     out: dict[str, Any] = {}
     src: dict[str, str] = {}
     pools = active_pools(facts)
@@ -203,8 +196,8 @@ def live_values(facts: DoctorFacts, state: Any, kubeadm_cm: dict[str, Any] | Non
         out["pod_cidr"] = pools[0].cidr
         src["pod_cidr"] = f"IP pool {pools[0].name}"
         modes = (pools[0].ipip_mode.replace("Off", "Never"), pools[0].vxlan_mode)
-        if modes in ENCAP_BY_MODES:
-            out["encapsulation"] = ENCAP_BY_MODES[modes]
+        if modes in POOL_MODES.values():
+            out["encapsulation"] = Encapsulation.from_pool_modes(*modes).value
             src["encapsulation"] = f"IP pool {pools[0].name} ({pools[0].modes})"
     cfg: dict[str, Any] = {}
     text = ((kubeadm_cm or {}).get("data") or {}).get("ClusterConfiguration")
@@ -213,7 +206,7 @@ def live_values(facts: DoctorFacts, state: Any, kubeadm_cm: dict[str, Any] | Non
             import yaml
 
             cfg = yaml.safe_load(text) or {}
-        except Exception:  # noqa: BLE001 - a broken ConfigMap is only a missing value
+        except Exception:
             cfg = {}
     net = cfg.get("networking") or {}
     if net.get("serviceSubnet"):
@@ -474,13 +467,12 @@ def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) ->
     from labtui.adapters.kube import kube_for
     from labtui.adapters.kubeconfig import control_plane_shell
     from labtui.changes.calico import pool_action
-    from labtui.net.modechange import parse_encapsulation
 
     try:
         kc = kube_for(ctx, ctx.inputs.get("kubeconfig"))
         state = ctx.memo.doctor_cluster or read_cluster(kc)
         ctx.memo.doctor_cluster = state
-        target = parse_encapsulation(_encapsulation(fa.params["ipipMode"], fa.params["vxlanMode"]))
+        target = Encapsulation.from_pool_modes(fa.params["ipipMode"], fa.params["vxlanMode"])
         shell = control_plane_shell(ctx)
         change = plan_change(kc, state, fa.params["pool"], target, shell=shell)
     except LabError as exc:
@@ -491,12 +483,6 @@ def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) ->
         act.title = f"{change.description} [WARNING: {change.warning}]"
         act.data["accept_warning"] = True  # confirming the red dialog (or --yes with the warning shown) accepts it
     return act
-
-
-def _encapsulation(ipip: str, vxlan: str) -> str:
-    from labtui.doctor.reason import ENCAP_BY_MODES
-
-    return ENCAP_BY_MODES[(ipip, vxlan)]
 
 
 def apply_fix(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labtui.doctor.reason import Calico, DoctorFacts, Node
+from labtui.doctor.model import Calico, DoctorFacts, Node
 from labtui.net.calico import OPERATOR, IPPoolInfo
 from labtui.net.model import NodePort, SecurityGroup, SGRule
 

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import json
 
-from labtui.doctor.reason import (
-    ERROR,
-    DoctorFacts,
-    Node,
-    ProbeResult,
-    Unchecked,
-    diagnose,
-    ordered_actions,
-    pool_path,
-    render_text,
-    same_subnet,
-    simulate,
-)
+from labtui.doctor.fixes import ordered_actions, simulate
+from labtui.doctor.model import ERROR, DoctorFacts, Node, ProbeResult, Unchecked, pool_path, same_subnet
+from labtui.doctor.reason import diagnose, render_text
 from labtui.net.calico import IPPoolInfo
 from labtui.net.model import NodePort, SecurityGroup, SGRule
 from tests.doctor.scenarios import PROTO4, SG, incident, with_rule
@@ -269,7 +259,7 @@ import re  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from labtui.doctor.reason import Neutron  # noqa: E402
+from labtui.doctor.model import Neutron  # noqa: E402
 from tests.doctor.scenarios import NAMES  # noqa: E402
 
 CASES = sorted((pathlib.Path(__file__).parent / "cases").glob("*.yaml"))

@@ -4,7 +4,8 @@ test here; the gatherers have their own end-to-end tests), the adapters' calls a
 
 from __future__ import annotations
 
-from labtui.doctor.reason import ProbeResult, simulate
+from labtui.doctor.fixes import simulate
+from labtui.doctor.model import ProbeResult
 from labtui.store import Store
 from screens.app import LabApp
 from screens.doctor import DoctorScreen
@@ -80,7 +81,7 @@ async def test_doctor_screen_shows_the_incident_and_applies_fix_1(lab_home, monk
 
 async def test_doctor_screen_could_not_check(lab_home, monkeypatch):
     import labtui.doctor.run as dr
-    from labtui.doctor.reason import DoctorFacts, Node, Unchecked
+    from labtui.doctor.model import DoctorFacts, Node, Unchecked
 
     facts = DoctorFacts(cluster="x", nodes=[Node("a"), Node("b")],
                         unchecked=[Unchecked("kube", "the Calico pools and nodes (Kubernetes API)", "connection refused",

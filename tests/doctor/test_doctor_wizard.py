@@ -3,7 +3,7 @@ then the report step. Scenario facts stand in for the gatherers; the adapters' c
 
 from __future__ import annotations
 
-from labtui.doctor.reason import simulate
+from labtui.doctor.fixes import simulate
 from labtui.report import session_report
 from labtui.session import LabSession
 from labtui.steps import StepState

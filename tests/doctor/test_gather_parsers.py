@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labtui.doctor.reason import Calico
+from labtui.doctor.model import Calico
 from labtui.net.calico import IPPoolInfo
 from labtui.net.model import NodePort, SecurityGroup
 from labtui.doctor.gather import merge, parse_bgp_status, parse_node_probe, primary_address

@@ -22,7 +22,9 @@ from labtui.doctor.matrix import (
     render_cells,
 )
 from labtui.doctor.probe import matrix_script, probe_manifest, probe_pod_name, probe_script, setup_script
-from labtui.doctor.reason import Block, Finding, PathVerdict, Unchecked
+from labtui.doctor.findings import Finding
+from labtui.doctor.model import Unchecked
+from labtui.doctor.paths import Block, PathVerdict
 from tests.doctor.simulation.replay import recorded
 
 A, B = "172.16.200.10", "172.16.110.11"

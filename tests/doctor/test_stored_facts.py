@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 
-from labtui.doctor.reason import DoctorFacts, diagnose
+from labtui.doctor.model import DoctorFacts
+from labtui.doctor.reason import diagnose
 from labtui.net.calico import IPPoolInfo
 from labtui.net.model import NodePort, SecurityGroup, SGRule
 from tests.doctor.scenarios import SG, incident

@@ -23,7 +23,7 @@ async def test_adopt_path_kubeconfig_nodes_cloud_then_the_doctor_stage(lab_home,
     seen: list[str | None] = []
 
     def no_sources(ctx, **kw):
-        from labtui.doctor.reason import DoctorFacts, Unchecked
+        from labtui.doctor.model import DoctorFacts, Unchecked
 
         seen.append(ctx.inputs.get("kubeconfig"))
         return DoctorFacts(cluster=ctx.session.name, unchecked=[Unchecked("kube", "the Kubernetes API", "not reached",
