@@ -272,7 +272,7 @@ class Executor:
                     outcome.status = ALREADY
                     ctx.emit(Event(ev.INFO, f"already so: {a.title}" + (f" ({applied.note})" if applied.note else ""),
                                    step=self.step, node=a.target, data={"action": a.id, "already": True}))
-                if verify and applied.changed:
+                if verify and applied.changed and entry is not None:
                     problem = entry.verify(ctx, a, applied)
                     if problem:
                         raise LabError(problem, "look at the command log; the change is recorded and can be reverted",
@@ -333,7 +333,8 @@ class Executor:
                                            (exc.hint or "") + f" ({len(done)} change(s) were reverted before it)",
                                            Execution(), code=exc.code or "revert-failed") from exc
                 continue
-            ctx.store.mark_reverted(c.id)
+            if c.id is not None:  # a change read from the store carries its id
+                ctx.store.mark_reverted(c.id)
             ctx.emit(Event(ev.CHANGE, f"reverted change #{c.id}: {c.description} ({message})", step=self.step,
                            node=c.target, data={"command": c.revert_command, "change": c.id}))
             done.append(c)

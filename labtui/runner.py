@@ -52,7 +52,7 @@ class Runner:
             out[s.id] = state
         return out
 
-    def _record(self, step: Step, state: StepState, detail: str = "", outputs: dict | None = None,
+    def _record(self, step: Step, state: StepState, detail: str = "", outputs: dict[str, Any] | None = None,
                 land_on: str | None = None) -> None:
         self.ctx.store.record_step(self.ctx.session.id, self.wizard.id, step.id, state.value, detail, outputs,
                                    session_step=land_on)
@@ -115,7 +115,7 @@ class Runner:
             self._record(step, StepState.FAILED, exc.render(), land_on=step.id)
             return StepOutcome(step.id, StepState.FAILED, exc.render(), phase=phase)
 
-    def _finish(self, step: Step, state: StepState, detail: str, outputs: dict) -> StepOutcome:
+    def _finish(self, step: Step, state: StepState, detail: str, outputs: dict[str, Any]) -> StepOutcome:
         idx = self.wizard.index(step.id)
         nxt = self.wizard.steps[idx + 1].id if idx + 1 < len(self.wizard.steps) else step.id
         self._record(step, state, detail, outputs, land_on=nxt)

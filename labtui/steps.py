@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from labtui import events as ev
+from labtui.adapters.interfaces import KubeAPI, NodeCommands
 from labtui.events import Event
 from labtui.model import Plan
 from labtui.store import Change, SessionRecord, Store
@@ -122,9 +123,9 @@ class _Slots:
 class Adapters(_Slots):
     """The connections a lab's steps share (made on first use, closed with the session)."""
 
-    ssh: Any = None  # adapters.ssh.NodeSSH
+    ssh: NodeCommands | None = None  # adapters.ssh.NodeSSH
     cloud: Any = None  # adapters.openstack.CloudConnection
-    kube: Any = None  # adapters.kube.KubeClient
+    kube: KubeAPI | None = None  # adapters.kube.KubeClient
     cloud_login: Any = None  # adapters.keystone.EarlyLogin, until the first cloud connection takes it
 
     def close_all(self) -> None:
@@ -155,9 +156,9 @@ class Memo(_Slots):
     provision_rules: Any = None  # security group id -> its rules
     provision_pool: Any = None  # the thread pool posting servers in parallel
     provision_posts: Any = None  # server name -> its pending create
-    buckets: dict[str, dict] = field(default_factory=dict)  # a stage's own per-run dicts (bucket())
+    buckets: dict[str, dict[str, Any]] = field(default_factory=dict)  # a stage's own per-run dicts (bucket())
 
-    def bucket(self, name: str) -> dict:
+    def bucket(self, name: str) -> dict[str, Any]:
         """A per-run dict a stage keeps its own caches in (forgotten by clear())."""
         return self.buckets.setdefault(name, {})
 
@@ -242,7 +243,7 @@ class Step:
     def check(self, ctx: StepContext) -> CheckResult:
         return CheckResult(done=False)
 
-    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list:  # list[model.Problem]
+    def validate(self, ctx: StepContext, values: dict[str, Any]) -> list[Any]:  # list[model.Problem]
         return []
 
     def plan(self, ctx: StepContext) -> list[Action]:

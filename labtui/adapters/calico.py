@@ -6,7 +6,8 @@ calico-node pods (in parallel) through a labtui.adapters.kube `KubeClient` into
 `plan_change(...)` picks the supported way (Installation JSON patch / v3 / calicoctl / v1 CRD;
 the plan is labtui.net.modechange's, this adds whether calicoctl is on the control plane);
 `apply_change(...)` runs it (one request setting ipipMode and vxlanMode together) and, for the
-operator, waits until the pool shows the new mode. The Action and its record are the change
+operator, waits until the pool shows the new mode. `Calico(kc)` is the same three calls behind the
+`CalicoAPI` interface (labtui.adapters.interfaces) for the change catalogue. The Action and its record are the change
 catalogue's (labtui.changes.calico); this adapter only talks to the API (and, for calicoctl, to the
 control plane's `Shell`).
 """
@@ -18,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.adapters.kube import KubeClient
-from labtui.adapters.kubeconfig import Shell
+from labtui.adapters.interfaces import KubeAPI, Shell
 from labtui.errors import LabError
 from labtui.events import Event, null_emit
 from labtui.net.calico import (
@@ -37,14 +37,13 @@ from labtui.net.calico import (
 )
 from labtui.net.modechange import ModeChange, plan_mode_change
 
-
 # --------------------------------------------------------------------------- Calico read
 
 
-def read_cluster(kc: KubeClient) -> ClusterState:
+def read_cluster(kc: KubeAPI) -> ClusterState:
     """Everything the Calico screen, CLI and doctor need, read in two parallel waves."""
     started = time.monotonic()
-    kc.api()  # connect (or forward) once, before the threads
+    kc.connect()  # connect (or forward) once, before the threads
     warnings: list[str] = []
 
     def optional(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -118,7 +117,7 @@ def read_cluster(kc: KubeClient) -> ClusterState:
     )
 
 
-def read_pool(kc: KubeClient, state: ClusterState, name: str) -> IPPoolInfo | None:
+def read_pool(kc: KubeAPI, state: ClusterState, name: str) -> IPPoolInfo | None:
     group, version = V3 if state.install.v3_served else V1
     obj = kc.get_custom(group, version, "ippools", name)
     return parse_pool(obj, f"{group}/{version}") if obj else None
@@ -138,7 +137,7 @@ def has_calicoctl(shell: Shell | None) -> tuple[bool, str | None]:
     return rc == 0, None
 
 
-def plan_change(kc: KubeClient, state: ClusterState, pool: str, target: Any, *,
+def plan_change(kc: KubeAPI, state: ClusterState, pool: str, target: Any, *,
                 shell: Shell | None = None) -> ModeChange:
     """The supported change for this cluster; probes calicoctl on the control plane only when the
     operator and the v3 API are both out of the picture."""
@@ -155,7 +154,7 @@ def plan_change(kc: KubeClient, state: ClusterState, pool: str, target: Any, *,
 
 
 def apply_change(
-    kc: KubeClient,
+    kc: KubeAPI,
     state: ClusterState,
     change: ModeChange,
     *,
@@ -209,6 +208,25 @@ def apply_change(
         time.sleep(poll)
     emit(Event(ev.ACTION_DONE, f"IP pool {change.pool}: ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"))
     return seen
+
+
+class Calico:
+    """The Calico side over one cluster's API (`CalicoAPI`): read_cluster, read_pool, apply_change."""
+
+    def __init__(self, kc: KubeAPI) -> None:
+        self.kc = kc
+
+    def read_cluster(self) -> ClusterState:
+        return read_cluster(self.kc)
+
+    def read_pool(self, state: ClusterState, name: str) -> IPPoolInfo | None:
+        return read_pool(self.kc, state, name)
+
+    def apply_change(self, state: ClusterState, change: ModeChange, *, shell: Shell | None = None,
+                     accept_warning: bool = False, emit: Callable[[Event], None] | None = None,
+                     wait_timeout: float = 90.0, poll: float = 1.0, revert: bool = False) -> IPPoolInfo:
+        return apply_change(self.kc, state, change, shell=shell, accept_warning=accept_warning,
+                            emit=emit or null_emit, wait_timeout=wait_timeout, poll=poll, revert=revert)
 
 
 def _split_path(path: str) -> tuple[str, str, str, str, str]:

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from labtui.adapters.interfaces import Forwarder, LabContext
 from labtui.adapters.kubeconfig import (
-    Forwarder,
     client_cert_expiry,
     kubeconfig_info,
     load_kubeconfig,
@@ -97,7 +97,11 @@ class KubeClient:
         except OSError:
             return False
 
-    def api(self):
+    def connect(self) -> None:
+        """Connect now (directly or through the SSH forward), e.g. once before reading in parallel."""
+        self.api()
+
+    def api(self) -> Any:
         """The kubernetes ApiClient (built on first use; picks direct or the SSH forward)."""
         with self._lock:
             if self._api is None:
@@ -118,7 +122,7 @@ class KubeClient:
                 local_port, close = self.forwarder(host, port)
             except LabError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any SSH failure becomes a user message
+            except Exception as exc:  # any SSH failure becomes a user message
                 raise LabError(f"the Kubernetes API {self.server} is not reachable from here, and the SSH "
                                f"forward through the control plane failed: {exc}",
                                "check that the control-plane node answers over SSH", code="unreachable") from exc
@@ -160,7 +164,7 @@ class KubeClient:
             if self._api is not None:
                 try:
                     self._api.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
                 self._api = None
             if self._close_forward is not None:
@@ -268,7 +272,7 @@ class KubeClient:
             raise self.error(exc, what) from None
         except LabError:
             raise
-        except Exception as exc:  # noqa: BLE001 - urllib3 / socket errors become LabErrors
+        except Exception as exc:  # urllib3 / socket errors become LabErrors
             raise self.error(exc, what) from None
 
     # ---------------------------------------------------------------- API surface (raw JSON)
@@ -328,7 +332,7 @@ class KubeClient:
             raise self.error(exc, what) from None
         except LabError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self.error(exc, what) from None
 
 
@@ -345,7 +349,7 @@ def _short(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- the session's client
 
 
-def kube_for(ctx: Any, kubeconfig: str | Path | None = None, *, refresh: bool = False, fetch: bool = True) -> KubeClient:
+def kube_for(ctx: LabContext, kubeconfig: str | Path | None = None, *, refresh: bool = False, fetch: bool = True) -> KubeClient:
     """The session's KubeClient (cached in ctx.adapters.kube)."""
     cached = ctx.adapters.kube
     if cached is not None and not refresh and (

@@ -21,31 +21,19 @@ import base64
 import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import yaml
 
 from labtui import events as ev
+from labtui.adapters.interfaces import Forwarder, LabContext, Shell
+from labtui.adapters.ssh import kube_shell, local_forward
 from labtui.errors import LabError
 from labtui.events import Event, null_emit
 from labtui.paths import session_dir, write_private
 
 ADMIN_CONF = "admin.conf"
-
-Forwarder = Callable[[str, int], "tuple[int, Callable[[], None]]"]
-"""forwarder(remote_host, remote_port) -> (local_port, close): an SSH local port forward."""
-
-
-class Shell(Protocol):
-    """A command runner on the control-plane node (labtui.adapters.ssh in real use, a simulation in tests).
-
-    `run` must not stream stdout into the event log when `quiet` is set (admin.conf is a secret)."""
-
-    node: str
-
-    def run(self, command: str, *, timeout: float = 30.0, quiet: bool = False) -> tuple[int, str, str]: ...
-
 
 # --------------------------------------------------------------------------- kubeconfig
 
@@ -133,7 +121,7 @@ def client_cert_expiry(path: str | Path, context: str | None = None) -> _dt.date
 
         cert = x509.load_pem_x509_certificate(pem)
         return cert.not_valid_after_utc
-    except Exception:  # noqa: BLE001 - only used to sharpen an error message
+    except Exception:  # only used to sharpen an error message
         return None
 
 
@@ -158,41 +146,30 @@ def fetch_admin_conf(shell: Shell, dest: Path, emit: Callable[[Event], None] = n
 # --------------------------------------------------------------------------- wiring to a session
 
 
-def _plan_of(ctx: Any):
-    from labtui.model import Plan
-
-    data = ctx.session.plan
-    return Plan.model_validate(data) if data else None
-
-
-def control_plane_shell(ctx: Any) -> Shell | None:
+def control_plane_shell(ctx: LabContext) -> Shell | None:
     """A Shell on the plan's control-plane node over SSH (labtui.adapters.ssh), or None without a plan."""
     factory = ctx.tuning.kube_shell_factory
     if factory is not None:  # tests inject one
         return factory(ctx)
-    plan = _plan_of(ctx)
+    plan = ctx.plan
     if plan is None or not plan.nodes:
         return None
-    from labtui.adapters.ssh import kube_shell
-
     return kube_shell(ctx, plan.control_plane)
 
 
-def ssh_forwarder(ctx: Any) -> Forwarder | None:
+def ssh_forwarder(ctx: LabContext) -> Forwarder | None:
     """An SSH local port forward via the control-plane node (labtui.adapters.ssh), or None."""
     factory = ctx.tuning.kube_forwarder_factory
     if factory is not None:
         return factory(ctx)
-    plan = _plan_of(ctx)
+    plan = ctx.plan
     if plan is None or not plan.nodes:
         return None
-    from labtui.adapters.ssh import local_forward
-
     node = plan.control_plane
     return lambda host, port: local_forward(ctx, node, host, port)
 
 
-def resolve_kubeconfig(ctx: Any, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,
+def resolve_kubeconfig(ctx: LabContext, explicit: str | Path | None = None, *, refresh: bool = False, fetch: bool = True,
                        emit: Callable[[Event], None] | None = None) -> Path:
     """The kubeconfig for this lab: an explicit file, the one remembered in the session inputs, the
     session's admin.conf, or a fresh copy fetched over SSH from the control plane. An adapter writes

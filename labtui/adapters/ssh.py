@@ -37,47 +37,29 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from labtui import events as ev
-from labtui.errors import LabError
-from labtui.events import Event
-from labtui.paths import known_hosts_path, write_private
-
-if TYPE_CHECKING:  # pragma: no cover
-    from labtui.steps import StepContext
-
-
-
+from labtui.adapters.interfaces import LabContext
 from labtui.adapters.sshconnect import SSHConnections
-from labtui.adapters.sshkeys import (  # noqa: F401 - also the names importers take from here
-    DEFAULT_AUTH_TIMEOUT,
-    DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_IDENTITIES,
-    DEFAULT_KEEPALIVE,
-    DEFAULT_WORKERS,
+from labtui.adapters.sshkeys import (
+    MAX_CAPTURE,
+    SUDO_PASSWORD_MARKERS,
     Endpoint,
     HostKeyChanged,
-    HostKeyDecider,
-    HostKeyInfo,
+    HostKeyInfo,  # noqa: F401 - labtui/stages/provision.py imports it from here; drop once it names sshkeys
     HostKeyUnknown,
-    KnownHosts,
-    MAX_CAPTURE,
     NodeResult,
     NodeStatus,
-    PassphraseCallback,
     RunResult,
-    SUDO_PASSWORD_MARKERS,
-    _close_quietly,
-    default_ssh_config_path,
-    default_user_known_hosts,
-    load_private_key,
-    parse_hop,
-    sha256_fingerprint,
+    close_quietly,
     short,
     shown_command,
 )
+from labtui.errors import LabError
+from labtui.events import Event
+from labtui.model import NodeSpec
+from labtui.paths import known_hosts_path, write_private
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -251,7 +233,7 @@ class NodeSSH(SSHConnections):
             return NodeStatus(node, False, error=exc.message, hint=exc.hint or "", code=exc.code, host_key=exc.info)
         except LabError as exc:
             return NodeStatus(node, False, error=exc.message, hint=exc.hint or "", code=exc.code)
-        except Exception as exc:  # noqa: BLE001 - never a traceback to the user
+        except Exception as exc:  # never a traceback to the user
             import logging
 
             logging.getLogger("labtui.ssh").warning("check %s", node, exc_info=True)
@@ -271,7 +253,7 @@ class NodeSSH(SSHConnections):
                 return NodeResult(name, True, fn(name), None, time.monotonic() - t0)
             except LabError as exc:
                 return NodeResult(name, False, None, exc, time.monotonic() - t0)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 err = LabError(f"{name}: unexpected error: {type(exc).__name__}: {exc}", "see the command log", code="error")
                 return NodeResult(name, False, None, err, time.monotonic() - t0)
 
@@ -395,8 +377,8 @@ class NodeSSH(SSHConnections):
             except (OSError, paramiko.SSHException, EOFError):
                 pass
             finally:
-                _close_quietly(chan)
-                _close_quietly(client)
+                close_quietly(chan)
+                close_quietly(client)
 
         def accept_loop() -> None:
             while not stop.is_set():
@@ -411,7 +393,7 @@ class NodeSSH(SSHConnections):
                     chan = t.open_channel("direct-tcpip", (remote_host, remote_port), peer, timeout=self.connect_timeout)
                 except (LabError, paramiko.SSHException, OSError, EOFError) as exc:
                     self.emit(Event(ev.WARN, f"tunnel to {remote_host}:{remote_port} via {node} failed: {getattr(exc, 'message', exc)}", node=node))
-                    _close_quietly(client)
+                    close_quietly(client)
                     continue
                 conns.append((client, chan))
                 threading.Thread(target=pump, args=(client, chan), daemon=True, name=f"labtui-fwd-{port}").start()
@@ -425,10 +407,10 @@ class NodeSSH(SSHConnections):
             if stop.is_set():
                 return
             stop.set()
-            _close_quietly(listener)
+            close_quietly(listener)
             for client, chan in list(conns):
-                _close_quietly(chan)
-                _close_quietly(client)
+                close_quietly(chan)
+                close_quietly(client)
             thread.join(timeout=2)
 
         with self._lock:
@@ -502,7 +484,7 @@ class NodeSSH(SSHConnections):
         for t in transports:
             try:
                 t.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     def __enter__(self) -> "NodeSSH":
@@ -588,15 +570,13 @@ class _Collector:
 # --------------------------------------------------------------------------- session glue
 
 
-def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
+def session_ssh(ctx: LabContext, **options: Any) -> NodeSSH:
     """The session's shared NodeSSH (created on first use from the saved plan).
 
     The UI or a headless command configures it first with `configure_session_ssh` (host-key
     decider, passphrase callback, --accept-new-host-keys); steps just call this."""
     svc = ctx.adapters.ssh
     plan = ctx.session.plan or {}
-    from labtui.model import NodeSpec
-
     nodes = [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
     if svc is None:
         svc = configure_session_ssh(ctx, **options)
@@ -605,9 +585,7 @@ def session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
     return svc
 
 
-def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
-    from labtui.model import NodeSpec
-
+def configure_session_ssh(ctx: LabContext, **options: Any) -> NodeSSH:
     old = ctx.adapters.pop("ssh")
     if old is not None:
         old.close()
@@ -627,7 +605,7 @@ def configure_session_ssh(ctx: "StepContext", **options: Any) -> NodeSSH:
 
 
 class _NodeShell:
-    """The `Shell` protocol of labtui.adapters.kubeconfig / labtui.doctor.probe on one node through NodeSSH."""
+    """A `Shell` (labtui.adapters.interfaces) on one node through NodeSSH."""
 
     def __init__(self, ssh: NodeSSH, node: str) -> None:
         self.ssh = ssh
@@ -638,11 +616,11 @@ class _NodeShell:
         return res.exit_code, res.stdout, res.stderr
 
 
-def kube_shell(ctx: "StepContext", node: Any) -> _NodeShell:
+def kube_shell(ctx: LabContext, node: Any) -> _NodeShell:
     """A Shell on `node` (a NodeSpec or a name) for labtui.adapters.kubeconfig: run(command, timeout, quiet)."""
     return _NodeShell(session_ssh(ctx), getattr(node, "name", node))
 
 
-def local_forward(ctx: "StepContext", node: Any, remote_host: str, remote_port: int) -> tuple[int, Callable[[], None]]:
+def local_forward(ctx: LabContext, node: Any, remote_host: str, remote_port: int) -> tuple[int, Callable[[], None]]:
     """An SSH local port forward through `node` for labtui.adapters.kubeconfig: (local port, closer)."""
     return session_ssh(ctx).forward_local(getattr(node, "name", node), remote_host, remote_port)

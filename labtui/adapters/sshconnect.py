@@ -35,14 +35,14 @@ from labtui.adapters.sshkeys import (
     HostKeyDecider,
     HostKeyInfo,
     HostKeyUnknown,
+    KeyNeedsPassphrase,
     KnownHosts,
     PassphraseCallback,
-    _KeyNeedsPassphrase,
-    _close_quietly,
-    _local_user,
+    close_quietly,
     default_ssh_config_path,
     default_user_known_hosts,
     load_private_key,
+    local_user,
     parse_hop,
     sha256_fingerprint,
 )
@@ -117,7 +117,7 @@ class SSHConnections:
             if self._config is None or self._config_mtime != mtime:
                 try:
                     self._config = paramiko.SSHConfig.from_path(str(path))
-                except Exception as exc:  # noqa: BLE001 - a broken config is the user's to fix
+                except Exception as exc:  # a broken config is the user's to fix
                     raise LabError(f"cannot read the SSH client configuration {path}: {exc}",
                                    "fix the file (ssh -G HOST shows how OpenSSH reads it)", code="config") from None
                 self._config_mtime = mtime
@@ -129,7 +129,7 @@ class SSHConnections:
             return {}
         try:
             return dict(cfg.lookup(alias))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise LabError(f"cannot apply {self.ssh_config_path} to {alias}: {exc}", "fix the Host/Match block for it", code="config") from None
 
     def resolve(self, node: str) -> Endpoint:
@@ -164,7 +164,7 @@ class SSHConnections:
         cfg = self._lookup(alias)
         host = cfg.get("hostname") or alias
         cfg_user = cfg.get("user")
-        final_user = (cfg_user if (user is None or user_is_default) and cfg_user else user) or cfg_user or _local_user()
+        final_user = (cfg_user if (user is None or user_is_default) and cfg_user else user) or cfg_user or local_user()
         cfg_port = int(cfg["port"]) if cfg.get("port") else None
         final_port = (cfg_port if (port in (None, 22) and cfg_port) else port) or 22
         keys: list[str] = []
@@ -271,7 +271,7 @@ class SSHConnections:
         elif ep.proxy_command:
             try:
                 sock = paramiko.ProxyCommand(ep.proxy_command)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise LabError(f"{ep.label}: the ProxyCommand from the SSH config failed to start: {exc}",
                                "fix ProxyCommand for this host in ~/.ssh/config", code="config") from None
             via = " through its ProxyCommand"
@@ -279,8 +279,8 @@ class SSHConnections:
             sock = self._tcp_connect(ep)
         try:
             t = paramiko.Transport(sock)
-        except Exception as exc:  # noqa: BLE001
-            _close_quietly(sock)
+        except Exception as exc:
+            close_quietly(sock)
             raise LabError(f"{ep.label}: cannot start SSH on {ep.display}{via}: {exc}", "try again", code="ssh") from None
         t.banner_timeout = self.connect_timeout
         t.handshake_timeout = self.connect_timeout
@@ -409,7 +409,7 @@ class SSHConnections:
             try:
                 agent = paramiko.Agent()
                 agent_keys = agent.get_keys()
-            except Exception:  # noqa: BLE001 - an unusable agent is skipped, as OpenSSH does
+            except Exception:  # an unusable agent is skipped, as OpenSSH does
                 agent_keys = ()
             for k in agent_keys:
                 if fresh(k):
@@ -440,7 +440,7 @@ class SSHConnections:
                     return self._keys[path]
             try:
                 key = load_private_key(p)
-            except _KeyNeedsPassphrase:
+            except KeyNeedsPassphrase:
                 key = None
                 if self.passphrase is None:
                     self.emit(Event(ev.WARN, f"key {p} is protected by a passphrase and nobody can be asked for it "
@@ -454,10 +454,10 @@ class SSHConnections:
                     try:
                         key = load_private_key(p, phrase)
                         break
-                    except _KeyNeedsPassphrase:
+                    except KeyNeedsPassphrase:
                         self.emit(Event(ev.WARN, f"wrong passphrase for {p}", node=ep.label))
                     finally:
-                        phrase = None  # noqa: F841 - never kept
+                        phrase = None  # never kept
                 if key is None:
                     return None
             with self._lock:

@@ -288,7 +288,7 @@ def _key_class(data: bytes):
             pos += 4  # number of keys
             pub, _ = string(pos)
             name = pub[4 : 4 + int.from_bytes(pub[:4], "big")].decode()
-        except Exception:  # noqa: BLE001 - a corrupt file
+        except Exception:  # a corrupt file
             return None
         if name == "ssh-ed25519":
             return paramiko.Ed25519Key
@@ -304,12 +304,12 @@ def _key_class(data: bytes):
     return None
 
 
-class _KeyNeedsPassphrase(Exception):
+class KeyNeedsPassphrase(Exception):
     pass
 
 
 def load_private_key(path: str | Path, passphrase: str | None = None):
-    """A paramiko key from a file. Raises _KeyNeedsPassphrase, or LabError for unusable files."""
+    """A paramiko key from a file. Raises KeyNeedsPassphrase, or LabError for unusable files."""
     import paramiko
 
     p = Path(path).expanduser()
@@ -324,10 +324,10 @@ def load_private_key(path: str | Path, passphrase: str | None = None):
     try:
         return cls.from_private_key_file(str(p), password=passphrase)
     except paramiko.PasswordRequiredException:
-        raise _KeyNeedsPassphrase(str(p)) from None
+        raise KeyNeedsPassphrase(str(p)) from None
     except paramiko.SSHException as exc:
         if passphrase is not None:
-            raise _KeyNeedsPassphrase(str(p)) from None
+            raise KeyNeedsPassphrase(str(p)) from None
         raise LabError(f"cannot load the key file {p}: {exc}", "check that it is an unencrypted or passphrase-protected private key", code="key") from None
 
 
@@ -356,20 +356,20 @@ def parse_hop(text: str) -> tuple[str | None, str, int | None]:
     return m.group("user"), host, int(m.group("port")) if m.group("port") else None
 
 
-def _local_user() -> str:
+def local_user() -> str:
     """OpenSSH's default login name: the local user."""
     import getpass
 
     try:
         return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry (containers)
+    except Exception:  # no passwd entry (containers)
         return "root"
 
 
-def _close_quietly(obj: Any) -> None:
+def close_quietly(obj: Any) -> None:
     try:
         obj.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
