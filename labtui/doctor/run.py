@@ -24,7 +24,7 @@ from labtui.doctor.model import DoctorFacts, Unchecked, active_pools
 from labtui.doctor.reason import diagnose
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.model import POOL_MODES, Encapsulation
+from labtui.model import Encapsulation
 from labtui.steps import Action, StepContext
 
 DOCTOR_SCOPE = "doctor"
@@ -196,7 +196,7 @@ def live_values(facts: DoctorFacts, state: Any, kubeadm_cm: dict[str, Any] | Non
         out["pod_cidr"] = pools[0].cidr
         src["pod_cidr"] = f"IP pool {pools[0].name}"
         modes = (pools[0].ipip_mode.replace("Off", "Never"), pools[0].vxlan_mode)
-        if modes in POOL_MODES.values():
+        if modes in {e.pool_modes for e in Encapsulation}:
             out["encapsulation"] = Encapsulation.from_pool_modes(*modes).value
             src["encapsulation"] = f"IP pool {pools[0].name} ({pools[0].modes})"
     cfg: dict[str, Any] = {}
