@@ -3,21 +3,28 @@ projectcalico.org/v3 API, calicoctl on the control plane, or the raw v1 CRD afte
 warning): one request setting ipipMode and vxlanMode together, then wait until the pool shows it.
 
 `pool_action(change)` is the Action for a planned `net.modechange.ModeChange`; the executor runs it.
-`set_pool_mode(...)` and `revert_pool_change(...)` are the one-call forms for a caller that has
-already shown the exact change to the user (a screen's modal, a command's --yes).
+The one-call forms for a caller that has already shown the exact change to the user (a screen's
+modal, a command's --yes) run it through the executor: labtui.pool_change (above the executor).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from labtui.adapters.calico import Calico
+from labtui.adapters.interfaces import CalicoAPI, Shell
+from labtui.adapters.kube import kube_for
+from labtui.adapters.kubeconfig import control_plane_shell
 from labtui.changes import Applied, AppliedThenFailed, ChangeKind, register
 from labtui.errors import LabError
-from labtui.steps import Action, Risk
+from labtui.model import Encapsulation
+from labtui.net.calico import ClusterState, IPPoolInfo
+from labtui.net.modechange import ApiCall, ModeChange
+from labtui.steps import Action, Risk, StepContext
+from labtui.store import Change
 
 
-def pool_action(change: Any, *, accept_warning: bool = False, shell: Any = None, state: Any = None,
-                wait_timeout: float | None = None, poll: float | None = None) -> Action:
+def pool_action(change: ModeChange, *, accept_warning: bool = False, shell: Shell | None = None,
+                state: ClusterState | None = None, wait_timeout: float | None = None,
+                poll: float | None = None) -> Action:
     """The Action for one ModeChange (command, API request, revert; a warning makes it destructive)."""
     return Action(
         id=f"pool-{change.pool}", title=change.description, command=change.command, kind="kube",
@@ -27,25 +34,19 @@ def pool_action(change: Any, *, accept_warning: bool = False, shell: Any = None,
               "state": state, "wait_timeout": wait_timeout, "poll": poll})
 
 
-def _kube(ctx: Any):
-    from labtui.adapters.kube import kube_for
+def calico_for(ctx: StepContext) -> CalicoAPI:
+    """The Calico side of the lab's cluster (through the session's Kubernetes client)."""
+    return Calico(kube_for(ctx, ctx.inputs.get("kubeconfig") or None))
 
-    return kube_for(ctx, ctx.inputs.get("kubeconfig") or None)
 
-
-def _shell(ctx: Any, given: Any = None):
+def _shell(ctx: StepContext, given: Shell | None = None) -> Shell | None:
     if given is not None:
         return given
-    from labtui.adapters.kubeconfig import control_plane_shell
-
     return control_plane_shell(ctx)
 
 
-def change_from_record(record: Any) -> Any:
+def change_from_record(record: Change) -> ModeChange:
     """The ModeChange that undoes a recorded calico.pool-mode change."""
-    from labtui.model import Encapsulation
-    from labtui.net.modechange import ApiCall, ModeChange
-
     data = record.revert_data or {}
     ra = data.get("revert_api")
     return ModeChange(
@@ -64,29 +65,25 @@ class PoolMode(ChangeKind):
     kind = "calico.pool-mode"
     layer = "calico"
 
-    def applied(self, ctx: Any, action: Action) -> bool | None:
+    def applied(self, ctx: StepContext, action: Action) -> bool | None:
         """The live pool already shows the wanted modes (read now: a plan made from an older read,
         or a change applied meanwhile from another screen, must not be applied twice)."""
-        from labtui.adapters.calico import read_cluster, read_pool
-
-        change = action.data["change"]
+        change: ModeChange = action.data["change"]
         if change.noop:
             return True
-        kc = _kube(ctx)
-        state = action.data.get("state") or ctx.memo.calico_state or read_cluster(kc)
-        seen = read_pool(kc, state, change.pool)
+        calico = calico_for(ctx)
+        state = action.data.get("state") or ctx.memo.calico_state or calico.read_cluster()
+        seen = calico.read_pool(state, change.pool)
         return seen is not None and (seen.ipip_mode, seen.vxlan_mode) == change.new_modes
 
-    def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.calico import apply_change, read_cluster
-
-        change = action.data["change"]
+    def run(self, ctx: StepContext, action: Action) -> Applied:
+        change: ModeChange = action.data["change"]
         d = action.data
-        kc = _kube(ctx)
-        state = d.get("state") or ctx.memo.calico_state or read_cluster(kc)
+        calico = calico_for(ctx)
+        state = d.get("state") or ctx.memo.calico_state or calico.read_cluster()
         accept = bool(d.get("accept_warning"))
         try:
-            seen = apply_change(kc, state, change, shell=_shell(ctx, d.get("shell")), accept_warning=accept,
+            seen = calico.apply_change(state, change, shell=_shell(ctx, d.get("shell")), accept_warning=accept,
                                 emit=ctx.emit, wait_timeout=float(d.get("wait_timeout") or ctx.tuning.calico_wait),
                                 poll=float(d.get("poll") or ctx.tuning.calico_poll))
         except LabError as exc:
@@ -97,50 +94,28 @@ class PoolMode(ChangeKind):
             ctx.memo.calico_state = None
         return Applied(True, change.revert_data(), result=seen, target=f"ippool/{change.pool}")
 
-    def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
-        seen = applied.result
+    def verify(self, ctx: StepContext, action: Action, applied: Applied) -> str | None:
+        seen: IPPoolInfo | None = applied.result
         want = action.data["change"].new_modes
         if seen is not None and (seen.ipip_mode, seen.vxlan_mode) != want:
             return f"IP pool {seen.name} shows ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"
         return None
 
-    def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters.calico import apply_change, read_cluster
-
+    def revert(self, ctx: StepContext, change: Change) -> str:
         mode = change_from_record(change)
-        kc = _kube(ctx)
-        apply_change(kc, read_cluster(kc), mode, shell=_shell(ctx), accept_warning=True, emit=ctx.emit,
+        calico = calico_for(ctx)
+        calico.apply_change(calico.read_cluster(), mode, shell=_shell(ctx), accept_warning=True, emit=ctx.emit,
                      wait_timeout=float(ctx.tuning.calico_wait), poll=float(ctx.tuning.calico_poll), revert=True)
         ctx.memo.calico_state = None
         return f"IP pool {mode.pool} back to {mode.old.value}"
 
 
-def set_pool_mode(ctx: Any, change: Any, *, state: Any = None, shell: Any = None, accept_warning: bool = False,
-                  wait_timeout: float | None = None, poll: float | None = None) -> Any:
-    """Apply one planned (and already shown) change through the executor; returns the pool as seen
-    after. A pool already in the wanted mode changes and records nothing."""
-    from labtui.execute import Executor
+def __getattr__(name: str) -> object:
+    """Transitional (issue 19): set_pool_mode and revert_pool_change moved to labtui.pool_change (they
+    run the executor, which sits above the catalogue). labtui/commands/calico.py and screens/calico.py
+    still import them from here; delete this function once they import labtui.pool_change."""
+    if name in ("set_pool_mode", "revert_pool_change"):
+        import labtui.pool_change
 
-    if change.noop:
-        from labtui import events as ev
-        from labtui.events import Event
-
-        ctx.emit(Event(ev.INFO, f"IP pool {change.pool} already has {change.new.value}: nothing to change"))
-        return state.pool(change.pool) if state is not None else None
-    action = pool_action(change, accept_warning=accept_warning, shell=shell, state=state, wait_timeout=wait_timeout,
-                         poll=poll)
-    execution = Executor(ctx, step="calico").run([action], confirmed=True)
-    return execution.outcomes[-1].result
-
-
-def revert_pool_change(ctx: Any, record: Any) -> Any:
-    """Undo one recorded pool change through the executor; returns the pool as seen after."""
-    from labtui.adapters.calico import read_cluster, read_pool
-    from labtui.adapters.kube import kube_for
-    from labtui.execute import Executor
-
-    if record.reverted:
-        raise LabError(f"change #{record.id} was already reverted", "nothing to do", code="already-reverted")
-    Executor(ctx, step="calico").revert([record], confirmed=True)
-    kc = kube_for(ctx, ctx.inputs.get("kubeconfig") or None)
-    return read_pool(kc, read_cluster(kc), (record.revert_data or {}).get("pool", ""))
+        return getattr(labtui.pool_change, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

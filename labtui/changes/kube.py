@@ -17,12 +17,19 @@ from __future__ import annotations
 import json
 import shlex
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
-from labtui.cluster import apt, containerd as ctd, kubeadm as kadm
+from labtui.adapters.interfaces import NodeCommands
+from labtui.adapters.ssh import session_ssh
 from labtui.changes import Applied, AppliedThenFailed, ChangeKind, FailedCleanly, register
+from labtui.cluster import apt, containerd as ctd, kubeadm as kadm
+from labtui.cluster.calico import edit_manifest
 from labtui.errors import LabError
+from labtui.model import DEFAULT_DOCKER_REPO, DEFAULT_KUBERNETES_REPO
 from labtui.redact import redact
+from labtui.steps import StepContext
 
 ADMIN = "/etc/kubernetes/admin.conf"
 KUBECTL = f"kubectl --kubeconfig {ADMIN}"
@@ -30,9 +37,7 @@ CALICO_DIR = "/etc/kubernetes/labtui-calico"
 CRI = f"crictl --runtime-endpoint {ctd.CRI_SOCKET}"
 
 
-def _ssh(ctx: Any):
-    from labtui.adapters.ssh import session_ssh
-
+def _ssh(ctx: StepContext) -> NodeCommands:
     return session_ssh(ctx)
 
 
@@ -71,7 +76,8 @@ def _state_lines(ctx: Any, node: str, command: str) -> list[str] | None:
 def _seen(ctx: Any, action: Any) -> dict[str, tuple[float, bool]]:
     """This run's per-node check results for one action: {node: (monotonic time, done)}."""
     with _SEEN_LOCK:
-        return ctx.memo.bucket("kube_seen").setdefault(id(action), {})
+        seen: dict[str, tuple[float, bool]] = ctx.memo.bucket("kube_seen").setdefault(id(action), {})
+        return seen
 
 
 _SEEN_LOCK = threading.Lock()
@@ -97,8 +103,6 @@ class FanOut(ChangeKind):
     FRESH = 5.0
 
     def _states(self, ctx: Any, action: Any) -> dict[str, Any]:
-        import time
-
         seen = _seen(ctx, action)
 
         def one(n: str) -> bool:
@@ -115,8 +119,6 @@ class FanOut(ChangeKind):
         return all(r.value for r in states.values())
 
     def run(self, ctx: Any, action: Any) -> Applied:
-        import time
-
         ssh = _ssh(ctx)
         seen = _seen(ctx, action)
 
@@ -280,7 +282,7 @@ class Containerd(FanOut):
                  node=node, step=step)
         for attempt in (source, "docker"):
             script = apt.containerd_install_script(attempt, d["os"].get(node, "ubuntu"),
-                                                   docker_repo=d.get("docker_repo") or apt.DEFAULT_DOCKER_REPO,
+                                                   docker_repo=d.get("docker_repo") or DEFAULT_DOCKER_REPO,
                                                    proxy=proxy)
             res = ssh.run(node, script, sudo=True, timeout=1200.0, step=step)
             if res.exit_code != 0:
@@ -365,7 +367,7 @@ class Packages(FanOut):
 
     def node_run(self, ctx: Any, node: str, action: Any) -> dict[str, Any]:
         d = action.data
-        script = apt.install_script(d["minor"], repo=d.get("repo") or apt.DEFAULT_KUBERNETES_REPO, proxy=d.get("proxy"))
+        script = apt.install_script(d["minor"], repo=d.get("repo") or DEFAULT_KUBERNETES_REPO, proxy=d.get("proxy"))
         before = _state_lines(ctx, node, apt.packages_state())
         res = _ssh(ctx).run(node, script, sudo=True, timeout=1800.0, step=d.get("step"))
         if res.exit_code != 0:
@@ -375,6 +377,7 @@ class Packages(FanOut):
                 raise LabError(error.message + "; labtui could not tell whether it installed part of them",
                                f"undo it if needed: ssh {node} sudo sh -c {shlex.quote(apt.remove_script())}",
                                code=error.code)
+            assert before is not None  # after is read only when before was
             left = [ln for ln in after if ln not in before]
             if left or len(after) != len(before):
                 raise NodeLeft(error, {}, "; ".join(left) or "a package or file was removed")
@@ -489,14 +492,16 @@ def cluster_nodes(ctx: Any, cp: str) -> dict[str, bool]:
 def _join_cache(ctx: Any) -> dict[str, Any]:
     """The join command, in memory for this run only (it holds the token)."""
     with _JOIN_LOCK:
-        return ctx.memo.bucket("kube_join")
+        cache: dict[str, Any] = ctx.memo.bucket("kube_join")
+        return cache
 
 
 def join_command(ctx: Any, cp: str, *, fresh: bool = False) -> kadm.JoinCommand:
     cache = _join_cache(ctx)
     with _JOIN_LOCK:
         if not fresh and cache.get("join"):
-            return cache["join"]
+            cached: kadm.JoinCommand = cache["join"]
+            return cached
         res = _ssh(ctx).run(cp, "kubeadm token create --print-join-command", sudo=True, timeout=120.0, stream=False)
         if res.exit_code != 0:
             raise _failure(cp, "kubeadm token create", res)
@@ -591,8 +596,6 @@ class CalicoInstall(ChangeKind):
             if item.get("content") is not None:
                 ssh.put(node, item["content"], dest, mode=0o644, sudo=True)
             elif item.get("local"):
-                from pathlib import Path
-
                 ssh.put(node, Path(item["local"]), dest, mode=0o644, sudo=True)
             else:
                 proxy = d.get("proxy")
@@ -604,8 +607,6 @@ class CalicoInstall(ChangeKind):
                                    "a control plane without internet: give the file with --calico-manifest FILE "
                                    "(labtui uploads it)", code="download")
             if item.get("edit"):
-                from labtui.cluster.calico import edit_manifest
-
                 raw = ssh.get(node, dest, sudo=True)
                 ssh.put(node, edit_manifest(raw.decode(), d["pod_cidr"], d["encapsulation"]), dest, mode=0o644, sudo=True)
             files.append(dest)

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from labtui.changes import Applied, AppliedThenFailed, ChangeKind, FailedCleanly, register
+from labtui.adapters.interfaces import NodeCommands
+from labtui.adapters.ssh import session_ssh
+from labtui.adapters.sshkeys import shown_command
+from labtui.changes import (
+    Applied,
+    AppliedThenFailed,
+    ChangeKind,
+    FailedCleanly,
+    register,
+)
 from labtui.errors import LabError
-from labtui.steps import Action, Risk
+from labtui.nodes.preflight import fix_state
+from labtui.steps import Action, Risk, StepContext
+from labtui.store import Change
 
 
 def node_action(node: str, action_id: str, title: str, command: str, *, revert: str | None = None,
@@ -23,8 +34,6 @@ def node_action(node: str, action_id: str, title: str, command: str, *, revert: 
 
     `check`: a command that exits 0 when the effect is already there (then nothing runs and
     nothing is recorded). `shown`: how to print it when the real command holds a secret."""
-    from labtui.adapters.ssh import shown_command
-
     return Action(id=action_id, title=title, kind="ssh", target=node, risk=risk, change=kind,
                   command=shown or shown_command(node, command, sudo=sudo),
                   revert=shown_revert or (shown_command(node, revert, sudo=sudo) if revert else None),
@@ -36,12 +45,10 @@ class NodeCommand(ChangeKind):
     kind = "node.command"
     layer = "node"
 
-    def applied(self, ctx: Any, action: Action) -> bool | None:
+    def applied(self, ctx: StepContext, action: Action) -> bool | None:
         check = action.data.get("check")
         if not check:
             return None
-        from labtui.adapters.ssh import session_ssh
-
         res = session_ssh(ctx).run(action.data["node"], check, sudo=action.data.get("sudo", True),
                                    timeout=60.0, stream=False)
         return res.exit_code == 0
@@ -51,16 +58,12 @@ class NodeCommand(ChangeKind):
         preflight fixes have theirs): read before and after a failure to tell what it left."""
         d = action.data
         if d.get("state"):
-            return d["state"]
+            return str(d["state"])
         if d.get("fix"):
-            from labtui.nodes.preflight import fix_state
-
             return fix_state(d["fix"])
         return None
 
-    def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.ssh import session_ssh
-
+    def run(self, ctx: StepContext, action: Action) -> Applied:
         d = action.data
         node = d["node"]
         ssh = session_ssh(ctx)
@@ -81,13 +84,11 @@ class NodeCommand(ChangeKind):
         d = action.data
         return {"node": d["node"], "command": d.get("revert"), "sudo": d.get("sudo", True)}
 
-    def _failed(self, ctx: Any, action: Action, exc: LabError, state: str | None,
+    def _failed(self, ctx: StepContext, action: Action, exc: LabError, state: str | None,
                 before: list[str] | None) -> LabError:
         """What a failed command left on its node, checked: nothing (`FailedCleanly`), something
         (`AppliedThenFailed`: recorded with its revert), or cannot tell (the error as it is; the
         executor then says so, never "nothing was changed")."""
-        from labtui.adapters.ssh import session_ssh
-
         node = action.data["node"]
         if state is None or before is None:
             return exc
@@ -101,9 +102,8 @@ class NodeCommand(ChangeKind):
         error = LabError(exc.message + f"; it left on {node}: " + "; ".join(left), exc.hint, code=exc.code)
         return AppliedThenFailed(error, Applied(True, self._revert_data(action), target=node,
                                                 note="failed halfway: " + "; ".join(left)))
-    def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters.ssh import session_ssh
 
+    def revert(self, ctx: StepContext, change: Change) -> str:
         data = change.revert_data or {}
         command = data.get("command")
         if not command:
@@ -123,7 +123,7 @@ def what_of(action: Action, node: str) -> str:
     return action.title[len(node) + 2:] if action.title.startswith(f"{node}: ") else action.title
 
 
-def _read_state(ssh: Any, node: str, state: str, d: dict[str, Any]) -> list[str]:
+def _read_state(ssh: NodeCommands, node: str, state: str, d: dict[str, Any]) -> list[str]:
     res = ssh.run(node, state, sudo=d.get("sudo", True), timeout=60.0, stream=False)
     if res.exit_code != 0:
         raise LabError(f"{node}: could not read what the change touches (exit {res.exit_code})", code="state-unread")

@@ -12,11 +12,11 @@ import ipaddress
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-if TYPE_CHECKING:  # pragma: no cover
-    from labtui.adapters.ssh import NodeResult, NodeSSH
-    from labtui.store import Store
+from labtui.adapters.interfaces import NodeCommands
+from labtui.adapters.sshkeys import NodeResult
+from labtui.store import Store
 
 MODULES = ("overlay", "br_netfilter", "ipip")
 SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables")
@@ -298,7 +298,7 @@ def parse_facts(node: str, text: str) -> NodeFacts:
 # --------------------------------------------------------------------------- gathering
 
 
-def gather(ssh: "NodeSSH", nodes: Iterable[str], *, step: str | None = None) -> dict[str, "NodeResult"]:
+def gather(ssh: NodeCommands, nodes: Iterable[str], *, step: str | None = None) -> dict[str, NodeResult]:
     """Run the facts script on every node in parallel; NodeResult.value is a NodeFacts."""
 
     def one(node: str) -> NodeFacts:
@@ -311,11 +311,11 @@ def gather(ssh: "NodeSSH", nodes: Iterable[str], *, step: str | None = None) -> 
     return ssh.fan_out(nodes, one)
 
 
-def store_facts(store: "Store", session_id: int, facts: NodeFacts) -> None:
+def store_facts(store: Store, session_id: int, facts: NodeFacts) -> None:
     store.put_facts(session_id, SCOPE_PREFIX + facts.node, facts.to_dict())
 
 
-def load_facts(store: "Store", session_id: int, node: str | None = None) -> dict[str, NodeFacts]:
+def load_facts(store: Store, session_id: int, node: str | None = None) -> dict[str, NodeFacts]:
     """Stored facts by node name (all nodes, or one)."""
     scope = SCOPE_PREFIX + node if node else None
     out = {}

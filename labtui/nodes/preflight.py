@@ -10,12 +10,10 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from labtui.cluster.apt import containerd_needed, version_tuple
+from labtui.model import Plan
 from labtui.nodes.facts import NodeFacts
-
-if TYPE_CHECKING:  # pragma: no cover
-    from labtui.model import Plan
 
 ERROR, WARNING, INFO, OK = "error", "warning", "info", "ok"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2, OK: 3}
@@ -129,7 +127,7 @@ def _minor(version: str) -> str:
     return ".".join(parts[:2]) if len(parts) >= 2 else version
 
 
-def preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[Finding]:
+def preflight(plan: Plan | None, facts: dict[str, NodeFacts]) -> list[Finding]:
     out: list[Finding] = []
     roles = {n.name: n.role.value for n in plan.nodes} if plan else {}
     k8s = plan.kubernetes if plan else None
@@ -216,7 +214,7 @@ def preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[Finding]
     return out
 
 
-def _lab_findings(plan: "Plan | None", facts: dict[str, NodeFacts], enc: str | None) -> list[Finding]:
+def _lab_findings(plan: Plan | None, facts: dict[str, NodeFacts], enc: str | None) -> list[Finding]:
     out: list[Finding] = []
     for attr, label, why in (
         ("hostname", "hostname", "Kubernetes node names must be unique; a second node with the same name replaces the first."),
@@ -278,12 +276,10 @@ def _minor_tuple(minor: str | None) -> tuple[int, int]:
         return (0, 0)
 
 
-def runtime_preflight(plan: "Plan | None", facts: dict[str, NodeFacts]) -> list[Finding]:
+def runtime_preflight(plan: Plan | None, facts: dict[str, NodeFacts]) -> list[Finding]:
     """What must hold before the container runtime and kubeadm go on the nodes: a supported OS,
     systemd, cgroup v2 (the kubelet of 1.35+ refuses v1), kubeadm's ports free, a containerd the
     plan's minor supports, enough CPU and memory for the role, unique product_uuid and MAC."""
-    from labtui.cluster.apt import containerd_needed, version_tuple
-
     out: list[Finding] = []
     roles = {n.name: n.role.value for n in plan.nodes} if plan else {}
     minor = plan.kubernetes if plan else None

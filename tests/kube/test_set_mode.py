@@ -9,7 +9,7 @@ import pytest
 from labtui.errors import LabError
 from labtui.adapters.calico import plan_change, read_cluster
 from labtui.adapters.kube import KubeClient
-from labtui.changes.calico import revert_pool_change, set_pool_mode
+from labtui.pool_change import revert_pool_change, set_pool_mode
 from tests.harness.kube import incident_cluster, ippool, operator_cluster
 from tests.kube.simulated_shell import SimulatedShell
 
