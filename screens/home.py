@@ -98,18 +98,36 @@ class HomeScreen(CrashReporting, Screen):
         table.clear()
         records = rows
         self.rows = {}
+        cells = []
         for r in rows:
             self.rows[r["name"]] = r
             progress = f"{r['done']}/{r['total']} {r['stage']}" if r["total"] else r["stage"]
             health = r["health"].removeprefix("doctor: ") or "-"
-            table.add_row(r["name"], progress, _cut(health, 22), _cut(f"{r['stage']} / {r['step_title']}", 30),
-                          _cut(r["cloud"], 18), r["last_activity"], key=r["name"])
+            cells.append((r["name"], progress, health, _cut(f"{r['stage']} / {r['step_title']}", 30),
+                          _cut(r["cloud"], 18), r["last_activity"]))
+        health_width = self._health_width(cells)
+        for name, progress, health, stage, cloud, active in cells:
+            table.add_row(name, progress, _cut(health, health_width), stage, cloud, active, key=name)
         empty = self.query_one("#home-empty", Static)
         empty.update("" if records else "No labs yet. Press n to start one, or D to doctor a cluster you already have.")
         empty.display = not records
         if selected in self.rows:
             table.move_cursor(row=list(self.rows).index(selected))
         self._show_detail()
+
+    def _health_width(self, cells: list[tuple[str, ...]]) -> int:
+        """Health gets what the other columns leave of the screen's width (22 at 80 columns, the whole
+        text on a wide terminal)."""
+        if not cells:
+            return 22
+        others = sum(max(len(c[i]) for c in cells + [("Lab", "Progress", "", "Stage / step", "Cloud", "Active")])
+                     for i in (0, 1, 3, 4, 5))
+        room = self.size.width - others - 2 * 6 - 2  # each column's padding, the scroll bar
+        return max(22, min(room, max(len(c[2]) for c in cells)))
+
+    def on_resize(self) -> None:
+        if self.rows:
+            self._fill(list(self.rows.values()))
 
     def _show_detail(self) -> None:
         """The whole of the highlighted row: the table cuts long cells."""

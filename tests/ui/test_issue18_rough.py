@@ -105,3 +105,35 @@ async def test_the_step_pane_opens_at_the_top_of_the_why_with_the_first_field_fo
             assert pane.scroll_y == 0, step_id
             form = screen.query_one("#step-form")
             assert app.focused is not None and form in app.focused.ancestors, step_id  # keys go to the first field
+
+
+HEALTH = ("2 problems: IP protocol 4 (IPIP) is dropped between the nodes by security group k8s (no rule allows it); "
+          "w3 has no calico-node Ready")
+
+
+async def test_at_160x48_the_home_table_shows_the_whole_health_and_the_nodes_screen_fills_the_height(
+        lab_home, incident_plan_data):
+    from textual.widgets import DataTable, Footer
+
+    store = Store()
+    store.create_session("incident", wizard="nodes", plan=incident_plan_data)
+    store.update_session("incident", health=HEALTH)
+    app = LabApp(store=store)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot, 6)
+        table = app.screen.query_one("#sessions", DataTable)
+        health = str(table.get_cell_at((0, 2)))
+        assert health.startswith("2 problems: IP protocol 4 (IPIP) is dropped between the nodes by security group")
+        assert len(health) > 60  # not cut at 22 characters with 60 columns left empty
+        await pilot.resize_terminal(80, 24)
+        await settle(app, pilot, 4)
+        assert len(str(table.get_cell_at((0, 2)))) == 22  # at 80 columns it is cut, the detail line has it whole
+        await pilot.resize_terminal(160, 48)
+        await settle(app, pilot, 4)
+        app.open_wizard("incident")  # the wizard's CSS is loaded first: it must not shrink other screens' logs
+        await settle(app, pilot, 8)
+        await app.screen.run_action("open_screen('nodes')")
+        await settle(app, pilot, 6)
+        log = app.screen.query_one("#log")
+        footer = app.screen.query_one(Footer)
+        assert log.region.bottom == footer.region.y  # the command log takes the rest of the screen
