@@ -57,7 +57,7 @@ class Event:
 Emit = Callable[[Event], None]
 
 
-def null_emit(event: Event) -> None:  # noqa: ARG001 - a sink that drops events
+def null_emit(event: Event) -> None:  # a sink that drops events
     return None
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
+import traceback
+
+from labtui import paths
 
 LIBRARY_LOGGERS = ("labtui", "paramiko", "keystoneauth", "openstack", "urllib3", "kubernetes")
 
@@ -27,8 +31,6 @@ class PrivateLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from labtui import paths
-
             line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {record.levelname} {record.name}: {record.getMessage()}"
             if record.exc_info:
                 line += "\n" + logging.Formatter().formatException(record.exc_info)
@@ -38,7 +40,7 @@ class PrivateLogHandler(logging.Handler):
                 with os.fdopen(fd, "a", encoding="utf-8") as fh:
                     fh.write(line + "\n")
                 self.path = str(path)
-        except Exception:  # noqa: BLE001 - logging must never break the command or the UI
+        except Exception:  # logging must never break the command or the UI
             pass
 
 
@@ -54,12 +56,7 @@ def route_library_logs() -> None:
 def write_crash(exc: BaseException, context: str = "") -> str:
     """A bug's traceback appended to crash.log in the state directory (0600), for the report. Returns
     the file's path, or "the log directory" when it cannot be written (reporting a crash never crashes)."""
-    import sys
-    import traceback
-
     try:
-        from labtui import paths
-
         home = paths.state_home()
         home.mkdir(parents=True, exist_ok=True)
         path = home / "crash.log"
@@ -69,7 +66,7 @@ def write_crash(exc: BaseException, context: str = "") -> str:
             fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + (context or " ".join(sys.argv)) + "\n")
             fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         return str(path)
-    except Exception:  # noqa: BLE001 - reporting a crash must not crash
+    except Exception:  # reporting a crash must not crash
         return "the log directory"
 
 

@@ -2,21 +2,23 @@
 
 `labtui doctor` starts it right after it knows the lab's cloud (before the session's own imports),
 so Keystone's password check overlaps the imports; labtui.adapters.openstack.connect() hands the
-token to the SDK (EarlyLogin.hand_over). Light on purpose: the standard library here, keystoneauth1
-and clouds.yaml (labtui.cloudconfig) only in the log-in thread and begin_login.
+token to the SDK (EarlyLogin.hand_over). Light on purpose: the standard library and clouds.yaml
+(labtui.cloudconfig, which begin_login reads at once anyway) here, keystoneauth1 only in the log-in thread.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
+
+from labtui.cloudconfig import ENV_CLOUD, candidate_files, load_clouds
+from labtui.errors import LabError
 
 
 def quiet_loggers() -> None:
     """keystoneauth and openstacksdk log warnings to stderr (Python's last-resort handler) unless a
     handler exists; the command log already shows the calls, and a TUI must not be scribbled on."""
-    import logging
-
     for name in ("keystoneauth", "openstack", "stevedore", "urllib3"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
@@ -61,8 +63,6 @@ class EarlyLogin:
             return False
         if entry.get("cacert") is not None and not isinstance(entry.get("cacert"), str):
             return False
-        from labtui.cloudconfig import candidate_files
-
         return not any(p.is_file() for p in candidate_files("secure.yaml", "OS_CLIENT_SECURE_FILE"))
 
     def _log_in(self, entry: dict[str, Any], timeout: float) -> None:
@@ -85,7 +85,7 @@ class EarlyLogin:
                 self.failed = exc
             finally:
                 sess.session.close()
-        except Exception:  # noqa: BLE001 - connect() logs in itself and reports what goes wrong
+        except Exception:  # connect() logs in itself and reports what goes wrong
             self.cache_id = None
         finally:
             self._done.set()
@@ -97,7 +97,7 @@ class EarlyLogin:
             return False
         try:
             same = self.cache_id is not None and plugin.get_cache_id() == self.cache_id
-        except Exception:  # noqa: BLE001 - a plugin without a cache id logs in itself
+        except Exception:  # a plugin without a cache id logs in itself
             same = False
         if not same:
             return False
@@ -116,9 +116,6 @@ class EarlyLogin:
 def begin_login(name: str | None, timeout: float, clouds: Any = None) -> EarlyLogin | None:
     """Begin the log-in to cloud `name` now, when its clouds.yaml entry (from `clouds`, a
     labtui.cloudconfig.CloudsConfig the caller read already, else read here) is a plain one."""
-    from labtui.cloudconfig import ENV_CLOUD, load_clouds
-    from labtui.errors import LabError
-
     if not name or name == ENV_CLOUD:
         return None
     try:
