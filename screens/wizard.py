@@ -96,6 +96,8 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         self._problems: list = []
         self._busy_since: float | None = None
         self._busy_what = ""
+        self._teardown_since: float | None = None
+        self._teardown_what = ""
         self._rechecking = False
         self._conditional: list[tuple[tuple[str, Any], list]] = []  # ((field, value), its widgets)
 
@@ -212,13 +214,27 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         self._busy_since = time.monotonic() if what else None
         self._tick()
 
+    def _set_teardown(self, what: str | None) -> None:
+        """The teardown's progress: it holds the status line until it ends (a step's check finishing in
+        the background meanwhile does not hide it)."""
+        if what and self._teardown_since is None:
+            self._teardown_since = time.monotonic()
+        self._teardown_what = what or ""
+        if not what:
+            self._teardown_since = None
+            self.query_one("#step-status", Static).update("")  # the step the lab lands on says the rest
+        self._tick()
+
     def _tick(self) -> None:
-        if self._busy_since is None:
+        since, what = self._busy_since, self._busy_what
+        if self._teardown_since is not None:
+            since, what = self._teardown_since, self._teardown_what
+        if since is None:
             return
-        seconds = time.monotonic() - self._busy_since
+        seconds = time.monotonic() - since
         spinner = "◐◓◑◒"[int(seconds * 2) % 4]
         self.query_one("#step-status", Static).update(
-            Text(f"{spinner} {self._busy_what}... {seconds:.0f} s (the command log shows each command)", style="cyan"))
+            Text(f"{spinner} {what}... {seconds:.0f} s (the command log shows each command)", style="cyan"))
 
     # ------------------------------------------------------------------ step list
     def _states(self) -> dict[tuple[str, str], Any]:

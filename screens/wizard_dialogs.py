@@ -75,13 +75,29 @@ class WizardDialogsMixin:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
     def _teardown_run(self, items: list) -> None:
+        from labtui import events as ev
         from labtui.stages.teardown import teardown
 
+        total = len(items)
+        started = [0]
+
+        def progress(event: Any) -> None:  # on the worker thread: the status line says which delete runs
+            if event.kind == ev.ACTION_START and event.step == "teardown":
+                started[0] += 1
+                what = event.message.removeprefix("$ ")
+                self.app.call_from_thread(self._set_teardown,
+                                          f"tearing down {min(started[0], total)}/{total}: {what}")
+
+        self.app.call_from_thread(self._set_teardown, f"tearing down 0/{total}: servers first")
+        unsubscribe = self.lab.bus.subscribe(progress)
         try:
             done, failed = teardown(self.lab.ctx, items, confirmed=True)
         except LabError as exc:
             self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
             return
+        finally:
+            unsubscribe()
+            self.app.call_from_thread(self._set_teardown, None)
         if failed:
             msg = f"deleted {len(done)}; not deleted: " + "; ".join(f"{c.description} ({why})" for c, why in failed)
             self.app.call_from_thread(self.notify, msg, severity="error", timeout=12)

@@ -137,3 +137,48 @@ async def test_at_160x48_the_home_table_shows_the_whole_health_and_the_nodes_scr
         log = app.screen.query_one("#log")
         footer = app.screen.query_one(Footer)
         assert log.region.bottom == footer.region.y  # the command log takes the rest of the screen
+
+
+async def test_the_ui_teardown_shows_which_delete_runs_and_how_long_it_has_taken(lab_home, incident_plan_data,
+                                                                               monkeypatch):
+    import threading
+
+    import labtui.stages.teardown as td
+    from labtui import events as ev
+    from labtui.events import Event
+    from screens.modals import ConfirmModal
+    from tests.ui.test_issue18_path import _torn_down_lab
+
+    store = Store()
+    _torn_down_lab(store, incident_plan_data)
+    monkeypatch.setattr(td, "teardown_plan", lambda ctx: list(ctx.store.changes(ctx.session.id)))
+    halfway, go_on = threading.Event(), threading.Event()
+
+    def deleting(ctx, items, *, confirmed):  # the cloud's deletes are tests/provision's: here, the events they emit
+        for c in items:
+            ctx.emit(Event(ev.ACTION_START, f"$ {c.revert_command}", step="teardown"))
+            halfway.set()
+            assert go_on.wait(10)
+            ctx.store.mark_reverted(c.id)
+        return items, []
+    monkeypatch.setattr(td, "teardown", deleting)
+    app = LabApp(store=store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_wizard("incident")
+        await settle(app, pilot, 8)
+        screen = app.screen
+        await pilot.press("ctrl+t")
+        await settle(app, pilot, 6)
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if halfway.is_set() and "tearing down 1/" in str(screen.query_one("#step-status").render()):
+                break
+        status = str(screen.query_one("#step-status").render())
+        total = len(store.changes(store.get_session("incident").id))
+        assert f"tearing down 1/{total}: openstack server delete" in status, status
+        go_on.set()
+        await settle(app, pilot, 8)
+        assert "tearing down" not in str(screen.query_one("#step-status").render())
