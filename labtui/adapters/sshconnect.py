@@ -12,17 +12,9 @@ import socket
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from labtui import events as ev
-from labtui.errors import LabError
-from labtui.events import Event, null_emit
-from labtui.paths import known_hosts_path
-from labtui.redact import add_secret
-
-if TYPE_CHECKING:  # pragma: no cover
-    from labtui.model import NodeSpec
-
 from labtui.adapters.sshkeys import (
     DEFAULT_AUTH_TIMEOUT,
     DEFAULT_COMMAND_TIMEOUT,
@@ -46,6 +38,11 @@ from labtui.adapters.sshkeys import (
     parse_hop,
     sha256_fingerprint,
 )
+from labtui.errors import LabError
+from labtui.events import Event, null_emit
+from labtui.model import NodeSpec
+from labtui.paths import known_hosts_path
+from labtui.redact import add_secret
 
 
 class SSHConnections:
@@ -54,7 +51,7 @@ class SSHConnections:
 
     def __init__(
         self,
-        nodes: Iterable["NodeSpec"] = (),
+        nodes: Iterable[NodeSpec] = (),
         *,
         emit: Callable[[Event], None] = null_emit,
         known_hosts: Path | None = None,
@@ -72,7 +69,7 @@ class SSHConnections:
         max_workers: int = DEFAULT_WORKERS,
         headless: bool = True,
     ) -> None:
-        self.nodes: dict[str, "NodeSpec"] = {}
+        self.nodes: dict[str, NodeSpec] = {}
         self.set_nodes(nodes)
         self.emit = emit
         self.ssh_config_path = Path(ssh_config) if ssh_config else default_ssh_config_path()
@@ -102,7 +99,7 @@ class SSHConnections:
         self._closed = False
 
     # ------------------------------------------------------------------ nodes and config
-    def set_nodes(self, nodes: Iterable["NodeSpec"]) -> None:
+    def set_nodes(self, nodes: Iterable[NodeSpec]) -> None:
         self.nodes = {n.name: n for n in nodes}
 
     def _ssh_config(self):
@@ -150,7 +147,7 @@ class SSHConnections:
         self._resolved[node] = (spec, mtime, ep)
         return ep
 
-    def _spec(self, node: str) -> "NodeSpec":
+    def _spec(self, node: str) -> NodeSpec:
         try:
             return self.nodes[node]
         except KeyError:
