@@ -15,7 +15,8 @@ from enum import Enum
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.adapters.interfaces import KubeAPI, NodeCommands
+from labtui.adapters.interfaces import Forwarder, KubeAPI, NodeCommands, Shell
+from labtui.adapters.sshkeys import HostKeyInfo
 from labtui.events import Event
 from labtui.model import Plan
 from labtui.store import Change, SessionRecord, Store
@@ -175,15 +176,15 @@ class Tuning:
     calico_wait: float = 90.0
     calico_poll: float = 1.0
     cloud_timeout: float = 20.0
-    kube_shell_factory: Callable[[Any], Any] | None = None
-    kube_forwarder_factory: Callable[[Any], Any] | None = None
+    kube_shell_factory: Callable[["StepContext"], Shell | None] | None = None
+    kube_forwarder_factory: Callable[["StepContext"], Forwarder | None] | None = None
 
 
 @dataclass
 class Prompts:
     """How a front end asks the user a question from a worker thread (None: headless, refuse)."""
 
-    host_key: Callable[[Any], bool] | None = None  # adapters.ssh.HostKeyInfo -> accept?
+    host_key: Callable[[HostKeyInfo], bool] | None = None  # accept this host key?
     passphrase: Callable[[str, str], str | None] | None = None  # (node, key path) -> passphrase
 
 
