@@ -239,26 +239,63 @@ def _seconds_option(text: str) -> float:
                        code="usage") from None
 
 
-def _run_stoppable(ssh, node: str, text: str, *, sudo: bool, timeout: float):
-    """Run `text` on `node`; on ctrl+c the remote command is stopped too (closing the channel alone
-    leaves it running: without a terminal sshd sends it no hangup): the command records its process
-    group in a file of its own, and the interrupt kills that group (TERM) over a new session."""
-    import secrets
+def _stoppable(text: str, pidfile: str) -> str:
+    """`text` recording its process group in `pidfile` (removed when it ends)."""
+    return f"echo $$ > {pidfile} 2>/dev/null\n(\n{text}\n)\nrc=$?\nrm -f {pidfile}\nexit $rc"
 
-    pidfile = f"/tmp/labtui-run-{secrets.token_hex(8)}.pid"
-    wrapped = (f"echo $$ > {pidfile} 2>/dev/null\n(\n{text}\n)\nrc=$?\nrm -f {pidfile}\nexit $rc")
+
+def _stop_remote(ssh, nodes: list[str], pidfile: str, *, sudo: bool) -> None:
+    """After ctrl+c: SIGTERM to the process group each node recorded in `pidfile`, over new sessions,
+    on every node at once."""
+    stop = (f"p=$(cat {pidfile} 2>/dev/null) && g=$(ps -o pgid= -p \"$p\" | tr -d ' ') && "
+            f"[ -n \"$g\" ] && kill -TERM -- -\"$g\"; rm -f {pidfile}")
     try:
-        return ssh.run(node, wrapped, sudo=sudo, timeout=timeout, announce=False)
+        results = ssh.run_all(nodes, stop, sudo=sudo, timeout=10, stream=False, announce=False)
     except KeyboardInterrupt:
-        stop = (f"p=$(cat {pidfile} 2>/dev/null) && g=$(ps -o pgid= -p \"$p\" | tr -d ' ') && "
-                f"[ -n \"$g\" ] && kill -TERM -- -\"$g\"; rm -f {pidfile}")
-        try:
-            ssh.run(node, stop, sudo=sudo, timeout=10, stream=False, announce=False)
+        results = {}
+    for node in nodes:
+        res = results.get(node)
+        if res is not None and res.ok:
             eprint(f"labtui: {node}: stopped the remote command (its process group got SIGTERM)")
-        except (LabError, KeyboardInterrupt):
+        else:
             eprint(f"labtui: {node}: could not stop the remote command; look with: labtui nodes run NAME {node} "
                    "-- ps -ef")
+
+
+def _run_stoppable(ssh, nodes: list[str], text: str, *, sudo: bool, timeout: float) -> dict[str, Any]:
+    """Run `text` on `nodes` in parallel; on ctrl+c the remote commands are stopped too (closing the
+    channel alone leaves them running: without a terminal sshd sends no hangup): each command records
+    its process group in a file of its own, and the interrupt kills that group (TERM) over a new
+    session. Returns {node: RunResult or LabError}."""
+    import secrets
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    pidfile = f"/tmp/labtui-run-{secrets.token_hex(8)}.pid"
+    wrapped = _stoppable(text, pidfile)
+    shown = ("sudo " if sudo else "") + text
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(nodes), 32)), thread_name_prefix="labtui-run")
+    futures = {pool.submit(ssh.run, n, wrapped, sudo=sudo, timeout=timeout, announce=len(nodes) > 1,
+                           display=f"ssh {n} {shlex.quote(shown)}"): n for n in nodes}
+    try:
+        pending = set(futures)
+        while pending:  # a wait with a timeout: the main thread takes ctrl+c at once
+            _done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_remote(ssh, nodes, pidfile, sudo=sudo)
         raise
+    pool.shutdown(wait=True)
+    results: dict[str, Any] = {}
+    for future, node in futures.items():
+        exc = future.exception()
+        if exc is None:
+            results[node] = future.result()
+        elif isinstance(exc, LabError):
+            results[node] = exc
+        else:
+            results[node] = LabError(f"{node}: unexpected error: {type(exc).__name__}: {exc}", "see the command log",
+                                     code="error")
+    return results
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -304,18 +341,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise LabError("which node?", f"name one, or pass --all: labtui nodes run {lab.name} NODE -- {text}", code="usage")
         names = _names(lab, argparse.Namespace(node=None if args.all else args.node))
         timeout = args.timeout
+        results = _run_stoppable(ssh, names, text, sudo=args.sudo, timeout=timeout)
         if len(names) == 1 and not args.all:
-            res = _run_stoppable(ssh, names[0], text, sudo=args.sudo, timeout=timeout)
+            res = results[names[0]]
+            if isinstance(res, LabError):
+                raise res
             if res.exit_code != 0:
                 print(f"labtui: {names[0]}: exit code {res.exit_code} after {res.duration:.2f}s", file=sys.stderr)
             return res.exit_code if 0 <= res.exit_code < 256 else 1
-        results = ssh.run_all(names, text, sudo=args.sudo, timeout=timeout, announce=True)
         worst = 0
-        for n, r in results.items():
-            if not r.ok:
-                print(f"labtui: {r.error.render() if r.error else n + ': failed'}", file=sys.stderr)
+        for r in results.values():
+            if isinstance(r, LabError):
+                print(f"labtui: {r.render()}", file=sys.stderr)
                 worst = 1
-            elif r.value.exit_code != 0:
+            elif r.exit_code != 0:
                 worst = 1
         return worst
     finally:

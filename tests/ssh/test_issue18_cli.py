@@ -67,9 +67,11 @@ def test_up_on_machines_that_do_not_speak_ssh_says_what_was_found_and_what_to_ch
     assert "still booting" in out and f"listens on port {port}" in out
 
 
-def test_ctrl_c_on_nodes_run_leaves_no_remote_process(fresh_lab, ssh_env, store, tmp_path, monkeypatch):
-    """`labtui nodes run LAB NODE -- sleep N` interrupted with ctrl+c (SIGINT): the remote sleep is gone
-    too (the sshd nodes' processes are visible from here: they share this machine's PID namespace)."""
+@pytest.mark.parametrize("target", ["node1", "--all"])
+def test_ctrl_c_on_nodes_run_leaves_no_remote_process(fresh_lab, ssh_env, store, tmp_path, monkeypatch, target):
+    """`labtui nodes run LAB NODE|--all -- sleep N` interrupted with ctrl+c (SIGINT): the remote sleeps are
+    gone too, on every node (the sshd nodes' processes are visible from here: they share this machine's
+    PID namespace)."""
     import os
     import signal
     import subprocess
@@ -95,21 +97,22 @@ def test_ctrl_c_on_nodes_run_leaves_no_remote_process(fresh_lab, ssh_env, store,
         return out.split()
 
     assert remote_sleeps() == []
-    proc = subprocess.Popen([sys.executable, "-m", "labtui", "nodes", "run", "lab", "node1", "--accept-new-host-keys",
+    nodes = len(fresh_lab.plan_data("lab", via_config=True)["nodes"]) if target == "--all" else 1
+    proc = subprocess.Popen([sys.executable, "-m", "labtui", "nodes", "run", "lab", target, "--accept-new-host-keys",
                              "--", f"sleep {marker}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(100):
-            if remote_sleeps():
+            if len(remote_sleeps()) == nodes:
                 break
             time.sleep(0.1)
-        assert remote_sleeps(), "the remote sleep never started"
+        assert len(remote_sleeps()) == nodes, "the remote sleeps never started"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and "stopped the remote command" in err
+    assert "Traceback" not in err and err.count("stopped the remote command") == nodes, err
     for _ in range(50):
         if not remote_sleeps():
             break
