@@ -156,7 +156,7 @@ class DoctorScreen(LabScreen):
             self.post_message(DoctorDone(diag))
         except LabError as exc:
             self.post_message(DoctorDone(error=exc.render()))
-        except Exception as exc:  # noqa: BLE001 - never a traceback on screen
+        except Exception as exc:
             self.post_message(DoctorDone(error="the doctor failed: " + worker_crash(exc, "doctor")))
         finally:
             self.busy = False

@@ -4,9 +4,9 @@
     lab = discover(conn, plan.nodes)                # -> labtui.net.check.LabNetwork
     report = labtui.net.check.evaluate(lab, CalicoNetworking.for_encapsulation(...))
     create_rule(conn, ...) / add_allowed_address_pairs(conn, port, [cidr]) / disable_port_security(conn, port)
-    revert_change(conn, change)                     # undo a recorded Change
 
-The Actions that use these calls are built by labtui.changes.openstack (the change catalogue).
+The Actions that use these calls are built by the change catalogue (labtui.changes.openstack and
+labtui.changes.cloud); each of its kinds reverts through these calls too.
 
 Every failure is a LabError that names the cloud and says what to do: cloud not in clouds.yaml,
 wrong credentials (401), not allowed (403), endpoint unreachable or slow (timeout), TLS
@@ -23,15 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from labtui import events as ev
-from labtui.net.check import (
-    AAP_QUOTA,
-    LabNetwork,
-    LabNode,
-    NodePort,
-    RuleFix,
-    SecurityGroup,
-    SGRule,
-)
+from labtui.net.check import AAP_QUOTA
+from labtui.net.fixes import RuleFix, find_same_rule
+from labtui.net.model import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule
 from labtui.errors import LabError
 from labtui.events import Event
 
@@ -43,7 +37,7 @@ DEFAULT_TIMEOUT = 20.0
 __all__ = [
     "CloudConnection", "RuleResult", "PairsResult", "connect", "discover", "discover_by_address", "create_rule", "delete_rule",
     "add_allowed_address_pairs", "remove_allowed_address_pairs", "disable_port_security",
-    "enable_port_security", "revert_change", "session_cloud", "find_rule", "get_port",
+    "enable_port_security", "session_cloud", "find_rule", "get_port", "post_rule", "group_rules",
     "LabNetwork", "LabNode", "NodePort", "SecurityGroup", "SGRule",
 ]
 
@@ -74,7 +68,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def _status(exc: BaseException) -> int | None:
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status an SDK exception carries (looked for along its chain), or None."""
     for e in _chain(exc):
         code = getattr(e, "status_code", None) or getattr(e, "http_status", None)
         if isinstance(code, int):
@@ -120,11 +115,11 @@ def translate_error(exc: BaseException, cloud: str, what: str, timeout: float | 
         return LabError(f"cloud {cloud}: no answer{limit} while trying to {what}",
                         "the endpoint is slow or a firewall swallows the packets: check the auth_url in "
                         "clouds.yaml, your VPN, and try again", code="cloud-timeout")
-    if has(ka.ConnectFailure, ka.DiscoveryFailure) and not _status(exc):
+    if has(ka.ConnectFailure, ka.DiscoveryFailure) and not status_code(exc):
         return LabError(f"cloud {cloud}: cannot reach the endpoint while trying to {what} ({_short(exc)})",
                         "check the auth_url in clouds.yaml, your network or VPN, and that the cloud is up",
                         code="cloud-unreachable")
-    code = _status(exc)
+    code = status_code(exc)
     if code == 401 or has(ka.Unauthorized):
         return LabError(f"cloud {cloud}: the credentials were refused (HTTP 401) while trying to {what}",
                         "check username, password, project and domain names for this cloud in clouds.yaml "
@@ -204,26 +199,28 @@ class CloudConnection:
             return fn()
         except LabError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every SDK failure becomes a LabError
-            if ok_codes and _status(exc) in ok_codes:
-                raise _Expected(_status(exc), exc) from exc
+        except Exception as exc:
+            if ok_codes and status_code(exc) in ok_codes:
+                raise _Expected(status_code(exc), exc) from exc
             raise translate_error(exc, self.name, what, self.timeout, command) from exc
 
     @property
     def project_id(self) -> str | None:
         try:
             return self.conn.current_project_id
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
 
     def close(self) -> None:
         try:
             self.conn.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
 class _Expected(Exception):
+    """An HTTP status the caller expects (`ok_codes`): 409 already there, 404 already gone."""
+
     def __init__(self, code: int | None, exc: BaseException) -> None:
         super().__init__(str(exc))
         self.code = code
@@ -270,7 +267,7 @@ def connect(name: str, *, timeout: float = DEFAULT_TIMEOUT, emit: Callable[[Even
         sdk = openstack.connect(cloud=name, api_timeout=timeout, connect_retries=0, status_code_retries=0)
     except osx.ConfigException as exc:
         raise LabError(f"cloud {name}: {exc}", "check the cloud's entry in clouds.yaml", code="cloud-config") from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise translate_error(exc, name, "read its configuration", timeout) from exc
     c = CloudConnection(name, sdk, timeout, emit)
 
@@ -295,7 +292,7 @@ def _endpoint(sdk: Any, service_type: str) -> str | None:
     try:
         return sdk.session.get_endpoint(service_type=service_type, interface=sdk.config.get_interface(),
                                         region_name=sdk.config.get_region_name())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         from keystoneauth1 import exceptions as ka
 
         if isinstance(exc, (ka.EndpointNotFound, ka.EmptyCatalog)):
@@ -498,8 +495,25 @@ def discover_by_address(conn: CloudConnection, nodes: Iterable[Any]) -> LabNetwo
 # --------------------------------------------------------------------------- changes
 
 
+def post_rule(conn: CloudConnection, fix: RuleFix, *, what: str | None = None, api: str | None = None,
+              command: str | None = None) -> SGRule | None:
+    """POST one rule (the body: `fix.attrs()`); None when Neutron answers HTTP 409 (the group has it)."""
+    body = fix.attrs()
+    if body.get("protocol") == "ipip":  # never: old iptables clouds render it as protocol 94
+        body["protocol"] = "4"
+    sdk = conn.conn
+    try:
+        rule = conn.call(what or f"create a rule in security group {fix.security_group_name}", api or fix.api(),
+                         lambda: sdk.network.create_security_group_rule(**body), command=command or fix.command(),
+                         ok_codes=(409,))
+    except _Expected:
+        return None
+    return SGRule.from_api(rule, fix.security_group_id)
+
+
 def create_rule(conn: CloudConnection, fix: RuleFix | None = None, **attrs: Any) -> RuleResult:
-    """Create a security-group rule; an existing identical rule (HTTP 409) counts as done.
+    """Create a security-group rule; an existing identical rule (HTTP 409) counts as done. The
+    'ipip'-named rules `fix.replaces` are deleted first (Neutron counts them as the same rule).
 
     Pass a RuleFix, or the rule's attributes (security_group_id, protocol, port_range_min/max,
     remote_group_id, remote_ip_prefix, direction, ether_type, description)."""
@@ -512,18 +526,12 @@ def create_rule(conn: CloudConnection, fix: RuleFix | None = None, **attrs: Any)
                       direction=attrs.get("direction", "ingress"),
                       ether_type=attrs.get("ether_type") or attrs.get("ethertype") or "IPv4",
                       description=attrs.get("description") or "")
-    body = fix.attrs()
-    if body.get("protocol") == "ipip":  # never: old iptables clouds render it as protocol 94
-        body["protocol"] = "4"
-    sdk = conn.conn
     for old in fix.replaces:  # an 'ipip' rule Neutron would count as this one (409): delete it first
         delete_rule(conn, old.id)
-    try:
-        rule = conn.call(f"create a rule in security group {fix.security_group_name}", fix.api(),
-                         lambda: sdk.network.create_security_group_rule(**body), command=fix.command(), ok_codes=(409,))
-    except _Expected:
-        existing = _find_rule(conn, fix)
-        if existing is not None and existing.protocol == "ipip" and body.get("protocol") == "4":
+    made = post_rule(conn, fix)
+    if made is None:
+        existing = find_rule(conn, fix)
+        if existing is not None and existing.protocol == "ipip" and fix.attrs().get("protocol") in ("4", "ipip"):
             raise LabError(f"cloud {conn.name}: group {fix.security_group_name} has rule {existing.id} with protocol "
                            "'ipip', which Neutron counts as the same rule as protocol 4 (HTTP 409)",
                            "run the check again: labtui then replaces that rule (delete it, create protocol 4)",
@@ -531,32 +539,15 @@ def create_rule(conn: CloudConnection, fix: RuleFix | None = None, **attrs: Any)
         conn.emit(Event(ev.INFO, f"{fix.security_group_name}: the rule already exists"
                         + (f" ({existing.id})" if existing else "") + " (HTTP 409): nothing to do"))
         return RuleResult(False, existing.id if existing else "", existing)
-    sg_rule = SGRule.from_api(rule, fix.security_group_id)
-    return RuleResult(True, sg_rule.id, sg_rule)
+    return RuleResult(True, made.id, made)
 
 
-def _find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:
+def group_rules(conn: CloudConnection, group_id: str, what: str = "read the rules") -> list[SGRule]:
+    """Every rule of one group, as the network model's SGRules."""
     sdk = conn.conn
-    rules = conn.call("read the rules", f"GET /v2.0/security-group-rules?security_group_id={fix.security_group_id}",
-                      lambda: list(sdk.network.security_group_rules(security_group_id=fix.security_group_id)))
-    want = fix.attrs()
-    for r in rules:
-        sr = SGRule.from_api(r, fix.security_group_id)
-        proto = "4" if sr.protocol == "ipip" else sr.protocol  # Neutron's duplicate check maps ipip to 4
-        if (sr.direction, sr.ether_type, proto, sr.port_range_min, sr.port_range_max, sr.remote_group_id,
-                sr.remote_ip_prefix) == (want["direction"], want["ether_type"], want.get("protocol"),
-                                         want.get("port_range_min"), want.get("port_range_max"),
-                                         want.get("remote_group_id"), _norm_prefix(want.get("remote_ip_prefix"))):
-            return sr
-    return None
-
-
-def _norm_prefix(prefix: str | None) -> str | None:
-    if not prefix:
-        return None
-    import ipaddress
-
-    return str(ipaddress.ip_network(prefix, strict=False))
+    rules = conn.call(what, f"GET /v2.0/security-group-rules?security_group_id={group_id}",
+                      lambda: list(sdk.network.security_group_rules(security_group_id=group_id)))
+    return [SGRule.from_api(r, group_id) for r in rules]
 
 
 def restore_rule(conn: CloudConnection, rule: SGRule | dict[str, Any]) -> RuleResult:
@@ -692,6 +683,37 @@ def enable_port_security(conn: CloudConnection, port_id: str, security_groups: l
               command=f"openstack port set --enable-port-security {groups} {shlex.quote(label)}")
 
 
+# --------------------------------------------------------------------------- what the cloud supports
+
+
+def extension_aliases(conn: CloudConnection) -> list[str]:
+    """The Neutron extensions (allowed-address-pairs, port-security...), sorted."""
+    sdk = conn.conn
+    return conn.call("list the Neutron extensions", "GET /v2.0/extensions",
+                     lambda: sorted(e.alias for e in sdk.network.extensions()))
+
+
+def agent_types(conn: CloudConnection) -> list[str]:
+    """The network agents' types (they name the ML2 backend)."""
+    sdk = conn.conn
+    return conn.call("list the network agents (the ML2 backend)", "GET /v2.0/agents",
+                     lambda: [a.agent_type for a in sdk.network.agents()])
+
+
+def network_mtus(conn: CloudConnection, network_ids: list[str]) -> dict[str, int]:
+    """{network id: MTU} for these networks."""
+    sdk = conn.conn
+    return conn.call("read the networks' MTU", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in network_ids),
+                     lambda: {n.id: n.mtu for n in sdk.network.networks(id=network_ids)})
+
+
+def groups_stateful(conn: CloudConnection, group_ids: list[str]) -> dict[str, bool]:
+    """{security group id: stateful} for these groups."""
+    sdk = conn.conn
+    return conn.call("read the groups' statefulness", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
+                     lambda: {g.id: g.stateful for g in sdk.network.security_groups(id=group_ids)})
+
+
 # --------------------------------------------------------------------------- the session's connection
 
 
@@ -717,7 +739,7 @@ def session_cloud(ctx: Any, cloud: str | None = None, timeout: float | None = No
 
 def find_rule(conn: CloudConnection, fix: RuleFix) -> SGRule | None:
     """The group's rule that Neutron counts as the same as `fix` (None: not there)."""
-    return _find_rule(conn, fix)
+    return find_same_rule(group_rules(conn, fix.security_group_id), fix)
 
 
 def get_port(conn: CloudConnection, port_id: str) -> dict[str, Any]:
@@ -726,26 +748,3 @@ def get_port(conn: CloudConnection, port_id: str) -> dict[str, Any]:
     return {"id": port.id, "name": port.name or "", "allowed_address_pairs": _pairs_of(port),
             "security_group_ids": list(port.security_group_ids or []),
             "port_security_enabled": port.is_port_security_enabled is not False}
-
-
-def revert_change(conn: CloudConnection, change: Any) -> str:
-    """Undo one recorded OpenStack change (kinds openstack.sg-rule / port-pairs / port-security)."""
-    data = change.revert_data or {}
-    if change.kind == "openstack.sg-rule":
-        gone = not delete_rule(conn, data["rule_id"])
-        msg = "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
-        for old in data.get("replaced") or []:
-            restore_rule(conn, old)
-            msg += f"; restored the rule it replaced (protocol {old.get('protocol')})"
-        return msg
-    if change.kind == "openstack.port-pairs":
-        res = remove_allowed_address_pairs(conn, data["port_id"], data.get("added") or [])
-        return f"removed {', '.join(res.added)}" if res.added else "the pairs were already gone"
-    if change.kind == "openstack.port-security":
-        enable_port_security(conn, data["port_id"], list(data.get("security_groups") or []),
-                             list(data.get("allowed_address_pairs") or []))
-        return "port security is on again, with its groups and pairs"
-    raise LabError(f"change #{change.id} ({change.kind}) is not an OpenStack change",
-                   "revert it from the stage that made it", code="cloud-revert-kind")
-
-

@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
+from labtui.adapters.openstack import status_code
 from labtui.errors import LabError
 from labtui.provision_plan import FlavorInfo, ImageInfo
 
@@ -34,9 +35,7 @@ KINDS = {
 
 
 def _is_404(exc: BaseException) -> bool:
-    from labtui.adapters.openstack import _status
-
-    return _status(exc) == 404
+    return status_code(exc) == 404
 
 
 def _d(obj: Any, *names: str) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def find(c: Any, kind: str, *, name: str | None = None, tag: str | None = None,
         try:
             kp = c.call(f"look up keypair {name}", f"GET /compute/v2.1/os-keypairs/{name}",
                         lambda: sdk.compute.get_keypair(name), ok_codes=(404,))
-        except Exception as exc:  # noqa: BLE001 - _Expected 404
+        except Exception as exc:
             if getattr(exc, "code", None) == 404:
                 return []
             raise
@@ -224,7 +223,7 @@ def get(c: Any, kind: str, rid: str) -> dict[str, Any] | None:
     fn = getattr(getattr(sdk, proxy), f"get_{stem}")
     try:
         obj = c.call(f"read {noun} {rid}", f"GET {path}/{rid}", lambda: fn(rid), ok_codes=(404,))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if getattr(exc, "code", None) == 404:
             return None
         raise
@@ -261,6 +260,14 @@ def add_router_interface(c: Any, router_id: str, subnet_id: str) -> None:
            lambda: c.conn.network.add_interface_to_router(router_id, subnet_id=subnet_id))
 
 
+def router_interface_subnets(c: Any, router_id: str) -> list[str]:
+    """The subnets the router has an interface on (its router_interface ports' fixed IPs)."""
+    ports = c.call("list the router's ports", f"GET /v2.0/ports?device_id={router_id}",
+                   lambda: list(c.conn.network.ports(device_id=router_id)))
+    return [f["subnet_id"] for p in ports if (p.device_owner or "").startswith("network:router_interface")
+            for f in p.fixed_ips or [] if f.get("subnet_id")]
+
+
 def router_has_interface(c: Any, router_id: str, subnet_id: str) -> bool | None:
     """True/False, or None when the router is gone."""
     ports = c.call("list the router's ports", f"GET /v2.0/ports?device_id={router_id}",
@@ -277,7 +284,7 @@ def remove_router_interface(c: Any, router_id: str, subnet_id: str) -> bool:
         c.call("remove the subnet from the router", f"PUT /v2.0/routers/{router_id}/remove_router_interface "
                f"{{\"subnet_id\": \"{subnet_id}\"}}",
                lambda: c.conn.network.remove_interface_from_router(router_id, subnet_id=subnet_id), ok_codes=(404,))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if getattr(exc, "code", None) == 404:
             return False
         raise
@@ -291,7 +298,7 @@ def delete(c: Any, kind: str, rid: str, *, command: str | None = None) -> bool:
     try:
         c.call(f"delete {noun} {rid}", f"DELETE {path}/{rid}", lambda: fn(rid, ignore_missing=False),
                command=command, ok_codes=(404,))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if getattr(exc, "code", None) == 404:
             return False
         raise

@@ -23,8 +23,10 @@ import threading
 import time
 from typing import Any
 
+from labtui.adapters.openstack import CloudConnection, session_cloud
 from labtui.changes import Applied, AppliedThenFailed, ChangeKind, register
 from labtui.errors import LabError
+from labtui.net.fixes import RuleFix, find_same_rule
 from labtui.provision_plan import DESCRIPTION
 from labtui.steps import Action, Risk
 
@@ -37,10 +39,8 @@ TITLES = {"network": "network", "subnet": "subnet", "router": "router", "securit
           "sg-rule": "security-group rule", "router-interface": "router interface"}
 
 
-def _conn(ctx: Any):
-    from labtui.stages.cloud import service
-
-    return service(ctx)
+def _conn(ctx: Any) -> CloudConnection:
+    return session_cloud(ctx)
 
 
 def _cache(ctx: Any) -> dict[tuple[str, str], str]:
@@ -70,8 +70,6 @@ def recorded_ids(ctx: Any, kind: str) -> set[str]:
 
 def resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
     """The id of this lab's resource `name` (created earlier in this run or before)."""
-    from labtui.adapters import provision as p
-
     cache = _cache(ctx)
     if (kind, name) in cache:
         return cache[(kind, name)]
@@ -96,8 +94,9 @@ def _resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
         missing[(kind, name)] = hit if hit is not None and time.monotonic() - hit < SEEN_SECONDS else time.monotonic()
         raise LabError(f"cloud {c.name}: the lab's {TITLES[kind]} {name} does not exist",
                        "run the Provision stage from its first step (labtui provision NAME)", code="missing-resource")
-    cache[(kind, name)] = found[0]["id"]
-    return found[0]["id"]
+    rid = str(found[0]["id"])
+    cache[(kind, name)] = rid
+    return rid
 
 
 def _unless_parent_missing(look: Any) -> Any:
@@ -128,7 +127,8 @@ class CloudResource(ChangeKind):
             seen = ctx.memo.provision_seen = {}
         hit = seen.get(action.id)
         if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
-            return hit[1]
+            cached: dict[str, Any] | None = hit[1]
+            return cached
         info = self.lookup(ctx, action)
         seen[action.id] = (time.monotonic(), info)
         return info
@@ -259,15 +259,12 @@ class Router(CloudResource):
         # interfaces on the lab's own subnets (an interrupted run may not have recorded them)
         from labtui.adapters import provision as p
 
-        ports = c.call("list the router's ports", f"GET /v2.0/ports?device_id={rid}",
-                       lambda: list(c.conn.network.ports(device_id=rid)))
+        subnets = p.router_interface_subnets(c, rid)
         tag = _tag_of(info)
         mine = {s["id"] for s in p.find(c, "subnet", tag=tag)} if tag else set()
-        for port in ports:
-            if (port.device_owner or "").startswith("network:router_interface"):
-                for f in port.fixed_ips or []:
-                    if f.get("subnet_id") in mine:
-                        p.remove_router_interface(c, rid, f["subnet_id"])
+        for subnet in subnets:
+            if subnet in mine:
+                p.remove_router_interface(c, rid, subnet)
 
 
 def _tag_of(info: dict[str, Any]) -> str | None:
@@ -427,7 +424,7 @@ def join_server_posts(ctx: Any) -> dict[str, str]:
             fut.result()
         except LabError as exc:
             failed[name] = exc.render()
-        except Exception as exc:  # noqa: BLE001 - a bug must still be reported, not lost in a thread
+        except Exception as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
     posts.clear()
     pool = getattr(ctx.memo, "provision_pool", None)
@@ -485,25 +482,33 @@ class Keypair(CloudResource):
 
 @register
 class SGRule(ChangeKind):
-    """A rule of the lab's own new group (from the requirements engine). Exists = the same rule
-    is in the group (HTTP 409 counts as done); deleting the group deletes its rules."""
+    """A rule of the lab's own new group (from the requirements engine). Exists = the group has a
+    rule Neutron counts as the same (labtui.net.fixes.same_rule; HTTP 409 counts as done); deleting
+    the group deletes its rules."""
 
     kind = "cloud.sg-rule"
     layer = "cloud"
 
-    def _group(self, ctx: Any, action: Action) -> str:
-        d = action.data
-        return resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
-
-    def _attrs(self, ctx: Any, action: Action) -> dict[str, Any]:
+    def rule(self, ctx: Any, action: Action) -> RuleFix:
+        """The rule to create, in the network model's one shape (the group's id looked up now)."""
         from labtui.provision_plan import RuleSpec
 
-        return RuleSpec(**action.data["rule"]).attrs(self._group(ctx, action))
+        d = action.data
+        gid = resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
+        attrs = RuleSpec(**d["rule"]).attrs(gid)
+        return RuleFix(security_group_id=gid, security_group_name=d["group"], protocol=attrs.get("protocol"),
+                       port_range_min=attrs.get("port_range_min"), port_range_max=attrs.get("port_range_max"),
+                       remote_group_id=attrs.get("remote_group_id"),
+                       remote_group_name=d["group"] if attrs.get("remote_group_id") else None,
+                       remote_ip_prefix=attrs.get("remote_ip_prefix"), description=attrs.get("description") or "",
+                       requirement=d["rule"].get("requirement", ""))
 
     def _find(self, ctx: Any, action: Action) -> str | None:
+        from labtui.adapters.openstack import group_rules
+
         c = _conn(ctx)
-        attrs = self._attrs(ctx, action)
-        gid = attrs["security_group_id"]
+        want = self.rule(ctx, action)
+        gid = want.security_group_id
         with _READ_LOCK:  # the rules' checks run together: the first reads, the others use its answer
             cache = getattr(ctx.memo, "provision_rules", None)
             if cache is None:
@@ -512,36 +517,27 @@ class SGRule(ChangeKind):
             if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
                 rules = hit[1]
             else:  # one read of the group's rules serves every rule's check (dropped when a rule is made)
-                rules = c.call("read the group's rules", f"GET /v2.0/security-group-rules?security_group_id={gid}",
-                               lambda: list(c.conn.network.security_group_rules(security_group_id=gid)))
+                rules = group_rules(c, gid, "read the group's rules")
                 cache[gid] = (time.monotonic(), rules)
-        for r in rules:
-            if (r.direction, r.ether_type, r.protocol, r.port_range_min, r.port_range_max, r.remote_group_id,
-                    r.remote_ip_prefix) == ("ingress", "IPv4", attrs.get("protocol"), attrs.get("port_range_min"),
-                                            attrs.get("port_range_max"), attrs.get("remote_group_id"),
-                                            attrs.get("remote_ip_prefix")):
-                return r.id
-        return None
+        found = find_same_rule(rules, want)
+        return found.id if found else None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
         return bool(_unless_parent_missing(lambda: self._find(ctx, action)))  # False: its group is not there yet
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters import provision as p
-        from labtui.adapters.openstack import _Expected
+        from labtui.adapters.openstack import post_rule
 
         c = _conn(ctx)
-        attrs = self._attrs(ctx, action)
-        (getattr(ctx.memo, "provision_rules", None) or {}).pop(attrs["security_group_id"], None)
-        try:
-            info = c.call("create the rule", action.api or "POST /v2.0/security-group-rules",
-                          lambda: c.conn.network.create_security_group_rule(**attrs), command=action.command,
-                          ok_codes=(409,))
-        except _Expected:
+        want = self.rule(ctx, action)
+        (getattr(ctx.memo, "provision_rules", None) or {}).pop(want.security_group_id, None)
+        made = post_rule(c, want, what="create the rule", api=action.api or "POST /v2.0/security-group-rules",
+                         command=action.command)
+        if made is None:
             return Applied(False, note="the group has this rule already (HTTP 409)")
-        rid = info.id
-        return Applied(True, {"id": rid, "group_id": attrs["security_group_id"], "lab": action.data["lab"]},
-                       result={"id": rid, "protocol": info.protocol}, target=action.data["group"],
+        rid = made.id
+        return Applied(True, {"id": rid, "group_id": want.security_group_id, "lab": action.data["lab"]},
+                       result={"id": rid, "protocol": made.protocol}, target=action.data["group"],
                        revert_command=f"openstack security group rule delete {rid}")
 
     def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:

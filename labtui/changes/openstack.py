@@ -10,34 +10,32 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Iterable
 
+from labtui.adapters.openstack import (
+    CloudConnection,
+    add_allowed_address_pairs,
+    create_rule,
+    delete_rule,
+    disable_port_security,
+    enable_port_security,
+    find_rule,
+    get_port,
+    remove_allowed_address_pairs,
+    restore_rule,
+    session_cloud,
+)
 from labtui.changes import Applied, ChangeKind, register
 from labtui.errors import LabError
-from labtui.net.check import PairsFix, PortSecurityFix, Report, RuleFix, SGRule, port_security_fixes
+from labtui.net.check import Report, port_security_fixes
+from labtui.net.fixes import PairsFix, PortSecurityFix, RuleFix, in_effect
 from labtui.steps import Action, Risk
+from labtui.store import Change
 
 
-def _conn(ctx: Any):
-    from labtui.adapters.openstack import session_cloud
-
+def _conn(ctx: Any) -> CloudConnection:
     return session_cloud(ctx)
 
 
 # --------------------------------------------------------------------------- building actions
-
-
-def rule_fix(params: dict[str, Any]) -> RuleFix:
-    """A RuleFix from plain parameters (security_group_id, group_name, protocol, ports, remote...)."""
-    proto = params.get("protocol")
-    return RuleFix(
-        security_group_id=params["security_group_id"],
-        security_group_name=params.get("group_name") or params.get("security_group_name") or params["security_group_id"],
-        protocol=None if proto in (None, "", "any") else ("4" if str(proto) == "ipip" else str(proto)),
-        port_range_min=params.get("port_range_min"), port_range_max=params.get("port_range_max"),
-        remote_group_id=params.get("remote_group_id"), remote_group_name=params.get("remote_group_name"),
-        remote_ip_prefix=params.get("remote_ip_prefix"), direction=params.get("direction", "ingress"),
-        ether_type=params.get("ether_type") or "IPv4", description=params.get("description") or "",
-        requirement=params.get("requirement", ""),
-        replaces=tuple(r if isinstance(r, SGRule) else SGRule(**r) for r in params.get("replaces") or ()))
 
 
 def action_for(fix: RuleFix | PairsFix | PortSecurityFix, action_id: str | None = None) -> Action:
@@ -76,41 +74,27 @@ def port_security_actions(report: Report, nodes: Iterable[str] | None = None) ->
 # --------------------------------------------------------------------------- the kinds
 
 
-class _OpenStackChange(ChangeKind):
-    layer = "openstack"
-
-    def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters.openstack import revert_change
-
-        return revert_change(_conn(ctx), change)
-
-
 @register
-class SecurityGroupRule(_OpenStackChange):
+class SecurityGroupRule(ChangeKind):
     """Create a rule in a group (replacing an 'ipip'-named rule Neutron counts as the same)."""
 
     kind = "openstack.sg-rule"
+    layer = "openstack"
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        from labtui.adapters.openstack import find_rule
-
         fix: RuleFix = action.data["fix"]
         if fix.replaces:
             return False
         existing = find_rule(_conn(ctx), fix)
-        return existing is not None and existing.protocol != "ipip"
+        return existing is not None and in_effect(existing)
 
     def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
-        from labtui.adapters.openstack import find_rule
-
         existing = find_rule(_conn(ctx), action.data["fix"])
-        if existing is None or existing.protocol == "ipip":
+        if existing is None or not in_effect(existing):
             return f"{action.title}: the group does not show the new rule"
         return None
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.openstack import create_rule
-
         fix: RuleFix = action.data["fix"]
         res = create_rule(_conn(ctx), fix)
         data: dict[str, Any] = {"rule_id": res.id, "security_group_id": fix.security_group_id}
@@ -120,23 +104,30 @@ class SecurityGroupRule(_OpenStackChange):
                        revert_command=fix.revert_command(res.id), target=fix.security_group_name,
                        note="" if res.created else "the rule already exists (HTTP 409)")
 
+    def revert(self, ctx: Any, change: Change) -> str:
+        data = change.revert_data or {}
+        conn = _conn(ctx)
+        gone = not delete_rule(conn, data["rule_id"])
+        msg = "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
+        for old in data.get("replaced") or []:
+            restore_rule(conn, old)
+            msg += f"; restored the rule it replaced (protocol {old.get('protocol')})"
+        return msg
+
 
 @register
-class PortPairs(_OpenStackChange):
+class PortPairs(ChangeKind):
     """Merge a CIDR into a port's allowed-address-pairs (Neutron replaces the whole list)."""
 
     kind = "openstack.port-pairs"
+    layer = "openstack"
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        from labtui.adapters.openstack import get_port
-
         fix: PairsFix = action.data["fix"]
         port = get_port(_conn(ctx), fix.port_id)
         return any(p.get("ip_address") == fix.cidr for p in port["allowed_address_pairs"])
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.openstack import add_allowed_address_pairs
-
         fix: PairsFix = action.data["fix"]
         if fix.blocked:
             raise LabError(f"{fix.node}: {fix.blocked}", "remove pairs you no longer need, or use IPIP Always instead",
@@ -145,25 +136,33 @@ class PortPairs(_OpenStackChange):
         return Applied(bool(res.added), {"port_id": fix.port_id, "added": [{"ip_address": a} for a in res.added]},
                        result={"port_id": fix.port_id, "added": res.added}, target=fix.port_name or fix.port_id)
 
+    def revert(self, ctx: Any, change: Change) -> str:
+        data = change.revert_data or {}
+        res = remove_allowed_address_pairs(_conn(ctx), data["port_id"], data.get("added") or [])
+        return f"removed {', '.join(res.added)}" if res.added else "the pairs were already gone"
+
 
 @register
-class PortSecurityOff(_OpenStackChange):
+class PortSecurityOff(ChangeKind):
     """Port security off (groups and pairs removed with it); the revert puts them back."""
 
     kind = "openstack.port-security"
+    layer = "openstack"
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        from labtui.adapters.openstack import get_port
-
         fix: PortSecurityFix = action.data["fix"]
         return not get_port(_conn(ctx), fix.port_id)["port_security_enabled"]
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.openstack import disable_port_security
-
         fix: PortSecurityFix = action.data["fix"]
         before = disable_port_security(_conn(ctx), fix.port_id)
         return Applied(bool(before["was_enabled"]),
                        {k: before[k] for k in ("port_id", "security_groups", "allowed_address_pairs")},
                        result={"port_id": fix.port_id, "disabled": before["was_enabled"]},
                        target=fix.port_name or fix.port_id)
+
+    def revert(self, ctx: Any, change: Change) -> str:
+        data = change.revert_data or {}
+        enable_port_security(_conn(ctx), data["port_id"], list(data.get("security_groups") or []),
+                             list(data.get("allowed_address_pairs") or []))
+        return "port security is on again, with its groups and pairs"

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from labtui.doctor.model import ERROR, WARNING, DoctorFacts, Unchecked, active_pools, to_plain
 from labtui.doctor.paths import PathVerdict
+from labtui.net.fixes import Fix
 
 
 @dataclass
@@ -44,9 +45,13 @@ class FixAction:
     title: str
     command: str
     revert: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # what the session records (labtui.doctor.run.remember)
     order: int = 0  # 0 security groups, 1 ports, 2 calico (open the network first, then switch)
     risk: str = "change"  # change | destructive
+    # the OpenStack change itself, in the network model's shape (labtui.net.fixes): the catalogue's
+    # Action is built from it, so the option shows the command the confirmation shows and the executor
+    # runs. None for the Calico switch (planned against the live cluster). Not recorded.
+    fix: Fix | None = field(default=None, compare=False, metadata={"plain": False})
 
 
 @dataclass

@@ -26,7 +26,6 @@ from labtui.doctor.model import (
     active_pools,
     bird_runs,
     pool_path,
-    proto_number,
     same_subnet,
 )
 from labtui.doctor.paths import EPHEMERAL, PathVerdict, reply_blocks, bgp_verdicts, pair_verdicts
@@ -34,6 +33,7 @@ from labtui.doctor.words import join_words, plural
 from labtui.model import Encapsulation
 from labtui.net.calico import IPPoolInfo
 from labtui.net.check import antispoof_admits
+from labtui.net.fixes import PairsFix, PortSecurityFix, RuleFix, in_effect, same_rule
 from labtui.net.model import NodePort, SecurityGroup, SGRule
 
 # Diagnose facts again without options (the simulation of a plan): labtui.doctor.reason.diagnose
@@ -99,33 +99,31 @@ def node_group(facts: DoctorFacts) -> str | None:
 
 
 def _pairs_action(port: NodePort, node: str, cidr: str) -> FixAction:
-    cmd = shlex.join(["openstack", "port", "set", "--allowed-address", f"ip-address={cidr}", port.ref])
-    rev = shlex.join(["openstack", "port", "unset", "--allowed-address", f"ip-address={cidr}", port.ref])
+    target = f"port {port.label} ({node})"
+    fix = PairsFix(port_id=port.id, port_name=target, node=node, cidr=cidr, existing=tuple(port.pair_addresses),
+                   port_ref=port.ref)
     return FixAction(
-        id=f"port-pairs:{port.id}:{cidr}", kind="port-pairs", layer="openstack", target=f"port {port.label} ({node})",
+        id=f"port-pairs:{port.id}:{cidr}", kind="port-pairs", layer="openstack", target=target,
         title=f"add {cidr} to the allowed-address-pairs of {node}'s port {port.label} (merged with "
               f"{len(port.allowed_address_pairs)} existing)",
-        command=cmd, revert=rev, params={"port_id": port.id, "node": node, "cidr": cidr,
-                                         "existing": port.pair_addresses}, order=1)
+        command=fix.command(), revert=fix.revert_command(), params={"port_id": port.id, "node": node, "cidr": cidr,
+                                                                    "existing": port.pair_addresses}, order=1,
+        fix=fix)
 
 
 def _portsec_action(facts: DoctorFacts, port: NodePort, node: str) -> FixAction:
-    cmd = shlex.join(["openstack", "port", "set", "--no-security-group", "--no-allowed-address",
-                      "--disable-port-security", port.ref])
-    rev = ["openstack", "port", "set", "--enable-port-security"]
-    for g in port.security_group_ids:
-        rev += ["--security-group", _ref_group(facts, g)]
-    for p in port.pair_addresses:
-        rev += ["--allowed-address", f"ip-address={p}"]
-    rev.append(port.ref)
+    fix = PortSecurityFix(port_id=port.id, port_name=f"port {port.label} ({node})", node=node, port_ref=port.ref,
+                          security_group_ids=tuple(port.security_group_ids),
+                          security_group_names=tuple(_ref_group(facts, g) for g in port.security_group_ids),
+                          allowed_address_pairs=tuple((p, None) for p in port.pair_addresses))
     return FixAction(
         id=f"port-security-off:{port.id}", kind="port-security-off", layer="openstack",
         target=f"port {port.label} ({node})",
         title=f"turn port security off on {node}'s port {port.label} (removes its groups "
               f"{', '.join(_ref_group(facts, g) for g in port.security_group_ids) or 'none'})",
-        command=cmd, revert=shlex.join(rev),
+        command=fix.command(), revert=fix.revert_command(),
         params={"port_id": port.id, "node": node, "security_groups": list(port.security_group_ids),
-                "allowed_address_pairs": port.pair_addresses}, order=1, risk="destructive")
+                "allowed_address_pairs": port.pair_addresses}, order=1, risk="destructive", fix=fix)
 
 
 def _pool_action(facts: DoctorFacts, pool: IPPoolInfo, ipip: str, vxlan: str) -> FixAction:
@@ -202,20 +200,15 @@ def _rule_action(facts: DoctorFacts, gid: str, proto: str | None, port: int | No
                  port_max: int | None = None, direction: str = "ingress") -> FixAction:
     gref = _ref_group(facts, gid)
     hi = port_max if port_max is not None else port
-    parts = ["openstack", "security", "group", "rule", "create", f"--{direction}", "--ethertype", "IPv4"]
+    rule = RuleFix(security_group_id=gid, security_group_name=gref, protocol=proto, port_range_min=port,
+                   port_range_max=hi, remote_group_id=remote_group,
+                   remote_group_name=_ref_group(facts, remote_group) if remote_group else None,
+                   remote_ip_prefix=None if remote_group else remote_ip, direction=direction, description=why,
+                   requirement="doctor")
     label = {None: "any protocol", "4": "IP protocol 4 (IPIP)", "udp": "UDP", "tcp": "TCP"}.get(proto, str(proto))
-    parts += ["--protocol", proto if proto is not None else "any"]
     if port is not None:
-        rng = str(port) if hi == port else f"{port}:{hi}"
-        parts += ["--dst-port", rng]
-        label += f" {rng.replace(':', '-')}"
-    if remote_group:
-        parts += ["--remote-group", _ref_group(facts, remote_group)]
-        src = f"members of {_ref_group(facts, remote_group)}"
-    else:
-        parts += ["--remote-ip", remote_ip or "0.0.0.0/0"]
-        src = remote_ip or "anywhere"
-    parts += ["--description", why, gref]
+        label += " " + (str(port) if hi == port else f"{port}-{hi}")
+    src = f"members of {_ref_group(facts, remote_group)}" if remote_group else (remote_ip or "anywhere")
     params = {"security_group_id": gid, "group_name": gref, "direction": direction, "ethertype": "IPv4",
               "protocol": proto, "port_range_min": port, "port_range_max": hi, "remote_group_id": remote_group,
               "remote_ip_prefix": None if remote_group else remote_ip, "description": why}
@@ -226,23 +219,15 @@ def _rule_action(facts: DoctorFacts, gid: str, proto: str | None, port: int | No
     return FixAction(
         id=f"sg-rule:{key}", kind="sg-rule", layer="openstack", target=f"security group {gref}",
         title=f"{verb} {label} {word} {src} {'into' if direction == 'ingress' else 'in'} {gref}",
-        command=shlex.join(parts),
-        revert="openstack security group rule delete <id of the new rule>", params=params, order=0)
+        command=rule.command(), revert=rule.revert_command(), params=params, order=0, fix=rule)
 
 
 def _rule_exists(facts: DoctorFacts, act: FixAction) -> bool:
-    """Does the group already hold exactly this rule? (Then it is never suggested again.)"""
-    p = act.params
-    g = facts.groups.get(p["security_group_id"])
-    for r in (g.rules if g else []):
-        if (r.direction == p["direction"] and (r.ether_type or "IPv4") == "IPv4"
-                and proto_number(r.protocol) == proto_number(p["protocol"]) and str(r.protocol or "") != "ipip"
-                and r.port_range_min == p["port_range_min"]
-                and (r.port_range_max if r.port_range_max is not None else r.port_range_min) == p["port_range_max"]
-                and r.remote_group_id == p["remote_group_id"]
-                and (r.remote_ip_prefix or None) == (p["remote_ip_prefix"] if not p["remote_group_id"] else None)):
-            return True
-    return False
+    """Does the group already hold exactly this rule, in effect? (Then it is never suggested again.)"""
+    want = act.fix
+    assert isinstance(want, RuleFix)
+    g = facts.groups.get(want.security_group_id)
+    return any(same_rule(r, want) and in_effect(r) for r in (g.rules if g else []))
 
 
 def network_actions(facts: DoctorFacts, number: int) -> list[FixAction]:

@@ -22,10 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable
 
+from labtui.adapters.openstack import (
+    agent_types,
+    extension_aliases,
+    groups_stateful,
+    network_mtus,
+    session_cloud,
+)
 from labtui.doctor.model import BgpPeer, Calico, DoctorFacts, Neutron, Node, Unchecked
 from labtui.errors import LabError
 from labtui.events import INFO, WARN, Event, null_emit
-from labtui.net.calico import IPPoolInfo
+from labtui.net.calico import V1, V3, IPPoolInfo, find_installation_pool
 from labtui.net.model import LabNetwork, NodePort, SecurityGroup
 
 TUNNEL_IFACES = re.compile(r"^(tunl\d*|vxlan\.calico|vxlan-v6\.calico|cali[0-9a-f]+|wireguard\.cali|docker\d*|cni\d*|kube-ipvs\d*|lo)$")
@@ -117,8 +124,6 @@ def parse_bgp_status(text: str) -> list[BgpPeer] | None:
 def facts_from_cluster(state: Any) -> tuple[list[IPPoolInfo], Calico, dict[str, dict[str, Any]]]:
     """labtui.adapters.calico's ClusterState -> its pools (each with its place in the operator's
     Installation), Calico, and per-node cluster facts."""
-    from labtui.net.calico import find_installation_pool
-
     inst = state.install
     pools = [replace(p, installation_index=find_installation_pool(inst, p) if inst.mode == "operator" else None)
              for p in state.pools]
@@ -214,8 +219,6 @@ def calico_settings(installation: dict[str, Any] | None, calico_config: dict[str
 def read_calico_settings(kc: Any, state: Any) -> dict[str, Any]:
     """`calico_settings` from the Installation, calico-config and DaemonSets the cluster read already
     fetched (`state.objects`, not asked again) and FelixConfiguration default, read here (optional)."""
-    from labtui.net.calico import V1, V3
-
     install = getattr(state, "install", None)
     objects = getattr(state, "objects", None) or {}
     try:
@@ -240,17 +243,14 @@ def read_cloud_support(conn: Any, lab: Any = None, prefetched: dict[str, Any] | 
     Without `lab` (the prefetch, run while the ports are looked up) only the extensions and the agents
     are read; with `lab`, the networks and groups of its ports, by id, and what `prefetched` lacks. (Listing
     every network and group of the project beside the look-up was slower on a busy Neutron than this.)"""
-    sdk = conn.conn
     out: dict[str, Any] = {"errors": {}, "mtu": {}, "stateful": {}}
     if prefetched:
         out.update({k: (dict(v) if isinstance(v, dict) else v) for k, v in prefetched.items()})
     jobs: dict[str, Callable[[], Any]] = {}
     if "extensions" not in out:
-        jobs["extensions"] = lambda: conn.call("list the Neutron extensions", "GET /v2.0/extensions",
-                                               lambda: sorted(e.alias for e in sdk.network.extensions()))
+        jobs["extensions"] = lambda: extension_aliases(conn)
     if "agents" not in out and "agents" not in out["errors"]:
-        jobs["agents"] = lambda: conn.call("list the network agents (the ML2 backend)", "GET /v2.0/agents",
-                                           lambda: [a.agent_type for a in sdk.network.agents()])
+        jobs["agents"] = lambda: agent_types(conn)
     if lab is not None:
         ports = [p for n in (_get(lab, "nodes", default=[]) or []) for p in (_get(n, "ports", default=[]) or [])]
         groups = _get(lab, "groups", default=[]) or []
@@ -260,12 +260,9 @@ def read_cloud_support(conn: Any, lab: Any = None, prefetched: dict[str, Any] | 
         net_ids = sorted({_get(p, "network_id") for p in ports if _get(p, "network_id")} - set(out["mtu"]))
         group_ids = sorted({_get(g, "id") for g in groups} - set(out["stateful"]))
         if net_ids:
-            jobs["mtu"] = lambda: conn.call("read the networks' MTU", "GET /v2.0/networks?" + "&".join(f"id={i}" for i in net_ids),
-                                            lambda: {n.id: n.mtu for n in sdk.network.networks(id=net_ids)})
+            jobs["mtu"] = lambda: network_mtus(conn, net_ids)
         if group_ids:
-            jobs["stateful"] = lambda: conn.call(
-                "read the groups' statefulness", "GET /v2.0/security-groups?" + "&".join(f"id={i}" for i in group_ids),
-                lambda: {g.id: g.stateful for g in sdk.network.security_groups(id=group_ids)})
+            jobs["stateful"] = lambda: groups_stateful(conn, group_ids)
     if jobs:
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-neutron") as pool:
             futures = {k: pool.submit(fn) for k, fn in jobs.items()}
@@ -304,17 +301,15 @@ def cloud_support_reader(ctx: Any) -> Callable[..., dict[str, Any]] | None:
     """For `gather(read_cloud_support=...)`: `read(lab, prefetched)` runs in the cloud job after the ports
     were found; `read.prefetch()`, called first in that job (it connects, once, in that thread), returns
     the reads that need no port, which gather runs while the ports are looked up."""
-    from labtui.doctor.run import cloud_name, cloud_service
-
-    name = cloud_name(ctx)
+    name = ctx.session.cloud_name
     if not name:
         return None
 
     def read(lab: Any, prefetched: dict[str, Any] | None = None) -> dict[str, Any]:
-        return read_cloud_support(cloud_service(ctx, name), lab, prefetched)
+        return read_cloud_support(session_cloud(ctx, name), lab, prefetched)
 
     def prefetch() -> Callable[[], dict[str, Any]]:
-        conn = cloud_service(ctx, name)
+        conn = session_cloud(ctx, name)
 
         def start() -> dict[str, Any]:
             conn.first_answered()  # the port look-up goes first: Neutron checks the new token once

@@ -200,7 +200,7 @@ class DoctorFacts:
 
 def to_plain(obj: Any) -> Any:
     if is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj) if f.metadata.get("plain", True)}
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -15,16 +15,22 @@ change with its revert, then runs the doctor again so the user sees the finding 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from labtui import events as ev
 from labtui.doctor.findings import Diagnosis, FixAction, FixOption
+from labtui.doctor.gather import calico_settings_reader, cloud_support_reader, gather, primary_address
+from labtui.doctor.matrix import attach_causes, clip_words
 from labtui.doctor.fixes import ordered_actions
 from labtui.doctor.model import DoctorFacts, Unchecked, active_pools
+from labtui.doctor.probe import run_live_proof
 from labtui.doctor.reason import diagnose
+from labtui.changes.openstack import action_for
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.model import Encapsulation
+from labtui.model import Encapsulation, NodeSpec, Plan
+from labtui.paths import session_dir
 from labtui.steps import Action, StepContext
 
 DOCTOR_SCOPE = "doctor"
@@ -34,8 +40,6 @@ DOCTOR_SCOPE = "doctor"
 
 
 def plan_nodes(ctx: StepContext) -> list[Any]:
-    from labtui.model import NodeSpec
-
     plan = ctx.session.plan or {}
     return [NodeSpec.model_validate(n) for n in plan.get("nodes", [])]
 
@@ -46,8 +50,6 @@ def cloud_name(ctx: StepContext) -> str | None:
 
 def _kube_reader(ctx: StepContext, kubeconfig: str | None,
                  seen: dict[str, Any] | None = None) -> Callable[[], Any] | None:
-    from labtui.paths import session_dir
-
     have = kubeconfig or ctx.inputs.get("kubeconfig") or (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists() \
         or plan_nodes(ctx)
     if not have:
@@ -146,8 +148,6 @@ def _stored_node_facts(ctx: StepContext) -> dict[str, dict[str, Any]]:
 
 def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = True,
                    ssh_timeout: float = 20.0, only_cells: set[str] | None = None) -> DoctorFacts:
-    from labtui.doctor.gather import calico_settings_reader, cloud_support_reader, gather
-
     nodes = plan_nodes(ctx)
     seen: dict[str, Any] = {}
     ssh = None
@@ -169,8 +169,6 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
     )
     _fill_from_stored(ctx, facts)
     if kubeconfig and facts.sources.get("kube"):  # the adapter writes no store: the lab remembers it here
-        from labtui.stages.calico import remember_kubeconfig
-
         remember_kubeconfig(ctx, kubeconfig)
     if facts.sources.get("kube") and "state" in seen:
         reconcile_live(ctx, live_values(facts, seen["state"], seen.get("kubeadm")))
@@ -178,6 +176,15 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
         live_proof(ctx, facts, ssh, only_cells=only_cells)
     facts.timings["finished"] = time.time()
     return facts
+
+
+def remember_kubeconfig(ctx: StepContext, kubeconfig: str) -> None:
+    """The lab remembers a kubeconfig the user named once it worked (its path, never its content), as
+    labtui.stages.calico does for `labtui calico --kubeconfig` (the doctor imports no stage)."""
+    path = str(Path(kubeconfig).expanduser().resolve())
+    if ctx.inputs.get("kubeconfig") != path:
+        ctx.store.save_inputs(ctx.session.name, {"kubeconfig": path})
+        ctx.reload()
 
 
 LIVE_SCOPE = "live"
@@ -273,8 +280,6 @@ def reconcile_live(ctx: StepContext, live: dict[str, Any]) -> list[str]:
                          f"(from {sources.get(key, 'the cluster')})")
     updated = False
     if adopted and plan:
-        from labtui.model import Plan
-
         new = dict(plan)
         for key, value in values.items():
             if key == "node_subnet" and "," in str(value):
@@ -310,8 +315,6 @@ def reconcile_live(ctx: StepContext, live: dict[str, Any]) -> list[str]:
 
 
 def _fill_from_stored(ctx: StepContext, facts: DoctorFacts) -> None:
-    from labtui.doctor.gather import primary_address
-
     stored = None
     for n in facts.nodes:
         if n.iface_cidr is None:
@@ -328,8 +331,6 @@ def live_proof(ctx: StepContext, facts: DoctorFacts, ssh: Any | None, *, only_ce
     """The matrix and the capture, when the cluster and the control plane over SSH are reachable.
     Every cell lands in `facts.cells` (labtui.doctor.matrix.Cell); the cross-node ICMP ones in
     `facts.matrix` for the reasoning. `only_cells`: re-run just these (doctor --failed)."""
-    from labtui.doctor.probe import run_live_proof
-
     if not facts.sources.get("kube"):
         return
     if ssh is None or not facts.sources.get("ssh"):
@@ -367,8 +368,6 @@ def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = 
                facts: DoctorFacts | None = None, only_cells: set[str] | None = None) -> Diagnosis:
     """Gather (unless facts are given), diagnose, remember the result in the session.
     `diag.cells`: every cell of the live matrix, each failing one with its cause from the reasoning."""
-    from labtui.doctor.matrix import attach_causes
-
     if facts is None:
         facts = gather_session(ctx, kubeconfig=kubeconfig, live=live, only_cells=only_cells)
     diag = diagnose(facts)
@@ -389,8 +388,6 @@ def summary_line(diag: Diagnosis) -> str:
         return f"healthy: {ok} of {len(diag.verdicts)} pod paths pass"
     if diag.exit_code == 1:
         return f"{len(diag.problems)} finding(s): " + "; ".join(f.title for f in diag.problems[:2])
-    from labtui.doctor.matrix import clip_words
-
     failed = [u for u in diag.blocked_sources or diag.unchecked if not u.skipped]
     skipped = [u for u in diag.unchecked if u.skipped]
     text = ("could not check: " + "; ".join(u.what for u in failed) if failed
@@ -411,8 +408,6 @@ def remember(ctx: StepContext, diag: Diagnosis) -> None:
     if "first" not in stored:
         values["first"] = data
     ctx.store.put_facts(ctx.session.id, DOCTOR_SCOPE, values)
-    from labtui.doctor.matrix import clip_words
-
     ctx.store.update_session(ctx.session.name, health=clip_words(f"doctor: {summary_line(diag)}", 120))  # never mid-word
     ctx.reload()
 
@@ -428,37 +423,17 @@ def last_diagnosis(ctx_or_store: Any, session_id: int | None = None) -> dict[str
 
 def fix_actions(ctx: StepContext, diag: Diagnosis, option: FixOption, *, accept_crd_warning: bool = False) -> list[Action]:
     """The change catalogue's Actions for a fix option (security groups, then ports, then Calico:
-    the executor keeps that order)."""
+    the executor keeps that order). An OpenStack change is built from the option's own fix, so its
+    command is the one the option shows."""
     out: list[Action] = []
     for fa in ordered_actions(option):
-        action = _to_action(ctx, diag, fa, accept_crd_warning)
-        if action is not None:
-            out.append(action)
+        if fa.fix is None:  # the Calico switch: planned against the live cluster
+            out.append(_calico_action(ctx, fa, accept_crd_warning))
+            continue
+        act = action_for(fa.fix, action_id=fa.id)
+        act.title = fa.title  # the doctor's words for it (which node, what it merges with)
+        out.append(act)
     return out
-
-
-def _to_action(ctx: StepContext, diag: Diagnosis, fa: FixAction, accept_crd_warning: bool) -> Action | None:
-    from labtui.changes.openstack import action_for, rule_fix
-    from labtui.net.check import PairsFix, PortSecurityFix
-
-    p = fa.params
-    if fa.kind == "sg-rule":
-        fix = rule_fix({**p, "requirement": "doctor"})
-        act = action_for(fix, action_id=fa.id)
-    elif fa.kind == "port-pairs":
-        act = action_for(PairsFix(port_id=p["port_id"], port_name=fa.target, node=p.get("node", ""), cidr=p["cidr"],
-                                  existing=tuple(str(x.get("ip_address", x)) if isinstance(x, dict) else str(x)
-                                                 for x in p.get("existing") or ())), action_id=fa.id)
-    elif fa.kind == "port-security-off":
-        act = action_for(PortSecurityFix(port_id=p["port_id"], port_name=fa.target, node=p.get("node", ""),
-                                         security_group_ids=tuple(p.get("security_groups") or ())), action_id=fa.id)
-    elif fa.layer == "calico":
-        return _calico_action(ctx, fa, accept_crd_warning)
-    else:
-        raise LabError(f"unknown fix action {fa.kind}", "this is a bug in labtui")
-    act.title = fa.title  # the doctor's words for it (which node, what it merges with)
-    act.command = fa.command
-    return act
 
 
 def _calico_action(ctx: StepContext, fa: FixAction, accept_crd_warning: bool) -> Action:

@@ -360,7 +360,8 @@ def container_image(workload: dict[str, Any], container: str) -> str | None:
     tmpl = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     for c in tmpl.get("containers") or []:
         if c.get("name") == container:
-            return c.get("image")
+            image = c.get("image")
+            return str(image) if image is not None else None
     return None
 
 
@@ -384,7 +385,7 @@ def detect_install(
         if meta.get("name") == "calico-node":
             if calico_ds is None or meta.get("namespace") == "calico-system":
                 calico_ds = ds
-    others = [OTHER_CNIS[_meta(ds).get("name")] for ds in daemonsets if _meta(ds).get("name") in OTHER_CNIS]
+    others = [OTHER_CNIS[str(_meta(ds).get("name"))] for ds in daemonsets if _meta(ds).get("name") in OTHER_CNIS]
     ds_ns = _meta(calico_ds).get("namespace") if calico_ds else None
     if installation is not None or (operator_deployment is not None and ds_ns == "calico-system"):
         info.mode = "operator"

@@ -124,7 +124,7 @@ class Report:
         """The fixes for every missing or suspicious requirement (or those in `only`), deduplicated."""
         wanted = set(only) if only else None
         out: list[Fix] = []
-        seen: set[tuple] = set()
+        seen: set[tuple[Any, ...]] = set()
         for s in self.statuses:
             if s.ok or (wanted is not None and s.requirement.id not in wanted):
                 continue
@@ -254,7 +254,7 @@ def admitting_rule(groups: dict[str, SecurityGroup], port: NodePort, direction: 
     for gid in port.security_group_ids:
         g = groups.get(gid)
         for r in (g.rules if g else []):
-            if rule_admits(r, direction, protocol, ports, peer_port, peer_addr):
+            if g is not None and rule_admits(r, direction, protocol, ports, peer_port, peer_addr):
                 return g, r
     return None
 
@@ -285,11 +285,11 @@ class _Eval:
         return n.port if n and n.found else None
 
     def ingress_rules(self, port: NodePort, ether: str = "IPv4") -> list[tuple[SGRule, SecurityGroup]]:
-        out = []
+        out: list[tuple[SGRule, SecurityGroup]] = []
         for gid in port.security_group_ids:
             g = self.groups.get(gid)
             for r in (g.rules if g else []):
-                if r.direction == "ingress" and r.ether_type == ether:
+                if g is not None and r.direction == "ingress" and r.ether_type == ether:
                     out.append((r, g))
         return out
 
@@ -302,7 +302,7 @@ class _Eval:
         if src == "pod-cidr":
             if rule.remote_group_id:
                 members = self.members(rule.remote_group_id)
-                ok = _net(pod) is not None and members and all(antispoof_admits(p, pod) for p in members)
+                ok = pod is not None and _net(pod) is not None and members and all(antispoof_admits(p, pod) for p in members)
                 return "group" if ok else None
             return "prefix" if address_covers(rule.remote_ip_prefix or ANY_IPV4, pod) else None
         node = self.nodes.get(src)
@@ -381,7 +381,7 @@ class _Eval:
                                      sorted(ipip_only), fixes, unknown)
         partial = [(r, g, hit, miss) for r, g, hit, miss in prefix_hits.values() if hit and miss]
         if good and partial:
-            r, g, hit, miss = partial[0]
+            r, g, _, miss = partial[0]
             missed = sorted(miss)
             return RequirementStatus(req, SUSPICIOUS,
                                      f"{g.label}: the rule from {r.remote_ip_prefix} covers only some nodes: it "
@@ -455,7 +455,7 @@ class _Eval:
         for gid in targets:
             g = self.groups.get(gid)
             name = g.name if g and g.name else gid
-            base = dict(security_group_id=gid, security_group_name=name, protocol=req.protocol,
+            base: dict[str, Any] = dict(security_group_id=gid, security_group_name=name, protocol=req.protocol,
                         port_range_min=req.port_min, port_range_max=req.port_max,
                         description=f"labtui: {req.title}", requirement=req.id)
             if req.source == "pod-cidr":
@@ -490,7 +490,7 @@ class _Eval:
                 via.append(Match("port-security-off", f"port security is off on {name}'s port"))
                 continue
             nets = [_net(p.get("ip_address")) for p in port.allowed_address_pairs]
-            cover = [n for n in nets if n is not None and n.version == pod.version and pod.subnet_of(n)]
+            cover = [n for n in nets if n is not None and n.version == pod.version and pod.subnet_of(n)]  # type: ignore[arg-type]  # same version, checked just before
             if cover:
                 via.append(Match("pair", f"{name}: allowed-address-pair {cover[0]}"))
                 continue
@@ -555,7 +555,7 @@ def _rule_ports_ok(rule: SGRule, req: Requirement, pm: str) -> bool:
 
 def _unique(items: Iterable[Match]) -> list[Match]:
     out: list[Match] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[Any, ...]] = set()
     for m in items:
         key = (m.how, m.text)
         if key not in seen:
@@ -566,7 +566,7 @@ def _unique(items: Iterable[Match]) -> list[Match]:
 
 def _unique_fixes(items: Iterable[Fix]) -> list[Fix]:
     out: list[Fix] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[Any, ...]] = set()
     for f in items:
         if f.key not in seen:
             seen.add(f.key)

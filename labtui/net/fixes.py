@@ -4,14 +4,18 @@ and revert. The change catalogue (labtui.changes.openstack) runs them."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from labtui.net.model import SGRule
 
-
+# Protocol names Neutron knows, as numbers: "tcp" and "6" are one rule to its duplicate check, and
+# 'ipip' is stored as given but counted as 4 (IP-in-IP; see labtui.net.check.IPIP_NAME_WARNING)
+PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "ipip": 4, "ipencap": 4, "gre": 47, "esp": 50, "ah": 51,
+                    "sctp": 132, "icmpv6": 58, "ipv6-icmp": 58}
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class RuleFix:
     replaces: tuple[SGRule, ...] = ()
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (self.kind, self.security_group_id, self.direction, self.ether_type, self.protocol,
                 self.port_range_min, self.port_range_max, self.remote_group_id, self.remote_ip_prefix)
 
@@ -97,6 +101,53 @@ class RuleFix:
         return cmd
 
 
+def protocol_number(protocol: str | int | None) -> int | None:
+    """None for any protocol; a number otherwise (-1 for a name Neutron does not know)."""
+    if protocol in (None, "", "any", "ANY"):
+        return None
+    text = str(protocol).strip().lower()
+    if text.isdigit():
+        return int(text)
+    return PROTOCOL_NUMBERS.get(text, -1)
+
+
+def normal_prefix(prefix: str | None) -> str | None:
+    """A CIDR as Neutron stores it (10.0.0.5/24 -> 10.0.0.0/24); None for none."""
+    if not prefix:
+        return None
+    try:
+        return str(ipaddress.ip_network(prefix, strict=False))
+    except ValueError:
+        return prefix
+
+
+def same_rule(existing: SGRule, want: RuleFix) -> bool:
+    """The one matcher: does Neutron count `existing` as the rule `want` would create (its duplicate
+    check answers HTTP 409)? The protocol by number ('ipip' is 4), the port range (a single port as
+    min = max), the remote group, else the remote prefix normalised."""
+    def top(lo: int | None, hi: int | None) -> int | None:
+        return hi if hi is not None else lo
+
+    return (existing.direction == want.direction and (existing.ether_type or "IPv4") == want.ether_type
+            and protocol_number(existing.protocol) == protocol_number(want.protocol)
+            and existing.port_range_min == want.port_range_min
+            and top(existing.port_range_min, existing.port_range_max) == top(want.port_range_min, want.port_range_max)
+            and (existing.remote_group_id or None) == (want.remote_group_id or None)
+            and normal_prefix(existing.remote_ip_prefix) == (None if want.remote_group_id
+                                                             else normal_prefix(want.remote_ip_prefix)))
+
+
+def find_same_rule(rules: Iterable[SGRule], want: RuleFix) -> SGRule | None:
+    """The first of `rules` Neutron counts as `want` (None: the rule is not there)."""
+    return next((r for r in rules if same_rule(r, want)), None)
+
+
+def in_effect(rule: SGRule) -> bool:
+    """A rule that carries what it says: one named 'ipip' is protocol 94 on some clouds, so a rule
+    that matches `want` only by that name is replaced, not counted as done."""
+    return str(rule.protocol or "") != "ipip"
+
+
 def rule_create_command(rule: SGRule, group_name: str, remote_group_name: str | None = None) -> str:
     """The `openstack security group rule create` that makes `rule` again (e.g. to revert)."""
     fix = RuleFix(rule.security_group_id, group_name, rule.protocol, rule.port_range_min, rule.port_range_max,
@@ -117,9 +168,14 @@ class PairsFix:
     requirement: str = "pod-cidr-pairs"
     kind: str = "port-pairs"
     blocked: str | None = None  # why it cannot be applied (quota)
+    port_ref: str = ""  # how a command names the port, when `port_name` is a label for people
 
     @property
-    def key(self) -> tuple:
+    def port_arg(self) -> str:
+        return shlex.quote(self.port_ref or self.port_name or self.port_id)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
         return (self.kind, self.port_id, self.cidr)
 
     @property
@@ -127,14 +183,14 @@ class PairsFix:
         return f"{self.node}: allow {self.cidr} as a source on port {self.port_name or self.port_id[:8]}"
 
     def command(self) -> str:
-        return f"openstack port set --allowed-address ip-address={shlex.quote(self.cidr)} {shlex.quote(self.port_name or self.port_id)}"
+        return f"openstack port set --allowed-address ip-address={shlex.quote(self.cidr)} {self.port_arg}"
 
     def api(self) -> str:
         pairs = [{"ip_address": ip} for ip in self.existing] + [{"ip_address": self.cidr}]
         return f"PUT /v2.0/ports/{self.port_id} " + json.dumps({"port": {"allowed_address_pairs": pairs}})
 
     def revert_command(self) -> str:
-        return f"openstack port unset --allowed-address ip-address={shlex.quote(self.cidr)} {shlex.quote(self.port_name or self.port_id)}"
+        return f"openstack port unset --allowed-address ip-address={shlex.quote(self.cidr)} {self.port_arg}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +205,7 @@ class PortSecurityFix:
     allowed_address_pairs: tuple[tuple[str, str | None], ...] = ()  # (ip_address, mac_address)
     kind: str = "port-security-off"
     requirement: str = "port-security"
+    port_ref: str = ""  # how a command names the port, when `port_name` is a label for people
 
     COST = ("Port security off removes anti-spoofing AND every security group from the port: the "
             "node accepts any traffic from anywhere its network reaches, and it can send with any "
@@ -156,7 +213,7 @@ class PortSecurityFix:
             "protocol-4 rule.")
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (self.kind, self.port_id)
 
     @property
@@ -165,7 +222,7 @@ class PortSecurityFix:
 
     def command(self) -> str:
         return ("openstack port set --no-security-group --no-allowed-address --disable-port-security "
-                + shlex.quote(self.port_name or self.port_id))
+                + shlex.quote(self.port_ref or self.port_name or self.port_id))
 
     def api(self) -> str:
         return f"PUT /v2.0/ports/{self.port_id} " + json.dumps(
@@ -176,7 +233,7 @@ class PortSecurityFix:
         parts += [f"--security-group {shlex.quote(n)}" for n in (self.security_group_names or self.security_group_ids)]
         parts += [f"--allowed-address ip-address={shlex.quote(ip)}" + (f",mac-address={mac}" if mac else "")
                   for ip, mac in self.allowed_address_pairs]
-        parts.append(shlex.quote(self.port_name or self.port_id))
+        parts.append(shlex.quote(self.port_ref or self.port_name or self.port_id))
         return " ".join(parts)
 
 

@@ -162,7 +162,7 @@ def plan_mode_change(
     spec = {"spec": {"ipipMode": new_modes[0], "vxlanMode": new_modes[1]}}
     revert_spec = {"spec": {"ipipMode": old_modes[0], "vxlanMode": old_modes[1]}}
     q = shlex.quote
-    common = dict(pool=pool.name, cidr=pool.cidr, old=old, new=target, old_modes=old_modes, new_modes=new_modes)
+    common: dict[str, Any] = dict(pool=pool.name, cidr=pool.cidr, old=old, new=target, old_modes=old_modes, new_modes=new_modes)
 
     if state.install.mode == "operator" and (
         pool.operator_managed or find_installation_pool(state.install, pool) is not None
