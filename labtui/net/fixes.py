@@ -89,6 +89,19 @@ class RuleFix:
         deletes = [f"openstack security group rule delete {r.id} && " for r in self.replaces]
         return "".join(deletes) + " ".join(parts)
 
+    def short_command(self) -> str:
+        """The same rule as a person writes it in a sentence: the defaults left out (ingress, IPv4, no
+        description), the remote always said (0.0.0.0/0 when none), any protocol by no --protocol."""
+        parts = ["openstack", "security", "group", "rule", "create"] + (["--egress"] if self.direction == "egress" else [])
+        if self.protocol is not None:
+            parts += ["--protocol", self.protocol]
+        if self.port_range_min is not None:
+            hi = self.port_range_max if self.port_range_max is not None else self.port_range_min
+            parts += ["--dst-port", f"{self.port_range_min}" + (f":{hi}" if hi != self.port_range_min else "")]
+        parts += (["--remote-group", self.remote_group_name or self.remote_group_id] if self.remote_group_id
+                  else ["--remote-ip", self.remote_ip_prefix or "0.0.0.0/0"])
+        return shlex.join(parts + [self.security_group_name or self.security_group_id])
+
     def api(self) -> str:
         body = {k if k != "ether_type" else "ethertype": v for k, v in self.attrs().items()}
         deletes = "".join(f"DELETE /v2.0/security-group-rules/{r.id}, then " for r in self.replaces)

@@ -3,12 +3,11 @@ clouds), and the ipip kernel module."""
 
 from __future__ import annotations
 
-import shlex
-
 from labtui.doctor.findings import Evidence, Finding, Seen
 from labtui.doctor.model import INFO, WARNING, DoctorFacts, Unchecked
 from labtui.doctor.paths import PathVerdict
 from labtui.doctor.words import join_words
+from labtui.net.fixes import RuleFix
 
 
 def ipip_rule_by_name(seen: Seen) -> list[Finding | Unchecked]:
@@ -26,9 +25,9 @@ def ipip_named_finding(facts: DoctorFacts, verdicts: list[PathVerdict]) -> Findi
     g0 = named[0][0]
     has_4 = any(str(r.protocol or "") == "4" for r in g0.rules if r.direction == "ingress")
     remote = named[0][1].remote_group_id
-    cmd = shlex.join(["openstack", "security", "group", "rule", "create", "--protocol", "4"]
-                     + (["--remote-group", facts.groups[remote].label if remote in facts.groups else remote] if remote
-                        else ["--remote-ip", named[0][1].remote_ip_prefix or "0.0.0.0/0"]) + [g0.label])
+    cmd = RuleFix(g0.id, g0.label, "4", remote_group_id=remote,
+                  remote_group_name=facts.groups[remote].label if remote in facts.groups else remote,
+                  remote_ip_prefix=named[0][1].remote_ip_prefix).short_command()
     text = ("Neutron accepts the name 'ipip' and stores it, but older clouds with the iptables firewall driver "
             "render it with the Linux name table, where 'ipip' is protocol 94, not 4 (4 is 'ipencap'). Calico's "
             "IP-in-IP is protocol 4, so those clouds drop it although the rule looks right (CAPO #1489, "

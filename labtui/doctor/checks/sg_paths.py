@@ -4,13 +4,14 @@ fix options would add (so the words and the options agree)."""
 
 from __future__ import annotations
 
-import shlex
+from dataclasses import replace
 
 from labtui.doctor.fixes import network_actions, node_group
 from labtui.doctor.model import IPIP_PROTO, UDP, DoctorFacts, bird_runs
 from labtui.doctor.paths import PathVerdict, allowing_rule, join_near
 from labtui.doctor.words import causes, causes_text, join_words, one_end, pairs_text, port_ref
 from labtui.net.calico import IPPoolInfo
+from labtui.net.fixes import RuleFix
 
 
 def vxlan_note(facts: DoctorFacts, pool: IPPoolInfo) -> str:
@@ -111,15 +112,13 @@ def _missing_rule_commands(facts: DoctorFacts, kind: str) -> list[str]:
     proto = "4" if kind == "ipip" else "udp"
     out = []
     for act in network_actions(facts, 1 if kind == "ipip" else 2):
-        p = act.params
-        if act.kind != "sg-rule" or p["protocol"] != proto:
+        rule = act.fix
+        if not isinstance(rule, RuleFix) or rule.protocol != proto:
             continue
-        parts = ["openstack", "security", "group", "rule", "create"] + (["--egress"] if p["direction"] == "egress" else [])
-        parts += ["--protocol", proto] + (["--dst-port", str(p["port_range_min"])] if p["port_range_min"] else [])
-        remote = p["remote_group_id"]
-        parts += (["--remote-group", facts.groups[remote].label if remote in facts.groups else remote] if remote
-                  else ["--remote-ip", p["remote_ip_prefix"] or "0.0.0.0/0"])
-        out.append(shlex.join(parts + [p["group_name"]]))
+        remote = rule.remote_group_id
+        if remote in facts.groups:  # a sentence names the remote group by its label
+            rule = replace(rule, remote_group_name=facts.groups[remote].label)
+        out.append(rule.short_command())
     return out or ["openstack security group rule create ..."]
 
 
@@ -157,7 +156,7 @@ def explain_direct_sg(pool: IPPoolInfo, facts: DoctorFacts, vs: list[PathVerdict
     causes_list = causes(facts, vs, pool)
     if len(causes_list) > 1:
         text += "\n\n" + causes_text(facts, vs, pool)
-    cmd = shlex.join(["openstack", "security", "group", "rule", "create"] + (["--egress"] if egress else [])
-                     + ["--remote-ip", pool.cidr, gref])
+    cmd = RuleFix(gids[0] if gids else "", gref, None, remote_ip_prefix=pool.cidr,
+                  direction="egress" if egress else "ingress").short_command()
     text += f" Allow the pod CIDR {word}: `{cmd}`."
     return title, text

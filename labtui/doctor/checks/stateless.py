@@ -6,6 +6,7 @@ from labtui.doctor.findings import Evidence, Finding, Seen
 from labtui.doctor.model import INFO, WARNING, DoctorFacts, Unchecked
 from labtui.doctor.paths import EPHEMERAL, PathVerdict
 from labtui.doctor.words import join_words, plural
+from labtui.net.fixes import RuleFix
 
 
 def stateless_finding(facts: DoctorFacts, bgp: list[PathVerdict]) -> Finding | None:
@@ -22,8 +23,7 @@ def stateless_finding(facts: DoctorFacts, bgp: list[PathVerdict]) -> Finding | N
             f"which needs an ingress rule for TCP from the other nodes.")
     if reply:
         text += (f" That rule is missing, so {plural(len(reply), 'BGP session')} cannot come up: add "
-                 f"`openstack security group rule create --protocol tcp --dst-port {EPHEMERAL[0]}:{EPHEMERAL[1]} "
-                 f"--remote-group {groups[0].label} {groups[0].label}`.")
+                 f"`{RuleFix(groups[0].id, groups[0].label, 'tcp', EPHEMERAL[0], EPHEMERAL[1], groups[0].id, groups[0].label).short_command()}`.")
     else:
         text += " The groups have what the replies need."
     return Finding("stateless-group", WARNING if reply else INFO, f"Security group {names} is stateless", text,
