@@ -6,9 +6,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labtui.errors import ValidationFailed
 
@@ -40,23 +42,41 @@ class Encapsulation(str, Enum):
 
     @property
     def pool_modes(self) -> tuple[str, str]:
-        """(ipipMode, vxlanMode) of the IPPool for this encapsulation."""
-        return {
-            "IPIP": ("Always", "Never"),
-            "IPIPCrossSubnet": ("CrossSubnet", "Never"),
-            "VXLAN": ("Never", "Always"),
-            "VXLANCrossSubnet": ("Never", "CrossSubnet"),
-            "None": ("Never", "Never"),
-        }[self.value]
+        """(ipipMode, vxlanMode) of the IPPool for this encapsulation (POOL_MODES)."""
+        return POOL_MODES[self]
+
+    @property
+    def backend(self) -> str:
+        """calico.yaml's calico_backend: VXLAN needs no BGP daemon (BIRD), the others route with it."""
+        return "vxlan" if self.pool_modes[1] != "Never" else "bird"
 
     @classmethod
-    def from_pool_modes(cls, ipip: str | None, vxlan: str | None) -> "Encapsulation":
-        ipip = (ipip or "Never").replace("Off", "Never")
-        vxlan = vxlan or "Never"
-        for enc in cls:
-            if enc.pool_modes == (ipip, vxlan):
-                return enc
-        return cls.NONE
+    def from_pool_modes(cls, ipip: str | None, vxlan: str | None) -> Encapsulation:
+        modes = ((ipip or "Never").replace("Off", "Never"), vxlan or "Never")
+        return next((enc for enc, pair in POOL_MODES.items() if pair == modes), cls.NONE)
+
+
+# The one table: encapsulation -> (ipipMode, vxlanMode) of the IPPool; the manifest's
+# CALICO_IPV4POOL_IPIP / CALICO_IPV4POOL_VXLAN take the same values.
+POOL_MODES: dict[Encapsulation, tuple[str, str]] = {
+    Encapsulation.IPIP: ("Always", "Never"),
+    Encapsulation.IPIP_CROSS_SUBNET: ("CrossSubnet", "Never"),
+    Encapsulation.VXLAN: ("Never", "Always"),
+    Encapsulation.VXLAN_CROSS_SUBNET: ("Never", "CrossSubnet"),
+    Encapsulation.NONE: ("Never", "Never"),
+}
+
+
+def target_encapsulation(*, override: str | None = None, stage_choice: str | None = None,
+                         live: str | None = None, planned: str | None = None,
+                         wizard: str | None = None) -> Encapsulation:
+    """The encapsulation a lab targets, the first one given in this order: an explicit override (a
+    command's --encapsulation), the Calico stage's own choice (its input: changing it there does not
+    reopen the plan wizard's review), what the doctor read from the live cluster of an adopted lab
+    (its plan started from defaults), the saved plan's, the plan wizard's input before the plan is
+    saved, else IPIP."""
+    value = override or stage_choice or live or planned or wizard or Encapsulation.IPIP.value
+    return Encapsulation(value)
 
 
 @dataclass(frozen=True)
@@ -307,19 +327,31 @@ class Plan(BaseModel):
     sources: SourcesSpec = Field(default_factory=SourcesSpec)  # packages, manifests, images: upstream or a mirror
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Plan":
+    def _cross_checks(self) -> Plan:
         errors = [p for p in plan_problems(self) if p.severity == "error"]
         if errors:
             raise ValueError("; ".join(f"{p.label}: {p.message}" for p in errors))
         return self
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> "Plan":
+    def parse(cls, data: Mapping[str, Any]) -> Plan:
+        """THE way a plan's data becomes a Plan (a plan file, `up --plan`, the wizard's save, the saved
+        plan read back): every problem named by field, as a ValidationFailed (a LabError)."""
         data = with_network_defaults(data)
         problems = collect_problems(data)
         if any(p.severity == "error" for p in problems):
             raise ValidationFailed(problems)
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:  # what the field checks above do not cover (an unknown field...)
+            raise ValidationFailed([Problem(".".join(str(x) for x in err.get("loc", ())) or "plan",
+                                            str(err.get("msg", "")).removeprefix("Value error, "),
+                                            "correct the plan") for err in exc.errors()]) from None
+
+    @classmethod
+    def saved(cls, data: Mapping[str, Any] | None) -> Plan | None:
+        """A lab's saved plan (SessionRecord.plan) as a Plan, None before the plan wizard saved one."""
+        return cls.parse(data) if data else None
 
     @property
     def control_plane(self) -> NodeSpec:
@@ -477,7 +509,7 @@ def node_problems(nodes: Iterable[dict[str, Any] | NodeSpec], node_subnet: str |
     return problems
 
 
-def with_network_defaults(data: dict[str, Any]) -> dict[str, Any]:
+def with_network_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     """Fill missing pod/service CIDRs with ranges that avoid the node subnet."""
     data = dict(data)
     defaults = default_networks(data.get("node_subnet"))
@@ -487,7 +519,7 @@ def with_network_defaults(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def collect_problems(data: dict[str, Any]) -> list[Problem]:
+def collect_problems(data: Mapping[str, Any]) -> list[Problem]:
     data = with_network_defaults(data)
     problems: list[Problem] = []
     name = str(data.get("name") or "")
@@ -600,11 +632,9 @@ def dns_problems(value: Any) -> list[Problem]:
 
 
 def _url_problem(field: str, value: str, example: str) -> Problem | None:
-    from urllib.parse import urlsplit
-
     try:
         url = urlsplit(value)
-        url.port  # noqa: B018 - raises on a bad port
+        _ = url.port  # raises ValueError on a bad port
     except ValueError as exc:
         return Problem(field, f"{value!r} is not a URL ({exc})", f"write it like {example}")
     if url.scheme not in ("http", "https") or not url.hostname:
@@ -649,7 +679,7 @@ def plan_problems(plan: Plan) -> list[Problem]:
     return collect_problems(plan.model_dump(mode="json"))
 
 
-def suggest_free(kind: str, taken: list[ipaddress.IPv4Network]) -> str:
+def suggest_free(kind: str, taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     candidates = POD_CIDR_CANDIDATES if kind != "service_cidr" else SERVICE_CIDR_CANDIDATES
     for cand in candidates:
         net = ipaddress.ip_network(cand)
@@ -660,7 +690,7 @@ def suggest_free(kind: str, taken: list[ipaddress.IPv4Network]) -> str:
 
 def default_networks(node_subnet: str | None) -> dict[str, str]:
     """Pod and service CIDRs that do not collide with the node subnet (or each other)."""
-    taken: list[ipaddress.IPv4Network] = []
+    taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     if node_subnet:
         try:
             taken.append(ipaddress.ip_network(node_subnet, strict=False))

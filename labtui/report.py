@@ -18,6 +18,8 @@ import datetime as _dt
 import ipaddress
 from typing import Any
 
+from labtui.doctor.model import port_from_stored
+from labtui.model import Plan
 from labtui.redact import redact, redact_data
 from labtui.store import Store
 
@@ -64,12 +66,10 @@ def _subnet(cidr: str | None) -> str | None:
 # --------------------------------------------------------------------------- the data
 
 
-def _node_rows(diag: dict[str, Any] | None, plan: dict[str, Any]) -> list[dict[str, Any]]:
+def _node_rows(diag: dict[str, Any] | None, plan: Plan | None) -> list[dict[str, Any]]:
     facts = (diag or {}).get("facts") or {}
     rows = []
     seen = set()
-    from labtui.doctor.model import port_from_stored
-
     for n in facts.get("nodes") or []:
         port = port_from_stored(n.get("port"))  # a labtui.net.model.NodePort (a run stored before it too)
         rows.append({
@@ -80,9 +80,9 @@ def _node_rows(diag: dict[str, Any] | None, plan: dict[str, Any]) -> list[dict[s
             "allowed_address_pairs": port.pair_addresses if port else None,
         })
         seen.add(n.get("name"))
-    for n in plan.get("nodes") or []:
-        if n.get("name") not in seen:
-            rows.append({"name": n.get("name"), "role": n.get("role"), "address": n.get("address"),
+    for n in plan.nodes if plan else []:
+        if n.name not in seen:
+            rows.append({"name": n.name, "role": n.role.value, "address": n.address,
                          "subnet": None, "port": None, "port_security": None, "allowed_address_pairs": None})
     return rows
 
@@ -170,7 +170,7 @@ def _proof(diag: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def session_report_data(store: Store, name: str, *, log_lines: int = 0) -> dict[str, Any]:
     rec = store.get_session(name)
-    plan = rec.plan or {}
+    plan = Plan.saved(rec.plan)
     live = store.facts(rec.id, LIVE_SCOPE).get(LIVE_SCOPE, {}).get(LIVE_SCOPE) or {}
     doctor = store.facts(rec.id, DOCTOR_SCOPE).get(DOCTOR_SCOPE, {})
     first, last = doctor.get("first"), doctor.get("last")
@@ -182,8 +182,9 @@ def session_report_data(store: Store, name: str, *, log_lines: int = 0) -> dict[
     live_values, live_sources = live.get("values") or {}, live.get("sources") or {}
     for key, _title in SETUP_NAMES:
         # an adopted lab: the live cluster's value; a built lab: its plan, or the live value it lacks
-        take_live = key in live_values and (rec.inputs.get("adopted") or plan.get(key) in (None, ""))
-        v = live_values.get(key) if take_live else plan.get(key)
+        planned = getattr(plan, key) if plan else None
+        take_live = key in live_values and (rec.inputs.get("adopted") or planned in (None, ""))
+        v = live_values.get(key) if take_live else planned
         values[key] = _word(v) or None
         if take_live and key in live_sources:
             sources[key] = live_sources[key]

@@ -9,18 +9,10 @@ from typing import Any
 import yaml
 
 from labtui.errors import LabError
-
 from labtui.model import DEFAULT_CALICO_MANIFESTS as DEFAULT_MANIFESTS_BASE  # then /v3.32.2/manifests/NAME
-POOL_NAME = "default-ipv4-ippool"
+from labtui.model import Encapsulation
 
-# encapsulation -> (CALICO_IPV4POOL_IPIP, CALICO_IPV4POOL_VXLAN, calico_backend)
-MANIFEST_MODES = {
-    "IPIP": ("Always", "Never", "bird"),
-    "IPIPCrossSubnet": ("CrossSubnet", "Never", "bird"),
-    "VXLAN": ("Never", "Always", "vxlan"),
-    "VXLANCrossSubnet": ("Never", "CrossSubnet", "vxlan"),
-    "None": ("Never", "Never", "bird"),
-}
+POOL_NAME = "default-ipv4-ippool"
 # calico-node's probe arguments that ask BIRD: only with the bird backend. The chart emits them only
 # `if and (eq .Values.network "calico") ... (not .Values.vxlan)` (calico@v3.32.1
 # charts/calico/templates/calico-node.yaml:405-425), and with CALICO_NETWORKING_BACKEND=vxlan the node
@@ -52,16 +44,23 @@ def operator_manifests(version: str, base: str = DEFAULT_MANIFESTS_BASE) -> list
     return [manifest_url(v, n, base) for n in names]
 
 
-def installation(pod_cidr: str, encapsulation: str, *, block_size: int = 26) -> str:
+def _encapsulation(value: Encapsulation | str) -> Encapsulation:
+    try:
+        return Encapsulation(value)
+    except ValueError:
+        raise LabError(f"{value!r} is not a Calico encapsulation", "choose one in the plan",
+                       code="encapsulation") from None
+
+
+def installation(pod_cidr: str, encapsulation: Encapsulation | str, *, block_size: int = 26) -> str:
     """The Installation (and APIServer) for the operator: one IPv4 pool with the plan's CIDR and
     encapsulation, natOutgoing Enabled. BGP stays on for IPIP (the operator requires it) and is off
     for VXLAN (no BIRD, so no TCP 179 between nodes)."""
-    if encapsulation not in MANIFEST_MODES:
-        raise LabError(f"{encapsulation!r} is not a Calico encapsulation", "choose one in the plan", code="encapsulation")
+    enc = _encapsulation(encapsulation)
     network = {
-        "bgp": "Disabled" if encapsulation.startswith("VXLAN") else "Enabled",
+        "bgp": "Disabled" if enc.backend == "vxlan" else "Enabled",
         "ipPools": [{
-            "name": POOL_NAME, "blockSize": block_size, "cidr": pod_cidr, "encapsulation": encapsulation,
+            "name": POOL_NAME, "blockSize": block_size, "cidr": pod_cidr, "encapsulation": enc.value,
             "natOutgoing": "Enabled", "nodeSelector": "all()",
         }],
     }
@@ -127,16 +126,15 @@ def _drop_probe_arg(container: Any, probe: str, arg: str) -> None:
             command.remove(arg)
 
 
-def edit_manifest(text: str, pod_cidr: str, encapsulation: str) -> str:
+def edit_manifest(text: str, pod_cidr: str, encapsulation: Encapsulation | str) -> str:
     """calico.yaml with the pool's CIDR, IPIP/VXLAN modes, the backend the encapsulation needs and,
     without BIRD, no BIRD probe arguments. Structural (ruamel.yaml round trip): every other line
     and comment is kept."""
-    if encapsulation not in MANIFEST_MODES:
-        raise LabError(f"{encapsulation!r} is not a Calico encapsulation", "choose one in the plan", code="encapsulation")
+    enc = _encapsulation(encapsulation)
     if "calico-node" not in text or "CALICO_IPV4POOL_IPIP" not in text:
         raise LabError("this file is not Calico's calico.yaml (no calico-node with CALICO_IPV4POOL_IPIP)",
                        "give the calico.yaml of the plan's Calico release (manifests/calico.yaml)", code="calico-manifest")
-    ipip, vxlan, backend = MANIFEST_MODES[encapsulation]
+    (ipip, vxlan), backend = enc.pool_modes, enc.backend  # CALICO_IPV4POOL_IPIP / _VXLAN, calico_backend
     docs = _docs(text)
     container = _node_container(docs)
     config = _find(docs, "ConfigMap", "calico-config")

@@ -174,7 +174,8 @@ def _open(args: argparse.Namespace, log_in_early: bool = False):
         store.save_inputs(args.name, {"cloud": args.cloud})
     lab = LabSession(store, args.name, emit=_print_event, confirm=_confirm(args))
     lab.ctx.adapters.cloud_login = early  # the cloud connection takes its token (same cloud and identity)
-    if lab.record.plan.get("nodes"):
+    plan = lab.ctx.plan
+    if plan is not None and plan.nodes:
         from labtui.adapters.ssh import configure_session_ssh
 
         configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,

@@ -96,7 +96,7 @@ def _revert(store, args: argparse.Namespace) -> int:
         if not changes:
             print(f"The lab {args.name} has no cluster-build change to revert.")
             return 0
-        if (lab.ctx.session.plan or {}).get("nodes"):
+        if lab.ctx.plan is not None and lab.ctx.plan.nodes:
             from labtui.adapters.ssh import configure_session_ssh
 
             configure_session_ssh(lab.ctx, headless=True, connect_timeout=8.0)

@@ -119,7 +119,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
     with _open(args.name, args.yes, "Teardown") as lab:
         ctx = lab.ctx
-        if not (ctx.session.plan or {}).get("cloud") and not ctx.session.cloud:
+        if (ctx.plan is None or not ctx.plan.cloud) and not ctx.session.cloud:
             if args.json:
                 print(json.dumps({"lab": args.name, "deleted": [], "failed": [], "nothing": True}, indent=2))
             else:

@@ -23,6 +23,7 @@ from typing import Any
 
 from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError, ValidationFailed
+from labtui.model import Plan
 
 PLAN_INPUT_KEYS = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico",
                    "encapsulation", "provision", "sources")
@@ -291,7 +292,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             lab.ctx.reload = lambda: None  # keep the in-memory plan for this dry run
         if args.dry_run:
             _line(sources_line(lab.ctx.session.plan or {}), args.json)
-        if lab.ctx.session.plan and (lab.ctx.session.plan.get("nodes") or []):
+        plan = lab.ctx.plan
+        if plan is not None and plan.nodes:
             from labtui.adapters.ssh import configure_session_ssh
 
             configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
@@ -302,7 +304,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     done = rc == 0 and not args.dry_run
     if args.json:
         print(json.dumps({"lab": args.name, "dry_run": args.dry_run, "exit_code": rc, "done": done,
-                          "sources": _customised(lab.ctx.session.plan or {}),
+                          "sources": _customised(lab.ctx.plan),
                           "stages": report}, indent=2, sort_keys=True, default=str))
     elif done and (args.from_stage or args.until):
         print(f"Every stage of {args.name} from {stages[0].title} to {stages[-1].title} is done.")
@@ -313,14 +315,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     return rc
 
 
-def _customised(plan: dict[str, Any]) -> dict[str, str]:
+def _customised(plan: Plan | None) -> dict[str, str]:
     """The plan's sources that differ from upstream (empty: all upstream)."""
-    from labtui.model import SourcesSpec
-
-    try:
-        return SourcesSpec.model_validate(plan.get("sources") or {}).customised
-    except ValueError:
-        return {}
+    return plan.sources.customised if plan is not None else {}
 
 
 def register(sub: Any) -> None:

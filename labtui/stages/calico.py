@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from labtui.errors import LabError
-from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
+from labtui.model import ENCAPSULATION_CHOICES, Encapsulation, Role
+from labtui.model import target_encapsulation as target
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 
@@ -52,11 +53,15 @@ def _read(ctx: StepContext):
 
 
 def target_encapsulation(ctx: StepContext) -> Encapsulation:
-    """This stage's own choice, else the plan's (its own input key: changing it here does not reopen
-    the plan wizard's review)."""
-    value = (ctx.inputs.get("calico_encapsulation") or (ctx.session.plan or {}).get("encapsulation")
-             or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value)
-    return Encapsulation(value)
+    """What this stage sets the pools to (labtui.model.target_encapsulation): its own choice, else the
+    plan's. Not the live cluster's: that is what this stage may change."""
+    try:
+        plan = ctx.plan
+        planned = plan.encapsulation if plan else None
+    except ValueError:  # a saved plan that does not validate: the value it holds still says what was planned
+        planned = (ctx.session.plan or {}).get("encapsulation")
+    return target(stage_choice=ctx.inputs.get("calico_encapsulation"), planned=planned,
+                  wizard=ctx.inputs.get("encapsulation"))
 
 
 class KubeAccessStep(Step):
@@ -90,8 +95,8 @@ class KubeAccessStep(Step):
             return [Action(id="use-kubeconfig", title="Use the kubeconfig you named", kind="local", risk=Risk.READ,
                            command=f"export KUBECONFIG={ctx.inputs['kubeconfig']}",
                            run=lambda c, a: _kube(c, refresh=True).version())]
-        cp = next((n.get("name") for n in (ctx.session.plan or {}).get("nodes", []) if n.get("role") == "control-plane"),
-                  "CONTROL_PLANE")
+        plan = ctx.plan
+        cp = next((n.name for n in (plan.nodes if plan else []) if n.role == Role.CONTROL_PLANE), "CONTROL_PLANE")
         return [Action(id="fetch-admin-conf", title="Fetch the admin kubeconfig from the control plane", kind="ssh",
                        risk=Risk.LOCAL, target=cp,
                        command=f"ssh {cp} 'sudo -n cat /etc/kubernetes/admin.conf' > admin.conf (0600, not shown)",

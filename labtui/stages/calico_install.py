@@ -11,12 +11,11 @@ import time
 from typing import Any
 
 from labtui.errors import LabError
+from labtui.stages.nodes import saved_plan
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext
 
 STUCK = ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError", "InvalidImageName")
 
-
-from labtui.stages.nodes import saved_plan as _plan  # noqa: E402
 
 
 def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
@@ -25,7 +24,7 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
 
     from labtui.cluster import calico
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     mode = ctx.inputs.get("calico_install") or "operator"
     local = ctx.inputs.get("calico_manifest")
     if local:
@@ -37,7 +36,7 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
         item: dict[str, Any] = {"name": "calico.yaml", "edit": True}
         if local:
             text = Path(local).expanduser().read_text()
-            item["content"] = calico.edit_manifest(text, plan.pod_cidr, plan.encapsulation.value)
+            item["content"] = calico.edit_manifest(text, plan.pod_cidr, plan.encapsulation)
             item.pop("edit")
         else:
             item["url"] = calico.manifest_url(plan.calico, "calico.yaml", plan.sources.calico_manifests)
@@ -50,7 +49,7 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
     else:
         files += [{"name": u.rsplit("/", 1)[-1], "url": u}
                   for u in calico.operator_manifests(plan.calico, plan.sources.calico_manifests)]
-    files.append({"name": "installation.yaml", "content": calico.installation(plan.pod_cidr, plan.encapsulation.value)})
+    files.append({"name": "installation.yaml", "content": calico.installation(plan.pod_cidr, plan.encapsulation)})
     return mode, files
 
 
@@ -58,7 +57,7 @@ def calico_status(ctx: StepContext) -> tuple[bool, str, list[str]]:
     """(all Ready, detail, stuck pods described)."""
     from labtui.changes.kube import calico_pods, cluster_nodes
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     cp = plan.control_plane.name
     pods = calico_pods(ctx, cp)
     nodes = cluster_nodes(ctx, cp)
@@ -105,8 +104,8 @@ class CalicoInstallStep(Step):
 
     def _applies(self, ctx: StepContext) -> bool:
         """Only on a cluster the Kubernetes stage built (its kubeadm init step is done)."""
-        plan = ctx.session.plan or {}
-        if not plan.get("nodes") or ctx.inputs.get("kubeconfig"):
+        plan = ctx.plan
+        if plan is None or not plan.nodes or ctx.inputs.get("kubeconfig"):
             return False
         run = ctx.store.step_states(ctx.session.id, "kubernetes").get("kubeadm-init")
         return run is not None and run.state == "done"
@@ -116,9 +115,9 @@ class CalicoInstallStep(Step):
         reached without the Kubernetes stage), or a Kubernetes stage that has not run (or not finished) yet."""
         from labtui.paths import session_dir
 
-        plan = ctx.session.plan or {}
+        plan = ctx.plan
         not_built = "the cluster was not built by labtui's Kubernetes stage: Calico is read as it is"
-        if not plan.get("nodes") or ctx.inputs.get("kubeconfig"):
+        if plan is None or not plan.nodes or ctx.inputs.get("kubeconfig"):
             return not_built
         runs = ctx.store.step_states(ctx.session.id, "kubernetes")
         if not runs and (session_dir(ctx.session.name, ctx.store.home) / "admin.conf").exists():
@@ -135,7 +134,7 @@ class CalicoInstallStep(Step):
 
         if not self._applies(ctx):
             return CheckResult(False, self._why_not(ctx), skip=True)
-        cp = _plan(ctx).control_plane.name
+        cp = saved_plan(ctx).control_plane.name
         try:
             mode = calico_installed(ctx, cp)
             if mode is None:
@@ -150,7 +149,7 @@ class CalicoInstallStep(Step):
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.changes.kube import CALICO_DIR, KUBECTL, calico_installed
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         cp = plan.control_plane.name
         actions: list[Action] = []
         if calico_installed(ctx, cp) is None:

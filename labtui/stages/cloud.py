@@ -14,7 +14,7 @@ from typing import Any
 from labtui.net.check import CalicoNetworking, Report, evaluate
 from labtui.errors import LabError
 from labtui.events import Event
-from labtui.model import Encapsulation
+from labtui.model import target_encapsulation
 from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 SCOPE = "cloud"
@@ -57,15 +57,21 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
     """What the network must carry: the encapsulation this lab targets (override > the Calico stage's
     choice > the plan), BGP and Typha as read from the cluster when the Calico stage ran, else the
     defaults of the stock installs."""
-    plan = ctx.session.plan or {}
+    try:
+        plan = ctx.plan
+        planned = {"encapsulation": plan.encapsulation, "pod_cidr": plan.pod_cidr,
+                   "provision": plan.provision} if plan else {}
+    except ValueError:  # a saved plan that does not validate: the values it holds still say what was planned
+        planned = ctx.session.plan or {}
     # an adopted lab's plan started from defaults: what the doctor read from the live cluster wins
     live = (ctx.store.facts(ctx.session.id, "live").get("live", {}).get("live", {}).get("values") or {}) \
         if ctx.inputs.get("adopted") else {}
-    enc = encapsulation or ctx.inputs.get("calico_encapsulation") or live.get("encapsulation") \
-        or plan.get("encapsulation") or ctx.inputs.get("encapsulation") or Encapsulation.IPIP.value
+    enc = target_encapsulation(override=encapsulation, stage_choice=ctx.inputs.get("calico_encapsulation"),
+                               live=live.get("encapsulation"), planned=planned.get("encapsulation"),
+                               wizard=ctx.inputs.get("encapsulation"))
     calico = ctx.store.facts(ctx.session.id, "calico").get("calico", {})
     install = calico.get("install") or {}
-    pod = live.get("pod_cidr") or plan.get("pod_cidr") or ctx.inputs.get("pod_cidr")
+    pod = live.get("pod_cidr") or planned.get("pod_cidr") or ctx.inputs.get("pod_cidr")
     if not pod:
         pools = [p for p in calico.get("pools") or [] if not p.get("disabled") and ":" not in str(p.get("cidr", ""))]
         pod = pools[0]["cidr"] if pools else None
@@ -73,7 +79,7 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
         bgp = bool(install["bgp"])
     if typha is None and install.get("mode") in ("operator", "manifest"):
         typha = bool(install.get("typha"))
-    if typha is None and plan.get("provision") is not None and not ctx.inputs.get("adopted"):
+    if typha is None and planned.get("provision") is not None and not ctx.inputs.get("adopted"):
         # a lab labtui provisions and installs Calico on, before that install: the plan's install decides.
         # The operator (labtui's default) always deploys Typha, host-networked on TCP 5473
         # (tigera/operator pkg/render/typha.go: `TyphaPort int32 = 5473`, `HostNetwork: true`), and
@@ -81,7 +87,7 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
         # group must carry 5473 before the first install. (A lab whose cluster exists already is read
         # from the cluster: the Calico stage's facts above.)
         typha = typha_planned(ctx)
-    return CalicoNetworking.for_encapsulation(Encapsulation(enc), bgp=bgp, typha=typha, pod_cidr=pod)
+    return CalicoNetworking.for_encapsulation(enc, bgp=bgp, typha=typha, pod_cidr=pod)
 
 
 def typha_planned(ctx: StepContext) -> bool:
@@ -90,7 +96,7 @@ def typha_planned(ctx: StepContext) -> bool:
 
 
 def plan_nodes(ctx: StepContext) -> list[dict[str, Any]]:
-    nodes = (ctx.session.plan or {}).get("nodes") or ctx.inputs.get("nodes") or []
+    nodes = (ctx.session.plan or {}).get("nodes") or ctx.inputs.get("nodes") or []  # as the adapter takes them
     if not nodes:
         raise LabError(f"lab {ctx.session.name} has no nodes yet", "finish the plan (its Nodes step) first",
                        code="no-nodes")

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from labtui.errors import LabError
+from labtui.stages.nodes import findings_result, saved_plan
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
-
-from labtui.stages.nodes import findings_result, saved_plan as _plan  # noqa: E402
 
 
 def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
@@ -22,7 +21,7 @@ def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
     from labtui.nodes.facts import load_facts
     from labtui.stages.nodes import gather_and_store
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     stored = load_facts(ctx.store, ctx.session.id)
     missing = [n.name for n in plan.nodes if n.name not in stored]
     if refresh or missing:
@@ -93,7 +92,7 @@ def preflight_blocks(ctx: StepContext, nodes: list[str]) -> CheckResult | None:
 
     if not nodes:
         return None
-    findings = [f for f in runtime_preflight(_plan(ctx), _facts(ctx))
+    findings = [f for f in runtime_preflight(saved_plan(ctx), _facts(ctx))
                 if f.severity == ERROR and (f.node is None or f.node in nodes)]
     if not findings:
         return None
@@ -129,7 +128,7 @@ class RuntimePreflightStep(BuildStep):
         from labtui.nodes.preflight import runtime_preflight
 
         facts = _facts(ctx, refresh=True)
-        findings = runtime_preflight(_plan(ctx), facts)
+        findings = runtime_preflight(saved_plan(ctx), facts)
         return findings_result(ctx, self.id, findings, "the nodes can take a container runtime and kubeadm",
                                with_why=True)
 
@@ -159,7 +158,7 @@ class ContainerdStep(BuildStep):
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
         from labtui.changes.kube import containerd_problems
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         data = containerd_data(ctx)
         ok, failed = _fan(ctx, [n.name for n in plan.nodes],
                           lambda n: containerd_problems(ctx, n, plan.kubernetes, data["pause"], data))
@@ -183,7 +182,7 @@ class ContainerdStep(BuildStep):
         from labtui.cluster import apt, containerd as ctd
         from labtui.changes.kube import CRI_ANSWERS, containerd_files
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         todo, failed = self._status(ctx)
         if failed:
             raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
@@ -229,7 +228,7 @@ def containerd_data(ctx: StepContext) -> dict[str, Any]:
     from labtui.cluster import apt
     from labtui.cluster.kubeadm import pause_image
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     return {"minor": plan.kubernetes, "pause": pause_image(plan.kubernetes), "proxy": apt.proxy_settings(plan),
             "mirror": (plan.sources.registry_mirror or "").strip() or None,
             "docker_repo": plan.sources.docker_repo}
@@ -257,7 +256,7 @@ class PackagesStep(BuildStep):
         from labtui.adapters.ssh import session_ssh
         from labtui.cluster import apt
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         check = apt.installed_check(plan.kubernetes)
         ok, failed = _fan(ctx, [n.name for n in plan.nodes],
                           lambda n: session_ssh(ctx).run(n, check, sudo=True, timeout=60.0, stream=False).exit_code == 0)
@@ -272,12 +271,12 @@ class PackagesStep(BuildStep):
             return blocked
         if todo:
             return CheckResult(False, "to install on " + ", ".join(todo))
-        return CheckResult(True, f"kubeadm, kubelet and kubectl {_plan(ctx).kubernetes} installed and held on every node")
+        return CheckResult(True, f"kubeadm, kubelet and kubectl {saved_plan(ctx).kubernetes} installed and held on every node")
 
     def plan(self, ctx: StepContext) -> list[Action]:
         from labtui.cluster import apt
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         todo, failed = self._todo(ctx)
         if failed:
             raise LabError("; ".join(failed.values()), "check that the nodes answer", code="unreachable")
@@ -297,7 +296,7 @@ def init_config(ctx: StepContext) -> str:
     """The kubeadm config file for this lab's control plane."""
     from labtui.cluster.kubeadm import kubeadm_config
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     cp = plan.control_plane
     facts = _facts(ctx)
     f = facts.get(cp.name)
@@ -333,7 +332,7 @@ class InitStep(BuildStep):
     def build_check(self, ctx: StepContext) -> CheckResult:
         from labtui.changes.kube import control_plane_state
 
-        cp = _plan(ctx).control_plane.name
+        cp = saved_plan(ctx).control_plane.name
         try:
             state = control_plane_state(ctx, cp)
         except LabError as exc:
@@ -349,7 +348,7 @@ class InitStep(BuildStep):
         from labtui.cluster.kubeadm import CONFIG_PATH
         from labtui.changes.kube import control_plane_state
 
-        cp = _plan(ctx).control_plane.name
+        cp = saved_plan(ctx).control_plane.name
         config = init_config(ctx)
         actions = []
         if control_plane_state(ctx, cp) == "half":
@@ -381,12 +380,12 @@ class JoinStep(BuildStep):
     def _missing(self, ctx: StepContext) -> list[str]:
         from labtui.changes.kube import cluster_nodes
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         registered = cluster_nodes(ctx, plan.control_plane.name)
         return [w.name for w in plan.workers if w.name not in registered]
 
     def build_check(self, ctx: StepContext) -> CheckResult:
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         if not plan.workers:
             return CheckResult(False, "this plan has no workers", skip=True)
         missing = self._missing(ctx)  # a control plane that does not answer: cannot be checked (yet)
@@ -395,7 +394,7 @@ class JoinStep(BuildStep):
         return CheckResult(True, f"all {len(plan.workers)} worker(s) are in the cluster")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         missing = self._missing(ctx)
         if not missing:
             return []
@@ -431,7 +430,7 @@ class AdminConfStep(BuildStep):
     def build_check(self, ctx: StepContext) -> CheckResult:
         from labtui.changes.kube import cluster_nodes
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         dest = self._dest(ctx)
         nodes = cluster_nodes(ctx, plan.control_plane.name)  # no control plane yet: cannot be checked
         missing = [n.name for n in plan.nodes if n.name not in nodes]
@@ -454,7 +453,7 @@ class AdminConfStep(BuildStep):
         from labtui.adapters.ssh import kube_shell, session_ssh
         from labtui.changes.kube import KUBECTL
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         cp = plan.control_plane.name
         dest = self._dest(ctx)
 
@@ -489,7 +488,7 @@ def user_kubeconfig(ctx: StepContext) -> tuple[bytes, str]:
     if not src.exists():
         raise LabError("this lab has no admin.conf yet", "run the Kubernetes stage's last step first", code="kubeconfig")
     raw = src.read_bytes()
-    cp = _plan(ctx).control_plane
+    cp = saved_plan(ctx).control_plane
     way_in = ctx.store.facts(ctx.session.id, "provision").get("provision", {}).get("way_in") or {}
     fip, api_cidr = way_in.get("floating_ip"), way_in.get("api_cidr")
     if fip and api_cidr:

@@ -9,26 +9,23 @@ from typing import Any
 from labtui import events as ev
 from labtui.errors import LabError
 from labtui.events import Event
+from labtui.model import Plan
 from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 FACTS_MEMO = "nodes.facts.memo"
 
 
-def _plan(ctx: StepContext):
-    """The lab's saved plan (a clear error when there is none, or when it no longer validates)."""
-    from labtui.model import Plan
-
-    data = ctx.session.plan
-    if not data:
+def saved_plan(ctx: StepContext) -> Plan:
+    """The lab's saved plan, typed (a clear error when there is none, or when it no longer validates)."""
+    if not ctx.session.plan:
         raise LabError("this lab has no saved plan yet", "finish the plan stage first (nodes, networks, versions)", code="no-plan")
     try:
-        return Plan.model_validate(data)
-    except ValueError as exc:  # pydantic's ValidationError: a saved plan that no longer validates
+        plan = ctx.plan
+    except (ValueError, LabError) as exc:  # a saved plan that no longer validates
         raise LabError(f"this lab's saved plan is not valid: {exc}".splitlines()[0],
                        "open the plan stage and fix it", code="plan") from None
-
-
-saved_plan = _plan
+    assert plan is not None
+    return plan
 
 
 def findings_result(ctx: StepContext, step: str, findings: list, ok: str, *, with_why: bool = False,
@@ -55,7 +52,7 @@ def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str
     from labtui.nodes.facts import gather, store_facts
     from labtui.adapters.ssh import session_ssh
 
-    plan = _plan(ctx)
+    plan = saved_plan(ctx)
     ssh = session_ssh(ctx)
     results = gather(ssh, names or [n.name for n in plan.nodes], step=step)
     for name, res in results.items():
@@ -141,7 +138,7 @@ class PreflightStep(Step):
         from labtui.nodes.facts import load_facts
         from labtui.nodes.preflight import preflight
 
-        plan = _plan(ctx)
+        plan = saved_plan(ctx)
         stored = load_facts(ctx.store, ctx.session.id)
         facts = {n.name: stored[n.name] for n in plan.nodes if n.name in stored}
         missing = [n.name for n in plan.nodes if n.name not in stored]

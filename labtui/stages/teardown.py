@@ -6,7 +6,8 @@ pending again. Used by `labtui teardown NAME` and the wizard's ctrl+t."""
 from __future__ import annotations
 
 from labtui.errors import LabError
-from labtui.stages.provision import _conn, lab_tag_of
+from labtui.stages.cloud import service
+from labtui.stages.provision.common import lab_tag_of
 from labtui.steps import StepContext
 
 # the order things are deleted in: what uses a resource goes before it
@@ -31,7 +32,7 @@ def teardown_plan(ctx: StepContext) -> list:
     named = {(c.kind, (c.revert_data or {}).get("name")) for c in recorded if not (c.revert_data or {}).get("id")}
     extra: list[Change] = []
     try:
-        c = _conn(ctx)
+        c = service(ctx)
     except LabError:
         raise
     for kind, res in _TAGGED.items():

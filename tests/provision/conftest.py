@@ -223,7 +223,7 @@ def short_host_key_wait(monkeypatch):
     """The fake virt driver's console never gets cloud-init's fingerprints unless a test writes them: the
     Host keys step's wait for them (10 minutes on a real cloud) is cut to a few seconds here; a test of
     the wait sets its own."""
-    import labtui.stages.provision as prov
+    import labtui.stages.provision.host_keys as prov
 
     monkeypatch.setattr(prov, "HOST_KEY_WAIT", 3.0)
     monkeypatch.setattr(prov, "HOST_KEY_POLL", 0.5)

@@ -106,7 +106,7 @@ def test_the_host_keys_step_waits_for_cloud_init_to_print_them(make_lab, sshlab,
     import threading
 
     import labtui.adapters.provision as p
-    import labtui.stages.provision as prov
+    import labtui.stages.provision.host_keys as prov
 
     monkeypatch.setattr(prov, "HOST_KEY_WAIT", 60.0)
     lab = ssh_lab_plan(make_lab, sshlab, tmp_path, name="later")
