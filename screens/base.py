@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
+from rich.text import Text
 from textual.screen import Screen
 
 from labtui.events import Event
 from labtui.session import LabSession
 
 from screens.crash import CrashReporting
+from screens.modals import prompts_for  # a host-key question inside any step gets the same dialog
 from screens.widgets.command_log import CommandLog
 
 FLUSH_SECONDS = 0.1
 MAX_LINES_PER_FLUSH = 400
 
 
-def row_in_full(table, row_key) -> "Text":
+def row_in_full(table, row_key) -> Text:
     """Every cell of a table row with its column name, uncut (a table cuts long cells)."""
-    from rich.text import Text
-
     text = Text()
     for column, cell in zip(table.columns.values(), table.get_row(row_key)):
         value = cell.plain if isinstance(cell, Text) else str(cell)
@@ -64,8 +64,6 @@ class LabScreen(CrashReporting, Screen):
         self.refresh_bindings()
 
     def open_lab(self, name: str, *, confirm: Callable[[list], bool] | None = None) -> LabSession:
-        from screens.nodes import prompts_for  # a host-key question inside any step gets the Nodes screen's dialog
-
         self._events: deque[Event] = deque()
         self.lab = LabSession(self.app.store, name, emit=self._emit, confirm=confirm, prompts=prompts_for(self.app))
         self.set_interval(FLUSH_SECONDS, self._flush_events, name="command-log")

@@ -10,18 +10,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Label, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets import DataTable, Footer, Header, Static
 
 from labtui.errors import LabError
-from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
+from labtui.model import Encapsulation
+from labtui.pool_change import revert_pool_change, set_pool_mode
 from labtui.session import LabSession
 
 from screens.base import LabScreen
-from screens.modals import ConfirmModal, HelpScreen, PromptModal
+from screens.modals import ConfirmModal, HelpScreen, ModeSelect, PromptModal
 from screens.widgets.command_log import CommandLog
 
 HELP = """What Calico does on this cluster, read from the Kubernetes API.
@@ -65,44 +63,6 @@ class ChangeDone(Message):
         super().__init__()
         self.text = text
         self.error = error
-
-
-class ModeSelect(ModalScreen["Encapsulation | None"]):
-    """Pick an encapsulation for one pool; each choice says what it needs from the cloud."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="calico.mode.cancel")]
-    DEFAULT_CSS = """
-    ModeSelect { align: center middle; }
-    ModeSelect > Vertical { width: 100; max-width: 100%; height: auto; max-height: 90%; border: thick $accent;
-        background: $surface; padding: 1 2; }
-    ModeSelect OptionList { height: auto; max-height: 30; }
-    """
-
-    def __init__(self, pool: str, current: Encapsulation) -> None:
-        super().__init__()
-        self.pool = pool
-        self.current = current
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(f"Encapsulation for IP pool {self.pool} (now {self.current.value})")
-            options = []
-            for c in ENCAPSULATION_CHOICES:
-                prompt = Text()
-                prompt.append(c.label + ("  (current)" if c.value == self.current else ""), style="bold")
-                prompt.append("\n" + c.needs, style="dim")
-                options.append(Option(prompt, id=c.value.value))
-            yield OptionList(*options, id="modes")
-
-    def on_mount(self) -> None:
-        self.query_one(OptionList).focus()
-
-    @on(OptionList.OptionSelected)
-    def _chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(Encapsulation(event.option.id))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class CalicoScreen(LabScreen):
@@ -311,8 +271,6 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def apply_change(self, change) -> None:
-        from labtui.changes.calico import set_pool_mode
-
         self.busy = True
         try:  # the modal showed this exact change (and its warning): the executor runs it
             seen = set_pool_mode(self.lab.ctx, change, state=self.state, accept_warning=True)
@@ -344,8 +302,6 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def revert_change(self, record) -> None:
-        from labtui.changes.calico import revert_pool_change
-
         try:
             seen = revert_pool_change(self.lab.ctx, record)
             self.post_message(ChangeDone(f"reverted: {seen.name} ipipMode {seen.ipip_mode}, vxlanMode {seen.vxlan_mode}"))

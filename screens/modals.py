@@ -1,15 +1,22 @@
-"""Modals: confirmation that shows the exact change, help, and a text prompt."""
+"""Every modal of the app: the confirmation that shows the exact change, a text prompt, help, a text
+viewer, the host-key question (with the engine's Prompts that ask it), the Calico mode choice."""
 
 from __future__ import annotations
 
-from typing import Iterable
+import threading
+from typing import Any, Iterable
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
+from labtui.steps import Prompts
 
 
 def _action_lines(items: Iterable) -> list[str]:
@@ -222,4 +229,136 @@ class TextModal(ModalScreen[None]):
         self.notify(f"copied {len(text)} characters")
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class HostKeyModal(ModalScreen[bool]):
+    """Accept or refuse a host key seen for the first time, or replace one that CHANGED."""
+
+    BINDINGS = [
+        Binding("escape,n", "refuse", "Refuse", id="hostkey.refuse"),
+        Binding("y", "accept", "Accept", id="hostkey.accept"),
+    ]
+    DEFAULT_CSS = """
+    HostKeyModal { align: center middle; }
+    HostKeyModal > Vertical { width: 96; max-width: 100%; height: auto; max-height: 100%; border: thick $warning; background: $surface; padding: 1 2; }
+    HostKeyModal.-changed > Vertical { border: thick $error; }
+    HostKeyModal #hostkey-title { text-style: bold; margin-bottom: 1; }
+    HostKeyModal #hostkey-fp { text-style: bold; margin: 1 0; }
+    HostKeyModal Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    HostKeyModal Button { margin-left: 2; }
+    """
+
+    def __init__(self, info: Any, changed: bool = False) -> None:
+        super().__init__(classes="-changed" if changed else "")
+        self.info = info
+        self.changed = changed
+
+    def compose(self) -> ComposeResult:
+        info = self.info
+        with Vertical():
+            if self.changed:
+                yield Label(f"The host key of {info.node} ({info.host}) has CHANGED", id="hostkey-title")
+                yield Static(Text(
+                    f"Stored: {info.known_fingerprint}" + (f"  (in {info.known_in})" if info.known_in else "") +
+                    f"\nNow:    {info.fingerprint}\n\n"
+                    "Was this VM rebuilt? Only then replace the stored key. If you did not rebuild it, someone "
+                    "may be intercepting the connection: refuse, and do not connect."))
+                label = "Replace the stored key (y)"
+            else:
+                yield Label(f"First connection to {info.node} ({info.host})", id="hostkey-title")
+                yield Static("The authenticity of this host can't be established yet.")
+                label = "Accept (y)"
+            yield Static(Text(info.describe()), id="hostkey-fp")
+            yield Static(Text("Compare it with the VM's console log (cloud-init prints its host keys at first boot) "
+                              "or ask the machine's owner; `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on "
+                              "the VM prints the same line.", style="dim"))
+            with Horizontal():
+                yield Button("Refuse (n)", id="refuse")
+                yield Button(label, id="accept", variant="error" if self.changed else "warning")
+
+    def on_mount(self) -> None:
+        self.query_one("#refuse", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "accept")
+
+    def action_accept(self) -> None:
+        self.dismiss(True)
+
+    def action_refuse(self) -> None:
+        self.dismiss(False)
+
+
+def prompts_for(app: Any) -> Any:
+    """The engine's Prompts for a lab opened by this app: host-key and passphrase questions in
+    modals. A question asked after the app stopped is refused, never hangs."""
+    lock = threading.Lock()  # fan-out workers: one modal at a time, the others wait for it
+    answers: dict[tuple[str, str], bool] = {}  # (host, fingerprint) -> the user's answer, asked once
+
+    def ask(screen: Any) -> Any:
+        if not getattr(app, "is_running", False):
+            return None
+        return app.ask_from_thread(screen)
+
+    def host_key(info: Any) -> bool:
+        key = (str(getattr(info, "host", "")), str(getattr(info, "fingerprint", "")))
+        with lock:
+            if key not in answers:
+                answers[key] = bool(ask(HostKeyModal(info)))
+            return answers[key]
+
+    def forget_refusals() -> bool:
+        """The user runs a step again: a key refused before is asked again (a refusal is remembered only
+        so the background reads of one visit do not ask twice). True when there was one to forget."""
+        with lock:
+            refused = [k for k, v in answers.items() if not v]
+            for k in refused:
+                del answers[k]
+        return bool(refused)
+
+    prompts = Prompts(
+        host_key=host_key,
+        passphrase=lambda node, path: ask(PromptModal(f"Passphrase for {path} (to reach {node}; never stored):",
+                                                      password=True)) or None,
+    )
+    prompts.forget_refusals = forget_refusals  # type: ignore[attr-defined]
+    return prompts
+
+
+class ModeSelect(ModalScreen["Encapsulation | None"]):
+    """Pick an encapsulation for one pool; each choice says what it needs from the cloud."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="calico.mode.cancel")]
+    DEFAULT_CSS = """
+    ModeSelect { align: center middle; }
+    ModeSelect > Vertical { width: 100; max-width: 100%; height: auto; max-height: 90%; border: thick $accent;
+        background: $surface; padding: 1 2; }
+    ModeSelect OptionList { height: auto; max-height: 30; }
+    """
+
+    def __init__(self, pool: str, current: Encapsulation) -> None:
+        super().__init__()
+        self.pool = pool
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Encapsulation for IP pool {self.pool} (now {self.current.value})")
+            options = []
+            for c in ENCAPSULATION_CHOICES:
+                prompt = Text()
+                prompt.append(c.label + ("  (current)" if c.value == self.current else ""), style="bold")
+                prompt.append("\n" + c.needs, style="dim")
+                options.append(Option(prompt, id=c.value.value))
+            yield OptionList(*options, id="modes")
+
+    def on_mount(self) -> None:
+        self.query_one(OptionList).focus()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(Encapsulation(event.option.id))
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

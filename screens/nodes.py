@@ -16,19 +16,18 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
-from textual.widget import Widget
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
 
 from labtui.errors import LabError
 from labtui.session import LabSession
 
 from screens.crash import CrashReporting
 from screens.messages import EngineEvent
-from screens.modals import HelpScreen, PromptModal
+from screens.modals import HelpScreen, HostKeyModal, PromptModal
 from screens.widgets.command_log import CommandLog
+from screens.widgets.node_table import COLUMNS, NodeTable, row_text
 
 HELP = """Every node of this lab, reached over SSH the way a careful admin would.
 
@@ -49,8 +48,6 @@ modules, ip_forward, container runtime, interface and subnet); they are saved in
 **s** opens a real shell on the selected node: labtui steps aside and runs the system `ssh` with
 the same user, key, jump host and known_hosts."""
 
-COLUMNS = ("Node", "Address", "Reachable", "OS", "Kernel", "Runtime", "Latency")
-WIDTHS = (14, 28, 14, 22, 20, 20, 9)
 FLUSH_SECONDS = 0.1  # the UI takes node results in batches, never one message each
 LOG_FLUSH_SECONDS = 0.3  # and the command log less often: each write re-lays the screen out
 CHECK_WORKERS = 6
@@ -80,196 +77,6 @@ class CommandFinished(Message):
         self.node = node
         self.text = text
         self.error = error
-
-
-class HostKeyModal(ModalScreen[bool]):
-    """Accept or refuse a host key seen for the first time, or replace one that CHANGED."""
-
-    BINDINGS = [
-        Binding("escape,n", "refuse", "Refuse", id="hostkey.refuse"),
-        Binding("y", "accept", "Accept", id="hostkey.accept"),
-    ]
-    DEFAULT_CSS = """
-    HostKeyModal { align: center middle; }
-    HostKeyModal > Vertical { width: 96; max-width: 100%; height: auto; max-height: 100%; border: thick $warning; background: $surface; padding: 1 2; }
-    HostKeyModal.-changed > Vertical { border: thick $error; }
-    HostKeyModal #hostkey-title { text-style: bold; margin-bottom: 1; }
-    HostKeyModal #hostkey-fp { text-style: bold; margin: 1 0; }
-    HostKeyModal Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-    HostKeyModal Button { margin-left: 2; }
-    """
-
-    def __init__(self, info: Any, changed: bool = False) -> None:
-        super().__init__(classes="-changed" if changed else "")
-        self.info = info
-        self.changed = changed
-
-    def compose(self) -> ComposeResult:
-        info = self.info
-        with Vertical():
-            if self.changed:
-                yield Label(f"The host key of {info.node} ({info.host}) has CHANGED", id="hostkey-title")
-                yield Static(Text(
-                    f"Stored: {info.known_fingerprint}" + (f"  (in {info.known_in})" if info.known_in else "") +
-                    f"\nNow:    {info.fingerprint}\n\n"
-                    "Was this VM rebuilt? Only then replace the stored key. If you did not rebuild it, someone "
-                    "may be intercepting the connection: refuse, and do not connect."))
-                label = "Replace the stored key (y)"
-            else:
-                yield Label(f"First connection to {info.node} ({info.host})", id="hostkey-title")
-                yield Static("The authenticity of this host can't be established yet.")
-                label = "Accept (y)"
-            yield Static(Text(info.describe()), id="hostkey-fp")
-            yield Static(Text("Compare it with the VM's console log (cloud-init prints its host keys at first boot) "
-                              "or ask the machine's owner; `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on "
-                              "the VM prints the same line.", style="dim"))
-            with Horizontal():
-                yield Button("Refuse (n)", id="refuse")
-                yield Button(label, id="accept", variant="error" if self.changed else "warning")
-
-    def on_mount(self) -> None:
-        self.query_one("#refuse", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "accept")
-
-    def action_accept(self) -> None:
-        self.dismiss(True)
-
-    def action_refuse(self) -> None:
-        self.dismiss(False)
-
-
-def prompts_for(app: Any) -> Any:
-    """The engine's Prompts for a lab opened by this app: host-key and passphrase questions in
-    modals. A question asked after the app stopped is refused, never hangs."""
-    from labtui.steps import Prompts
-
-    lock = threading.Lock()  # fan-out workers: one modal at a time, the others wait for it
-    answers: dict[tuple[str, str], bool] = {}  # (host, fingerprint) -> the user's answer, asked once
-
-    def ask(screen: Any) -> Any:
-        if not getattr(app, "is_running", False):
-            return None
-        return app.ask_from_thread(screen)
-
-    def host_key(info: Any) -> bool:
-        key = (str(getattr(info, "host", "")), str(getattr(info, "fingerprint", "")))
-        with lock:
-            if key not in answers:
-                answers[key] = bool(ask(HostKeyModal(info)))
-            return answers[key]
-
-    def forget_refusals() -> bool:
-        """The user runs a step again: a key refused before is asked again (a refusal is remembered only
-        so the background reads of one visit do not ask twice). True when there was one to forget."""
-        with lock:
-            refused = [k for k, v in answers.items() if not v]
-            for k in refused:
-                del answers[k]
-        return bool(refused)
-
-    prompts = Prompts(
-        host_key=host_key,
-        passphrase=lambda node, path: ask(PromptModal(f"Passphrase for {path} (to reach {node}; never stored):",
-                                                      password=True)) or None,
-    )
-    prompts.forget_refusals = forget_refusals  # type: ignore[attr-defined]
-    return prompts
-
-
-def row_text(cells: list[Any]) -> Text:
-    """One table line: the cells in fixed-width columns, cut with an ellipsis when too long."""
-    line = Text(no_wrap=True, overflow="ellipsis")
-    for cell, width in zip(cells, WIDTHS):
-        text = cell if isinstance(cell, Text) else Text(str(cell))
-        if text.cell_len > width - 1:
-            text = text[: width - 2] + Text("…")
-        line.append_text(text)
-        line.append(" " * (width - text.cell_len))
-    return line
-
-
-class NodeTable(Widget, can_focus=True):
-    """The nodes table as ONE widget of fixed height (one line per node, a cursor row).
-
-    A DataTable re-renders every cell on each update and a list of row widgets re-lays the screen
-    out; with 30 nodes either costs the event loop 100+ ms per update while SSH threads compete
-    for the GIL. This renders a few dozen lines of text, and changing a row never changes layout."""
-
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False, id="nodes.table.up"),
-        Binding("down,j", "cursor(1)", "Down", show=False, id="nodes.table.down"),
-        Binding("home", "cursor_to(0)", "First", show=False, id="nodes.table.first"),
-        Binding("end", "cursor_to(-1)", "Last", show=False, id="nodes.table.last"),
-    ]
-    DEFAULT_CSS = """
-    NodeTable { height: auto; max-height: 32; padding: 0 1; }
-    """
-    COMPONENT_CLASSES = {"nodetable--cursor"}
-
-    class Highlighted(Message):
-        def __init__(self, table: "NodeTable", node: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.node = node
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.order: list[str] = []
-        self.rows: dict[str, list[Any]] = {}
-        self.cursor = 0
-
-    def add(self, node: str, cells: list[Any]) -> None:
-        self.order.append(node)
-        self.rows[node] = cells
-        self.styles.height = len(self.order)
-        self.refresh(layout=True)
-
-    def set_cells(self, node: str, cells: list[Any]) -> None:
-        if [str(c) for c in cells] != [str(c) for c in self.rows.get(node, [])]:
-            self.rows[node] = cells
-            self.refresh(layout=False)
-
-    def cells(self, node: str) -> list[Any]:
-        return self.rows.get(node, [])
-
-    @property
-    def selected(self) -> str | None:
-        return self.order[self.cursor] if 0 <= self.cursor < len(self.order) else None
-
-    def render(self) -> Text:
-        lines = []
-        for i, node in enumerate(self.order):
-            line = row_text(self.rows[node])
-            if i == self.cursor:
-                line.stylize("reverse" if self.has_focus else "underline")
-            lines.append(line)
-        return Text("\n").join(lines) if lines else Text("")
-
-    def _move(self, index: int) -> None:
-        if not self.order:
-            return
-        index = max(0, min(len(self.order) - 1, index))
-        if index != self.cursor:
-            self.cursor = index
-            self.refresh()
-            self.post_message(self.Highlighted(self, self.selected))
-
-    def action_cursor(self, delta: int) -> None:
-        self._move(self.cursor + delta)
-
-    def action_cursor_to(self, index: int) -> None:
-        self._move(index if index >= 0 else len(self.order) - 1)
-
-    def on_click(self, event: Any) -> None:
-        self._move(event.y)
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
 
 
 class NodesScreen(CrashReporting, Screen):

@@ -20,10 +20,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, ListItem, ListView, Select, Static, Switch
+from textual.widgets import Button, Footer, Header, Input, ListView, Select, Static, Switch
 
 from labtui.errors import LabError
 from labtui.model import NAME_RE
+from labtui.runner import StepOutcome
 from labtui.session import LabSession
 from labtui.steps import STATE_ICONS, CheckResult, Step, StepState, Wizard
 from labtui.stages import available_wizards, wizard_for
@@ -36,6 +37,7 @@ from screens.modals import HelpScreen
 from screens.registry import SESSION_SCREENS
 from screens.widgets.command_log import CommandLog
 from screens.widgets.nodes_editor import NodesEditor
+from screens.widgets.step_item import StepItem
 from screens.widgets.teaching import diagnosis_text, findings_text, glossary_markdown, step_terms
 from screens.wizard_dialogs import WizardDialogsMixin
 from screens.wizard_form import StepFormMixin
@@ -55,13 +57,6 @@ Your inputs are saved as you type: quit at any moment (or lose the terminal) and
 brings you back to this step with everything you entered."""
 
 NARROW = 110  # below this width the step list is narrower and the screen keys leave the footer
-
-
-class StepItem(ListItem):
-    def __init__(self, wizard: Wizard | None, step: Step | None, label: str) -> None:
-        super().__init__(Label(label), disabled=step is None)
-        self.wizard = wizard
-        self.step = step
 
 
 class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen):
@@ -455,7 +450,6 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             with self._engine:
                 outcome = self.lab.runner(wizard).run_step(step)
         except Exception as exc:  # noqa: BLE001 - never let a bug take the UI down; show it instead
-            from labtui.steps import StepOutcome
 
             outcome = StepOutcome(step.id, StepState.FAILED, worker_crash(exc, f"step {wizard.id}/{step.id}"))
             try:  # the command log and labtui.log say it too

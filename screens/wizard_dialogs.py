@@ -8,6 +8,8 @@ this lab created on the cloud (in a worker), asks once in a red dialog, and dele
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import work
 
 from labtui.errors import LabError

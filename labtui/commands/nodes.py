@@ -365,7 +365,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from labtui.adapters.ssh import HostKeyChanged, HostKeyUnknown
+    from labtui.adapters.sshkeys import HostKeyChanged, HostKeyUnknown
 
     lab = _open(args)
     try:

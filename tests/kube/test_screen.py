@@ -6,7 +6,8 @@ from textual.widgets import DataTable, Static
 
 from labtui.store import Store
 from screens.app import LabApp
-from screens.calico import CalicoScreen, ModeSelect
+from screens.calico import CalicoScreen
+from screens.modals import ModeSelect
 from screens.modals import ConfirmModal, HelpScreen
 from tests.harness.kube import EXPIRED
 

@@ -157,7 +157,7 @@ def _notes(app) -> str:
 
 
 def _step_list(screen) -> list[str]:
-    from screens.wizard import StepItem
+    from screens.widgets.step_item import StepItem
     from textual.widgets import Label
 
     return [str(item.query_one(Label).render()) for item in screen.query(StepItem)]
@@ -166,7 +166,7 @@ def _step_list(screen) -> list[str]:
 async def _run_stage(pilot, screen, stage: str, confirmations: list[str]) -> None:
     """ctrl+s on each step the wizard shows in this stage, `y` on each confirmation, until the stage is done."""
     from screens.modals import ConfirmModal
-    from screens.nodes import HostKeyModal
+    from screens.modals import HostKeyModal
     from labtui.steps import StepState
 
     app = pilot.app

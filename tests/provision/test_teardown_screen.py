@@ -8,7 +8,7 @@ import pytest
 
 from screens.app import LabApp
 from screens.modals import ConfirmModal
-from screens.wizard import StepItem
+from screens.widgets.step_item import StepItem
 from textual.widgets import Label
 from tests.ui.conftest import settle
 

@@ -31,7 +31,8 @@ def screen_lab(fresh_lab, ssh_env, store, tmp_path, monkeypatch):
 async def test_nodes_screen_host_keys_table_command_and_shell(screen_lab, store):
     from screens.app import LabApp
     from screens.modals import HelpScreen
-    from screens.nodes import HostKeyModal, NodesScreen
+    from screens.modals import HostKeyModal
+    from screens.nodes import NodesScreen
     from screens.widgets.command_log import CommandLog
 
     lab = screen_lab

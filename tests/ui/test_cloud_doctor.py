@@ -17,7 +17,7 @@ import pytest
 from labtui.store import Store
 from screens.app import LabApp
 from screens.modals import ConfirmModal
-from screens.wizard import StepItem
+from screens.widgets.step_item import StepItem
 from tests.doctor.conftest import doctor_layout, kube_nodes, layout, sshlab  # noqa: F401
 from tests.harness.openstack.fixtures import incident, incident_layout, openstack_stack  # noqa: F401
 from tests.ui.conftest import settle

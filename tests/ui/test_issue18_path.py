@@ -26,7 +26,7 @@ def _state(store: Store, lab: str, wizard: str, step: str) -> str:
 async def test_a_refused_host_key_is_asked_again_on_the_next_run_with_the_choice_explained(lab_home, tmp_path, monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, sshd)")
-    from screens.nodes import HostKeyModal
+    from screens.modals import HostKeyModal
     from tests.harness.sshnodes import SSHNodes
 
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -71,7 +71,7 @@ async def test_a_refused_host_key_is_asked_again_on_the_next_run_with_the_choice
 
 
 def _icon(screen: WizardScreen, wizard_id: str, step_id: str) -> str:
-    from screens.wizard import StepItem
+    from screens.widgets.step_item import StepItem
 
     for item in screen.query(StepItem):
         if item.step is not None and item.wizard.id == wizard_id and item.step.id == step_id:

@@ -9,7 +9,8 @@ from labtui.store import Store
 from screens.app import LabApp
 from screens.home import HomeScreen
 from screens.widgets.nodes_editor import NodesEditor
-from screens.wizard import StepItem, WizardScreen
+from screens.widgets.step_item import StepItem
+from screens.wizard import WizardScreen
 from tests.ui.conftest import SIZES, footer_cut, settle
 
 

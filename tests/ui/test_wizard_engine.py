@@ -15,7 +15,8 @@ import pytest
 from labtui.store import Store
 from screens.app import LabApp
 from screens.modals import ConfirmModal
-from screens.wizard import StepItem, WizardScreen
+from screens.widgets.step_item import StepItem
+from screens.wizard import WizardScreen
 from tests.harness.kube import incident_cluster
 from tests.ui.conftest import settle
 
@@ -102,7 +103,7 @@ async def test_a_stage_with_a_failed_step_is_not_done(lab_home, tmp_path, incide
 async def test_unknown_host_key_in_node_facts_asks_and_continues(lab_home, tmp_path, monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, sshd)")
-    from screens.nodes import HostKeyModal
+    from screens.modals import HostKeyModal
     from tests.harness.sshnodes import SSHNodes
 
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
