@@ -15,14 +15,27 @@ fingerprint); a changed host key is only replaced by `trust --replace`.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import secrets
 import shlex
 import sys
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
+from labtui.adapters.ssh import NodeSSH, configure_session_ssh
+from labtui.adapters.sshkeys import HostKeyChanged, HostKeyUnknown
 from labtui.cli import eprint
 from labtui.errors import LabError
+from labtui.inventory import load_inventory
+from labtui.model import NodeSpec, Plan, guess_subnet
+from labtui.nodes.facts import gather, load_facts, store_facts
+from labtui.nodes.preflight import preflight
+from labtui.session import LabSession
+from labtui.stages.nodes import build
+from labtui.steps import StepState
+from labtui.store import Store
 
 STATUS_KINDS = ("action.start", "action.done", "action.failed", "change", "warn", "error", "info",
                 "step.start", "step.done", "step.failed")
@@ -35,8 +48,6 @@ def _progress(event) -> None:
 
 
 def _open(args: argparse.Namespace, emit=_progress, *, need_plan: bool = True):
-    from labtui.session import LabSession
-    from labtui.store import Store
 
     store = Store()
     inventory = getattr(args, "inventory", None)
@@ -58,14 +69,10 @@ def _open(args: argparse.Namespace, emit=_progress, *, need_plan: bool = True):
 
 
 def _create_from_inventory(store, name: str, path: str, subnet: str | None = None) -> None:
-    from labtui.inventory import load_inventory
-    from labtui.model import Plan, guess_subnet
 
     nodes = load_inventory(path)
     subnet = subnet or guess_subnet(n.get("address", "") for n in nodes)
     if subnet is None:  # aliases from ~/.ssh/config: their HostName tells the subnet
-        from labtui.model import NodeSpec
-        from labtui.adapters.ssh import NodeSSH
 
         probe = NodeSSH([NodeSpec.model_validate(n) for n in nodes])
         try:
@@ -85,7 +92,6 @@ def _create_from_inventory(store, name: str, path: str, subnet: str | None = Non
 
 
 def _ssh(lab, args: argparse.Namespace):
-    from labtui.adapters.ssh import configure_session_ssh
 
     options: dict[str, Any] = {"accept_new_host_keys": bool(getattr(args, "accept_new_host_keys", False)),
                                "headless": True}
@@ -94,7 +100,6 @@ def _ssh(lab, args: argparse.Namespace):
     if getattr(args, "workers", None):
         options["max_workers"] = int(args.workers)
     if sys.stdin.isatty():
-        import getpass
 
         def ask(node: str, path: str) -> str | None:
             try:
@@ -122,8 +127,6 @@ def _names(lab, args: argparse.Namespace) -> list[str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from labtui.nodes.facts import gather, store_facts
-    from labtui.nodes.preflight import preflight
 
     lab = _open(args)
     try:
@@ -196,7 +199,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_facts(args: argparse.Namespace) -> int:
-    from labtui.nodes.facts import load_facts
 
     lab = _open(args, need_plan=False)
     try:
@@ -267,8 +269,6 @@ def _run_stoppable(ssh, nodes: list[str], text: str, *, sudo: bool, timeout: flo
     channel alone leaves them running: without a terminal sshd sends no hangup): each command records
     its process group in a file of its own, and the interrupt kills that group (TERM) over a new
     session. Returns {node: RunResult or LabError}."""
-    import secrets
-    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     pidfile = f"/tmp/labtui-run-{secrets.token_hex(8)}.pid"
     wrapped = _stoppable(text, pidfile)
@@ -365,7 +365,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from labtui.adapters.sshkeys import HostKeyChanged, HostKeyUnknown
 
     lab = _open(args)
     try:
@@ -444,8 +443,6 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from labtui.steps import StepState
-    from labtui.stages.nodes import build
 
     def confirm(actions) -> bool:
         print("\nlabtui would change the nodes:", file=sys.stderr)
