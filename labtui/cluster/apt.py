@@ -19,8 +19,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
+
+# the upstream locations: one definition, the plan's sources defaults (labtui.model)
+from labtui.model import DEFAULT_DOCKER_REPO, DEFAULT_KUBERNETES_REPO
 
 KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg"
 SOURCE_LIST = "/etc/apt/sources.list.d/kubernetes.list"
@@ -32,8 +35,6 @@ PACKAGES = ("kubelet", "kubeadm", "kubectl")
 HELD = PACKAGES + ("cri-tools",)
 APT_PROXY_FILE = "/etc/apt/apt.conf.d/95labtui-proxy"
 LOCK_TIMEOUT = 600
-# the upstream locations: one definition, the plan's sources defaults (labtui.model)
-from labtui.model import DEFAULT_DOCKER_REPO, DEFAULT_KUBERNETES_REPO  # noqa: E402
 
 _MINOR = re.compile(r"^1\.\d{2}$")
 

@@ -15,16 +15,21 @@ import json
 import sys
 from typing import Any
 
+from labtui.adapters.calico import plan_change, read_cluster
+from labtui.adapters.kube import kube_for
+from labtui.adapters.kubeconfig import control_plane_shell
+from labtui.changes.calico import revert_pool_change, set_pool_mode
 from labtui.commands.common import print_event
 from labtui.errors import LabError
+from labtui.net.modechange import parse_encapsulation
+from labtui.session import LabSession
+from labtui.stages.calico import remember_kubeconfig, remember_state
+from labtui.store import Store
 
 MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insensitive)"
 
 
 def _open(args: argparse.Namespace):
-    from labtui.session import LabSession
-    from labtui.store import Store
-
     store = Store()
     if not store.has_session(args.name):
         if not getattr(args, "kubeconfig", None):
@@ -41,17 +46,12 @@ def _open(args: argparse.Namespace):
 
 
 def _connect(lab, args: argparse.Namespace):
-    from labtui.adapters.kube import kube_for
-    from labtui.stages.calico import remember_kubeconfig
-
     kc = kube_for(lab.ctx, getattr(args, "kubeconfig", None), refresh=getattr(args, "refresh_kubeconfig", False))
     remember_kubeconfig(lab.ctx, getattr(args, "kubeconfig", None))
     return kc
 
 
 def save_facts(lab, state) -> None:
-    from labtui.stages.calico import remember_state
-
     remember_state(lab.ctx, state)
 
 
@@ -93,8 +93,6 @@ def render_state(state, via: str | None = None) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from labtui.adapters.calico import read_cluster
-
     with _open(args) as lab:
         kc = _connect(lab, args)
         state = read_cluster(kc)
@@ -117,11 +115,6 @@ def _ask(prompt: str) -> str:
 
 
 def cmd_set_mode(args: argparse.Namespace) -> int:
-    from labtui.adapters.calico import plan_change, read_cluster
-    from labtui.adapters.kubeconfig import control_plane_shell
-    from labtui.changes.calico import set_pool_mode
-    from labtui.net.modechange import parse_encapsulation
-
     parse_encapsulation(args.mode)  # a mode that does not exist is refused before any connection
     with _open(args) as lab:
         kc = _connect(lab, args)
@@ -166,8 +159,6 @@ def cmd_set_mode(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from labtui.changes.calico import revert_pool_change
-
     with _open(args) as lab:
         candidates = [c for c in lab.store.changes(lab.record.id, include_reverted=args.change_id is not None)
                       if c.kind == "calico.pool-mode"]

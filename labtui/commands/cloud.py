@@ -14,16 +14,18 @@ import argparse
 import json
 from typing import Any
 
+from labtui.adapters.openstack import session_cloud
 from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError
+from labtui.execute import Executor
+from labtui.session import LabSession
+from labtui.stages.cloud import check, plan_fixes
+from labtui.store import Store
 
 STATUS_ICON = {"satisfied": "✓", "missing": "✗", "suspicious": "!"}
 
 
 def _open(args: argparse.Namespace):
-    from labtui.session import LabSession
-    from labtui.store import Store
-
     store = Store()
     if not store.has_session(args.name):
         raise LabError(f"there is no lab named {args.name!r}",
@@ -41,8 +43,6 @@ def _remember_cloud(lab, args: argparse.Namespace) -> None:
 
 
 def _check(lab, args: argparse.Namespace):
-    from labtui.stages.cloud import check
-
     report = check(lab.ctx, cloud=getattr(args, "cloud", None), encapsulation=getattr(args, "encapsulation", None),
                    bgp=getattr(args, "bgp", None), typha=getattr(args, "typha", None),
                    timeout=getattr(args, "timeout", None))
@@ -99,8 +99,6 @@ def render_report(report) -> str:
 
 def session_cloud_check(lab, args: argparse.Namespace) -> None:
     """Connect (to --cloud when given) before reverting, so a wrong cloud fails before anything runs."""
-    from labtui.adapters.openstack import session_cloud
-
     session_cloud(lab.ctx, getattr(args, "cloud", None), getattr(args, "timeout", None))
     _remember_cloud(lab, args)
 
@@ -116,9 +114,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_fix(args: argparse.Namespace) -> int:
-    from labtui.execute import Executor
-    from labtui.stages.cloud import plan_fixes
-
     with _open(args) as lab:
         report = _check(lab, args)
         actions = plan_fixes(report, args.only or None, args.disable_port_security or None)
@@ -145,8 +140,6 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    from labtui.execute import Executor
-
     with _open(args) as lab:
         changes = [c for c in lab.store.changes(lab.record.id) if c.kind.startswith("openstack.") and not c.reverted]
         if args.change_ids:

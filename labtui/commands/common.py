@@ -4,11 +4,20 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Callable
 
-from labtui.cli import eprint
-
 PROGRESS_KINDS = ("action.start", "action.done", "action.failed", "change", "warn", "error", "info")
+
+
+_print_lock = threading.Lock()
+
+
+def eprint(text: str) -> None:
+    """One whole line on stderr, even when worker threads report at the same time."""
+    with _print_lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def print_event(event) -> None:

@@ -18,8 +18,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labtui.cli import eprint
+from labtui.adapters.keystone import begin_login
+from labtui.adapters.ssh import configure_session_ssh
+from labtui.cloudconfig import ENV_CLOUD, load_clouds
+from labtui.commands.common import eprint
+from labtui.doctor.matrix import junit_xml, render_cells
+from labtui.doctor.reason import render_text
+from labtui.doctor.run import apply_fix, last_diagnosis, run_doctor
 from labtui.errors import LabError
+from labtui.execute import Executor
+from labtui.inventory import load_inventory
+from labtui.model import Plan, covering_subnet
+from labtui.paths import write_private
+from labtui.redact import redact, redact_data
+from labtui.report import session_report, session_report_data
+from labtui.session import LabSession
+from labtui.steps import Tuning
+from labtui.store import Store
 
 
 def _print_event(event) -> None:
@@ -115,15 +130,11 @@ def _finish_nodes(nodes: list[dict[str, Any]], control_plane: str | None, user: 
 
 def adopt(store, args: argparse.Namespace) -> None:
     """Create a lab for a cluster labtui did not build: nodes (optional), cloud, kubeconfig."""
-    from labtui.model import Plan
-
     if store.has_session(args.name):
         raise LabError(f"a lab named {args.name!r} already exists",
                        f"run `labtui doctor {args.name}` on it, or choose another name for --adopt")
     nodes: list[dict[str, Any]] = []
     if args.inventory:
-        from labtui.inventory import load_inventory
-
         nodes = _finish_nodes(load_inventory(args.inventory), args.control_plane, args.user, args.key)
     elif args.nodes:
         nodes = parse_nodes_arg(args.nodes, args.control_plane, args.user, args.key)
@@ -132,8 +143,6 @@ def adopt(store, args: argparse.Namespace) -> None:
                        "give the nodes (--nodes or --inventory), a --kubeconfig and/or a --cloud")
     plan: dict[str, Any] = {}
     if nodes:
-        from labtui.model import covering_subnet
-
         subnet = covering_subnet([n["address"] for n in nodes]) or "10.0.0.0/8"
         plan = Plan.parse({"name": args.name, "cloud": args.cloud, "nodes": nodes, "node_subnet": subnet}).model_dump(mode="json")
     inputs: dict[str, Any] = {"adopted": True}
@@ -150,19 +159,13 @@ def adopt(store, args: argparse.Namespace) -> None:
 
 
 def _open(args: argparse.Namespace, log_in_early: bool = False):
-    from labtui.store import Store
-
     clouds = None
     if args.cloud:  # a name clouds.yaml does not define is refused before the lab remembers it
-        from labtui.cloudconfig import ENV_CLOUD, load_clouds
-
         if args.cloud != ENV_CLOUD:
             clouds = load_clouds()
             clouds.require(args.cloud)
     store = Store()
     early = _begin_login(store, args, clouds) if log_in_early else None  # before the session's imports
-    from labtui.session import LabSession
-
     if args.adopt:
         adopt(store, args)
     elif not store.has_session(args.name):
@@ -176,8 +179,6 @@ def _open(args: argparse.Namespace, log_in_early: bool = False):
     lab.ctx.adapters.cloud_login = early  # the cloud connection takes its token (same cloud and identity)
     plan = lab.ctx.plan
     if plan is not None and plan.nodes:
-        from labtui.adapters.ssh import configure_session_ssh
-
         configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
                               connect_timeout=8.0)
     return lab
@@ -186,9 +187,6 @@ def _open(args: argparse.Namespace, log_in_early: bool = False):
 def _begin_login(store, args: argparse.Namespace, clouds=None):
     """The lab's Keystone log-in, begun now with keystoneauth1 alone (labtui.adapters.keystone): the
     password check (about half a second of Keystone's time) then overlaps the imports that follow."""
-    from labtui.adapters.keystone import begin_login
-    from labtui.steps import Tuning
-
     name = args.cloud
     if not name and not args.adopt and store.has_session(args.name):
         name = store.get_session(args.name).cloud_name
@@ -237,8 +235,6 @@ def _unwind_on_signals() -> None:
 
 
 def _last_failed_cells(lab) -> set[str]:
-    from labtui.doctor.run import last_diagnosis
-
     last = last_diagnosis(lab.store, lab.record.id) or {}
     cells = last.get("cells") or []
     if not cells:
@@ -252,8 +248,6 @@ def _last_failed_cells(lab) -> set[str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from labtui.redact import redact, redact_data
-
     if args.failed and args.no_live:
         raise LabError("--failed re-runs live matrix cells; it cannot go with --no-live", "drop one of the two")
     if args.junit and args.no_live:
@@ -267,9 +261,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         if args.revert:
             return _revert(lab, args)
-        from labtui.doctor.reason import render_text  # imported while Keystone answers the log-in
-        from labtui.doctor.run import apply_fix, run_doctor
-
         only = _last_failed_cells(lab) if args.failed else None
         if only is not None:
             print(f"labtui: re-running the {len(only)} cell(s) that failed last time", file=sys.stderr)
@@ -304,8 +295,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         else:
             text = render_text(diag)
             if cells:
-                from labtui.doctor.matrix import render_cells
-
                 text += "\n\nThe live matrix" + (" (the cells that failed last time)" if only else "") + ":\n" \
                     + render_cells(cells, [n.name for n in diag.facts.nodes])
             print(redact(text))
@@ -315,10 +304,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _write_junit(path: Path, diag, cells) -> None:
-    from labtui.doctor.matrix import junit_xml
-    from labtui.paths import write_private
-    from labtui.redact import redact
-
     matrix_unchecked = [u for u in diag.unchecked if u.source in ("matrix", "capture")]
     if not cells and not matrix_unchecked:
         raise LabError("--junit: the live matrix did not run, nothing to write",
@@ -333,8 +318,6 @@ def _revert(lab, args: argparse.Namespace) -> int:
     """Revert one recorded change or all of them (node, cloud, Calico alike), newest first, through
     the executor and the change catalogue; with `all`, a change that cannot be reverted is named and
     the rest continue. Exit 0 when everything asked for was reverted, 1 otherwise."""
-    from labtui.execute import Executor
-
     changes = [c for c in lab.store.changes(lab.record.id, include_reverted=False)]
     if args.revert != "all":
         try:
@@ -389,10 +372,6 @@ def cmd_revert(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from labtui.paths import write_private
-    from labtui.report import session_report, session_report_data
-    from labtui.store import Store
-
     store = Store()
     if not store.has_session(args.name):
         raise LabError(f"there is no lab named {args.name!r}", "list them with `labtui sessions`", code="not-found")

@@ -16,13 +16,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+from labtui.adapters.ssh import configure_session_ssh
+from labtui.cluster.calico import edit_manifest
+from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError
+from labtui.execute import Executor
+from labtui.paths import session_dir
+from labtui.session import LabSession
+from labtui.stages.kubernetes import write_user_kubeconfig
+from labtui.store import Store
 
 
 def cmd_kubernetes(args: argparse.Namespace) -> int:
-    from labtui.paths import session_dir
-    from labtui.store import Store
-
     store = Store()
     try:
         if not store.has_session(args.name):
@@ -41,8 +46,6 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
                                    code="calico-manifest")
                 if args.calico_install == "manifest" or (args.calico_install is None and "calico-node" in p.read_text(errors="replace")
                                                          and "kind: Installation" not in p.read_text(errors="replace")):
-                    from labtui.cluster.calico import edit_manifest
-
                     edit_manifest(p.read_text(), "10.244.0.0/16", "IPIP")  # refuses a file that is not calico.yaml
                 values["calico_manifest"] = str(p)
         if args.calico_install is not None:
@@ -58,11 +61,7 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
             values["write_kubeconfig"] = str(Path(args.write_kubeconfig).expanduser())
             src = session_dir(args.name, store.home) / "admin.conf"
             if src.exists():
-                from labtui.session import LabSession
-
                 with LabSession(store, args.name) as lab:
-                    from labtui.stages.kubernetes import write_user_kubeconfig
-
                     written = write_user_kubeconfig(lab.ctx, values["write_kubeconfig"])
         if values:
             store.save_inputs(args.name, values)
@@ -85,10 +84,6 @@ def cmd_kubernetes(args: argparse.Namespace) -> int:
 
 def _revert(store, args: argparse.Namespace) -> int:
     """Undo the cluster build's recorded changes (kube.*), newest first, naming what cannot be undone."""
-    from labtui.commands.common import confirmer, print_event
-    from labtui.execute import Executor
-    from labtui.session import LabSession
-
     with LabSession(store, args.name, emit=print_event) as lab:
         changes = [c for c in store.changes(lab.record.id) if c.kind.startswith("kube.") and not c.reverted]
         if args.revert == "last":
@@ -97,8 +92,6 @@ def _revert(store, args: argparse.Namespace) -> int:
             print(f"The lab {args.name} has no cluster-build change to revert.")
             return 0
         if lab.ctx.plan is not None and lab.ctx.plan.nodes:
-            from labtui.adapters.ssh import configure_session_ssh
-
             configure_session_ssh(lab.ctx, headless=True, connect_timeout=8.0)
         done, failed = Executor(lab.ctx, step="revert", confirm=confirmer(args.yes, verb="Revert")).revert(
             changes, keep_going=True)

@@ -20,30 +20,24 @@ import json
 import sys
 from typing import Any
 
-from labtui.commands.common import confirmer, print_event
+from labtui.commands.common import confirmer, eprint, print_event
 from labtui.errors import LabError
-
-
-def _eprint(text: str) -> None:
-    from labtui.cli import eprint
-
-    eprint(text)
+from labtui.execute import Executor
+from labtui.session import LabSession
+from labtui.stages import provision as prov
+from labtui.stages import teardown
+from labtui.steps import StepState
+from labtui.store import Store
 
 
 def _open(name: str, yes: bool, verb: str):
-    from labtui.session import LabSession
-    from labtui.store import Store
-
     store = Store()
     if not store.has_session(name):
         raise LabError(f"there is no lab named {name!r}", "list them with `labtui sessions`", code="not-found")
-    return LabSession(store, name, emit=print_event, confirm=confirmer(yes, heading=f"{verb}:", out=_eprint))
+    return LabSession(store, name, emit=print_event, confirm=confirmer(yes, heading=f"{verb}:", out=eprint))
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from labtui.stages import provision as prov
-    from labtui.steps import StepState
-
     with _open(args.name, args.yes, "Provision") as lab:
         ctx = lab.ctx
         wizard = prov.build()
@@ -85,9 +79,6 @@ def _resources(ctx) -> list[dict[str, Any]]:
 
 
 def _dry_run(lab, wizard, as_json: bool) -> int:
-    from labtui.execute import Executor
-    from labtui.stages import provision as prov
-
     ctx = lab.ctx
     rows: list[dict[str, Any]] = []
     for step in wizard.steps:
@@ -115,8 +106,6 @@ def _dry_run(lab, wizard, as_json: bool) -> int:
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    from labtui.stages import teardown
-
     with _open(args.name, args.yes, "Teardown") as lab:
         ctx = lab.ctx
         if (ctx.plan is None or not ctx.plan.cloud) and not ctx.session.cloud:
@@ -144,9 +133,9 @@ def cmd_teardown(args: argparse.Namespace) -> int:
                 for x in listing:
                     print(f"  $ {x['command']}\n      undoes: {x['description']}")
             return 0
-        _eprint(f"Teardown of lab {args.name} deletes, in this order:")
+        eprint(f"Teardown of lab {args.name} deletes, in this order:")
         for x in listing:
-            _eprint(f"  $ {x['command']}\n      undoes: {x['description']}")
+            eprint(f"  $ {x['command']}\n      undoes: {x['description']}")
         if not args.yes:
             ok = False
             if sys.stdin.isatty():
@@ -155,7 +144,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
                 except EOFError:
                     ok = False
             else:
-                _eprint("Not deleted: re-run with --yes to delete exactly these resources.")
+                eprint("Not deleted: re-run with --yes to delete exactly these resources.")
             if not ok:
                 return 1
         done, failed = teardown.teardown(ctx, items, confirmed=True)

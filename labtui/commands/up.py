@@ -21,9 +21,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labtui.adapters.ssh import configure_session_ssh
 from labtui.commands.common import confirmer, print_event
 from labtui.errors import LabError, ValidationFailed
-from labtui.model import Plan
+from labtui.execute import ALREADY, Executor
+from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation, Plan, SourcesSpec
+from labtui.session import LabSession
+from labtui.stages import available_wizards
+from labtui.stages.plan import provision_inputs, sources_inputs, sources_summary
+from labtui.steps import StepState
+from labtui.store import DryRunStore, Store
 
 PLAN_INPUT_KEYS = ("cloud", "nodes", "node_subnet", "pod_cidr", "service_cidr", "kubernetes", "calico",
                    "encapsulation", "provision", "sources")
@@ -36,7 +43,6 @@ def read_plan_file(path: str, name: str) -> dict[str, Any]:
     """A plan file (YAML) validated with the plan wizard's own rules; returns the plan's data."""
     import yaml
 
-    from labtui.model import Plan
 
     p = Path(path).expanduser()
     try:
@@ -81,7 +87,6 @@ def plan_yaml(store, name: str) -> str:
     """The lab's plan as a plan file (or a template with the defaults for a lab not created yet)."""
     import yaml
 
-    from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, Encapsulation, Plan, SourcesSpec
 
     if store.has_session(name):
         rec = store.get_session(name)
@@ -112,8 +117,6 @@ def plan_yaml(store, name: str) -> str:
 def plan_inputs(data: dict[str, Any]) -> dict[str, Any]:
     """The plan wizard's inputs for a plan: its fields, the Create or adopt step's prov_* and the
     Sources step's src_* (so the wizard shows what the file says)."""
-    from labtui.stages.plan import provision_inputs, sources_inputs
-
     inputs = {k: data.get(k) for k in PLAN_INPUT_KEYS if k in data}
     if inputs.get("cloud") is None:
         inputs["cloud"] = ""
@@ -123,8 +126,6 @@ def plan_inputs(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def sources_line(data: dict[str, Any]) -> str:
-    from labtui.stages.plan import sources_summary
-
     return "Sources: " + sources_summary(data.get("sources"))
 
 
@@ -148,8 +149,6 @@ def apply_plan_file(store, name: str, data: dict[str, Any]) -> bool:
 
 
 def _stages(start: str | None, until: str | None):
-    from labtui.stages import available_wizards
-
     wizards = available_wizards()
     ids = [w.id for w in wizards]
     for label, value in (("--from", start), ("--until", until)):
@@ -172,8 +171,6 @@ def _line(text: str, as_json: bool) -> None:
 
 def walk(lab, stages, *, dry_run: bool, as_json: bool) -> tuple[int, list[dict[str, Any]]]:
     """Run (or, dry, preview) every step of these stages; stop at the first that does not finish."""
-    from labtui.steps import StepState
-
     report: list[dict[str, Any]] = []
     rc = 0
     said: dict[str, str] = {}  # dry run: a problem already told (its message -> the step that told it)
@@ -210,8 +207,6 @@ def _preview_step(lab, step, entry: dict[str, Any], as_json: bool, said: dict[st
     """Dry run of one step: check it; when not done, list the Actions it would run (already-so ones
     marked). Reads only. A problem in the plan's inputs is told once, where it is first met; the steps
     after it that meet it again refer to it."""
-    from labtui.execute import ALREADY, Executor
-
     ctx = lab.ctx
     said = {} if said is None else said
     try:
@@ -264,9 +259,6 @@ def _preview_step(lab, step, entry: dict[str, Any], as_json: bool, said: dict[st
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from labtui.session import LabSession
-    from labtui.store import DryRunStore, Store
-
     store = DryRunStore() if args.dry_run else Store()  # a dry run reads the lab's record, never writes it
     stages = _stages(args.from_stage, args.until)
     data = read_plan_file(args.plan, args.name) if args.plan else None
@@ -294,8 +286,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             _line(sources_line(lab.ctx.session.plan or {}), args.json)
         plan = lab.ctx.plan
         if plan is not None and plan.nodes:
-            from labtui.adapters.ssh import configure_session_ssh
-
             configure_session_ssh(lab.ctx, accept_new_host_keys=args.accept_new_host_keys, headless=True,
                                   connect_timeout=8.0)
         rc, report = walk(lab, stages, dry_run=args.dry_run, as_json=args.json)

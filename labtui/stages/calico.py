@@ -6,16 +6,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from labtui.adapters.calico import plan_change, read_cluster
+from labtui.adapters.kube import kube_for
+from labtui.adapters.kubeconfig import control_plane_shell
+from labtui.changes.calico import pool_action
 from labtui.errors import LabError
 from labtui.model import ENCAPSULATION_CHOICES, Encapsulation, Role
 from labtui.model import target_encapsulation as target
+from labtui.stages.calico_install import CalicoInstallStep
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 
 def _kube(ctx: StepContext, refresh: bool = False, fetch: bool = False):
     """The session's client. Checks never fetch admin.conf (they only read); the first step's action does."""
-    from labtui.adapters.kube import kube_for
-
     return kube_for(ctx, ctx.inputs.get("kubeconfig") or None, refresh=refresh, fetch=fetch or refresh)
 
 
@@ -45,8 +48,6 @@ def remember_state(ctx: StepContext, state) -> None:
 
 
 def _read(ctx: StepContext):
-    from labtui.adapters.calico import read_cluster
-
     state = read_cluster(_kube(ctx))
     remember_state(ctx, state)
     return state
@@ -177,10 +178,6 @@ class EncapsulationStep(Step):
         return CheckResult(True, f"every enabled IPv4 pool is {target.value}")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.adapters.calico import plan_change
-        from labtui.adapters.kubeconfig import control_plane_shell
-        from labtui.changes.calico import pool_action
-
         state = ctx.memo.calico_state or _read(ctx)
         kc = _kube(ctx)
         target = target_encapsulation(ctx)
@@ -242,6 +239,4 @@ class CalicoReadyStep(Step):
 
 
 def build() -> Wizard:
-    from labtui.stages.calico_install import CalicoInstallStep
-
     return Wizard("calico", "Calico", [CalicoInstallStep(), KubeAccessStep(), CalicoReadStep(), EncapsulationStep(), CalicoReadyStep()])

@@ -10,7 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from labtui.changes.kube import CALICO_DIR, KUBECTL, calico_installed, calico_pods, cluster_nodes
+from labtui.cluster import calico
+from labtui.cluster.apt import proxy_settings
 from labtui.errors import LabError
+from labtui.paths import session_dir
 from labtui.stages.nodes import saved_plan
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext
 
@@ -22,7 +26,6 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
     """(mode, files) the install applies, in order."""
     from pathlib import Path
 
-    from labtui.cluster import calico
 
     plan = saved_plan(ctx)
     mode = ctx.inputs.get("calico_install") or "operator"
@@ -55,8 +58,6 @@ def calico_files(ctx: StepContext) -> tuple[str, list[dict[str, Any]]]:
 
 def calico_status(ctx: StepContext) -> tuple[bool, str, list[str]]:
     """(all Ready, detail, stuck pods described)."""
-    from labtui.changes.kube import calico_pods, cluster_nodes
-
     plan = saved_plan(ctx)
     cp = plan.control_plane.name
     pods = calico_pods(ctx, cp)
@@ -113,8 +114,6 @@ class CalicoInstallStep(Step):
     def _why_not(self, ctx: StepContext) -> str:
         """Why the step does not apply: a cluster labtui did not build (a kubeconfig of yours, or a cluster
         reached without the Kubernetes stage), or a Kubernetes stage that has not run (or not finished) yet."""
-        from labtui.paths import session_dir
-
         plan = ctx.plan
         not_built = "the cluster was not built by labtui's Kubernetes stage: Calico is read as it is"
         if plan is None or not plan.nodes or ctx.inputs.get("kubeconfig"):
@@ -130,8 +129,6 @@ class CalicoInstallStep(Step):
                 "you already have, Calico is read as it is)")
 
     def check(self, ctx: StepContext) -> CheckResult:
-        from labtui.changes.kube import calico_installed
-
         if not self._applies(ctx):
             return CheckResult(False, self._why_not(ctx), skip=True)
         cp = saved_plan(ctx).control_plane.name
@@ -147,15 +144,12 @@ class CalicoInstallStep(Step):
         return CheckResult(ok, f"Calico installed ({mode}); {detail}", {"mode": mode})
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.changes.kube import CALICO_DIR, KUBECTL, calico_installed
-
         plan = saved_plan(ctx)
         cp = plan.control_plane.name
         actions: list[Action] = []
         if calico_installed(ctx, cp) is None:
             import shlex
 
-            from labtui.cluster.apt import proxy_settings
 
             proxy = proxy_settings(plan)
             mode, files = calico_files(ctx)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labtui.net.check import CalicoNetworking, Report, evaluate
+from labtui import events as ev
+from labtui.adapters import openstack as cloudmod
+from labtui.adapters.openstack import session_cloud
+from labtui.changes.openstack import fix_actions, port_security_actions
 from labtui.errors import LabError
 from labtui.events import Event
 from labtui.model import target_encapsulation
+from labtui.net.check import CalicoNetworking, Report, evaluate
 from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 SCOPE = "cloud"
@@ -47,8 +51,6 @@ class CloudStep(Step):
 
 def service(ctx: StepContext, cloud: str | None = None, timeout: float | None = None):
     """The session's one cloud connection (labtui.adapters.openstack.session_cloud)."""
-    from labtui.adapters.openstack import session_cloud
-
     return session_cloud(ctx, cloud, timeout)
 
 
@@ -106,9 +108,6 @@ def plan_nodes(ctx: StepContext) -> list[dict[str, Any]]:
 def check(ctx: StepContext, *, cloud: str | None = None, encapsulation: str | None = None,
           bgp: bool | None = None, typha: bool | None = None, timeout: float | None = None) -> Report:
     """Connect, discover the plan's nodes, compare with what the network must allow; remember the result."""
-    from labtui.adapters import openstack as cloudmod
-    from labtui import events as ev
-
     conn = service(ctx, cloud, timeout)
     net = networking(ctx, encapsulation, bgp, typha)
     ctx.emit(Event(ev.INFO, f"checking cloud {conn.name} for {net.describe()}"))
@@ -142,8 +141,6 @@ def recent_report(ctx: StepContext, max_age: float = 5.0) -> Report:
 
 def plan_fixes(report: Report, only: list[str] | None = None, port_security: list[str] | None = None) -> list[Action]:
     """The fix actions (rules, then allowed-address-pairs; port security off only for the nodes named)."""
-    from labtui.changes.openstack import fix_actions, port_security_actions
-
     actions = fix_actions(report, only)
     if port_security:
         actions += port_security_actions(report, port_security)

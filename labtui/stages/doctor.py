@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from labtui.doctor.run import fix_actions, run_doctor, summary_line
 from labtui.errors import LabError
+from labtui.paths import session_dir, write_private
+from labtui.report import session_report
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
 
 FIX_CHOICES = [
@@ -20,8 +23,6 @@ FIX_CHOICES = [
 
 def _diagnose(ctx: StepContext, live: bool = False) -> Any:
     """check() runs on every resume: it only reads (no probe pods); verify() adds the live proof."""
-    from labtui.doctor.run import run_doctor
-
     diag = run_doctor(ctx, live=live and bool(ctx.inputs.get("doctor_live", True)))
     ctx.memo.doctor_diag = diag
     return diag
@@ -58,13 +59,9 @@ class DiagnoseStep(Step):
             diag = _diagnose(ctx, live)
         except LabError as exc:
             return CheckResult(False, exc.render())
-        from labtui.doctor.run import summary_line
-
         return CheckResult(diag.exit_code == 0, summary_line(diag), {"status": diag.status, "exit_code": diag.exit_code})
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.doctor.run import fix_actions
-
         diag = ctx.memo.doctor_diag or _diagnose(ctx)
         if diag.exit_code == 0:
             return []
@@ -100,8 +97,6 @@ class ReportStep(Step):
     by_hand = "labtui report LAB -o report.md"
 
     def _path(self, ctx: StepContext):
-        from labtui.paths import session_dir
-
         return session_dir(ctx.session.name, ctx.store.home) / "report.md"
 
     def check(self, ctx: StepContext) -> CheckResult:
@@ -112,9 +107,6 @@ class ReportStep(Step):
         p = self._path(ctx)
 
         def write(c: StepContext, a: Action) -> str:
-            from labtui.paths import write_private
-            from labtui.report import session_report
-
             write_private(p, session_report(c.store, c.session.name))
             return str(p)
 

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from labtui.adapters.kubeconfig import fetch_admin_conf
+from labtui.adapters.ssh import kube_shell, session_ssh
+from labtui.changes.kube import (
+    CRI_ANSWERS,
+    KUBECTL,
+    cluster_nodes,
+    containerd_files,
+    containerd_problems,
+    control_plane_state,
+)
+from labtui.cluster import apt
+from labtui.cluster import containerd as ctd
+from labtui.cluster.kubeadm import CONFIG_PATH, kubeadm_config, pause_image
 from labtui.errors import LabError
-from labtui.stages.nodes import findings_result, saved_plan
+from labtui.nodes.facts import load_facts
+from labtui.nodes.preflight import ERROR, runtime_preflight
+from labtui.paths import session_dir, write_private
+from labtui.stages.nodes import findings_result, gather_and_store, saved_plan
 from labtui.steps import Action, CheckResult, InputField, Risk, Step, StepContext, Wizard
-
 
 
 def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
     """Stored node facts (gathered when missing or when `refresh`)."""
-    from labtui.nodes.facts import load_facts
-    from labtui.stages.nodes import gather_and_store
-
     plan = saved_plan(ctx)
     stored = load_facts(ctx.store, ctx.session.id)
     missing = [n.name for n in plan.nodes if n.name not in stored]
@@ -35,8 +47,6 @@ def _facts(ctx: StepContext, refresh: bool = False) -> dict[str, Any]:
 
 def _fan(ctx: StepContext, nodes: list[str], fn) -> tuple[dict[str, Any], dict[str, str]]:
     """fn(node) on every node in parallel -> ({node: value}, {node: error})."""
-    from labtui.adapters.ssh import session_ssh
-
     res = session_ssh(ctx).fan_out(nodes, fn)
     return ({n: r.value for n, r in res.items() if r.ok}, {n: r.error.render() if r.error else "failed"
                                                              for n, r in res.items() if not r.ok})
@@ -88,8 +98,6 @@ def preflight_blocks(ctx: StepContext, nodes: list[str]) -> CheckResult | None:
     """The Runtime preflight's errors on these nodes (from their stored facts, re-read by that step),
     as a blocked check: an install on a node the preflight rejects (no systemd, cgroup v1 for 1.35+,
     an unsupported OS...) is not offered. None when nothing blocks."""
-    from labtui.nodes.preflight import ERROR, runtime_preflight
-
     if not nodes:
         return None
     findings = [f for f in runtime_preflight(saved_plan(ctx), _facts(ctx))
@@ -125,8 +133,6 @@ class RuntimePreflightStep(BuildStep):
     hint = "fix what each finding says on the node (or pick another image or flavor), then run the step again"
 
     def build_check(self, ctx: StepContext) -> CheckResult:
-        from labtui.nodes.preflight import runtime_preflight
-
         facts = _facts(ctx, refresh=True)
         findings = runtime_preflight(saved_plan(ctx), facts)
         return findings_result(ctx, self.id, findings, "the nodes can take a container runtime and kubeadm",
@@ -156,8 +162,6 @@ class ContainerdStep(BuildStep):
         return self.build_check(ctx)
 
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
-        from labtui.changes.kube import containerd_problems
-
         plan = saved_plan(ctx)
         data = containerd_data(ctx)
         ok, failed = _fan(ctx, [n.name for n in plan.nodes],
@@ -179,9 +183,6 @@ class ContainerdStep(BuildStep):
         return CheckResult(True, "containerd ready (SystemdCgroup, CRI socket answers) on every node")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.cluster import apt, containerd as ctd
-        from labtui.changes.kube import CRI_ANSWERS, containerd_files
-
         plan = saved_plan(ctx)
         todo, failed = self._status(ctx)
         if failed:
@@ -225,9 +226,6 @@ def _q(text: str) -> str:
 def containerd_data(ctx: StepContext) -> dict[str, Any]:
     """What the containerd step makes true, from the plan: the pause image, the proxy, the mirror,
     Docker's repository."""
-    from labtui.cluster import apt
-    from labtui.cluster.kubeadm import pause_image
-
     plan = saved_plan(ctx)
     return {"minor": plan.kubernetes, "pause": pause_image(plan.kubernetes), "proxy": apt.proxy_settings(plan),
             "mirror": (plan.sources.registry_mirror or "").strip() or None,
@@ -253,9 +251,6 @@ class PackagesStep(BuildStep):
         return self.build_check(ctx)
 
     def _read(self, ctx: StepContext) -> tuple[list[str], dict[str, str]]:
-        from labtui.adapters.ssh import session_ssh
-        from labtui.cluster import apt
-
         plan = saved_plan(ctx)
         check = apt.installed_check(plan.kubernetes)
         ok, failed = _fan(ctx, [n.name for n in plan.nodes],
@@ -274,8 +269,6 @@ class PackagesStep(BuildStep):
         return CheckResult(True, f"kubeadm, kubelet and kubectl {saved_plan(ctx).kubernetes} installed and held on every node")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.cluster import apt
-
         plan = saved_plan(ctx)
         todo, failed = self._todo(ctx)
         if failed:
@@ -294,8 +287,6 @@ class PackagesStep(BuildStep):
 
 def init_config(ctx: StepContext) -> str:
     """The kubeadm config file for this lab's control plane."""
-    from labtui.cluster.kubeadm import kubeadm_config
-
     plan = saved_plan(ctx)
     cp = plan.control_plane
     facts = _facts(ctx)
@@ -304,8 +295,6 @@ def init_config(ctx: StepContext) -> str:
     sans = [s for s in (ctx.inputs.get("api_floating_ip"), cp.address) if s and s != address]
     version = None  # the installed kubeadm's own version (a "stable-1.36" label needs dl.k8s.io)
     try:
-        from labtui.adapters.ssh import session_ssh
-
         res = session_ssh(ctx).run(cp.name, "kubeadm version -o short", timeout=60.0, stream=False)
         found = res.stdout.strip().lstrip("v")
         if res.exit_code == 0 and found.startswith(plan.kubernetes + "."):
@@ -330,8 +319,6 @@ class InitStep(BuildStep):
     hint = "fix what kubeadm's preflight said (each error is explained above), then run the step again"
 
     def build_check(self, ctx: StepContext) -> CheckResult:
-        from labtui.changes.kube import control_plane_state
-
         cp = saved_plan(ctx).control_plane.name
         try:
             state = control_plane_state(ctx, cp)
@@ -345,9 +332,6 @@ class InitStep(BuildStep):
         return CheckResult(False, f"no control plane on {cp} yet")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.cluster.kubeadm import CONFIG_PATH
-        from labtui.changes.kube import control_plane_state
-
         cp = saved_plan(ctx).control_plane.name
         config = init_config(ctx)
         actions = []
@@ -378,8 +362,6 @@ class JoinStep(BuildStep):
     hint = "fix the failed worker (the message says why), then run the step again: only it is retried"
 
     def _missing(self, ctx: StepContext) -> list[str]:
-        from labtui.changes.kube import cluster_nodes
-
         plan = saved_plan(ctx)
         registered = cluster_nodes(ctx, plan.control_plane.name)
         return [w.name for w in plan.workers if w.name not in registered]
@@ -423,13 +405,9 @@ class AdminConfStep(BuildStep):
                          required=False, help="e.g. ~/.kube/labtui-config (0600)")]
 
     def _dest(self, ctx: StepContext):
-        from labtui.paths import session_dir
-
         return session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
 
     def build_check(self, ctx: StepContext) -> CheckResult:
-        from labtui.changes.kube import cluster_nodes
-
         plan = saved_plan(ctx)
         dest = self._dest(ctx)
         nodes = cluster_nodes(ctx, plan.control_plane.name)  # no control plane yet: cannot be checked
@@ -450,16 +428,11 @@ class AdminConfStep(BuildStep):
                            {"nodes": sorted(nodes), "kubeconfig": str(dest)})
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.adapters.ssh import kube_shell, session_ssh
-        from labtui.changes.kube import KUBECTL
-
         plan = saved_plan(ctx)
         cp = plan.control_plane.name
         dest = self._dest(ctx)
 
         def fetch(c: StepContext, a: Action) -> dict[str, Any]:
-            from labtui.adapters.kubeconfig import fetch_admin_conf
-
             fetch_admin_conf(kube_shell(c, cp), dest, c.emit)
             res = session_ssh(c).run(cp, f"{KUBECTL} get nodes -o wide", sudo=True, timeout=60.0, step=self.id)
             res.check("kubectl get nodes")
@@ -482,7 +455,6 @@ def user_kubeconfig(ctx: StepContext) -> tuple[bytes, str]:
     `ssh -L` tunnel to use (audit F13)."""
     import yaml
 
-    from labtui.paths import session_dir
 
     src = session_dir(ctx.session.name, ctx.store.home) / "admin.conf"
     if not src.exists():
@@ -515,7 +487,6 @@ def write_user_kubeconfig(ctx: StepContext, path: str) -> str:
     """Write the kubeconfig for you (user_kubeconfig) to `path` (0600) when the user asked for it."""
     from pathlib import Path
 
-    from labtui.paths import write_private
 
     data, how = user_kubeconfig(ctx)
     dest = Path(path).expanduser()

@@ -7,9 +7,13 @@ import time
 from typing import Any
 
 from labtui import events as ev
+from labtui.adapters.ssh import session_ssh
+from labtui.changes.node import node_action
 from labtui.errors import LabError
 from labtui.events import Event
 from labtui.model import Plan
+from labtui.nodes.facts import gather, load_facts, store_facts
+from labtui.nodes.preflight import fix_for, fixes_needed, preflight
 from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 FACTS_MEMO = "nodes.facts.memo"
@@ -49,9 +53,6 @@ def findings_result(ctx: StepContext, step: str, findings: list, ok: str, *, wit
 def gather_and_store(ctx: StepContext, names: list[str] | None = None, step: str | None = "facts") -> dict[str, Any]:
     """Gather facts on the plan's nodes (or `names`) in parallel and store the ones that answered.
     Returns {node: NodeResult}."""
-    from labtui.nodes.facts import gather, store_facts
-    from labtui.adapters.ssh import session_ssh
-
     plan = saved_plan(ctx)
     ssh = session_ssh(ctx)
     results = gather(ssh, names or [n.name for n in plan.nodes], step=step)
@@ -135,9 +136,6 @@ class PreflightStep(Step):
     )
 
     def findings(self, ctx: StepContext) -> list:
-        from labtui.nodes.facts import load_facts
-        from labtui.nodes.preflight import preflight
-
         plan = saved_plan(ctx)
         stored = load_facts(ctx.store, ctx.session.id)
         facts = {n.name: stored[n.name] for n in plan.nodes if n.name in stored}
@@ -154,10 +152,6 @@ class PreflightStep(Step):
         return findings_result(ctx, self.id, findings, "ready for kubeadm")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.nodes.facts import load_facts
-        from labtui.nodes.preflight import fix_for, fixes_needed
-        from labtui.changes.node import node_action
-
         stored = load_facts(ctx.store, ctx.session.id)
         actions: list[Action] = []
         for node, fix_ids in sorted(fixes_needed(self.findings(ctx)).items()):

@@ -5,28 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from labtui.cloudconfig import load_clouds
-from labtui.errors import LabError
+from labtui.errors import LabError, ValidationFailed
 from labtui.inventory import load_inventory
 from labtui.model import (
     CALICO_VERSIONS,
+    DEFAULT_CALICO,
     DEFAULT_CALICO_MANIFESTS,
     DEFAULT_DOCKER_REPO,
-    DEFAULT_KUBERNETES_REPO,
-    PROVISION_LABELS,
-    SOURCES_LABELS,
-    SourcesSpec,
-    DEFAULT_CALICO,
     DEFAULT_KUBERNETES,
+    DEFAULT_KUBERNETES_REPO,
     ENCAPSULATION_CHOICES,
     KUBERNETES_MINORS,
+    PROVISION_LABELS,
+    SOURCES_LABELS,
     Encapsulation,
     Plan,
     Problem,
+    SourcesSpec,
     collect_problems,
     default_networks,
+    dns_list,
     guess_subnet,
     network_problems,
-    dns_list,
     node_problems,
     provision_problems,
     sources_problems,
@@ -422,7 +422,7 @@ def sources_summary(block: dict[str, Any] | None) -> str:
     """One line for a plan summary or a dry run: the settings that differ from upstream, else 'upstream'."""
     try:
         spec = SourcesSpec.model_validate(block or {})
-    except Exception:  # noqa: BLE001 - an invalid block is reported by validation, not here
+    except Exception:  # an invalid block is reported by validation, not here
         return "(not valid: see the Sources step)"
     custom = spec.customised
     if not custom:
@@ -539,15 +539,13 @@ class ReviewStep(Step):
             return CheckResult(False, exc.render())
         try:  # the saved plan as this labtui writes it (an older one lacks newer fields' defaults)
             saved = Plan.model_validate(ctx.session.plan).model_dump(mode="json")
-        except Exception:  # noqa: BLE001 - a saved plan this labtui cannot read is simply not the current one
+        except Exception:  # a saved plan this labtui cannot read is simply not the current one
             saved = ctx.session.plan
         if current != saved:
             return CheckResult(False, "the inputs changed since the plan was saved")
         return CheckResult(True, "plan saved")
 
     def plan(self, ctx: StepContext) -> list[Action]:
-        from labtui.errors import ValidationFailed
-
         errors = [p for p in self.problems(ctx) if p.severity == "error"]
         if errors:
             raise ValidationFailed(errors)

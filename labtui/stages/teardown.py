@@ -5,10 +5,15 @@ pending again. Used by `labtui teardown NAME` and the wizard's ctrl+t."""
 
 from __future__ import annotations
 
+from labtui.adapters import provision as p
+from labtui.changes.cloud import TITLES
 from labtui.errors import LabError
+from labtui.execute import Executor
+from labtui.stages import WIZARD_ORDER, wizard_for
 from labtui.stages.cloud import service
 from labtui.stages.provision.common import lab_tag_of
 from labtui.steps import StepContext
+from labtui.store import Change
 
 # the order things are deleted in: what uses a resource goes before it
 TEARDOWN_ORDER = ["cloud.floating-ip", "cloud.server", "cloud.port", "cloud.sg-rule", "cloud.security-group",
@@ -22,10 +27,6 @@ def teardown_plan(ctx: StepContext) -> list:
     """Everything this lab created, in delete order: the lab's record, plus resources that carry
     the lab's tag but were never recorded (a run killed right after a create). Returns
     store.Change objects (the unrecorded ones with id None)."""
-    from labtui.adapters import provision as p
-    from labtui.changes.cloud import TITLES
-    from labtui.store import Change
-
     lab, tag = ctx.session.name, lab_tag_of(ctx)
     recorded = [c for c in ctx.store.changes(ctx.session.id) if c.kind in TEARDOWN_ORDER and not c.reverted]
     known = {(c.kind, str((c.revert_data or {}).get("id"))) for c in recorded}
@@ -53,8 +54,6 @@ def teardown_plan(ctx: StepContext) -> list:
 
 def teardown(ctx: StepContext, items: list, *, confirmed: bool) -> tuple[list, list]:
     """Delete `items` (from teardown_plan) in order; returns (deleted, [(change, why not)])."""
-    from labtui.execute import Executor
-
     done: list = []
     failed: list = []
     ex = Executor(ctx, step="teardown")
@@ -86,8 +85,6 @@ def teardown(ctx: StepContext, items: list, *, confirmed: bool) -> tuple[list, l
 def forget_the_machines(ctx: StepContext) -> None:
     """Torn down, the machines are gone: every step of the Provision stage and of the stages after it
     that was done (or failed) is pending again, so the step list and `labtui up` say what is true."""
-    from labtui.stages import WIZARD_ORDER
-
     for wid in WIZARD_ORDER[WIZARD_ORDER.index("provision"):]:
         for step_id, run in ctx.store.step_states(ctx.session.id, wid).items():
             if run.state in ("done", "failed", "running"):
@@ -95,8 +92,6 @@ def forget_the_machines(ctx: StepContext) -> None:
                                       "the lab was torn down: its machines are gone")
     # the lab is back at the Provision stage (home, `labtui sessions` and the wizard land there), not at
     # the step it was on when its machines still existed
-    from labtui.stages import wizard_for
-
     rec = ctx.store.get_session(ctx.session.name)
     provision = wizard_for("provision")
     if provision is not None and rec.wizard in WIZARD_ORDER[WIZARD_ORDER.index("provision"):]:

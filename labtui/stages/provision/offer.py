@@ -10,8 +10,17 @@ from typing import Any
 from labtui.adapters import provision as p
 from labtui.errors import LabError
 from labtui.model import ProvisionSpec
-from labtui.provision_plan import (choose_flavor, flavor_disk_problem, flavor_problem, guess_login_user, nat_warning,
-                                   no_flavor_reason, ssh_cidr_problem, supports_packages, usable_images)
+from labtui.provision_plan import (
+    choose_flavor,
+    flavor_disk_problem,
+    flavor_problem,
+    guess_login_user,
+    nat_warning,
+    no_flavor_reason,
+    ssh_cidr_problem,
+    supports_packages,
+    usable_images,
+)
 from labtui.stages.cloud import service
 from labtui.stages.provision.common import SCOPE, ProvisionStep, bad_input, lab_names, spec
 from labtui.steps import CheckResult, StepContext
