@@ -538,7 +538,7 @@ class ReviewStep(Step):
         except LabError as exc:
             return CheckResult(False, exc.render())
         try:  # the saved plan as this labtui writes it (an older one lacks newer fields' defaults)
-            saved = Plan.model_validate(ctx.session.plan).model_dump(mode="json")
+            saved = Plan.parse(ctx.session.plan).model_dump(mode="json")
         except Exception:  # a saved plan this labtui cannot read is simply not the current one
             saved = ctx.session.plan
         if current != saved:
