@@ -16,11 +16,14 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from labtui.errors import LabError
-from labtui.model import NAME_RE, Problem, covering_subnet
+from labtui.model import NAME_RE, Plan, Problem, covering_subnet, node_problems
+from labtui.stages.plan import LabStep, key_file_problems
 
 from screens.crash import CrashReporting
 from screens.modals import HelpScreen
 from screens.widgets.nodes_editor import NodesEditor
+from screens.wizard import WizardScreen
+
 
 HELP = """For a cluster you already have (kubeadm or not). labtui needs three things, and reads the rest
 from the live cluster:
@@ -39,8 +42,6 @@ NO_CLOUD = ""
 
 
 def adopt_problems(name: str, kubeconfig: str, nodes: list[dict[str, Any]], cloud: str, taken: bool) -> list[Problem]:
-    from labtui.model import node_problems
-    from labtui.stages.plan import key_file_problems
 
     problems: list[Problem] = []
     if not NAME_RE.match(name):
@@ -82,8 +83,6 @@ class AdoptScreen(CrashReporting, Screen):
         self.created: str | None = None
 
     def compose(self) -> ComposeResult:
-        from labtui.stages.plan import LabStep
-
         choices, default, problem = LabStep().cloud_choices()
         yield Header()
         with VerticalScroll(id="adopt-pane"):
@@ -115,7 +114,6 @@ class AdoptScreen(CrashReporting, Screen):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "a-kubeconfig":
-            from screens.wizard import WizardScreen
 
             self.query_one("#a-kubeconfig-note", Static).update(WizardScreen._path_note(event.value))
 
@@ -164,7 +162,6 @@ class AdoptScreen(CrashReporting, Screen):
     def create(self, v: dict[str, Any]) -> None:
         """The lab of an adopted cluster: its nodes (the plan's defaults are replaced by the live values
         when the doctor reads the cluster), its cloud and its kubeconfig."""
-        from labtui.model import Plan
 
         nodes = [dict(n) for n in v["nodes"]]
         if nodes and not any(n.get("role") == "control-plane" for n in nodes):

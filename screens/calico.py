@@ -13,14 +13,20 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from labtui.adapters.calico import plan_change, read_cluster
+from labtui.adapters.kube import kube_for
+from labtui.adapters.kubeconfig import control_plane_shell
 from labtui.errors import LabError
 from labtui.model import Encapsulation
+from labtui.net.calico import explain_pool
 from labtui.pool_change import revert_pool_change, set_pool_mode
 from labtui.session import LabSession
+from labtui.stages.calico import remember_state
 
-from screens.base import LabScreen
+from screens.base import LabScreen, row_in_full
 from screens.modals import ConfirmModal, HelpScreen, ModeSelect, PromptModal
 from screens.widgets.command_log import CommandLog
+
 
 HELP = """What Calico does on this cluster, read from the Kubernetes API.
 
@@ -116,10 +122,6 @@ class CalicoScreen(LabScreen):
     # ------------------------------------------------------------------ engine plumbing
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def load(self, refresh_kubeconfig: bool = False) -> None:
-        from labtui.stages.calico import remember_state
-        from labtui.adapters.calico import read_cluster
-        from labtui.adapters.kube import kube_for
-
         try:
             kc = kube_for(self.lab.ctx, refresh=refresh_kubeconfig)
             state = read_cluster(kc)
@@ -174,7 +176,6 @@ class CalicoScreen(LabScreen):
         if pool is None:
             widget.update("no IP pools" if self.state is not None else "")
             return
-        from labtui.net.calico import explain_pool
 
         m = explain_pool(pool, self.state)
         text = Text()
@@ -192,7 +193,6 @@ class CalicoScreen(LabScreen):
     @on(DataTable.RowHighlighted, "#nodes")
     def _node_in_full(self, event: DataTable.RowHighlighted) -> None:
         """The highlighted node in full (the table cuts long cells at 80 columns)."""
-        from screens.base import row_in_full
 
         if event.data_table.has_focus:
             self.query_one("#pool-meaning", Static).update(row_in_full(event.data_table, event.row_key))
@@ -238,10 +238,6 @@ class CalicoScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="calico")
     def plan_change(self, pool: str, enc: Encapsulation) -> None:
-        from labtui.adapters.calico import plan_change
-        from labtui.adapters.kube import kube_for
-        from labtui.adapters.kubeconfig import control_plane_shell
-
         try:
             kc = kube_for(self.lab.ctx)
             change = plan_change(kc, self.state, pool, enc, shell=control_plane_shell(self.lab.ctx))

@@ -18,6 +18,8 @@ from textual.widgets.option_list import Option
 from labtui.model import ENCAPSULATION_CHOICES, Encapsulation
 from labtui.steps import Prompts
 
+from screens.settings import KEYMAP_FILE, config_dir
+
 
 def _action_lines(items: Iterable) -> list[str]:
     lines: list[str] = []
@@ -137,7 +139,6 @@ def keys_as_pressed(app, binding) -> str:
 
 
 def _keymap_path() -> str:
-    from screens.settings import KEYMAP_FILE, config_dir
 
     try:
         return str(config_dir() / KEYMAP_FILE)

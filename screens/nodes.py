@@ -20,7 +20,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from labtui.adapters.ssh import configure_session_ssh
 from labtui.errors import LabError
+from labtui.events import Event, INFO
+from labtui.nodes.facts import gather, load_facts, store_facts
 from labtui.session import LabSession
 
 from screens.crash import CrashReporting
@@ -28,6 +31,7 @@ from screens.messages import EngineEvent
 from screens.modals import HelpScreen, HostKeyModal, PromptModal
 from screens.widgets.command_log import CommandLog
 from screens.widgets.node_table import COLUMNS, NodeTable, row_text
+
 
 HELP = """Every node of this lab, reached over SSH the way a careful admin would.
 
@@ -125,9 +129,6 @@ class NodesScreen(CrashReporting, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        from labtui.nodes.facts import load_facts
-        from labtui.adapters.ssh import configure_session_ssh
-
         self.title = "labtui"
         self.sub_title = f"{self.session_name} · Nodes"
         table = self.query_one("#nodes-table", NodeTable)
@@ -290,8 +291,6 @@ class NodesScreen(CrashReporting, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="nodes-check")
     def check_all(self) -> None:
-        from labtui.nodes.facts import gather, store_facts
-
         started = time.monotonic()
         ssh, lab = self.ssh, self.lab
         for name in self.names:
@@ -393,8 +392,6 @@ class NodesScreen(CrashReporting, Screen):
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="nodes-recheck")
     def _check_some(self, names: list[str]) -> None:
-        from labtui.nodes.facts import gather, store_facts
-
         started = time.monotonic()
         for name, res in self.ssh.fan_out(names, self.ssh.check, max_workers=CHECK_WORKERS).items():
             status = res.value
@@ -475,6 +472,5 @@ class NodesScreen(CrashReporting, Screen):
 
 
 def _info_event(message: str, node: str):
-    from labtui.events import INFO, Event
 
     return Event(INFO, message, node=node)

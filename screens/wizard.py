@@ -22,19 +22,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, ListView, Select, Static, Switch
 
+from labtui import events as ev
 from labtui.errors import LabError
+from labtui.events import Event
 from labtui.model import NAME_RE
 from labtui.runner import StepOutcome
 from labtui.session import LabSession
-from labtui.steps import STATE_ICONS, CheckResult, Step, StepState, Wizard
-from labtui.stages import available_wizards, wizard_for
+from labtui.stages import available_wizards, mark_not_applicable, wizard_for
 from labtui.stages.plan import ReviewStep
+from labtui.steps import STATE_ICONS, CheckResult, Step, StepState, Wizard
 
-from screens.crash import worker_crash
 from screens.base import LabScreen
+from screens.crash import worker_crash
 from screens.messages import PreviewReady, StepFinished
 from screens.modals import HelpScreen
-from screens.registry import SESSION_SCREENS
+from screens.registry import SESSION_SCREENS, entry
 from screens.widgets.command_log import CommandLog
 from screens.widgets.nodes_editor import NodesEditor
 from screens.widgets.step_item import StepItem
@@ -42,6 +44,7 @@ from screens.widgets.teaching import diagnosis_text, findings_text, glossary_mar
 from screens.wizard_dialogs import WizardDialogsMixin
 from screens.wizard_form import StepFormMixin
 from screens.wizard_panel import StepPanelMixin
+
 
 HELP = """Walk the lab step by step. The left column lists the stages and their steps with their state
 (○ pending, ◐ running, ● done, ✗ failed, – skipped: does not apply). The middle explains **why** the
@@ -453,8 +456,6 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
 
             outcome = StepOutcome(step.id, StepState.FAILED, worker_crash(exc, f"step {wizard.id}/{step.id}"))
             try:  # the command log and labtui.log say it too
-                from labtui import events as ev
-                from labtui.events import Event
 
                 self.lab.ctx.emit(Event(ev.STEP_FAILED, outcome.detail, step=step.id))
             except Exception:  # noqa: BLE001 - reporting a bug must not hide it
@@ -469,7 +470,6 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         self.lab.ctx.reload()
         wizard, step = self.current
         if wizard.id == "plan":  # the plan may have gained or lost its cloud: the steps that do not apply say so
-            from labtui.stages import mark_not_applicable
 
             mark_not_applicable(self.lab.ctx)
         if outcome.state in (StepState.DONE, StepState.SKIPPED):
@@ -617,7 +617,6 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_screen":
-            from screens.registry import entry
 
             e = entry(str(parameters[0]))
             if not (e and e.available and self.lab is not None):

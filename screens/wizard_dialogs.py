@@ -12,21 +12,23 @@ from typing import Any
 
 from textual import work
 
+from labtui import events as ev
+from labtui.doctor.run import summary_line
 from labtui.errors import LabError
+from labtui.stages import teardown as td  # td.teardown(...): tests replace the cloud's deletes there
+
+from screens.modals import ConfirmModal
 
 
 class WizardDialogsMixin:
     """The dialogs' part of WizardScreen (see the module)."""
 
     def _confirm_from_thread(self, actions) -> bool:
-        from screens.modals import ConfirmModal
-
         note = None
         if self.lab is not None and self.current is not None and self.current[1].id == "doctor":
             diag = self.lab.ctx.memo.doctor_diag
             opt = self.lab.ctx.memo.doctor_option
             if diag is not None:
-                from labtui.doctor.run import summary_line
 
                 note = f"The doctor, just now: {summary_line(diag)}." + (
                     f" Fix chosen: {opt.number}. {opt.title}." if opt is not None else "")
@@ -41,23 +43,19 @@ class WizardDialogsMixin:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
     def _teardown_plan(self) -> None:
-        from labtui.stages.teardown import teardown_plan
-
         ctx = self.lab.ctx
         try:
             if not ((ctx.session.plan or {}).get("cloud") or ctx.session.cloud):
                 self.app.call_from_thread(self.notify, "nothing to tear down: this lab adopted its machines; labtui "
                                                        "created none")
                 return
-            items = teardown_plan(ctx)
+            items = td.teardown_plan(ctx)
         except LabError as exc:
             self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
             return
         self.app.call_from_thread(self._confirm_teardown, items)
 
     def _confirm_teardown(self, items: list) -> None:
-        from screens.modals import ConfirmModal
-
         if not items:
             self.notify("nothing to tear down: this lab has no cloud resource left")
             return
@@ -77,9 +75,6 @@ class WizardDialogsMixin:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="teardown")
     def _teardown_run(self, items: list) -> None:
-        from labtui import events as ev
-        from labtui.stages.teardown import teardown
-
         total = len(items)
         started = [0]
 
@@ -93,7 +88,7 @@ class WizardDialogsMixin:
         self.app.call_from_thread(self._set_teardown, f"tearing down 0/{total}: servers first")
         unsubscribe = self.lab.bus.subscribe(progress)
         try:
-            done, failed = teardown(self.lab.ctx, items, confirmed=True)
+            done, failed = td.teardown(self.lab.ctx, items, confirmed=True)
         except LabError as exc:
             self.app.call_from_thread(self.notify, exc.render(), severity="error", timeout=10)
             return

@@ -13,7 +13,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Button, Static
 
-from labtui.model import encapsulation_choice
+from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES, encapsulation_choice
 from labtui.stages import wizard_for
 from labtui.stages.plan import ReviewStep, sources_summary
 from labtui.steps import STATE_ICONS, Step, StepState, Wizard
@@ -69,7 +69,6 @@ class StepPanelMixin:
                         f"{n.get('user', 'ubuntu')})\n")
         text.append(f"Nodes {data.get('node_subnet')}\nPods {data.get('pod_cidr')}\nServices {data.get('service_cidr')}\n")
         enc = data.get("encapsulation")
-        from labtui.model import DEFAULT_CALICO, DEFAULT_KUBERNETES
 
         enc = enc or "IPIP"
         text.append(f"Kubernetes {data.get('kubernetes') or DEFAULT_KUBERNETES}, Calico {data.get('calico') or DEFAULT_CALICO}, "

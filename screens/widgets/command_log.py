@@ -14,6 +14,9 @@ from textual.widgets import RichLog
 from labtui import events as ev
 from labtui.events import Event
 
+from screens.modals import TextModal
+
+
 STYLES = {
     ev.STEP_START: "bold cyan",
     ev.STEP_DONE: "bold green",
@@ -80,7 +83,5 @@ class CommandLog(RichLog):
         self.app.notify(f"copied: {self.last_command[:70]}")
 
     def action_select_text(self) -> None:
-        from screens.modals import TextModal
-
         self.app.push_screen(TextModal("Command log: select with the mouse or shift+arrows, y copies",
                                        "\n".join(self.plain)))

@@ -20,6 +20,8 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from labtui.errors import LabError
 from labtui.inventory import load_inventory
+from labtui.model import FIELD_LABELS, NodeSpec
+
 
 ROLES = [("control-plane", "control-plane"), ("worker", "worker")]
 PASTE_ORDER = ["node-name", "node-address", "node-user", "node-port", "node-key", "node-jump"]
@@ -246,7 +248,6 @@ class NodesEditor(Vertical):
     def form_problems(self, *, complete: bool = False) -> list[tuple[str, str]]:
         """(field, message) for each wrong field of the form, named as on screen. `complete`: a missing
         name or address is a problem too (when the row is added)."""
-        from labtui.model import FIELD_LABELS, NodeSpec
 
         values = {f: self._input(FIELD_INPUT[f]).value.strip() for f in ("name", "address", "user", "port",
                                                                           "key_file", "proxy_jump")}

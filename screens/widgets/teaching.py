@@ -7,6 +7,9 @@ from typing import Any
 
 from rich.text import Text
 
+from labtui.glossary import explain, terms_in
+
+
 SEV = {"error": ("✗", "bold red"), "warning": ("!", "yellow"), "info": ("i", "cyan"), "ok": ("✓", "green")}
 
 
@@ -79,7 +82,6 @@ def diagnosis_text(diag: Any) -> Text:
 
 
 def glossary_markdown(terms: list[str]) -> str:
-    from labtui.glossary import explain
 
     rows = explain(terms)
     if not rows:
@@ -88,7 +90,6 @@ def glossary_markdown(terms: list[str]) -> str:
 
 
 def step_terms(step: Any) -> list[str]:
-    from labtui.glossary import terms_in
 
     own = list(getattr(step, "glossary", ()) or ())
     found = terms_in(getattr(step, "title", ""), getattr(step, "why", ""), getattr(step, "expect", ""))
