@@ -71,13 +71,13 @@ def main() -> None:
     # warm the file cache once, then alternate the two so both see the same machine state
     first_frame(hello, b"first frame", env)
     first_frame(labtui, b"No labs yet", env)
-    h, l = [], []
+    h, lab = [], []
     for _ in range(args.runs):
         h.append(first_frame(hello, b"first frame", env))
-        l.append(first_frame(labtui, b"No labs yet", env))
-    hm, lm = statistics.median(h), statistics.median(l)
+        lab.append(first_frame(labtui, b"No labs yet", env))
+    hm, lm = statistics.median(h), statistics.median(lab)
     print(f"hello-world first frame: median {hm * 1000:.0f} ms  (runs: {', '.join(f'{x * 1000:.0f}' for x in h)})")
-    print(f"labtui      first frame: median {lm * 1000:.0f} ms  (runs: {', '.join(f'{x * 1000:.0f}' for x in l)})")
+    print(f"labtui      first frame: median {lm * 1000:.0f} ms  (runs: {', '.join(f'{x * 1000:.0f}' for x in lab)})")
     print(f"ratio labtui / hello-world: {lm / hm:.2f}  (target <= 1.20)")
 
 

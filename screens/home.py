@@ -86,7 +86,7 @@ class HomeScreen(CrashReporting, Screen):
 
             records = store.list_sessions()
             rows = [lab_summary(store, rec) for rec in records]
-        except Exception as exc:  # noqa: BLE001 - the list must never take the screen down
+        except Exception as exc:  # the list must never take the screen down
             msg = exc.render() if isinstance(exc, LabError) else "could not read the labs: " + worker_crash(exc, "labs")
             self.app.call_from_thread(self.notify, msg, severity="error")
             return

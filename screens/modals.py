@@ -133,7 +133,7 @@ def keys_as_pressed(app, binding) -> str:
     for k in (k.strip() for k in keys.split(",") if k.strip()):
         try:
             shown.append(app.get_key_display(_B(k, binding.action, binding.description)))
-        except Exception:  # noqa: BLE001 - a display problem must never hide the help
+        except Exception:  # a display problem must never hide the help
             shown.append(k)
     return " / ".join(dict.fromkeys(shown))
 
@@ -142,7 +142,7 @@ def _keymap_path() -> str:
 
     try:
         return str(config_dir() / KEYMAP_FILE)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return KEYMAP_FILE
 
 

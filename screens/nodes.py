@@ -458,7 +458,7 @@ class NodesScreen(CrashReporting, Screen):
             with self.app.suspend():
                 print(f"labtui: a shell on {name} (exit it to come back)\n$ {shown}\n", flush=True)
                 subprocess.call(argv)
-        except Exception as exc:  # noqa: BLE001 - SuspendNotSupported (e.g. a web terminal) and spawn errors
+        except Exception as exc:  # SuspendNotSupported (e.g. a web terminal) and spawn errors
             self.notify(f"cannot open a terminal here ({type(exc).__name__}); run it yourself:\n{shown}",
                         severity="warning", timeout=15)
             return

@@ -179,7 +179,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         try:
             with self._engine:
                 wizard, point = lab.resume(wizard)
-        except Exception as exc:  # noqa: BLE001 - a re-check that breaks must not take the screen with it
+        except Exception as exc:  # a re-check that breaks must not take the screen with it
             msg = exc.render() if isinstance(exc, LabError) else "could not re-check: " + worker_crash(exc, "re-check")
             self.app.call_from_thread(self.notify, msg, severity="error")
             point = None
@@ -452,13 +452,13 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         try:
             with self._engine:
                 outcome = self.lab.runner(wizard).run_step(step)
-        except Exception as exc:  # noqa: BLE001 - never let a bug take the UI down; show it instead
+        except Exception as exc:  # never let a bug take the UI down; show it instead
 
             outcome = StepOutcome(step.id, StepState.FAILED, worker_crash(exc, f"step {wizard.id}/{step.id}"))
             try:  # the command log and labtui.log say it too
 
                 self.lab.ctx.emit(Event(ev.STEP_FAILED, outcome.detail, step=step.id))
-            except Exception:  # noqa: BLE001 - reporting a bug must not hide it
+            except Exception:  # reporting a bug must not hide it
                 pass
         self.post_message(StepFinished(outcome))
 
@@ -569,7 +569,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
             self.post_message(PreviewReady(step.id, actions, check=result, extra=extra))
         except LabError as exc:
             self.post_message(PreviewReady(step.id, [], exc.render(), check=result, extra=extra))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.post_message(PreviewReady(step.id, [], "could not plan this step: "
                                            + worker_crash(exc, f"preview {wizard.id}/{step.id}"), check=result, extra=extra))
 

@@ -111,7 +111,7 @@ class WizardDialogsMixin:
         if ssh is not None:
             try:
                 ssh.close()
-            except Exception:  # noqa: BLE001 - closing a connection to a deleted machine must not matter
+            except Exception:  # closing a connection to a deleted machine must not matter
                 pass
         self._fill_step_list()
         rec = self.lab.record

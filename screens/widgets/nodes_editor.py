@@ -265,7 +265,7 @@ class NodesEditor(Vertical):
             probe["port"] = int(port)
         try:
             NodeSpec.model_validate(probe)
-        except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError: each field named
+        except Exception as exc:  # pydantic's ValidationError: each field named
             for err in getattr(exc, "errors", lambda: [])():
                 loc = str(err.get("loc", ("",))[0])
                 if loc in ("name", "address") and not values[loc]:

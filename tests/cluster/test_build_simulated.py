@@ -4,7 +4,6 @@ kubeadm, kubelet, kubectl replay the real tools' output and keep state on the no
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat

@@ -366,7 +366,7 @@ def kubernetes_packages(minor: str) -> list[Pkg]:
                    "/etc/kubernetes/manifests/.kubelet-keep": (b"", 0o644),
                    **_sim_files("kubelet", v)}
         pkgs.append(Pkg("kubelet", full, {
-            "Depends": f"iptables (>= 1.4.21), kubernetes-cni (>= 1.2.0), mount, util-linux, python3",
+            "Depends": "iptables (>= 1.4.21), kubernetes-cni (>= 1.2.0), mount, util-linux, python3",
             "Section": "net", "Priority": "optional", "Homepage": "https://kubernetes.io",
             "Description": f"Node agent for Kubernetes clusters\n {SIM_NOTE}"},
             kubelet, conffiles=("/etc/default/kubelet",), scripts=_systemd_scripts("kubelet.service", start=True)))

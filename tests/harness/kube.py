@@ -61,7 +61,7 @@ import json
 import os
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -426,7 +426,7 @@ class FakeCluster:
         harness = self
 
         class Emulator(kmock.KubernetesEmulator):
-            async def _handle(self, request):  # noqa: ANN001 - kmock's Request
+            async def _handle(self, request):  # kmock's Request
                 return await harness._handle(self, request, super()._handle)
 
         async def main() -> None:
@@ -442,7 +442,7 @@ class FakeCluster:
                     self.port = srv.port
                     self._ready.set()
                     await self._stop.wait()
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 self._error = exc
                 self._ready.set()
 

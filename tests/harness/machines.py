@@ -310,7 +310,7 @@ def wait_ssh(host: str, key: str | os.PathLike, timeout: float = 120, user: str 
             client.connect(host, port=port, username=user, pkey=pkey, timeout=5, banner_timeout=10,
                            auth_timeout=10, allow_agent=False, look_for_keys=False)
             return client
-        except Exception as exc:  # noqa: BLE001 - refused, reset, auth (key not installed yet): retry
+        except Exception as exc:  # refused, reset, auth (key not installed yet): retry
             last = exc
             client.close()
         time.sleep(1)

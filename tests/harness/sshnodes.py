@@ -408,7 +408,7 @@ class SSHNodes:
         _teardown_prefix(self.prefix, _read_state(self.dir))
         try:
             atexit.unregister(self.close)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
     # ------------------------------------------------------------------ setup pieces

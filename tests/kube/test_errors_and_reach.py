@@ -10,7 +10,7 @@ import pytest
 from labtui.errors import LabError
 from labtui.adapters.calico import plan_change, read_cluster
 from labtui.adapters.kube import KubeClient
-from labtui.pool_change import revert_pool_change, set_pool_mode
+from labtui.pool_change import set_pool_mode
 from tests.harness.kube import (
     EXPIRED,
     NOBODY,

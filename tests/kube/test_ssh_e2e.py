@@ -20,7 +20,7 @@ import pytest
 from labtui.adapters.calico import plan_change, read_cluster
 from labtui.adapters.kube import kube_for
 from labtui.adapters.kubeconfig import control_plane_shell
-from labtui.pool_change import revert_pool_change, set_pool_mode
+from labtui.pool_change import set_pool_mode
 from tests.harness.kube import TLSFront, incident_cluster, kubeconfig_text, make_certs
 
 pytestmark = pytest.mark.root

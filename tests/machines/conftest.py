@@ -11,13 +11,13 @@ import pytest
 
 from tests.harness import machines
 from tests.harness.openstack.fixtures import openstack_stack  # noqa: F401
-from tests.provision.conftest import empty_project  # noqa: F401 - one way to empty a project (security groups too)
+from tests.provision.conftest import empty_project  # one way to empty a project (security groups too)
 
 PROJECT = "machines-test"
 
 
 @pytest.fixture(scope="session")
-def machines_ready(openstack_stack):  # noqa: F811
+def machines_ready(openstack_stack):
     if os.geteuid() != 0:
         pytest.fail("real machines need root (netns, overlayfs, systemd-nspawn)", pytrace=False)
     adm = machines.admin_conn()

@@ -118,7 +118,7 @@ def empty_project(conn) -> None:
 
 
 @pytest.fixture(scope="module")
-def prov_cloud(openstack_stack, request, tmp_path_factory) -> ProvCloud:  # noqa: F811
+def prov_cloud(openstack_stack, request, tmp_path_factory) -> ProvCloud:
     module = request.module.__name__.rsplit(".", 1)[-1].replace("_", "-")
     project = f"prov-{module}"[:60]
     password = f"{project}-pw"
@@ -190,7 +190,7 @@ def make_lab(store, empty, pubkey, monkeypatch):
 
 
 @pytest.fixture
-def consoles(openstack_stack):  # noqa: F811
+def consoles(openstack_stack):
     """Write a server's console log as the fake virt driver serves it (SIMULATED at the process
     boundary: what cloud-init would print), removed after the test."""
     d = openstack_stack.state_dir / "consoles"

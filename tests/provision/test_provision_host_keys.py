@@ -30,7 +30,7 @@ def cloud_init_console(server: str, fps: list[tuple[str, str]]) -> str:
         lines.append(f"256 {fp} root@{server} ({kind})")
     lines += ["-----END SSH HOST KEY FINGERPRINTS-----",
               "<14>Dec  2 01:00:00 cloud-init: #############################################################",
-              f"Cloud-init v. 24.1 finished. Datasource DataSourceOpenStackLocal.  Up 14.02 seconds"]
+              "Cloud-init v. 24.1 finished. Datasource DataSourceOpenStackLocal.  Up 14.02 seconds"]
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ def _node_state(lab, node) -> dict:
 
 def test_a_preflight_fix_refused_halfway_leaves_nothing_and_says_so(cli_lab, capsys, store):
     lab = cli_lab
-    node1, node2 = lab.nodes[0], lab.nodes[1]
+    node1 = lab.nodes[0]
     lab.install_script(node1, "sysctl", REFUSING_SYSCTL)
     main(["nodes", "check", "lab", "--accept-new-host-keys"])
     capsys.readouterr()

@@ -510,7 +510,7 @@ def curl():
         try:
             body = recorded("calico-" + name)
         except OSError:
-            err(f"curl: (22) The requested URL returned error: 404")
+            err("curl: (22) The requested URL returned error: 404")
             sys.exit(22)
     else:
         err(f"curl: (6) Could not resolve host: {url}")

@@ -87,7 +87,7 @@ def rootfs_of(instance) -> str | None:
     system_metadata as image_<property>), or None for a fake server."""
     try:
         value = (instance.system_metadata or {}).get("image_" + ROOTFS_PROPERTY)
-    except Exception:  # noqa: BLE001 - an instance without system_metadata loaded is a fake one
+    except Exception:  # an instance without system_metadata loaded is a fake one
         return None
     return value or None
 
@@ -419,7 +419,7 @@ class FloatingIPReconciler(threading.Thread):
         while True:
             try:
                 self.sync()
-            except Exception as exc:  # noqa: BLE001 - never die; a token or Neutron hiccup passes
+            except Exception as exc:  # never die; a token or Neutron hiccup passes
                 self._client = None
                 LOG.warning("labtui floating IP sync: %s", exc)
             time.sleep(FIP_INTERVAL)
