@@ -10,6 +10,9 @@ A kind of change (`ChangeKind`) knows, for the Actions it builds:
 Kinds are registered by the modules below, imported lazily by the prefix of the kind's name
 (`openstack.sg-rule` -> labtui.changes.openstack), so a headless command or the first screen pays
 for nothing it does not use. Adapters do the talking; these modules decide what to say.
+
+A kind may answer to other names too (the names older records carry): ALIASES maps each to the
+kind that owns it now, so such a record is run and reverted by that entry.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ MODULES = {
 LAYER_ORDER = {"node": 0, "cloud": 1, "openstack": 2, "kube": 3, "calico": 4, "local": 5}
 
 _KINDS: dict[str, "ChangeKind"] = {}
+
+# Names a kind also answers to -> the kind that owns them (one place: the rule of the lab's own group
+# was a kind of its own, cloud.sg-rule; the Provision stage still records it under that name)
+ALIASES = {"cloud.sg-rule": "openstack.sg-rule"}
 
 
 @dataclass
@@ -77,6 +84,10 @@ class ChangeKind:
     layer: ClassVar[str] = "local"
     revertible: ClassVar[bool] = True
 
+    def layer_for(self, action: "Action") -> str:
+        """The layer this Action runs in (the executor's order); the kind's own unless it says otherwise."""
+        return self.layer
+
     def applied(self, ctx: "StepContext", action: "Action") -> bool | None:
         """True: already in effect (nothing to do). False: not yet. None: cannot tell without doing it."""
         return None
@@ -100,14 +111,18 @@ def register(cls: type[ChangeKind]) -> type[ChangeKind]:
     """Class decorator: add a kind to the catalogue."""
     if not cls.kind:
         raise ValueError(f"{cls.__name__} has no kind")
-    _KINDS[cls.kind] = cls()
+    entry = cls()
+    _KINDS[cls.kind] = entry
+    for alias, owner in ALIASES.items():
+        if owner == cls.kind:
+            _KINDS[alias] = entry
     return cls
 
 
 def kind(name: str) -> ChangeKind:
     """The catalogue entry for `name` (imports its module on first use)."""
     if name not in _KINDS:
-        module = MODULES.get(name.split(".", 1)[0])
+        module = MODULES.get(ALIASES.get(name, name).split(".", 1)[0])
         if module is not None:
             try:
                 importlib.import_module(module)
@@ -131,5 +146,5 @@ def known(name: str) -> bool:
 
 def layer_of(action: "Action") -> str:
     if action.change:
-        return kind(action.change).layer
+        return kind(action.change).layer_for(action)
     return action.kind if action.kind in LAYER_ORDER else "local"

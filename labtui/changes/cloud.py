@@ -23,11 +23,12 @@ import threading
 import time
 from typing import Any
 
-from labtui.adapters.openstack import CloudConnection, session_cloud
+from labtui.adapters import provision as p
+from labtui.adapters.openstack import CloudConnection, group_rules, session_cloud
 from labtui.changes import Applied, AppliedThenFailed, ChangeKind, register
 from labtui.errors import LabError
 from labtui.net.fixes import RuleFix, find_same_rule
-from labtui.provision_plan import DESCRIPTION
+from labtui.provision_plan import DESCRIPTION, TAG_PREFIX, RuleSpec
 from labtui.steps import Action, Risk
 
 SEEN_SECONDS = 20.0
@@ -78,8 +79,6 @@ def resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
 
 
 def _resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
-    from labtui.adapters import provision as p
-
     cache = _cache(ctx)
     if (kind, name) in cache:  # found by another thread meanwhile
         return cache[(kind, name)]
@@ -99,7 +98,7 @@ def _resolve(ctx: Any, kind: str, name: str, lab: str, tag: str) -> str:
     return rid
 
 
-def _unless_parent_missing(look: Any) -> Any:
+def unless_parent_missing(look: Any) -> Any:
     """`look()`, or False when a resource it hangs on is not created yet (then neither is this one: an
     answer for the "already so?" check, not a warning)."""
     try:
@@ -139,8 +138,6 @@ class CloudResource(ChangeKind):
             seen.pop(action.id, None)
 
     def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
-        from labtui.adapters import provision as p
-
         d = action.data
         c = _conn(ctx)
         for o in p.find(c, self.res, name=d["name"]):
@@ -150,7 +147,7 @@ class CloudResource(ChangeKind):
         return None
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        info = _unless_parent_missing(lambda: self.existing(ctx, action))  # a floating IP's port
+        info = unless_parent_missing(lambda: self.existing(ctx, action))  # a floating IP's port
         if not info:
             return False
         if info["id"] not in recorded_ids(ctx, self.kind):
@@ -167,8 +164,6 @@ class CloudResource(ChangeKind):
         return attrs
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters import provision as p
-
         d = action.data
         c = _conn(ctx)
         info = self.existing(ctx, action)
@@ -210,8 +205,6 @@ class CloudResource(ChangeKind):
         return f"openstack {TITLES[self.res]} delete {rid}"
 
     def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters import provision as p
-
         data = change.revert_data or {}
         rid = data.get("id")
         if not rid:
@@ -257,8 +250,6 @@ class Router(CloudResource):
 
     def before_delete(self, ctx: Any, c: Any, rid: str, info: dict[str, Any]) -> None:
         # interfaces on the lab's own subnets (an interrupted run may not have recorded them)
-        from labtui.adapters import provision as p
-
         subnets = p.router_interface_subnets(c, rid)
         tag = _tag_of(info)
         mine = {s["id"] for s in p.find(c, "subnet", tag=tag)} if tag else set()
@@ -268,8 +259,6 @@ class Router(CloudResource):
 
 
 def _tag_of(info: dict[str, Any]) -> str | None:
-    from labtui.provision_plan import TAG_PREFIX
-
     return next((t for t in info.get("tags") or [] if t.startswith(TAG_PREFIX)), None)
 
 
@@ -293,8 +282,6 @@ class FloatingIP(CloudResource):
     res = "floating-ip"
 
     def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
-        from labtui.adapters import provision as p
-
         d = action.data
         c = _conn(ctx)
         port_id = resolve(ctx, "port", d["port_name"], d["lab"], d["tag"])
@@ -347,8 +334,6 @@ class Server(CloudResource):
         return True if self.recorded(ctx, info) else None
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters import provision as p
-
         d = action.data
         c = _conn(ctx)
         info = self.existing(ctx, action)
@@ -397,8 +382,6 @@ class Server(CloudResource):
         return attrs
 
     def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters import provision as p
-
         data = change.revert_data or {}
         c = _conn(ctx)
         if data.get("id"):
@@ -443,8 +426,6 @@ class Keypair(CloudResource):
     taggable = False
 
     def lookup(self, ctx: Any, action: Action) -> dict[str, Any] | None:
-        from labtui.adapters import provision as p
-
         d = action.data
         c = _conn(ctx)
         for o in p.find(c, "keypair", name=d["name"]):
@@ -466,8 +447,6 @@ class Keypair(CloudResource):
         return applied
 
     def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters import provision as p
-
         data = change.revert_data or {}
         c = _conn(ctx)
         found = p.find(c, "keypair", name=data.get("name") or data.get("id"))
@@ -480,77 +459,51 @@ class Keypair(CloudResource):
         return f"deleted keypair {data.get('name')}"
 
 
-@register
-class SGRule(ChangeKind):
-    """A rule of the lab's own new group (from the requirements engine). Exists = the group has a
-    rule Neutron counts as the same (labtui.net.fixes.same_rule; HTTP 409 counts as done); deleting
-    the group deletes its rules."""
+# A rule of the lab's own new group (Action.data: rule = a provision_plan.RuleSpec, group, lab, tag) is
+# created by the one rule kind, labtui.changes.openstack.SecurityGroupRule (recorded as cloud.sg-rule);
+# these find its group and say whether the group has it.
 
-    kind = "cloud.sg-rule"
-    layer = "cloud"
 
-    def rule(self, ctx: Any, action: Action) -> RuleFix:
-        """The rule to create, in the network model's one shape (the group's id looked up now)."""
-        from labtui.provision_plan import RuleSpec
+def lab_rule(ctx: Any, action: Action) -> RuleFix:
+    """The rule to create, in the network model's one shape (the group's id looked up now)."""
+    d = action.data
+    gid = resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
+    attrs = RuleSpec(**d["rule"]).attrs(gid)
+    return RuleFix(security_group_id=gid, security_group_name=d["group"], protocol=attrs.get("protocol"),
+                   port_range_min=attrs.get("port_range_min"), port_range_max=attrs.get("port_range_max"),
+                   remote_group_id=attrs.get("remote_group_id"),
+                   remote_group_name=d["group"] if attrs.get("remote_group_id") else None,
+                   remote_ip_prefix=attrs.get("remote_ip_prefix"), description=attrs.get("description") or "",
+                   requirement=d["rule"].get("requirement", ""))
 
-        d = action.data
-        gid = resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
-        attrs = RuleSpec(**d["rule"]).attrs(gid)
-        return RuleFix(security_group_id=gid, security_group_name=d["group"], protocol=attrs.get("protocol"),
-                       port_range_min=attrs.get("port_range_min"), port_range_max=attrs.get("port_range_max"),
-                       remote_group_id=attrs.get("remote_group_id"),
-                       remote_group_name=d["group"] if attrs.get("remote_group_id") else None,
-                       remote_ip_prefix=attrs.get("remote_ip_prefix"), description=attrs.get("description") or "",
-                       requirement=d["rule"].get("requirement", ""))
 
-    def _find(self, ctx: Any, action: Action) -> str | None:
-        from labtui.adapters.openstack import group_rules
+def lab_rule_id(ctx: Any, action: Action) -> str | None:
+    """The id of the group's rule Neutron counts as this one, or None. One read of a group's rules
+    serves the checks of all its rules made together (dropped when a rule is made)."""
+    c = _conn(ctx)
+    want = lab_rule(ctx, action)
+    gid = want.security_group_id
+    with _READ_LOCK:  # the rules' checks run together: the first reads, the others use its answer
+        cache = getattr(ctx.memo, "provision_rules", None)
+        if cache is None:
+            cache = ctx.memo.provision_rules = {}
+        hit = cache.get(gid)
+        if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
+            rules = hit[1]
+        else:
+            rules = group_rules(c, gid, "read the group's rules")
+            cache[gid] = (time.monotonic(), rules)
+    found = find_same_rule(rules, want)
+    return found.id if found else None
 
-        c = _conn(ctx)
-        want = self.rule(ctx, action)
-        gid = want.security_group_id
-        with _READ_LOCK:  # the rules' checks run together: the first reads, the others use its answer
-            cache = getattr(ctx.memo, "provision_rules", None)
-            if cache is None:
-                cache = ctx.memo.provision_rules = {}
-            hit = cache.get(gid)
-            if hit is not None and time.monotonic() - hit[0] < SEEN_SECONDS:
-                rules = hit[1]
-            else:  # one read of the group's rules serves every rule's check (dropped when a rule is made)
-                rules = group_rules(c, gid, "read the group's rules")
-                cache[gid] = (time.monotonic(), rules)
-        found = find_same_rule(rules, want)
-        return found.id if found else None
 
-    def applied(self, ctx: Any, action: Action) -> bool | None:
-        return bool(_unless_parent_missing(lambda: self._find(ctx, action)))  # False: its group is not there yet
+def lab_rule_applied(ctx: Any, action: Action) -> bool:
+    return bool(unless_parent_missing(lambda: lab_rule_id(ctx, action)))  # False: its group is not there yet
 
-    def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters.openstack import post_rule
 
-        c = _conn(ctx)
-        want = self.rule(ctx, action)
-        (getattr(ctx.memo, "provision_rules", None) or {}).pop(want.security_group_id, None)
-        made = post_rule(c, want, what="create the rule", api=action.api or "POST /v2.0/security-group-rules",
-                         command=action.command)
-        if made is None:
-            return Applied(False, note="the group has this rule already (HTTP 409)")
-        rid = made.id
-        return Applied(True, {"id": rid, "group_id": want.security_group_id, "lab": action.data["lab"]},
-                       result={"id": rid, "protocol": made.protocol}, target=action.data["group"],
-                       revert_command=f"openstack security group rule delete {rid}")
-
-    def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
-        return None
-
-    def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters import provision as p
-
-        rid = (change.revert_data or {}).get("id")
-        c = _conn(ctx)
-        if not rid or not p.delete(c, "sg-rule", rid, command=change.revert_command):
-            return "already gone"
-        return f"deleted rule {rid}"
+def forget_rules(ctx: Any, group_id: str) -> None:
+    """A rule is being made in this group: its cached rules are stale."""
+    (getattr(ctx.memo, "provision_rules", None) or {}).pop(group_id, None)
 
 
 @register
@@ -564,14 +517,10 @@ class RouterInterface(ChangeKind):
                 resolve(ctx, "subnet", d["subnet"], d["lab"], d["tag"]))
 
     def applied(self, ctx: Any, action: Action) -> bool | None:
-        from labtui.adapters import provision as p
-
-        ids = _unless_parent_missing(lambda: self._ids(ctx, action))  # the router or the subnet
+        ids = unless_parent_missing(lambda: self._ids(ctx, action))  # the router or the subnet
         return ids is not False and bool(p.router_has_interface(_conn(ctx), *ids))
 
     def run(self, ctx: Any, action: Action) -> Applied:
-        from labtui.adapters import provision as p
-
         router, subnet = self._ids(ctx, action)
         c = _conn(ctx)
         if p.router_has_interface(c, router, subnet):
@@ -584,8 +533,6 @@ class RouterInterface(ChangeKind):
         return None
 
     def revert(self, ctx: Any, change: Any) -> str:
-        from labtui.adapters import provision as p
-
         d = change.revert_data or {}
         if not p.remove_router_interface(_conn(ctx), d["router"], d["subnet"]):
             return "already gone"
@@ -600,17 +547,15 @@ def resource_action(res: str, *, lab: str, tag: str, name: str, title: str, comm
                     list_refs: tuple[str, ...] = (), **extra: Any) -> Action:
     """An Action that creates one of this lab's resources (kind `cloud.<res>`). `refs` name other
     resources of the lab whose ids the body needs; those in `list_refs` are lists of one id."""
-    from labtui.adapters.provision import KINDS
-
     body = dict(attrs)
     for attr, (kind, rname) in (refs or {}).items():
         ref = f"<id of {TITLES[kind]} {rname}>"
         body[attr] = [ref] if attr in list_refs else ref
     if list_refs:
         extra["list_refs"] = list(list_refs)
-    api = f"POST {KINDS[res][2]} " + json.dumps({res.replace('-', '_'): _api_body(body)}, sort_keys=True, default=str)
+    api = f"POST {p.KINDS[res][2]} " + json.dumps({res.replace('-', '_'): _api_body(body)}, sort_keys=True, default=str)
     if res in ("network", "subnet", "router", "security-group", "port", "floating-ip"):
-        api += f", then PUT {KINDS[res][2]}/<id>/tags {{\"tags\": [\"{tag}\"]}}"
+        api += f", then PUT {p.KINDS[res][2]}/<id>/tags {{\"tags\": [\"{tag}\"]}}"
     kind_name = f"cloud.{res}"
     return Action(id=f"{res}:{name}", title=title, command=command, kind="openstack", target=target or name,
                   risk=Risk.CHANGE, change=kind_name, api=api,

@@ -18,12 +18,15 @@ from labtui.adapters.openstack import (
     disable_port_security,
     enable_port_security,
     find_rule,
+    post_rule,
     get_port,
     remove_allowed_address_pairs,
     restore_rule,
     session_cloud,
 )
+from labtui.adapters.provision import delete
 from labtui.changes import Applied, ChangeKind, register
+from labtui.changes.cloud import forget_rules, lab_rule, lab_rule_applied
 from labtui.errors import LabError
 from labtui.net.check import Report, port_security_fixes
 from labtui.net.fixes import PairsFix, PortSecurityFix, RuleFix, in_effect
@@ -76,12 +79,27 @@ def port_security_actions(report: Report, nodes: Iterable[str] | None = None) ->
 
 @register
 class SecurityGroupRule(ChangeKind):
-    """Create a rule in a group (replacing an 'ipip'-named rule Neutron counts as the same)."""
+    """Create one security-group rule: the one kind that does. Two kinds of Action name it:
+    - a rule of its own (Action.data["fix"], a labtui.net.fixes.RuleFix) from the cloud check or the
+      doctor, replacing first an 'ipip'-named rule Neutron counts as the same;
+    - a rule of the lab's own new group (Action.data["rule"], a RuleSpec, and the group's name) from
+      the Provision stage, recorded as `cloud.sg-rule` and run with the lab's resources (the cloud layer);
+      deleting the group deletes its rules.
+    Whether it is there: labtui.net.fixes.same_rule (HTTP 409 also counts as done)."""
 
     kind = "openstack.sg-rule"
     layer = "openstack"
 
+    @staticmethod
+    def of_the_lab(action: Action) -> bool:
+        return "fix" not in action.data
+
+    def layer_for(self, action: Action) -> str:
+        return "cloud" if self.of_the_lab(action) else self.layer
+
     def applied(self, ctx: Any, action: Action) -> bool | None:
+        if self.of_the_lab(action):
+            return lab_rule_applied(ctx, action)
         fix: RuleFix = action.data["fix"]
         if fix.replaces:
             return False
@@ -89,12 +107,16 @@ class SecurityGroupRule(ChangeKind):
         return existing is not None and in_effect(existing)
 
     def verify(self, ctx: Any, action: Action, applied: Applied) -> str | None:
+        if self.of_the_lab(action):
+            return None  # the stage's check reads the group again
         existing = find_rule(_conn(ctx), action.data["fix"])
         if existing is None or not in_effect(existing):
             return f"{action.title}: the group does not show the new rule"
         return None
 
     def run(self, ctx: Any, action: Action) -> Applied:
+        if self.of_the_lab(action):
+            return self._run_lab_rule(ctx, action)
         fix: RuleFix = action.data["fix"]
         res = create_rule(_conn(ctx), fix)
         data: dict[str, Any] = {"rule_id": res.id, "security_group_id": fix.security_group_id}
@@ -104,9 +126,25 @@ class SecurityGroupRule(ChangeKind):
                        revert_command=fix.revert_command(res.id), target=fix.security_group_name,
                        note="" if res.created else "the rule already exists (HTTP 409)")
 
+    def _run_lab_rule(self, ctx: Any, action: Action) -> Applied:
+        want = lab_rule(ctx, action)
+        forget_rules(ctx, want.security_group_id)
+        made = post_rule(_conn(ctx), want, what="create the rule", api=action.api or "POST /v2.0/security-group-rules",
+                         command=action.command)
+        if made is None:
+            return Applied(False, note="the group has this rule already (HTTP 409)")
+        return Applied(True, {"id": made.id, "group_id": want.security_group_id, "lab": action.data["lab"]},
+                       result={"id": made.id, "protocol": made.protocol}, target=action.data["group"],
+                       revert_command=f"openstack security group rule delete {made.id}")
+
     def revert(self, ctx: Any, change: Change) -> str:
         data = change.revert_data or {}
         conn = _conn(ctx)
+        if "rule_id" not in data:  # a rule of the lab's own group (recorded by the Provision stage)
+            rid = data.get("id")
+            if not rid or not delete(conn, "sg-rule", rid, command=change.revert_command):
+                return "already gone"
+            return f"deleted rule {rid}"
         gone = not delete_rule(conn, data["rule_id"])
         msg = "the rule was already gone" if gone else f"deleted rule {data['rule_id']}"
         for old in data.get("replaced") or []:

@@ -171,6 +171,7 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
     if kubeconfig and facts.sources.get("kube"):  # the adapter writes no store: the lab remembers it here
         remember_kubeconfig(ctx, kubeconfig)
     if facts.sources.get("kube") and "state" in seen:
+        ctx.memo.doctor_cluster = seen["state"]  # what the Calico switches of the fix options are planned on
         reconcile_live(ctx, live_values(facts, seen["state"], seen.get("kubeadm")))
     if live:
         live_proof(ctx, facts, ssh, only_cells=only_cells)
@@ -371,6 +372,7 @@ def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = 
     if facts is None:
         facts = gather_session(ctx, kubeconfig=kubeconfig, live=live, only_cells=only_cells)
     diag = diagnose(facts)
+    plan_calico_switches(ctx, diag)
     diag.cells = attach_causes(diag, getattr(facts, "cells", None) or [])  # type: ignore[attr-defined]
     remember(ctx, diag)
     for f in diag.findings:
@@ -380,6 +382,23 @@ def run_doctor(ctx: StepContext, *, kubeconfig: str | None = None, live: bool = 
         ctx.emit(Event(ev.WARN, f"doctor: {u.line()}"))
     ctx.emit(Event(ev.INFO, f"doctor: {diag.status}"))
     return diag
+
+
+def plan_calico_switches(ctx: StepContext, diag: Diagnosis) -> None:
+    """Plan the Calico switch of every possible fix option against the live cluster now (the supported
+    way: the operator's Installation, the v3 API, calicoctl or the CRD), so an option shows the command
+    its confirmation shows and the executor runs. (An option's cloud changes show theirs already: their
+    Actions are built from the option's own fixes.) Cannot plan it: the option keeps the doctor's
+    reading of the facts, and applying it says why."""
+    switches = [fa for o in diag.options if o.available for fa in o.actions if fa.fix is None]
+    if not switches or not diag.facts.sources.get("kube"):
+        return
+    for fa in switches:
+        try:
+            act = _calico_action(ctx, fa, False)
+        except LabError:
+            continue
+        fa.command, fa.revert = act.command, act.revert or fa.revert
 
 
 def summary_line(diag: Diagnosis) -> str:
