@@ -720,15 +720,13 @@ def groups_stateful(conn: CloudConnection, group_ids: list[str]) -> dict[str, bo
 def session_cloud(ctx: Any, cloud: str | None = None, timeout: float | None = None) -> CloudConnection:
     """The lab's one connection (ctx.adapters.cloud), made on first use with the lab's timeout
     (ctx.tuning.cloud_timeout); a different cloud name makes a new one."""
-    from labtui.errors import LabError as _LabError
-
     svc = ctx.adapters.cloud
     name = cloud or ctx.session.cloud_name
     if svc is not None and (not name or svc.name == name):
         return svc
     if not name:
-        raise _LabError(f"lab {ctx.session.name} has no cloud (it adopts machines)",
-                        "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
+        raise LabError(f"lab {ctx.session.name} has no cloud (it adopts machines)",
+                       "pass --cloud NAME (a cloud from clouds.yaml), or pick a cloud in the plan", code="cloud-not-set")
     if svc is not None:
         ctx.adapters.pop("cloud").close()
     svc = connect(name, emit=ctx.emit, timeout=float(timeout or ctx.tuning.cloud_timeout),
