@@ -59,7 +59,7 @@ def target_encapsulation(ctx: StepContext) -> Encapsulation:
     try:
         plan = ctx.plan
         planned = plan.encapsulation if plan else None
-    except ValueError:  # a saved plan that does not validate: the value it holds still says what was planned
+    except (ValueError, LabError):  # a saved plan that does not validate: the value it holds still says what was planned
         planned = (ctx.session.plan or {}).get("encapsulation")
     return target(stage_choice=ctx.inputs.get("calico_encapsulation"), planned=planned,
                   wizard=ctx.inputs.get("encapsulation"))

@@ -63,7 +63,7 @@ def networking(ctx: StepContext, encapsulation: str | None = None, bgp: bool | N
         plan = ctx.plan
         planned = {"encapsulation": plan.encapsulation, "pod_cidr": plan.pod_cidr,
                    "provision": plan.provision} if plan else {}
-    except ValueError:  # a saved plan that does not validate: the values it holds still say what was planned
+    except (ValueError, LabError):  # a saved plan that does not validate: the values it holds still say what was planned
         planned = ctx.session.plan or {}
     # an adopted lab's plan started from defaults: what the doctor read from the live cluster wins
     live = (ctx.store.facts(ctx.session.id, "live").get("live", {}).get("live", {}).get("values") or {}) \
