@@ -103,20 +103,22 @@ def run_labtui(tmp: Path, pub: Path, i: int) -> float:
     if REAL:
         extra["login_user"] = "debian"
     else:
-        import labtui.stages.provision as prov_stage
+        import labtui.stages.provision.host_keys as prov_keys
 
-        prov_stage.HOST_KEY_WAIT = 1.0  # fake consoles never print keys: do not wait 10 minutes for them
+        prov_keys.HOST_KEY_WAIT = 1.0  # fake consoles never print keys: do not wait 10 minutes for them
     store.create_session(lab, cloud="prov", wizard="provision",
                          plan=Plan.parse(cf.plan_data(lab, "prov", pub, **extra)).model_dump(mode="json"))
     store.close()
-    quiet = cli.eprint
-    cli.eprint = lambda s: None
+    import labtui.commands.provision as prov_command
+
+    quiet = prov_command.eprint
+    prov_command.eprint = lambda s: None
     try:
         t = time.monotonic()
         code = cli.main(["provision", lab, "--yes"])
         took = time.monotonic() - t
     finally:
-        cli.eprint = quiet
+        prov_command.eprint = quiet
     if code != 0:
         raise SystemExit(f"labtui provision failed (exit {code})")
     return took

@@ -14,7 +14,6 @@ import os
 import sys
 
 from labtui import __version__
-from labtui.commands.common import eprint  # noqa: F401 - labtui/commands/nodes.py imports it from here; drop once it names commands.common
 from labtui.commands.launch import launch_ui
 from labtui.errors import LabError
 from labtui.logs import route_library_logs, write_crash

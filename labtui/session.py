@@ -99,7 +99,7 @@ class LabSession:
         """The saved plan, or None while the plan wizard has not saved one yet."""
         self.ctx.reload()
         data = self.ctx.session.plan
-        return Plan.model_validate(data) if data else None
+        return Plan.saved(data)
 
     def runner(self, wizard: Wizard) -> Runner:
         return Runner(wizard, self.ctx)

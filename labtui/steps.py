@@ -204,12 +204,17 @@ class StepContext:
     def inputs(self) -> dict[str, Any]:
         return self.session.inputs
 
+    _plan_read: tuple[object, Plan | None] | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def plan(self) -> Plan | None:
-        """The lab's saved plan, typed and validated (labtui.model.Plan), or None before the plan wizard
-        saved one. Stages, the doctor and the commands read the plan here, never as a dict."""
+        """The lab's saved plan, typed and validated by Plan.saved (THE validation), or None before the
+        plan wizard saved one. Stages, the doctor and the commands read the plan here, never as a dict.
+        Read once per saved plan: a save or a reload gives the session a new plan object."""
         data = self.session.plan
-        return Plan.model_validate(data) if data else None
+        if self._plan_read is None or self._plan_read[0] is not data:  # held, so never a reused id
+            self._plan_read = (data, Plan.saved(data))
+        return self._plan_read[1]
 
     def reload(self) -> None:
         self.session = self.store.get_session(self.session.name)

@@ -47,7 +47,6 @@ from labtui.adapters.sshkeys import (
     SUDO_PASSWORD_MARKERS,
     Endpoint,
     HostKeyChanged,
-    HostKeyInfo,  # noqa: F401 - labtui/stages/provision/host_keys.py imports it from here; drop once it names sshkeys
     HostKeyUnknown,
     NodeResult,
     NodeStatus,

@@ -108,14 +108,3 @@ class PoolMode(ChangeKind):
                      wait_timeout=float(ctx.tuning.calico_wait), poll=float(ctx.tuning.calico_poll), revert=True)
         ctx.memo.calico_state = None
         return f"IP pool {mode.pool} back to {mode.old.value}"
-
-
-def __getattr__(name: str) -> object:
-    """Transitional (issue 19): set_pool_mode and revert_pool_change moved to labtui.pool_change (they
-    run the executor, which sits above the catalogue). labtui/commands/calico.py and screens/calico.py
-    still import them from here; delete this function once they import labtui.pool_change."""
-    if name in ("set_pool_mode", "revert_pool_change"):
-        import labtui.pool_change
-
-        return getattr(labtui.pool_change, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

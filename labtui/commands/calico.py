@@ -18,10 +18,10 @@ from typing import Any
 from labtui.adapters.calico import plan_change, read_cluster
 from labtui.adapters.kube import kube_for
 from labtui.adapters.kubeconfig import control_plane_shell
-from labtui.changes.calico import revert_pool_change, set_pool_mode
 from labtui.commands.common import print_event
 from labtui.errors import LabError
 from labtui.net.modechange import parse_encapsulation
+from labtui.pool_change import revert_pool_change, set_pool_mode
 from labtui.session import LabSession
 from labtui.stages.calico import remember_kubeconfig, remember_state
 from labtui.store import Store

@@ -26,7 +26,7 @@ from typing import Any
 
 from labtui.adapters.ssh import NodeSSH, configure_session_ssh
 from labtui.adapters.sshkeys import HostKeyChanged, HostKeyUnknown
-from labtui.cli import eprint
+from labtui.commands.common import eprint
 from labtui.errors import LabError
 from labtui.inventory import load_inventory
 from labtui.model import NodeSpec, Plan, guess_subnet
