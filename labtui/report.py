@@ -182,7 +182,8 @@ def session_report_data(store: Store, name: str, *, log_lines: int = 0) -> dict[
     live_values, live_sources = live.get("values") or {}, live.get("sources") or {}
     for key, _title in SETUP_NAMES:
         # an adopted lab: the live cluster's value; a built lab: its plan, or the live value it lacks
-        planned = getattr(plan, key) if plan else None
+        # a value the saved plan did not set (a default filled in by the model) is no planned value
+        planned = getattr(plan, key) if plan and key in plan.model_fields_set else None
         take_live = key in live_values and (rec.inputs.get("adopted") or planned in (None, ""))
         v = live_values.get(key) if take_live else planned
         values[key] = _word(v) or None

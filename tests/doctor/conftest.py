@@ -77,7 +77,7 @@ def open_lab(store, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def doctor_layout(openstack_stack, sshlab):  # noqa: F811
+def doctor_layout(openstack_stack, sshlab):
     """The incident's layout on the test cloud for the sshd nodes: servers dcp, dw1, dw2, dw3 whose
     Neutron ports carry the sshd nodes' own addresses, group `doctor-k8s` (no protocol 4)."""
     from tests.harness.openstack import CLOUD_ADMIN, build_incident_layout, connect
@@ -88,13 +88,13 @@ def doctor_layout(openstack_stack, sshlab):  # noqa: F811
 
 
 @pytest.fixture
-def layout(doctor_layout, openstack_stack, lab_home, monkeypatch):  # noqa: F811
+def layout(doctor_layout, openstack_stack, lab_home, monkeypatch):
     """The doctor layout reset to the incident's state; clouds.yaml of the test cloud in the env."""
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(openstack_stack.clouds_yaml))
     return doctor_layout.reset()
 
 
 @pytest.fixture
-def cloud_env(openstack_stack, lab_home, monkeypatch):  # noqa: F811
+def cloud_env(openstack_stack, lab_home, monkeypatch):
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(openstack_stack.clouds_yaml))
     return openstack_stack

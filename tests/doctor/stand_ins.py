@@ -34,7 +34,7 @@ class Recorder(ChangeKind):
 def install(monkeypatch, ran: list[str], after_calico: Callable[[Any, Action], None] | None = None) -> None:
     """Replace the openstack.* and calico.pool-mode kinds; the doctor's Calico action is built from the
     fix itself (no cluster to plan against)."""
-    import labtui.changes.calico  # noqa: F401 - register the real kinds first, then replace them
+    import labtui.changes.calico
     import labtui.changes.openstack  # noqa: F401
     import labtui.doctor.run as dr
 
