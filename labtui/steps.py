@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable
 
 from labtui import events as ev
@@ -218,6 +219,16 @@ class StepContext:
 
     def reload(self) -> None:
         self.session = self.store.get_session(self.session.name)
+
+    def remember_kubeconfig(self, kubeconfig: str | None) -> None:
+        """The lab remembers a kubeconfig the user named once it worked (its path, never its content):
+        `labtui calico --kubeconfig`, `labtui doctor --kubeconfig`."""
+        if not kubeconfig:
+            return
+        path = str(Path(kubeconfig).expanduser().resolve())
+        if self.inputs.get("kubeconfig") != path:
+            self.store.save_inputs(self.session.name, {"kubeconfig": path})
+            self.reload()
 
     def info(self, message: str, **kw: Any) -> None:
         self.emit(Event(ev.INFO, message, **kw))

@@ -174,7 +174,7 @@ def resolve_kubeconfig(ctx: LabContext, explicit: str | Path | None = None, *, r
     """The kubeconfig for this lab: an explicit file, the one remembered in the session inputs, the
     session's admin.conf, or a fresh copy fetched over SSH from the control plane. An adapter writes
     no store: the command or step that got an explicit file remembers it
-    (labtui.stages.calico.remember_kubeconfig)."""
+    (labtui.steps.StepContext.remember_kubeconfig)."""
     emit = emit or ctx.emit
     if explicit:
         p = Path(explicit).expanduser().resolve()

@@ -23,7 +23,7 @@ from labtui.errors import LabError
 from labtui.net.modechange import parse_encapsulation
 from labtui.pool_change import revert_pool_change, set_pool_mode
 from labtui.session import LabSession
-from labtui.stages.calico import remember_kubeconfig, remember_state
+from labtui.stages.calico import remember_state
 from labtui.store import Store
 
 MODES_HELP = "IPIP, IPIPCrossSubnet, VXLAN, VXLANCrossSubnet or None (case-insensitive)"
@@ -47,7 +47,7 @@ def _open(args: argparse.Namespace):
 
 def _connect(lab, args: argparse.Namespace):
     kc = kube_for(lab.ctx, getattr(args, "kubeconfig", None), refresh=getattr(args, "refresh_kubeconfig", False))
-    remember_kubeconfig(lab.ctx, getattr(args, "kubeconfig", None))
+    lab.ctx.remember_kubeconfig(getattr(args, "kubeconfig", None))
     return kc
 
 

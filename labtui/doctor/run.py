@@ -15,7 +15,6 @@ change with its revert, then runs the doctor again so the user sees the finding 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from labtui import events as ev
@@ -169,7 +168,7 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
     )
     _fill_from_stored(ctx, facts)
     if kubeconfig and facts.sources.get("kube"):  # the adapter writes no store: the lab remembers it here
-        remember_kubeconfig(ctx, kubeconfig)
+        ctx.remember_kubeconfig(kubeconfig)
     if facts.sources.get("kube") and "state" in seen:
         ctx.memo.doctor_cluster = seen["state"]  # what the Calico switches of the fix options are planned on
         reconcile_live(ctx, live_values(facts, seen["state"], seen.get("kubeadm")))
@@ -177,15 +176,6 @@ def gather_session(ctx: StepContext, *, kubeconfig: str | None = None, live: boo
         live_proof(ctx, facts, ssh, only_cells=only_cells)
     facts.timings["finished"] = time.time()
     return facts
-
-
-def remember_kubeconfig(ctx: StepContext, kubeconfig: str) -> None:
-    """The lab remembers a kubeconfig the user named once it worked (its path, never its content), as
-    labtui.stages.calico does for `labtui calico --kubeconfig` (the doctor imports no stage)."""
-    path = str(Path(kubeconfig).expanduser().resolve())
-    if ctx.inputs.get("kubeconfig") != path:
-        ctx.store.save_inputs(ctx.session.name, {"kubeconfig": path})
-        ctx.reload()
 
 
 LIVE_SCOPE = "live"

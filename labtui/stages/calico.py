@@ -22,19 +22,6 @@ def _kube(ctx: StepContext, refresh: bool = False, fetch: bool = False):
     return kube_for(ctx, ctx.inputs.get("kubeconfig") or None, refresh=refresh, fetch=fetch or refresh)
 
 
-def remember_kubeconfig(ctx: StepContext, kubeconfig: Any) -> None:
-    """The lab remembers a kubeconfig the user named once it worked (its path, never its content):
-    `labtui calico --kubeconfig`, `labtui doctor --kubeconfig`."""
-    if not kubeconfig:
-        return
-    from pathlib import Path
-
-    path = str(Path(kubeconfig).expanduser().resolve())
-    if ctx.inputs.get("kubeconfig") != path:
-        ctx.store.save_inputs(ctx.session.name, {"kubeconfig": path})
-        ctx.reload()
-
-
 def remember_state(ctx: StepContext, state) -> None:
     """The cluster's Calico state as session facts (scope "calico"; no secrets in it), shared by the
     stage, `labtui calico show` and the Calico screen."""

@@ -143,16 +143,15 @@ def test_admin_conf_fetch_failures_are_clear(incident, lab_home, make_lab, incid
 
 def test_the_adapter_reads_a_named_kubeconfig_and_the_caller_remembers_it(incident, kubeconfig_for, lab_home, make_lab):
     """Adapters return data: kube_for with a named kubeconfig connects and writes nothing to the store;
-    the command or step that was given the file remembers it (labtui.stages.calico.remember_kubeconfig)."""
+    the command or step that was given the file remembers it (labtui.steps.StepContext.remember_kubeconfig)."""
     from labtui.adapters.calico import read_cluster
     from labtui.adapters.kube import kube_for
-    from labtui.stages.calico import remember_kubeconfig
 
     kc_file = kubeconfig_for(incident)
     lab, _ = make_lab("named")
     kc = kube_for(lab.ctx, kc_file)
     assert read_cluster(kc).install.mode == "manifest"
     assert "kubeconfig" not in Store().get_session("named").inputs
-    remember_kubeconfig(lab.ctx, kc_file)
+    lab.ctx.remember_kubeconfig(kc_file)
     assert Store().get_session("named").inputs["kubeconfig"] == str(kc_file.resolve())
     assert lab.ctx.inputs["kubeconfig"] == str(kc_file.resolve())
