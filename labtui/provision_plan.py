@@ -11,7 +11,6 @@ import base64
 import hashlib
 import ipaddress
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -275,7 +274,8 @@ def shortfall_hint(shortfalls: list[Shortfall]) -> str:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One ingress rule of the lab's own group, with the requirement it comes from."""
+    """One ingress rule of the lab's own group, with the requirement it comes from (its command and API
+    body are those of the one rule shape: labtui.net.fixes.lab_rule_fix)."""
 
     requirement: str
     reason: str
@@ -297,32 +297,6 @@ class RuleSpec:
         if self.port_min is not None:
             p += f" {self.port_min}" + (f"-{self.port_max}" if self.port_max not in (None, self.port_min) else "")
         return p
-
-    def attrs(self, group_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"security_group_id": group_id, "direction": "ingress", "ether_type": "IPv4"}
-        if self.protocol is not None:
-            out["protocol"] = str(self.protocol)
-        if self.port_min is not None:
-            out["port_range_min"] = self.port_min
-            out["port_range_max"] = self.port_max if self.port_max is not None else self.port_min
-        if self.remote == "group":
-            out["remote_group_id"] = group_id
-        elif self.cidr:
-            out["remote_ip_prefix"] = self.cidr
-        out["description"] = f"labtui: {self.requirement}"
-        return out
-
-    def command(self, group: str) -> str:
-        q = shlex.quote
-        parts = ["openstack security group rule create --ingress --ethertype IPv4",
-                 f"--protocol {q(self.protocol)}" if self.protocol is not None else "--protocol any"]
-        if self.port_min is not None:
-            hi = self.port_max if self.port_max is not None else self.port_min
-            parts.append(f"--dst-port {self.port_min}" + (f":{hi}" if hi != self.port_min else ""))
-        parts.append(f"--remote-group {q(group)}" if self.remote == "group" else f"--remote-ip {q(self.cidr or '')}")
-        parts.append(f"--description {q('labtui: ' + self.requirement)}")
-        parts.append(q(group))
-        return " ".join(parts)
 
 
 ANY = "0.0.0.0/0"

@@ -27,7 +27,7 @@ from labtui.adapters import provision as p
 from labtui.adapters.openstack import CloudConnection, group_rules, session_cloud
 from labtui.changes import Applied, AppliedThenFailed, ChangeKind, register
 from labtui.errors import LabError
-from labtui.net.fixes import RuleFix, find_same_rule
+from labtui.net.fixes import RuleFix, find_same_rule, lab_rule_fix
 from labtui.provision_plan import DESCRIPTION, TAG_PREFIX, RuleSpec
 from labtui.steps import Action, Risk
 
@@ -468,13 +468,7 @@ def lab_rule(ctx: Any, action: Action) -> RuleFix:
     """The rule to create, in the network model's one shape (the group's id looked up now)."""
     d = action.data
     gid = resolve(ctx, "security-group", d["group"], d["lab"], d["tag"])
-    attrs = RuleSpec(**d["rule"]).attrs(gid)
-    return RuleFix(security_group_id=gid, security_group_name=d["group"], protocol=attrs.get("protocol"),
-                   port_range_min=attrs.get("port_range_min"), port_range_max=attrs.get("port_range_max"),
-                   remote_group_id=attrs.get("remote_group_id"),
-                   remote_group_name=d["group"] if attrs.get("remote_group_id") else None,
-                   remote_ip_prefix=attrs.get("remote_ip_prefix"), description=attrs.get("description") or "",
-                   requirement=d["rule"].get("requirement", ""))
+    return lab_rule_fix(RuleSpec(**d["rule"]), gid, d["group"])
 
 
 def lab_rule_id(ctx: Any, action: Action) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from labtui.net.model import SGRule
+from labtui.provision_plan import RuleSpec
 
 # Protocol names Neutron knows, as numbers: "tcp" and "6" are one rule to its duplicate check, and
 # 'ipip' is stored as given but counted as 4 (IP-in-IP; see labtui.net.check.IPIP_NAME_WARNING)
@@ -159,6 +160,20 @@ def in_effect(rule: SGRule) -> bool:
     """A rule that carries what it says: one named 'ipip' is protocol 94 on some clouds, so a rule
     that matches `want` only by that name is replaced, not counted as done."""
     return str(rule.protocol or "") != "ipip"
+
+
+def lab_rule_fix(spec: RuleSpec, group_id: str, group_name: str) -> RuleFix:
+    """A rule of the lab's own group (the Provision stage's RuleSpec) in the one rule shape: the group
+    itself as the remote, or a CIDR; described `labtui: <requirement>`."""
+    return RuleFix(security_group_id=group_id, security_group_name=group_name,
+                   protocol=str(spec.protocol) if spec.protocol is not None else None,
+                   port_range_min=spec.port_min,
+                   port_range_max=(spec.port_max if spec.port_max is not None else spec.port_min)
+                   if spec.port_min is not None else None,
+                   remote_group_id=group_id if spec.remote == "group" else None,
+                   remote_group_name=group_name if spec.remote == "group" else None,
+                   remote_ip_prefix=spec.cidr if spec.remote != "group" and spec.cidr else None,
+                   description=f"labtui: {spec.requirement}", requirement=spec.requirement)
 
 
 def rule_create_command(rule: SGRule, group_name: str, remote_group_name: str | None = None) -> str:

@@ -7,6 +7,7 @@ import base64
 
 from labtui.model import Encapsulation
 from labtui.net.check import CalicoNetworking, NodeRef, derive_requirements
+from labtui.net.fixes import lab_rule_fix
 from labtui.provision_plan import (MIN_DISK_GB, FlavorInfo, ImageInfo, Names, choose_flavor, console_host_keys,
                                    fingerprint_of, fingerprints_printed, flavor_disk_problem, flavor_problem,
                                    guess_login_user, lab_tag, nat_warning, no_flavor_reason, pairs_cidr,
@@ -60,8 +61,9 @@ def test_rules_come_from_the_requirements_engine_protocol_4_from_the_group():
     assert not any(r.protocol == "ipip" for r in rules)
     assert not any(r.port_min == 2379 for r in rules)  # one control plane: etcd stays on it
     ipip = next(r for r in rules if r.protocol == "4")
-    assert ipip.attrs("G")["protocol"] == "4" and ipip.attrs("G")["remote_group_id"] == "G"
-    assert "--protocol 4 --remote-group labtui-x" in ipip.command("labtui-x")
+    fix = lab_rule_fix(ipip, "G", "labtui-x")  # the one rule shape renders its API body and command
+    assert fix.attrs()["protocol"] == "4" and fix.attrs()["remote_group_id"] == "G"
+    assert "--protocol 4 --remote-group labtui-x" in fix.command()
     assert pairs_cidr(reqs) is None
 
 

@@ -3,12 +3,11 @@ and its keypair: catalogue Actions (`cloud.*` kinds) the executor runs and recor
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import asdict
-from typing import Any
 
 from labtui.changes.cloud import resource_action
+from labtui.net.fixes import lab_rule_fix
 from labtui.provision_plan import DESCRIPTION, RuleSpec, rules_for
 from labtui.stages.provision.common import ActionsStep, lab_names, lab_tag_of, requirements
 from labtui.stages.provision.offer import choices
@@ -81,21 +80,15 @@ def group_actions(ctx: StepContext) -> list[Action]:
                                     f"--tag {shlex.quote(tag)} {n.group}",
                             attrs={"name": n.group, "description": desc})]
     for r in rule_specs(ctx):
+        fix = lab_rule_fix(r, f"<id of {n.group}>", n.group)  # the group's id is known once it exists
         a = Action(id=f"sg-rule:{r.key}", title=f"{n.group}: allow {r.what} from "
                    f"{'the group itself' if r.remote == 'group' else r.cidr} ({r.requirement})",
-                   command=r.command(n.group), kind="openstack", target=n.group, risk=Risk.CHANGE,
-                   change="cloud.sg-rule",
-                   api="POST /v2.0/security-group-rules " + _json({"security_group_rule": {
-                       k if k != "ether_type" else "ethertype": v for k, v in r.attrs(f"<id of {n.group}>").items()}}),
-                   revert="openstack security group rule delete <new rule id>",
+                   command=fix.command(), kind="openstack", target=n.group, risk=Risk.CHANGE,
+                   change="cloud.sg-rule", api=fix.api(), revert=fix.revert_command(),
                    data={"lab": lab, "tag": tag, "group": n.group, "rule": asdict(r), "why": r.reason},
                    together=f"rules:{n.group}")  # the rules of one group do not depend on each other
         acts.append(a)
     return acts
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True)
 
 
 def keypair_actions(ctx: StepContext) -> list[Action]:
