@@ -303,7 +303,7 @@ ANY = "0.0.0.0/0"
 
 
 def rules_for(requirements: Iterable[Any], ssh_cidr: str, pod_cidr: str | None) -> list[RuleSpec]:
-    """The group's rules for the requirements `labtui.net.check.derive_requirements` returned.
+    """The group's rules for the requirements `labtui.net.requirements.derive_requirements` returned.
 
     Between nodes: from the group itself (the incident's `--protocol 4 --remote-group SG SG`;
     protocol "4" exactly as the requirement spells it, never "ipip"). From the pod CIDR: a CIDR rule.

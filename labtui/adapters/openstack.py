@@ -1,7 +1,7 @@
 """The OpenStack adapter (openstacksdk, imported lazily): connect, discover the lab, make the calls.
 
     conn = connect("mycloud", emit=ctx.emit)        # clouds.yaml / OS_CLOUD / OS_* variables
-    lab = discover(conn, plan.nodes)                # -> labtui.net.check.LabNetwork
+    lab = discover(conn, plan.nodes)                # -> labtui.net.model.LabNetwork
     report = labtui.net.check.evaluate(lab, CalicoNetworking.for_encapsulation(...))
     create_rule(conn, ...) / add_allowed_address_pairs(conn, port, [cidr]) / disable_port_security(conn, port)
 
@@ -38,7 +38,6 @@ __all__ = [
     "CloudConnection", "RuleResult", "PairsResult", "connect", "discover", "discover_by_address", "create_rule", "delete_rule",
     "add_allowed_address_pairs", "remove_allowed_address_pairs", "disable_port_security",
     "enable_port_security", "session_cloud", "find_rule", "get_port", "post_rule", "group_rules",
-    "LabNetwork", "LabNode", "NodePort", "SecurityGroup", "SGRule",
 ]
 
 

@@ -32,18 +32,13 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
 
-
-
-# the three parts, importable from here as before
-from labtui.net.fixes import Fix, PairsFix, PortSecurityFix, RuleFix, rule_create_command  # noqa: F401
-from labtui.net.model import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule  # noqa: F401
-from labtui.net.requirements import (  # noqa: F401
-    UNUSED_CROSS_SUBNET,
+from labtui.net.fixes import Fix, PairsFix, PortSecurityFix, RuleFix
+from labtui.net.model import LabNetwork, NodePort, SecurityGroup, SGRule
+from labtui.net.requirements import (
     CalicoNetworking,
     NodeRef,
     Requirement,
     derive_requirements,
-    encapsulated_pairs,
 )
 
 SATISFIED = "satisfied"

@@ -18,7 +18,8 @@ from labtui.changes.openstack import fix_actions, port_security_actions
 from labtui.errors import LabError
 from labtui.events import Event
 from labtui.model import target_encapsulation
-from labtui.net.check import CalicoNetworking, Report, evaluate
+from labtui.net.check import Report, evaluate
+from labtui.net.requirements import CalicoNetworking
 from labtui.steps import Action, CheckResult, Step, StepContext, Wizard
 
 SCOPE = "cloud"

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from labtui.net.check import (
-    AAP_QUOTA,
-    CalicoNetworking,
-    LabNetwork,
-    LabNode,
-    NodePort,
-    NodeRef,
-    PairsFix,
-    RuleFix,
-    SecurityGroup,
-    SGRule,
-    derive_requirements,
-    encapsulated_pairs,
-    evaluate,
-    port_security_fixes,
-)
+from labtui.net.check import AAP_QUOTA, evaluate, port_security_fixes
+from labtui.net.fixes import PairsFix, RuleFix
+from labtui.net.model import LabNetwork, LabNode, NodePort, SecurityGroup, SGRule
+from labtui.net.requirements import CalicoNetworking, NodeRef, derive_requirements, encapsulated_pairs
 from labtui.model import Encapsulation
 
 SG = "sg-k8s"

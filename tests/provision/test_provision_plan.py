@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from labtui.model import Encapsulation
-from labtui.net.check import CalicoNetworking, NodeRef, derive_requirements
+from labtui.net.requirements import CalicoNetworking, NodeRef, derive_requirements
 from labtui.net.fixes import lab_rule_fix
 from labtui.provision_plan import (MIN_DISK_GB, FlavorInfo, ImageInfo, Names, choose_flavor, console_host_keys,
                                    fingerprint_of, fingerprints_printed, flavor_disk_problem, flavor_problem,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from labtui.errors import LabError
 from labtui.execute import ALREADY, Executor, Outcome
 from labtui.model import NodeSpec, ProvisionSpec
-from labtui.net.check import NodeRef, derive_requirements
+from labtui.net.requirements import NodeRef, derive_requirements
 from labtui.provision_plan import Names, lab_tag
 from labtui.stages.cloud import networking
 from labtui.steps import Action, CheckResult, Step, StepContext
