@@ -349,9 +349,3 @@ class _Failed(Exception):
         self.outcome = outcome
         self.error = error
 
-
-def run_actions(ctx: StepContext, actions: list[Action], **kw: Any) -> Execution:
-    """Shorthand: `Executor(ctx).run(actions)`."""
-    step = kw.pop("step", None)
-    confirm = kw.pop("confirm", None)
-    return Executor(ctx, step=step, confirm=confirm).run(actions, **kw)

@@ -234,11 +234,6 @@ class Store:
                 version += 1
                 db.execute(f"PRAGMA user_version={version}")
 
-    @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return self.db.execute("PRAGMA user_version").fetchone()[0]
-
     # ------------------------------------------------------------------ sessions
     def create_session(self, name: str, cloud: str | None = None, wizard: str = "plan", **fields: Any) -> SessionRecord:
         now = time.time()

@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
-from labtui.adapters.openstack import status_code
 from labtui.errors import LabError
 from labtui.provision_plan import FlavorInfo, ImageInfo
 
@@ -32,14 +31,6 @@ KINDS = {
     "server": ("compute", "server", "/compute/v2.1/servers", "server"),
     "keypair": ("compute", "keypair", "/compute/v2.1/os-keypairs", "keypair"),
 }
-
-
-def _is_404(exc: BaseException) -> bool:
-    return status_code(exc) == 404
-
-
-def _d(obj: Any, *names: str) -> dict[str, Any]:
-    return {n: getattr(obj, n, None) for n in names}
 
 
 # ----------------------------------------------------------------------------- what the cloud offers

@@ -567,6 +567,3 @@ def _api_body(body: dict[str, Any]) -> dict[str, Any]:
         out["public_key"] = out["public_key"].split()[0] + " ..."
     return out
 
-
-def wait_note(start: float) -> str:
-    return f"{time.monotonic() - start:.1f}s"

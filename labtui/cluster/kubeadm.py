@@ -82,10 +82,6 @@ def join_config(join: "JoinCommand", node_name: str, cri_socket: str = CRI_SOCKE
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def join_config_note() -> str:
-    return "workers join with the command from `kubeadm token create --print-join-command` (a fresh token each time)"
-
-
 # --------------------------------------------------------------------------- output parsing
 
 _JOIN = re.compile(
@@ -220,11 +216,6 @@ def preflight_errors(text: str, *, warnings: bool = False) -> list[PreflightErro
         why, fix = explain(check, message)
         out.append(PreflightError(check, message, why, fix, severity))
     return out
-
-
-def half_done_hint(files: list[str]) -> str:
-    return ("a previous `kubeadm init` stopped half-way (" + ", ".join(files) + " exist but the API does not "
-            "answer): `sudo kubeadm reset -f` cleans the node before a new init")
 
 
 def parse_yaml_docs(text: str) -> list[dict[str, Any]]:

@@ -271,11 +271,6 @@ class LiveProof:
     run_id: str = ""
 
 
-def kubectl_prefix(sudo: bool, kubeconfig: str | None = ADMIN_KUBECONFIG) -> str:
-    base = "kubectl" + (f" --kubeconfig {shlex.quote(kubeconfig)}" if kubeconfig else "")
-    return ("sudo -n " if sudo else "") + base
-
-
 def run_live_proof(
     shell: Shell,
     nodes: list[str],

@@ -106,15 +106,6 @@ def cloud_service(ctx: StepContext, name: str) -> Any:
     return cloud.session_cloud(ctx, name)
 
 
-def _accepts(fn: Callable, param: str) -> bool:
-    import inspect
-
-    try:
-        return param in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class NodeShell:
     """A labtui.adapters.kubeconfig / labtui.doctor.probe Shell on one node through the session's NodeSSH (with sudo)."""
 

@@ -182,10 +182,6 @@ class LabNetwork:
     def found_nodes(self) -> list[LabNode]:
         return [n for n in self.nodes if n.found and n.port is not None]
 
-    @property
-    def missing_nodes(self) -> list[LabNode]:
-        return [n for n in self.nodes if not (n.found and n.port is not None)]
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
