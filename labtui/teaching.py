@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from labtui.model import NodeSpec, Plan, Role
 from labtui.provision_plan import Names
@@ -43,9 +44,22 @@ class LabValues:
     lab: str
     cloud: str | None = None
     plan: Plan | None = None
+    # the plan wizard's inputs while its plan is not saved yet (nodes, prov_*, src_http_proxy)
+    drafts: dict[str, Any] = field(default_factory=dict)
+
+    def _nodes(self) -> list[NodeSpec]:
+        if self.plan is not None:
+            return list(self.plan.nodes)
+        found = []
+        for raw in self.drafts.get("nodes") or []:
+            try:  # a row still being typed: only the valid ones say anything
+                found.append(NodeSpec.model_validate({k: v for k, v in dict(raw).items() if v not in (None, "")}))
+            except (ValueError, TypeError):
+                continue
+        return found
 
     def _first(self, role: Role | None = None) -> NodeSpec | None:
-        nodes = self.plan.nodes if self.plan else []
+        nodes = self._nodes()
         for node in nodes:
             if role is None or node.role == role:
                 return node
@@ -66,23 +80,28 @@ class LabValues:
                 found.append((r"\bKEY_FILE\b", path_arg(first.key_file)))
         if control_plane is not None:
             found.append((r"\bCONTROL_PLANE\b", ssh_target(control_plane)))
-        provision = self.plan.provision if self.plan else None
-        if provision is not None:
+        if self.plan is not None:
+            provisioned = self.plan.provision is not None
+            public_key = self.plan.provision.public_key_file if self.plan.provision else None
+        else:
+            provisioned = self.drafts.get("provision_mode") == "create"
+            public_key = self.drafts.get("prov_public_key_file") or None
+        if provisioned:
             names = Names(self.lab)
             found.append((r"\bGROUP\b", names.group))
             if first is not None:
                 found.append((r"\bSERVER\b", names.server(first.name)))
                 found.append((r"(?<![:\w])PORT\b", names.port(first.name)))
-            if first is None or not first.key_file:
-                key = provision.public_key_file
-                found.append((r"\bKEY_FILE\b", path_arg(key[:-4] if key.endswith(".pub") else key)))
-        proxy = self.plan.sources.http_proxy if self.plan else None
+            if public_key and (first is None or not first.key_file):
+                key = public_key.removesuffix(".pub")
+                found.append((r"\bKEY_FILE\b", path_arg(key)))
+        proxy = self.plan.sources.http_proxy if self.plan else self.drafts.get("src_http_proxy") or None
         if proxy:
             found.append((r"http://PROXY:PORT\b", proxy))
         return found
 
 
-PLACEHOLDER = re.compile(r"\b(?:[A-Z][A-Z_]*[A-Z]|[A-Z]+@[A-Z]+)\b")
+PLACEHOLDER = re.compile(r"\b(?:[A-Z]+@[A-Z]+|[A-Z][A-Z_]*[A-Z])\b")  # USER@ADDRESS as one
 _KNOWN = ("LAB", "CLOUD", "NODE", "USER@ADDRESS", "KEY_FILE", "CONTROL_PLANE", "GROUP", "SERVER", "PORT",
           "PROXY")
 

@@ -160,7 +160,9 @@ class StepPanelMixin:
                 plan = ctx.plan
             except ValueError:  # a plan the wizard has not finished: its values are not known yet
                 plan = None
-            by_hand = fill(by_hand, LabValues(self.lab.name, ctx.session.cloud_name, plan))
+            drafts = {**ctx.inputs, **self._collect(step)}  # what the form holds now counts first
+            by_hand = fill(by_hand, LabValues(drafts.get("name") or self.lab.name,
+                                              drafts.get("cloud") or ctx.session.cloud_name, plan, drafts))
         if by_hand:
             text.append(by_hand.rstrip() + "\n")
             missing = unknown_placeholders(by_hand)

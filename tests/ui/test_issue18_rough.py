@@ -182,3 +182,12 @@ async def test_the_ui_teardown_shows_which_delete_runs_and_how_long_it_has_taken
         go_on.set()
         await settle(app, pilot, 8)
         assert "tearing down" not in str(screen.query_one("#step-status").render())
+
+
+def test_show_me_how_in_the_plan_wizard_uses_what_was_typed_before_the_plan_is_saved():
+    drafts = {"nodes": [{"name": "cp", "address": "10.123.0.10", "role": "control-plane", "user": "debian"},
+                        {"name": "w1", "address": "", "role": "worker"}],  # a row still being typed
+              "provision_mode": "create", "prov_public_key_file": "~/.ssh/lab.pub"}
+    text = fill(wizard_for("plan").step("nodes").by_hand, LabValues("walk", "walk", None, drafts))
+    assert text.startswith("ssh -i ~/.ssh/lab debian@10.123.0.10 hostname")
+    assert unknown_placeholders("ssh -i KEY_FILE USER@ADDRESS") == ["KEY_FILE", "USER@ADDRESS"]
