@@ -210,7 +210,13 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
     def _set_busy(self, what: str | None) -> None:
         self._busy_what = what or ""
         self._busy_since = time.monotonic() if what else None
+        if not what:
+            self._header_idle()
         self._tick()
+
+    def _header_idle(self) -> None:
+        if self.lab is not None and self._teardown_since is None and self._busy_since is None:
+            self.sub_title = self.lab.name
 
     def _set_teardown(self, what: str | None) -> None:
         """The teardown's progress: it holds the status line until it ends (a step's check finishing in
@@ -221,6 +227,7 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         if not what:
             self._teardown_since = None
             self.query_one("#step-status", Static).update("")  # the step the lab lands on says the rest
+            self._header_idle()
         self._tick()
 
     def _tick(self) -> None:
@@ -233,6 +240,9 @@ class WizardScreen(StepFormMixin, StepPanelMixin, WizardDialogsMixin, LabScreen)
         spinner = "◐◓◑◒"[int(seconds * 2) % 4]
         self.query_one("#step-status", Static).update(
             Text(f"{spinner} {what}... {seconds:.0f} s (the command log shows each command)", style="cyan"))
+        if self.lab is not None:  # the header is always on screen (at 80x24 the status line may be below the fold)
+            short = what.split(":")[0].split(" (")[0][:32]
+            self.sub_title = f"{self.lab.name} · {spinner} {short} {seconds:.0f} s"
 
     # ------------------------------------------------------------------ step list
     def _states(self) -> dict[tuple[str, str], Any]:

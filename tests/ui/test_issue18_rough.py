@@ -179,9 +179,11 @@ async def test_the_ui_teardown_shows_which_delete_runs_and_how_long_it_has_taken
         status = str(screen.query_one("#step-status").render())
         total = len(store.changes(store.get_session("incident").id))
         assert f"tearing down 1/{total}: openstack server delete" in status, status
+        assert f"tearing down 1/{total}" in screen.sub_title  # the header is on screen at 80x24, the status may not be
         go_on.set()
         await settle(app, pilot, 8)
         assert "tearing down" not in str(screen.query_one("#step-status").render())
+        assert screen.sub_title == "incident"
 
 
 def test_show_me_how_in_the_plan_wizard_uses_what_was_typed_before_the_plan_is_saved():
