@@ -28,6 +28,10 @@ labtui fetch it over SSH), its nodes and its cloud; everything else is read from
 then the doctor runs."""
 
 
+# Health before the long columns: it stays on screen at 80 columns
+COLUMNS = ("Lab", "Progress", "Health", "Stage / step", "Cloud", "Active")
+
+
 class HomeScreen(CrashReporting, Screen):
     AUTO_FOCUS = "#sessions"
     DEFAULT_CSS = """
@@ -60,8 +64,7 @@ class HomeScreen(CrashReporting, Screen):
         self.title = "labtui"
         self.sub_title = "labs"
         table = self.query_one("#sessions", DataTable)
-        # Health before the long columns: it stays on screen at 80 columns
-        table.add_columns("Lab", "Progress", "Health", "Stage / step", "Cloud", "Active")
+        table.add_columns(*COLUMNS)
         self.refresh_sessions()
 
     def on_screen_resume(self) -> None:
@@ -95,7 +98,8 @@ class HomeScreen(CrashReporting, Screen):
     def _fill(self, rows: list[dict[str, Any]]) -> None:
         table = self.query_one("#sessions", DataTable)
         selected = self._selected()
-        table.clear()
+        table.clear(columns=True)  # the widths follow the cut below (a column never shrinks by itself)
+        table.add_columns(*COLUMNS)
         records = rows
         self.rows = {}
         cells = []
@@ -103,8 +107,9 @@ class HomeScreen(CrashReporting, Screen):
             self.rows[r["name"]] = r
             progress = f"{r['done']}/{r['total']} {r['stage']}" if r["total"] else r["stage"]
             health = r["health"].removeprefix("doctor: ") or "-"
-            cells.append((r["name"], progress, health, _cut(f"{r['stage']} / {r['step_title']}", 30),
-                          _cut(r["cloud"], 18), r["last_activity"]))
+            wide = self.size.width >= 120  # a large terminal: stage / step and cloud whole
+            cells.append((r["name"], progress, health, _cut(f"{r['stage']} / {r['step_title']}", 60 if wide else 30),
+                          _cut(r["cloud"], 40 if wide else 18), r["last_activity"]))
         health_width = self._health_width(cells)
         for name, progress, health, stage, cloud, active in cells:
             table.add_row(name, progress, _cut(health, health_width), stage, cloud, active, key=name)
