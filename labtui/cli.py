@@ -31,12 +31,27 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# which module registers each command: `labtui doctor ...` imports labtui.commands.doctor alone (each
+# module imports what it needs at its top; the others' imports would cost every run ~0.1-0.3 s)
+COMMAND_HOMES = {
+    "sessions": "labtui.commands.labs", "show": "labtui.commands.labs", "resume": "labtui.commands.labs",
+    "delete": "labtui.commands.labs", "info": "labtui.commands.labs",
+    "nodes": "labtui.commands.nodes", "cloud": "labtui.commands.cloud", "calico": "labtui.commands.calico",
+    "doctor": "labtui.commands.doctor", "revert": "labtui.commands.doctor", "report": "labtui.commands.doctor",
+    "up": "labtui.commands.up", "kubernetes": "labtui.commands.kubernetes",
+    "provision": "labtui.commands.provision", "teardown": "labtui.commands.provision",
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv` naming a command, only that command's module is imported (help, an
+    unknown command or no command: all of them, in their order)."""
     parser = argparse.ArgumentParser(prog="labtui", description="A lab assistant from an OpenStack project to a working kubeadm + Calico cluster.")
     parser.add_argument("--version", action="version", version=f"labtui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    for modname in COMMAND_MODULES:
+    first = next((a for a in argv or [] if not a.startswith("-")), None)
+    modules = [COMMAND_HOMES[first]] if first in COMMAND_HOMES else COMMAND_MODULES
+    for modname in modules:
         if importlib.util.find_spec(modname) is not None:
             importlib.import_module(modname).register(sub)
     return parser
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not argv:  # the UI: do not load the headless command modules on the way to the first frame
             return launch_ui()
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             return launch_ui()
