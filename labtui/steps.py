@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labtui import events as ev
-from labtui.adapters.interfaces import Forwarder, KubeAPI, NodeCommands, Shell
+from labtui.adapters.interfaces import CloudSession, Forwarder, KubeAPI, NodeCommands, Shell
 from labtui.adapters.sshkeys import HostKeyInfo
 from labtui.events import Event
 from labtui.model import Plan
@@ -126,7 +126,7 @@ class Adapters(_Slots):
     """The connections a lab's steps share (made on first use, closed with the session)."""
 
     ssh: NodeCommands | None = None  # adapters.ssh.NodeSSH
-    cloud: Any = None  # adapters.openstack.CloudConnection
+    cloud: CloudSession | None = None  # adapters.openstack.CloudConnection
     kube: KubeAPI | None = None  # adapters.kube.KubeClient
     cloud_login: Any = None  # adapters.keystone.EarlyLogin, until the first cloud connection takes it
 

@@ -7,7 +7,8 @@ They live in one module, apart from the adapters that implement them, so that th
 depend on the interfaces only, and a test can pass anything of the same shape. The SDKs
 (paramiko, kubernetes) stay behind the implementations, imported lazily there.
 
-Implementations: `NodeCommands` by labtui.adapters.ssh.NodeSSH, `KubeAPI` by
+Implementations: `CloudSession` by labtui.adapters.openstack.CloudConnection (the module's functions
+take it: discover, create_rule, ...), `NodeCommands` by labtui.adapters.ssh.NodeSSH, `KubeAPI` by
 labtui.adapters.kube.KubeClient, `CalicoAPI` by labtui.adapters.calico.Calico, `Shell` by
 labtui.adapters.ssh's node shell (and the tests' simulated shell).
 """
@@ -54,6 +55,26 @@ class LabContext(Protocol):
     def plan(self) -> Plan | None: ...  # the saved plan, typed
 
     def emit(self, event: Event) -> None: ...
+
+
+class CloudSession(Protocol):
+    """One logged-in OpenStack cloud: every API call goes through `call` (announced in the command log,
+    errors translated); the functions of labtui.adapters.openstack and .provision take it."""
+
+    name: str
+    timeout: float
+
+    def new_token(self) -> None: ...
+
+    def first_answered(self, timeout: float | None = None) -> None: ...
+
+    def call(self, what: str, api: str, fn: Callable[[], Any], command: str | None = None,
+             ok_codes: tuple[int, ...] = ()) -> Any: ...
+
+    @property
+    def project_id(self) -> str | None: ...
+
+    def close(self) -> None: ...
 
 
 class NodeCommands(Protocol):

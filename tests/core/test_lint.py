@@ -43,3 +43,28 @@ def test_mypy_strict_is_live_and_the_engine_core_passes(tmp_path):
     run = subprocess.run([_tool("mypy"), "--config-file", str(PYPROJECT), "--cache-dir", cache],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_each_adapter_implements_its_interface(tmp_path):
+    """mypy proves each adapter has the shape of the Protocol the engine holds it by
+    (labtui.adapters.interfaces); a method renamed on either side fails here."""
+    check = tmp_path / "adapters_conform.py"
+    check.write_text(
+        "from labtui.adapters.calico import Calico\n"
+        "from labtui.adapters.interfaces import CalicoAPI, CloudSession, KubeAPI, NodeCommands\n"
+        "from labtui.adapters.kube import KubeClient\n"
+        "from labtui.adapters.openstack import CloudConnection\n"
+        "from labtui.adapters.ssh import NodeSSH\n\n\n"
+        "def cloud(c: CloudConnection) -> CloudSession:\n    return c\n\n\n"
+        "def ssh(c: NodeSSH) -> NodeCommands:\n    return c\n\n\n"
+        "def kube(c: KubeClient) -> KubeAPI:\n    return c\n\n\n"
+        "def calico(c: Calico) -> CalicoAPI:\n    return c\n")
+    wrong = tmp_path / "adapter_wrong.py"
+    wrong.write_text("from labtui.adapters.interfaces import KubeAPI\n\n\nclass NotKube:\n    pass\n\n\n"
+                     "def kube(c: NotKube) -> KubeAPI:\n    return c\n")
+    cache = str(tmp_path / "mypy-cache")
+    args = [_tool("mypy"), "--ignore-missing-imports", "--follow-imports=silent", "--cache-dir", cache]
+    live = subprocess.run(args + [str(wrong)], capture_output=True, text=True, cwd=ROOT)
+    assert live.returncode == 1 and "KubeAPI" in live.stdout, live.stdout + live.stderr
+    run = subprocess.run(args + [str(check)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
