@@ -19,13 +19,17 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from labtui.doctor.run import apply_fix, fix_actions, last_diagnosis, run_doctor
 from labtui.errors import LabError
+from labtui.paths import session_dir, write_private
+from labtui.report import session_report
 from labtui.session import LabSession
 
-from screens.crash import worker_crash
 from screens.base import LabScreen
+from screens.crash import worker_crash
 from screens.modals import ConfirmModal, HelpScreen
 from screens.widgets.command_log import CommandLog
+
 
 HELP = """The doctor answers one question: **can pods on different nodes reach each other, and if not, why?**
 
@@ -148,8 +152,6 @@ class DoctorScreen(LabScreen):
     # ------------------------------------------------------------------ workers
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def run_doctor(self) -> None:
-        from labtui.doctor.run import run_doctor
-
         self.busy = True
         try:
             diag = run_doctor(self.lab.ctx, live=self.live)
@@ -163,8 +165,6 @@ class DoctorScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def plan_fix(self, number: int) -> None:
-        from labtui.doctor.run import fix_actions
-
         try:
             opt = self.diag.option(number)
             if not opt.available:
@@ -178,8 +178,6 @@ class DoctorScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor")
     def apply_fix(self, option, actions) -> None:
-        from labtui.doctor.run import apply_fix
-
         self.busy = True
         try:
             _acts, after = apply_fix(self.lab.ctx, self.diag, option, confirm=lambda a: True, actions=actions,
@@ -192,8 +190,6 @@ class DoctorScreen(LabScreen):
 
     # ------------------------------------------------------------------ rendering
     def _show_stored(self) -> None:
-        from labtui.doctor.run import last_diagnosis
-
         data = last_diagnosis(self.lab.store, self.lab.record.id)
         if data:
             self.query_one("#doctor-summary", Static).update(
@@ -382,9 +378,6 @@ class DoctorScreen(LabScreen):
                              confirmed)
 
     def action_report(self) -> None:
-        from labtui.paths import session_dir, write_private
-        from labtui.report import session_report
-
         path = session_dir(self.session_name, self.app.store.home) / "report.md"
         write_private(path, session_report(self.app.store, self.session_name))
         self.notify(f"report written: {path}")

@@ -15,12 +15,16 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Static
 
+from labtui.changes.openstack import port_security_actions
 from labtui.errors import LabError
+from labtui.execute import ExecutionStopped, Executor
 from labtui.session import LabSession
+from labtui.stages.cloud import check, plan_fixes
 
-from screens.base import LabScreen
+from screens.base import LabScreen, row_in_full
 from screens.modals import ConfirmModal, HelpScreen
 from screens.widgets.command_log import CommandLog
+
 
 HELP = """What your OpenStack cloud lets through between the lab's nodes, and what it must.
 
@@ -121,8 +125,6 @@ class SecurityScreen(LabScreen):
     # ------------------------------------------------------------------ engine plumbing
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-read")
     def load(self) -> None:
-        from labtui.stages.cloud import check
-
         try:
             self.post_message(ReportLoaded(check(self.lab.ctx)))
         except LabError as exc:
@@ -214,7 +216,6 @@ class SecurityScreen(LabScreen):
     @on(DataTable.RowHighlighted, "#sec-rules")
     def _row_in_full(self, event: DataTable.RowHighlighted) -> None:
         """The highlighted node or rule in full under the tables (their cells are cut at 80 columns)."""
-        from screens.base import row_in_full
 
         if event.data_table.has_focus:
             self.query_one("#sec-detail", Static).update(row_in_full(event.data_table, event.row_key))
@@ -253,8 +254,6 @@ class SecurityScreen(LabScreen):
         self.app.push_screen(ConfirmModal(title, actions, danger=danger, note=note), confirmed)
 
     def action_fix_one(self) -> None:
-        from labtui.stages.cloud import plan_fixes
-
         if not self._ready():
             return
         s = self._selected()
@@ -269,8 +268,6 @@ class SecurityScreen(LabScreen):
                                 note="Each change is recorded with its revert (u).")
 
     def action_fix_all(self) -> None:
-        from labtui.stages.cloud import plan_fixes
-
         if not self._ready():
             return
         actions = plan_fixes(self.report)
@@ -281,8 +278,6 @@ class SecurityScreen(LabScreen):
                                 note="Rules first, then allowed-address-pairs. Each is recorded with its revert (u).")
 
     def action_port_security(self) -> None:
-        from labtui.changes.openstack import port_security_actions
-
         if not self._ready():
             return
         row = self.query_one("#sec-nodes", DataTable).cursor_row
@@ -300,8 +295,6 @@ class SecurityScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-change")
     def apply(self, actions: list) -> None:
-        from labtui.execute import Executor, ExecutionStopped
-
         self.busy = True
         try:  # the modal showed these exact actions: the executor runs them (already-so ones record nothing)
             execution = Executor(self.lab.ctx, step="fix").run(actions, confirmed=True)
@@ -315,8 +308,6 @@ class SecurityScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="security-change")
     def revert(self, changes: list) -> None:
-        from labtui.execute import Executor
-
         self.busy = True
         try:
             done, _ = Executor(self.lab.ctx, step="fix").revert(changes, confirmed=True)
