@@ -34,7 +34,7 @@ import shlex
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -259,9 +259,19 @@ class NodeSSH(SSHConnections):
         workers = min(len(names), max_workers or self.max_workers)
         if workers == 1:
             return {n: one(n) for n in names}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labtui-ssh") as pool:
-            for res in pool.map(one, names):
-                results[res.node] = res
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labtui-ssh")
+        futures = [pool.submit(one, n) for n in names]
+        try:
+            pending = set(futures)
+            while pending:  # a wait with a timeout: the main thread takes ctrl+c at once
+                _done, pending = wait(pending, timeout=0.2)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)  # the caller decides what the nodes still run
+            raise
+        pool.shutdown(wait=True)
+        for future in futures:
+            res = future.result()
+            results[res.node] = res
         return {n: results[n] for n in names}
 
     def run_all(self, nodes: Iterable[str], command: str, **kw: Any) -> dict[str, NodeResult]:

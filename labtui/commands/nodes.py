@@ -21,7 +21,6 @@ import os
 import secrets
 import shlex
 import sys
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from labtui.adapters.ssh import NodeSSH, configure_session_ssh
@@ -265,37 +264,20 @@ def _stop_remote(ssh, nodes: list[str], pidfile: str, *, sudo: bool) -> None:
 
 
 def _run_stoppable(ssh, nodes: list[str], text: str, *, sudo: bool, timeout: float) -> dict[str, Any]:
-    """Run `text` on `nodes` in parallel; on ctrl+c the remote commands are stopped too (closing the
-    channel alone leaves them running: without a terminal sshd sends no hangup): each command records
-    its process group in a file of its own, and the interrupt kills that group (TERM) over a new
-    session. Returns {node: RunResult or LabError}."""
-
+    """Run `text` on `nodes` in parallel (the adapter's fan-out, which gives ctrl+c back at once); on
+    ctrl+c the remote commands are stopped too (closing the channel alone leaves them running: without
+    a terminal sshd sends no hangup): each command records its process group in a file of its own, and
+    the interrupt kills that group (TERM) over a new session. Returns {node: RunResult or LabError}."""
     pidfile = f"/tmp/labtui-run-{secrets.token_hex(8)}.pid"
     wrapped = _stoppable(text, pidfile)
     shown = ("sudo " if sudo else "") + text
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(nodes), 32)), thread_name_prefix="labtui-run")
-    futures = {pool.submit(ssh.run, n, wrapped, sudo=sudo, timeout=timeout, announce=len(nodes) > 1,
-                           display=f"ssh {n} {shlex.quote(shown)}"): n for n in nodes}
     try:
-        pending = set(futures)
-        while pending:  # a wait with a timeout: the main thread takes ctrl+c at once
-            _done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        results = ssh.fan_out(nodes, lambda n: ssh.run(n, wrapped, sudo=sudo, timeout=timeout,
+                                                       announce=len(nodes) > 1, display=f"ssh {n} {shlex.quote(shown)}"))
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
         _stop_remote(ssh, nodes, pidfile, sudo=sudo)
         raise
-    pool.shutdown(wait=True)
-    results: dict[str, Any] = {}
-    for future, node in futures.items():
-        exc = future.exception()
-        if exc is None:
-            results[node] = future.result()
-        elif isinstance(exc, LabError):
-            results[node] = exc
-        else:
-            results[node] = LabError(f"{node}: unexpected error: {type(exc).__name__}: {exc}", "see the command log",
-                                     code="error")
-    return results
+    return {n: (r.value if r.ok else r.error) for n, r in results.items()}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
