@@ -234,4 +234,7 @@ class StepFormMixin:
                 return
 
     def _show_problems_text(self, message: str) -> None:
-        self.query_one("#step-problems", Static).update(Text(message, style="bold red"))
+        static = self.query_one("#step-problems", Static)
+        static.update(Text(message, style="bold red"))
+        if message:  # as _show_problems: at 80x24 the mark can be below the fold
+            self.call_after_refresh(static.scroll_visible, animate=False)

@@ -220,6 +220,9 @@ async def test_the_lab_name_error_follows_the_typing(lab_home):
         await settle(app, pilot)
         problems = lambda: str(app.screen.query_one("#step-problems").render())  # noqa: E731
         assert "'My Lab' is not valid" in problems()
+        shown = app.screen.query_one("#step-problems").region  # on screen at 80x24, not below the fold
+        pane = app.screen.query_one("#step-pane").region
+        assert shown.height and pane.y <= shown.y and shown.bottom <= pane.bottom, (shown, pane)
         name = app.screen.query_one("#f-name")
         name.value = "my-lab"
         await settle(app, pilot)
